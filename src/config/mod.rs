@@ -1,0 +1,283 @@
+//! Configuration: `config.toml` → [`raw::RawConfig`] (serde) → validated, typed [`Config`].
+//!
+//! Every value a shard uses is checked here, once, off the hot path. Errors are [`ConfigError`]s that
+//! name the field (`routes[2].upstream`) and the reason. Loading also resolves upstream host names
+//! (blocking DNS happens here, on the control thread, never on an event loop).
+
+mod raw;
+pub mod units;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use raw::RawConfig;
+
+use crate::http::Method;
+
+/// A validated configuration. Cheap to share (`Arc`) between shards; never mutated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    /// Upstreams; a route refers to one by index.
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+impl DriverChoice {
+    pub fn parse(s: &str) -> Option<DriverChoice> {
+        match s {
+            "auto" => Some(DriverChoice::Auto),
+            "io_uring" | "iouring" | "uring" => Some(DriverChoice::IoUring),
+            "epoll" | "legacy" => Some(DriverChoice::Epoll),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    /// Shard count; `None` = one per CPU in `cpus`.
+    pub workers: Option<usize>,
+    /// CPUs to pin shards to; `None` = every CPU this process may run on.
+    pub cpus: Option<Vec<usize>>,
+    pub driver: DriverChoice,
+    pub ring_entries: u32,
+    pub ring_tuning: bool,
+    pub backlog: u32,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+    pub tick: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub buffer_size: usize,
+    pub response_buffer_size: usize,
+    pub max_head_size: usize,
+    pub max_headers: usize,
+    pub max_uri_size: usize,
+    pub max_body_size: u64,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u64,
+    pub body_timeout: Duration,
+    pub idle_buffer_release: Duration,
+    pub tunnel_idle_timeout: Duration,
+    /// Pre-rendered `Via` value (`"1.1 ringway"`), or `None` when disabled.
+    pub via: Option<String>,
+    pub forwarded_headers: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastInFlight,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// As written in the config (`"backend.internal:8080"`).
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub targets: Vec<TargetConfig>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_idle: usize,
+    /// 0 = unlimited.
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+/// A host pattern of a route, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Empty = any host.
+    pub hosts: Vec<HostPattern>,
+    pub path: PathMatch,
+    /// Empty = any method.
+    pub methods: Vec<Method>,
+    pub max_body_size: u64,
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    Proxy(ProxyAction),
+    Respond(StaticResponse),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyAction {
+    pub upstream: usize,
+    /// Replacement for the matched path prefix (`Some("")` strips it).
+    pub rewrite_prefix: Option<String>,
+    pub upstream_host: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StaticResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A config problem, naming the field it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Config::from_toml(&text)
+    }
+
+    /// Parses and validates config text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        validate::validate(raw)
+    }
+
+    /// The config `ringway proxy --listen A --upstream B` runs: one catch-all route to one upstream.
+    pub fn single_proxy(listen: &str, upstream: &str) -> Result<Config, ConfigError> {
+        let raw = RawConfig {
+            server: raw::RawServer { listen: Some(vec![listen.to_string()]), ..Default::default() },
+            upstreams: [(
+                "upstream".to_string(),
+                raw::RawUpstream {
+                    targets: vec![raw::RawTarget::Addr(upstream.to_string())],
+                    balance: None,
+                    connect_timeout: None,
+                    response_timeout: None,
+                    read_timeout: None,
+                    max_idle: None,
+                    max_connections: None,
+                    idle_timeout: None,
+                },
+            )]
+            .into_iter()
+            .collect(),
+            routes: vec![raw::RawRoute {
+                name: Some("proxy".to_string()),
+                path_prefix: Some("/".to_string()),
+                upstream: Some("upstream".to_string()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        validate::validate(raw)
+    }
+
+    pub fn upstream_index(&self, name: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.name == name)
+    }
+}
+
+/// Parses a CPU list such as `"0-3,8"`.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let lo: usize = lo.parse().map_err(|_| format!("invalid CPU number {lo:?} in {s:?}"))?;
+        let hi: usize = hi.parse().map_err(|_| format!("invalid CPU number {hi:?} in {s:?}"))?;
+        if hi < lo {
+            return Err(format!("invalid CPU range {part:?} in {s:?}: end before start"));
+        }
+        if hi > 4095 {
+            return Err(format!("CPU {hi} in {s:?} is out of range"));
+        }
+        for c in lo..=hi {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("empty CPU list {s:?}"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,8"), Ok(vec![0, 1, 2, 3, 8]));
+        assert_eq!(parse_cpu_list("1"), Ok(vec![1]));
+        assert_eq!(parse_cpu_list("2,2,1"), Ok(vec![2, 1]));
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+}

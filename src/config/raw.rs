@@ -1,0 +1,160 @@
+//! The config file as written: serde types mirroring `config.toml`, with defaults and
+//! `deny_unknown_fields` so a misspelt key is an error, not a silently ignored line.
+//!
+//! Nothing here is trusted; [`super::validate`] turns a [`RawConfig`] into the typed
+//! [`super::Config`] and names the field in every error.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::units::{Dur, Size};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Addresses to listen on; every shard binds each one with SO_REUSEPORT.
+    pub listen: Option<Vec<String>>,
+    /// Number of shards (threads); 0 or absent = one per CPU in `cpus` (or per available CPU).
+    pub workers: Option<usize>,
+    /// CPU list to pin shards to, e.g. `"0-3,8"`.
+    pub cpus: Option<String>,
+    /// `auto`, `io_uring` or `epoll`.
+    pub driver: Option<String>,
+    /// io_uring submission queue size (power of two, 256..=32768).
+    pub ring_entries: Option<u32>,
+    /// Set IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN when the kernel has them.
+    pub ring_tuning: Option<bool>,
+    /// listen(2) backlog.
+    pub backlog: Option<u32>,
+    /// Connections a shard accepts at once; further ones wait in the kernel backlog.
+    pub max_connections: Option<usize>,
+    /// How long in-flight requests may run after SIGTERM/SIGINT before connections are closed.
+    pub shutdown_timeout: Option<Dur>,
+    /// Housekeeping tick of each shard: timeouts, pool expiry, config reload pick-up.
+    pub tick: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Per-connection read buffer for client requests.
+    pub buffer_size: Option<Size>,
+    /// Read buffer for upstream responses (per in-flight request).
+    pub response_buffer_size: Option<Size>,
+    /// Largest request head (request line + headers) accepted; larger → 431.
+    pub max_head_size: Option<Size>,
+    /// Most header fields in a request; more → 431.
+    pub max_headers: Option<usize>,
+    /// Longest request-target; longer → 414.
+    pub max_uri_size: Option<Size>,
+    /// Default request body limit for routes that do not set one; larger → 413.
+    pub max_body_size: Option<Size>,
+    /// Time a client has to send a complete request head; exceeded → 408.
+    pub header_timeout: Option<Dur>,
+    /// Time an idle keep-alive client connection is kept open.
+    pub keepalive_timeout: Option<Dur>,
+    /// Requests served on one client connection before it is closed (0 = unlimited).
+    pub keepalive_requests: Option<u64>,
+    /// Time a client may stall while sending a request body.
+    pub body_timeout: Option<Dur>,
+    /// An idle keep-alive connection gives its read buffer back after this long.
+    pub idle_buffer_release: Option<Dur>,
+    /// Longest silence in both directions of an upgraded (WebSocket) connection.
+    pub tunnel_idle_timeout: Option<Dur>,
+    /// Value of the `Via` header added in both directions; `""` disables it.
+    pub via: Option<String>,
+    /// Add X-Forwarded-For/-Proto/-Host to upstream requests.
+    pub forwarded_headers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `error`, `warn`, `info`, `debug`, `trace` (overridden by RUST_LOG).
+    pub level: Option<String>,
+    /// `text` or `json`.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub targets: Vec<RawTarget>,
+    /// `round_robin` (smooth weighted) or `least_in_flight`.
+    pub balance: Option<String>,
+    pub connect_timeout: Option<Dur>,
+    /// Time from the request being sent to the response head being complete; exceeded → 504.
+    pub response_timeout: Option<Dur>,
+    /// Longest silence while reading a response body.
+    pub read_timeout: Option<Dur>,
+    /// Idle keep-alive connections kept per target per shard.
+    pub max_idle: Option<usize>,
+    /// Connections per target per shard, idle and busy (0 = unlimited).
+    pub max_connections: Option<usize>,
+    /// Idle pooled connections are closed after this long.
+    pub idle_timeout: Option<Dur>,
+}
+
+/// A target as `"host:port"` or `{ addr = "host:port", weight = 3 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTarget {
+    Addr(String),
+    Weighted(RawWeightedTarget),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeightedTarget {
+    pub addr: String,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    /// Exact hosts and `*.example.com` wildcards; absent = any host.
+    pub hosts: Option<Vec<String>>,
+    pub path_prefix: Option<String>,
+    pub path_exact: Option<String>,
+    /// Methods this route serves; absent = all.
+    pub methods: Option<Vec<String>>,
+    /// Upstream name for a proxy route.
+    pub upstream: Option<String>,
+    /// Remove the matched prefix before forwarding.
+    pub strip_prefix: Option<bool>,
+    /// Replace the matched prefix with this before forwarding.
+    pub rewrite_prefix: Option<String>,
+    /// Host header sent upstream; absent = the client's Host is preserved.
+    pub upstream_host: Option<String>,
+    pub max_body_size: Option<Size>,
+    /// Fixed response for a static route.
+    pub respond: Option<RawRespond>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    pub status: Option<u16>,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}

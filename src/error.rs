@@ -1,0 +1,196 @@
+//! The one error type of the request path and the one place that maps an error to a status code,
+//! a stable machine-readable `code`, and a message for the JSON body
+//! `{"error":{"code":"...","message":"..."}}`.
+//!
+//! Each error knows which side caused it (client, upstream, gateway); that decides the log level and
+//! whether the upstream connection may be reused.
+
+use std::fmt;
+use std::io;
+
+use crate::http::chunked::ChunkError;
+use crate::http::{HeadError, ResponseError};
+
+/// Who caused an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Request head refused while parsing.
+    Head(HeadError),
+    /// Request body framing broken (chunked syntax).
+    BadChunk(ChunkError),
+    /// The path has `.` or `..` segments.
+    BadPath,
+    /// 413: body larger than the route allows.
+    BodyTooLarge,
+    /// 408: the client was too slow sending its request head.
+    HeaderTimeout,
+    /// 408: the client stalled while sending its body.
+    BodyTimeout,
+    /// 404.
+    RouteNotFound,
+    /// 405: a route matches the path but not the method.
+    MethodNotAllowed,
+    /// The client closed or reset its connection mid-request (nothing can be answered).
+    ClientGone,
+    /// 502: connecting to the upstream failed.
+    UpstreamConnect,
+    /// 504: connecting to the upstream timed out.
+    UpstreamConnectTimeout,
+    /// 502: the upstream closed or reset the connection before a complete response head.
+    UpstreamReset,
+    /// 502: the upstream response could not be parsed or framed.
+    UpstreamBadResponse(ResponseError),
+    /// 504: no response head within `response_timeout`, or a stalled body.
+    UpstreamTimeout,
+    /// 503: every target is at `max_connections` and none freed up in time.
+    UpstreamSaturated,
+    /// 503: the gateway is shutting down.
+    ShuttingDown,
+}
+
+/// A request-path error: a kind, plus the I/O error behind it when there is one (for logs).
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayError {
+    pub kind: ErrorKind,
+    pub io: Option<io::ErrorKind>,
+}
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind) -> GatewayError {
+        GatewayError { kind, io: None }
+    }
+
+    pub fn io(kind: ErrorKind, e: &io::Error) -> GatewayError {
+        GatewayError { kind, io: Some(e.kind()) }
+    }
+
+    /// The status code sent to the client.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::Head(h) => match h {
+                HeadError::HeadTooLarge | HeadError::TooManyHeaders => 431,
+                HeadError::UriTooLong => 414,
+                HeadError::Version => 505,
+                HeadError::Expectation => 417,
+                HeadError::Connect => 405,
+                HeadError::Malformed(_) | HeadError::BadFraming(_) | HeadError::MissingHost | HeadError::BadHost(_) => 400,
+            },
+            ErrorKind::BadChunk(_) | ErrorKind::BadPath => 400,
+            ErrorKind::BodyTooLarge => 413,
+            ErrorKind::HeaderTimeout | ErrorKind::BodyTimeout => 408,
+            ErrorKind::RouteNotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::ClientGone => 499,
+            ErrorKind::UpstreamConnect | ErrorKind::UpstreamReset | ErrorKind::UpstreamBadResponse(_) => 502,
+            ErrorKind::UpstreamConnectTimeout | ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::UpstreamSaturated | ErrorKind::ShuttingDown => 503,
+        }
+    }
+
+    /// Stable machine-readable code for the JSON body and logs.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Head(h) => match h {
+                HeadError::HeadTooLarge => "header_too_large",
+                HeadError::TooManyHeaders => "too_many_headers",
+                HeadError::UriTooLong => "uri_too_long",
+                HeadError::Malformed(_) => "bad_request",
+                HeadError::BadFraming(_) => "bad_framing",
+                HeadError::MissingHost => "missing_host",
+                HeadError::BadHost(_) => "bad_host",
+                HeadError::Version => "http_version_not_supported",
+                HeadError::Expectation => "expectation_failed",
+                HeadError::Connect => "method_not_allowed",
+            },
+            ErrorKind::BadChunk(_) => "bad_chunked_body",
+            ErrorKind::BadPath => "bad_path",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::HeaderTimeout => "header_timeout",
+            ErrorKind::BodyTimeout => "body_timeout",
+            ErrorKind::RouteNotFound => "route_not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::ClientGone => "client_closed",
+            ErrorKind::UpstreamConnect => "upstream_connect_failed",
+            ErrorKind::UpstreamConnectTimeout => "upstream_connect_timeout",
+            ErrorKind::UpstreamReset => "upstream_reset",
+            ErrorKind::UpstreamBadResponse(_) => "upstream_bad_response",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamSaturated => "upstream_saturated",
+            ErrorKind::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// Human-readable message for the JSON body.
+    pub fn message(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Head(h) => h.reason(),
+            ErrorKind::BadChunk(c) => c.reason(),
+            ErrorKind::BadPath => "path contains '.' or '..' segments",
+            ErrorKind::BodyTooLarge => "request body is larger than this route allows",
+            ErrorKind::HeaderTimeout => "request head not received in time",
+            ErrorKind::BodyTimeout => "request body not received in time",
+            ErrorKind::RouteNotFound => "no route matches this request",
+            ErrorKind::MethodNotAllowed => "the route does not allow this method",
+            ErrorKind::ClientGone => "client closed the connection",
+            ErrorKind::UpstreamConnect => "could not connect to the upstream",
+            ErrorKind::UpstreamConnectTimeout => "connecting to the upstream timed out",
+            ErrorKind::UpstreamReset => "upstream closed the connection before responding",
+            ErrorKind::UpstreamBadResponse(r) => r.reason(),
+            ErrorKind::UpstreamTimeout => "upstream did not respond in time",
+            ErrorKind::UpstreamSaturated => "upstream connection limit reached",
+            ErrorKind::ShuttingDown => "gateway is shutting down",
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self.kind {
+            ErrorKind::Head(_)
+            | ErrorKind::BadChunk(_)
+            | ErrorKind::BadPath
+            | ErrorKind::BodyTooLarge
+            | ErrorKind::HeaderTimeout
+            | ErrorKind::BodyTimeout
+            | ErrorKind::RouteNotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::ClientGone => Side::Client,
+            ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamConnectTimeout
+            | ErrorKind::UpstreamReset
+            | ErrorKind::UpstreamBadResponse(_)
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamSaturated => Side::Upstream,
+            ErrorKind::ShuttingDown => Side::Gateway,
+        }
+    }
+}
+
+impl From<HeadError> for GatewayError {
+    fn from(e: HeadError) -> Self {
+        GatewayError::new(ErrorKind::Head(e))
+    }
+}
+
+impl From<ChunkError> for GatewayError {
+    fn from(e: ChunkError) -> Self {
+        GatewayError::new(ErrorKind::BadChunk(e))
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.code(), self.status(), self.message())?;
+        if let Some(io) = self.io {
+            write!(f, " [{io}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for GatewayError {}

@@ -1,0 +1,333 @@
+//! Owned I/O buffers for monoio's rent-style I/O.
+//!
+//! [`Buf`] is one connection's read buffer: data lives in `v[start..len]`, reads append after `len`.
+//! It is lent to the kernel for each read and handed back with the result, so the same bytes are
+//! parsed in place and then written out again without a user-space copy.
+//!
+//! [`Gather`] is one vectored write: segments that point into a [`Buf`] (header runs, body bytes)
+//! interleaved with segments of a small `extra` buffer (a rewritten request line, added headers).
+//! Forwarding a head therefore costs one `writev` of the bytes as they were read, minus the removed
+//! header lines, plus the added ones.
+
+use std::io;
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf};
+use monoio::io::AsyncWriteRent;
+
+/// A connection read buffer; see the module docs.
+#[derive(Debug, Default)]
+pub struct Buf {
+    v: Vec<u8>,
+    start: usize,
+}
+
+impl Buf {
+    pub fn with_capacity(cap: usize) -> Buf {
+        Buf { v: Vec::with_capacity(cap), start: 0 }
+    }
+
+    /// Bytes read and not yet consumed.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        &self.v[self.start..]
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.v.len() - self.start
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.v.len() == self.start
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.v.capacity()
+    }
+
+    /// Room left for the next read.
+    #[inline]
+    pub fn spare(&self) -> usize {
+        self.v.capacity() - self.v.len()
+    }
+
+    /// Drops `n` bytes from the front of the data.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.len());
+        if self.start == self.v.len() {
+            self.clear();
+        }
+    }
+
+    #[inline]
+    pub fn clear(&mut self) {
+        self.v.clear();
+        self.start = 0;
+    }
+
+    /// Moves the data to the front so the next read has the whole spare capacity. Invalidates spans.
+    pub fn compact(&mut self) {
+        if self.start > 0 {
+            self.v.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Makes room for a read: compacts when the tail is full, and grows the capacity to `max` when
+    /// even a compacted buffer is full. Returns false when the data already fills `max`.
+    pub fn make_room(&mut self, max: usize) -> bool {
+        if self.spare() == 0 {
+            self.compact();
+        }
+        if self.spare() == 0 {
+            if self.v.len() >= max {
+                return false;
+            }
+            let want = (self.v.capacity() * 2).clamp(1024, max);
+            self.v.reserve_exact(want - self.v.len());
+        }
+        true
+    }
+
+    /// Removes `n` bytes at data offset `at` (used to drop chunk framing in place for HTTP/1.0 clients).
+    pub fn remove_range(&mut self, at: usize, n: usize) {
+        let s = self.start + at;
+        self.v.drain(s..s + n);
+    }
+
+    /// Appends bytes (tests and small synthesized responses).
+    pub fn extend_from_slice(&mut self, b: &[u8]) {
+        self.v.extend_from_slice(b);
+    }
+}
+
+// Safety: `write_ptr` points at the spare capacity of the Vec, `bytes_total` is its size, and
+// `set_init` only marks bytes the kernel wrote as initialised. The Vec's heap allocation does not move
+// while the runtime owns the `Buf`.
+unsafe impl IoBufMut for Buf {
+    #[inline]
+    fn write_ptr(&mut self) -> *mut u8 {
+        // Safety: `len <= capacity`, so the pointer stays within (or one past) the allocation.
+        unsafe { self.v.as_mut_ptr().add(self.v.len()) }
+    }
+
+    #[inline]
+    fn bytes_total(&mut self) -> usize {
+        self.spare()
+    }
+
+    #[inline]
+    unsafe fn set_init(&mut self, n: usize) {
+        // Safety: the caller (monoio) guarantees `n` bytes after `write_ptr` were written.
+        unsafe { self.v.set_len(self.v.len() + n) }
+    }
+}
+
+/// Where a [`Gather`] segment's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Src {
+    /// In `Gather::main`, relative to `main.data()`.
+    Main,
+    /// In `Gather::extra`.
+    Extra,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    src: Src,
+    start: u32,
+    end: u32,
+}
+
+/// One vectored write; see the module docs. Its vectors are reused from write to write.
+pub struct Gather {
+    pub main: Buf,
+    pub extra: Vec<u8>,
+    segs: Vec<Seg>,
+    iov: Vec<libc::iovec>,
+    /// First iovec not yet fully written.
+    pos: usize,
+}
+
+impl Default for Gather {
+    fn default() -> Self {
+        Gather { main: Buf::default(), extra: Vec::new(), segs: Vec::new(), iov: Vec::new(), pos: 0 }
+    }
+}
+
+impl Gather {
+    /// Forgets the segments and the `extra` bytes; keeps allocations.
+    pub fn reset(&mut self) {
+        self.extra.clear();
+        self.segs.clear();
+        self.iov.clear();
+        self.pos = 0;
+    }
+
+    /// Adds `main.data()[start..end]`, merging with the previous segment when contiguous.
+    pub fn push_main(&mut self, start: usize, end: usize) {
+        self.push(Src::Main, start, end);
+    }
+
+    /// Adds bytes to `extra` and a segment for them.
+    pub fn push_extra(&mut self, bytes: &[u8]) {
+        let s = self.extra.len();
+        self.extra.extend_from_slice(bytes);
+        self.push(Src::Extra, s, self.extra.len());
+    }
+
+    /// Marks where the next `extra` bytes start; pair with [`Gather::end_extra`] to add bytes written
+    /// into `extra` directly (e.g. with `itoa`).
+    pub fn begin_extra(&self) -> usize {
+        self.extra.len()
+    }
+
+    pub fn end_extra(&mut self, from: usize) {
+        let e = self.extra.len();
+        self.push(Src::Extra, from, e);
+    }
+
+    fn push(&mut self, src: Src, start: usize, end: usize) {
+        if start == end {
+            return;
+        }
+        if let Some(last) = self.segs.last_mut() {
+            if last.src == src && last.end as usize == start {
+                last.end = end as u32;
+                return;
+            }
+        }
+        self.segs.push(Seg { src, start: start as u32, end: end as u32 });
+    }
+
+    /// Total bytes of all segments.
+    pub fn total(&self) -> usize {
+        self.segs.iter().map(|s| (s.end - s.start) as usize).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+
+    /// Builds the iovecs. Must run after the last push and before the write; `main` and `extra` must
+    /// not be modified until the write completes.
+    fn prepare(&mut self) {
+        self.iov.clear();
+        self.pos = 0;
+        let main = self.main.data();
+        for s in &self.segs {
+            let base = match s.src {
+                Src::Main => main.as_ptr(),
+                Src::Extra => self.extra.as_ptr(),
+            };
+            self.iov.push(libc::iovec {
+                // Safety: segments were pushed as in-bounds ranges of these buffers.
+                iov_base: unsafe { base.add(s.start as usize) } as *mut libc::c_void,
+                iov_len: (s.end - s.start) as usize,
+            });
+        }
+    }
+
+    /// Marks `n` more bytes as written.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.pos < self.iov.len() {
+            let v = &mut self.iov[self.pos];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                self.pos += 1;
+            } else {
+                // Safety: `n < iov_len`, so the new base stays inside the same segment.
+                v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut libc::c_void;
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.pos >= self.iov.len()
+    }
+}
+
+// Safety: the iovecs point into `main` and `extra`, whose heap allocations do not move or change
+// while the runtime owns the `Gather` (it is moved, never mutated, during the write), and `pos` never
+// exceeds `iov.len()`.
+unsafe impl IoVecBuf for Gather {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        // Safety: `pos <= iov.len()`.
+        unsafe { self.iov.as_ptr().add(self.pos) }
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        (self.iov.len() - self.pos).min(1024)
+    }
+}
+
+/// Writes every segment of `g`, resuming after short writes. Always hands `g` back.
+pub async fn write_gather<S: AsyncWriteRent>(stream: &mut S, mut g: Gather) -> (io::Result<()>, Gather) {
+    g.prepare();
+    while !g.done() {
+        let (res, back) = stream.writev(g).await;
+        g = back;
+        match res {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), g),
+            Ok(n) => g.advance(n),
+            Err(e) => return (Err(e), g),
+        }
+    }
+    (Ok(()), g)
+}
+
+/// A `'static` byte string as an `IoBuf` (for fixed replies such as `100 Continue`).
+pub struct StaticBytes(pub &'static [u8]);
+
+// Safety: a `'static` slice never moves or changes.
+unsafe impl IoBuf for StaticBytes {
+    fn read_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_advances_across_segments() {
+        let mut g = Gather::default();
+        g.main.extend_from_slice(b"0123456789");
+        g.push_main(0, 3);
+        g.push_extra(b"abc");
+        g.push_main(5, 10);
+        g.prepare();
+        assert_eq!(g.iov.len(), 3);
+        g.advance(4);
+        assert_eq!(g.pos, 1);
+        assert_eq!(g.iov[1].iov_len, 2);
+        g.advance(2);
+        assert_eq!(g.pos, 2);
+        g.advance(5);
+        assert!(g.done());
+    }
+
+    #[test]
+    fn buf_consume_and_room() {
+        let mut b = Buf::with_capacity(8);
+        b.extend_from_slice(b"abcdefgh");
+        assert_eq!(b.spare(), 0);
+        b.consume(3);
+        assert!(b.make_room(8));
+        assert_eq!(b.data(), b"defgh");
+        assert_eq!(b.spare(), 3);
+        b.extend_from_slice(b"ijk");
+        assert!(!b.make_room(8));
+        assert!(b.make_room(32));
+        assert!(b.spare() > 0);
+    }
+}

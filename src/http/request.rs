@@ -1,0 +1,372 @@
+//! Request heads: `httparse` over the bytes read, recorded as offsets ([`Span`]s) so the head can be
+//! forwarded from the same bytes, plus every check RFC 9112 asks of a server before it trusts the
+//! message framing (request smuggling defences).
+//!
+//! Errors are a small `Copy` enum ([`HeadError`]); `crate::error` maps them to status codes. A head
+//! that is not complete yet is `Ok(None)`, not an error.
+//!
+//! Performance: one pass of `httparse` with uninitialised header storage on the stack, one pass over
+//! the headers to classify them; the header vector is reused across requests on a connection.
+
+use std::mem::MaybeUninit;
+
+use super::headers::{
+    ConnectionTokens, HeaderKind, HeaderLine, Span, TransferCoding, TransferCodingAcc, classify,
+    drop_connection_named, host_without_port, parse_content_length, trim_ows,
+};
+use super::method::Method;
+
+/// Upper bound for `http.max_headers` (header storage lives on the stack while parsing).
+pub const MAX_HEADERS_LIMIT: usize = 512;
+
+/// Limits applied while parsing a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_head: usize,
+    pub max_headers: usize,
+    pub max_uri: usize,
+}
+
+/// Why a request head was refused. Mapped to a status code in one place (`crate::error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// 431: the head is larger than `http.max_head_size`.
+    HeadTooLarge,
+    /// 431: more than `http.max_headers` fields.
+    TooManyHeaders,
+    /// 414: the request-target is longer than `http.max_uri_size`.
+    UriTooLong,
+    /// 400: the head does not follow the grammar.
+    Malformed(&'static str),
+    /// 400: the body framing is ambiguous or unsupported (smuggling defence).
+    BadFraming(&'static str),
+    /// 400: HTTP/1.1 request without Host.
+    MissingHost,
+    /// 400: invalid or repeated Host.
+    BadHost(&'static str),
+    /// 505: not HTTP/1.0 or HTTP/1.1.
+    Version,
+    /// 417: an Expect value other than 100-continue.
+    Expectation,
+    /// 405: CONNECT is not served by a reverse proxy.
+    Connect,
+}
+
+impl HeadError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            HeadError::HeadTooLarge => "request head is larger than the limit",
+            HeadError::TooManyHeaders => "request has more header fields than the limit",
+            HeadError::UriTooLong => "request-target is longer than the limit",
+            HeadError::Malformed(r) | HeadError::BadFraming(r) | HeadError::BadHost(r) => r,
+            HeadError::MissingHost => "HTTP/1.1 request without a Host header",
+            HeadError::Version => "only HTTP/1.0 and HTTP/1.1 are supported",
+            HeadError::Expectation => "only the 100-continue expectation is supported",
+            HeadError::Connect => "CONNECT is not supported by this gateway",
+        }
+    }
+}
+
+/// How the body of a message is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Responses only: the body ends when the upstream closes.
+    Close,
+}
+
+/// A parsed request head: offsets into the buffer data it was parsed from.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    pub method_span: Span,
+    /// The request-target as sent.
+    pub target: Span,
+    /// Path and query in origin form (for absolute-form targets, the part after the authority).
+    pub path: Span,
+    /// The path of an absolute-form target was empty: forward `/` (RFC 9112 §3.2.2).
+    pub path_needs_slash: bool,
+    /// Authority of an absolute-form target; overrides Host.
+    pub authority: Option<Span>,
+    pub http10: bool,
+    /// Head length in bytes, final empty line included.
+    pub len: usize,
+    /// Start of the request line (after any leading empty lines).
+    pub line_start: usize,
+    /// Start of the empty line that ends the head.
+    pub headers_end: usize,
+    pub headers: Vec<HeaderLine>,
+    /// Host value used for routing (authority of an absolute-form target, else the Host field).
+    pub host: Option<Span>,
+    pub framing: Framing,
+    /// The client asked to close after this request (or is HTTP/1.0 without keep-alive).
+    pub close: bool,
+    /// HTTP/1.0 client that asked for keep-alive.
+    pub keep_alive_10: bool,
+    /// Upgrade value when the request asks to switch protocols.
+    pub upgrade: Option<Span>,
+    pub expect_continue: bool,
+    pub request_id: Option<Span>,
+    /// Some line ends with a bare LF: forward a rebuilt head instead of the raw bytes.
+    pub bare_lf: bool,
+}
+
+impl Default for RequestHead {
+    fn default() -> Self {
+        RequestHead {
+            method: Method::Get,
+            method_span: Span::default(),
+            target: Span::default(),
+            path: Span::default(),
+            path_needs_slash: false,
+            authority: None,
+            http10: false,
+            len: 0,
+            line_start: 0,
+            headers_end: 0,
+            headers: Vec::new(),
+            host: None,
+            framing: Framing::None,
+            close: false,
+            keep_alive_10: false,
+            upgrade: None,
+            expect_continue: false,
+            request_id: None,
+            bare_lf: false,
+        }
+    }
+}
+
+impl RequestHead {
+    /// Resets for the next request, keeping the header vector's allocation.
+    fn reset(&mut self) {
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        *self = RequestHead { headers, ..RequestHead::default() };
+    }
+
+    /// Whether the request carries a body.
+    pub fn has_body(&self) -> bool {
+        matches!(self.framing, Framing::Chunked) || matches!(self.framing, Framing::Length(n) if n > 0)
+    }
+}
+
+/// Parses a request head from `data`. `Ok(None)`: incomplete, read more (the caller enforces that
+/// `data` never grows past `limits.max_head`: see [`incomplete_error`]).
+pub fn parse_request(data: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<Option<()>, HeadError> {
+    head.reset();
+    let mut storage: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_LIMIT] =
+        [const { MaybeUninit::uninit() }; MAX_HEADERS_LIMIT];
+    let slots = &mut storage[..limits.max_headers.clamp(1, MAX_HEADERS_LIMIT)];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(data, slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(map_httparse(e, data, limits)),
+    };
+    if len > limits.max_head {
+        return Err(HeadError::HeadTooLarge);
+    }
+    let base = data.as_ptr() as usize;
+    let off = |s: &[u8]| s.as_ptr() as usize - base;
+
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    head.len = len;
+    head.line_start = off(method.as_bytes());
+    head.method = Method::from_bytes(method.as_bytes());
+    head.method_span = Span::new(head.line_start, head.line_start + method.len());
+    let t0 = off(target.as_bytes());
+    head.target = Span::new(t0, t0 + target.len());
+    head.http10 = version == 0;
+    if head.method == Method::Connect {
+        return Err(HeadError::Connect);
+    }
+    if target.len() > limits.max_uri {
+        return Err(HeadError::UriTooLong);
+    }
+    request_target(target.as_bytes(), t0, head)?;
+
+    // The head ends with CRLF CRLF or (leniently) LF LF; find where the final empty line starts.
+    head.headers_end = if data[..len].ends_with(b"\r\n\r\n") || data[..len].ends_with(b"\n\r\n") {
+        len - 2
+    } else {
+        len - 1
+    };
+
+    let mut host_count = 0u32;
+    let mut content_length: Option<u64> = None;
+    let mut te = TransferCodingAcc::default();
+    let mut conn = ConnectionTokens::default();
+    let mut upgrade = None;
+    let mut expect = None;
+    let n = req.headers.len();
+    for (i, h) in req.headers.iter().enumerate() {
+        let name_start = off(h.name.as_bytes());
+        let value_start = off(h.value);
+        let line_end = if i + 1 < n { off(req.headers[i + 1].name.as_bytes()) } else { head.headers_end };
+        let value = h.value;
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(HeadError::Malformed("control character in a header value"));
+        }
+        let kind = classify(h.name.as_bytes());
+        let mut drop = kind.is_hop_by_hop();
+        match kind {
+            HeaderKind::Host => {
+                host_count += 1;
+                head.host = Some(Span::new(value_start, value_start + value.len()));
+            }
+            HeaderKind::ContentLength => {
+                let v = parse_content_length(value).ok_or(HeadError::BadFraming("invalid Content-Length"))?;
+                if content_length.is_some_and(|prev| prev != v) {
+                    return Err(HeadError::BadFraming("conflicting Content-Length headers"));
+                }
+                content_length = Some(v);
+            }
+            HeaderKind::TransferEncoding => te.add(value),
+            HeaderKind::Connection => conn.add(value),
+            HeaderKind::Upgrade => upgrade = Some(Span::new(value_start, value_start + value.len())),
+            HeaderKind::Expect => {
+                expect = Some(value);
+                drop = true;
+            }
+            HeaderKind::RequestId => {
+                let v = trim_ows(value);
+                if !v.is_empty() && v.len() <= 200 && v.iter().all(|b| b.is_ascii_graphic()) {
+                    let s = off(v);
+                    head.request_id = Some(Span::new(s, s + v.len()));
+                }
+            }
+            _ => {}
+        }
+        head.headers.push(HeaderLine {
+            name: Span::new(name_start, name_start + h.name.len()),
+            value: Span::new(value_start, value_start + value.len()),
+            line: Span::new(name_start, line_end),
+            kind,
+            drop,
+        });
+    }
+    head.bare_lf = has_bare_lf(&data[head.line_start..len]);
+
+    if host_count > 1 {
+        return Err(HeadError::BadHost("more than one Host header"));
+    }
+    if let Some(h) = head.host {
+        if host_without_port(h.of(data)).is_none() {
+            return Err(HeadError::BadHost("invalid Host header"));
+        }
+    } else if !head.http10 {
+        return Err(HeadError::MissingHost);
+    }
+    if head.authority.is_some() {
+        head.host = head.authority;
+    }
+
+    head.framing = if te.present() {
+        if content_length.is_some() {
+            return Err(HeadError::BadFraming("both Content-Length and Transfer-Encoding"));
+        }
+        if head.http10 {
+            return Err(HeadError::BadFraming("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        match te.result() {
+            TransferCoding::Chunked => Framing::Chunked,
+            _ => return Err(HeadError::BadFraming("unsupported Transfer-Encoding")),
+        }
+    } else if let Some(n) = content_length {
+        Framing::Length(n)
+    } else {
+        Framing::None
+    };
+
+    head.close = conn.close || (head.http10 && !conn.keep_alive);
+    head.keep_alive_10 = head.http10 && conn.keep_alive && !conn.close;
+    if conn.upgrade && !head.http10 {
+        head.upgrade = upgrade;
+    }
+    if conn.others {
+        drop_connection_named(data, &mut head.headers);
+    }
+    if let Some(e) = expect {
+        if trim_ows(e).eq_ignore_ascii_case(b"100-continue") {
+            // HTTP/1.0 servers ignore the expectation (RFC 9110 §10.1.1).
+            head.expect_continue = !head.http10;
+        } else {
+            return Err(HeadError::Expectation);
+        }
+    }
+    Ok(Some(()))
+}
+
+/// Classifies the request-target (RFC 9112 §3.2) and fills the routing fields.
+fn request_target(t: &[u8], t0: usize, head: &mut RequestHead) -> Result<(), HeadError> {
+    if t.first() == Some(&b'/') {
+        head.path = Span::new(t0, t0 + t.len());
+        return Ok(());
+    }
+    if t == b"*" {
+        if head.method != Method::Options {
+            return Err(HeadError::Malformed("asterisk-form target is only valid for OPTIONS"));
+        }
+        head.path = Span::new(t0, t0 + 1);
+        return Ok(());
+    }
+    let scheme_len = if t.len() >= 7 && t[..7].eq_ignore_ascii_case(b"http://") {
+        7
+    } else if t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"https://") {
+        8
+    } else {
+        return Err(HeadError::Malformed("invalid request-target"));
+    };
+    let rest = &t[scheme_len..];
+    let auth_len = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let authority = &rest[..auth_len];
+    if authority.is_empty() || authority.contains(&b'@') || host_without_port(authority).is_none() {
+        return Err(HeadError::BadHost("invalid authority in request-target"));
+    }
+    let a0 = t0 + scheme_len;
+    head.authority = Some(Span::new(a0, a0 + auth_len));
+    head.path = Span::new(a0 + auth_len, t0 + t.len());
+    head.path_needs_slash = rest.get(auth_len) != Some(&b'/');
+    Ok(())
+}
+
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+fn map_httparse(e: httparse::Error, data: &[u8], limits: &Limits) -> HeadError {
+    match e {
+        httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
+        httparse::Error::Version => {
+            // A long target can make the version field look wrong before the line is complete.
+            if first_line_len(data) > limits.max_uri + 32 { HeadError::UriTooLong } else { HeadError::Version }
+        }
+        httparse::Error::HeaderName => HeadError::Malformed("invalid header field name"),
+        httparse::Error::HeaderValue => HeadError::Malformed("invalid header field value"),
+        httparse::Error::NewLine => HeadError::Malformed("invalid line ending"),
+        httparse::Error::Token => HeadError::Malformed("invalid method or request-target"),
+        httparse::Error::Status => HeadError::Malformed("invalid request line"),
+    }
+}
+
+fn first_line_len(data: &[u8]) -> usize {
+    data.iter().position(|&b| b == b'\n').unwrap_or(data.len())
+}
+
+/// The error for a head that is still incomplete when the buffer already holds `limits.max_head`
+/// bytes: 414 when the request line alone is too long, else 431.
+pub fn incomplete_error(data: &[u8], limits: &Limits) -> HeadError {
+    if first_line_len(data) > limits.max_uri { HeadError::UriTooLong } else { HeadError::HeadTooLarge }
+}
+
+/// Whether an incomplete head can already be refused: its request line is longer than any valid
+/// one could be, so reading on would only waste buffer space.
+pub fn early_uri_too_long(data: &[u8], limits: &Limits) -> bool {
+    // method (≤ 32) + SP + target + SP + "HTTP/1.1"
+    !data.contains(&b'\n') && data.len() > limits.max_uri + 48
+}

@@ -1,0 +1,26 @@
+//! Ringway: a thread-per-core io_uring HTTP/1.1 API gateway.
+//!
+//! The request path, outer stage to inner (each a module):
+//!
+//! 1. [`runtime`]: one pinned shard per CPU, SO_REUSEPORT listeners, accept loop, housekeeping tick.
+//! 2. [`proxy::conn`]: a client connection: read a head into the connection buffer, serve, repeat.
+//! 3. [`http`]: parse the head into offsets ([`http::request`]), check framing.
+//! 4. [`route`]: compiled table lookup (host → path → method).
+//! 5. [`proxy::pipeline`]: the per-request orchestrator: route, limits, static reply or forward.
+//! 6. [`upstream`]: balancer picks a target, the shard's pool lends a keep-alive connection.
+//! 7. [`proxy::forward`]: head rewritten minimally ([`http::rewrite`]), body streamed, response
+//!    relayed the same way ([`proxy::relay`]), WebSocket/upgrade tunnels ([`proxy::tunnel`]).
+//!
+//! Errors: [`error::GatewayError`], mapped to status and JSON body in one place.
+
+pub mod check;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod proxy;
+pub mod route;
+pub mod runtime;
+pub mod upstream;
+
+pub use config::Config;
+pub use runtime::{Gateway, StartOptions};

@@ -1,0 +1,178 @@
+//! `ringway`: run the gateway on a config file, check a config and the host, or proxy one upstream
+//! without a config file.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use tracing_subscriber::EnvFilter;
+
+use ringway::config::{Config, DriverChoice, LogConfig, parse_cpu_list};
+use ringway::{Gateway, StartOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "ringway", version, about = "Thread-per-core io_uring HTTP/1.1 API gateway")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Config file to run.
+    #[arg(long, short, default_value = "config.toml", global = true)]
+    config: PathBuf,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+#[derive(Args, Clone, Default)]
+struct Tuning {
+    /// Number of shards (threads); default: one per CPU in --cpus.
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    /// CPUs to pin shards to, e.g. 0-3,8.
+    #[arg(long, global = true)]
+    cpus: Option<String>,
+    /// Event loop driver: auto, io_uring or epoll.
+    #[arg(long, global = true)]
+    driver: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate the config, print the compiled route table and what the host offers.
+    Check,
+    /// Reverse-proxy every request on --listen to one upstream, without a config file.
+    Proxy {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: String,
+        /// Upstream host:port.
+        #[arg(long)]
+        upstream: String,
+    },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("ringway: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Check) => check(&cli.config),
+        Some(Cmd::Proxy { ref listen, ref upstream }) => {
+            let mut config = Config::single_proxy(listen, upstream).context("invalid --listen/--upstream")?;
+            apply_tuning(&mut config, &cli.tuning)?;
+            serve(config, None, &cli.tuning)
+        }
+        None => {
+            let mut config = Config::load(&cli.config)?;
+            apply_tuning(&mut config, &cli.tuning)?;
+            serve(config, Some(&cli.config), &cli.tuning)
+        }
+    }
+}
+
+fn apply_tuning(config: &mut Config, t: &Tuning) -> Result<()> {
+    if let Some(d) = &t.driver {
+        config.server.driver = match DriverChoice::parse(d) {
+            Some(d) => d,
+            None => bail!("--driver {d:?}: expected auto, io_uring or epoll"),
+        };
+    }
+    Ok(())
+}
+
+fn start_options(t: &Tuning) -> Result<StartOptions> {
+    let cpus = match &t.cpus {
+        Some(c) => Some(parse_cpu_list(c).map_err(|e| anyhow::anyhow!("--cpus: {e}"))?),
+        None => None,
+    };
+    if t.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
+    Ok(StartOptions { workers: t.workers, cpus })
+}
+
+fn check(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    let (report, _warnings) = ringway::check::report(&config);
+    print!("{report}");
+    Ok(())
+}
+
+fn init_logging(log: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+enum Event {
+    Reload,
+    Stop,
+}
+
+fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
+    init_logging(&config.log);
+    // Writes to closed sockets must fail with EPIPE, not kill the process.
+    // Safety: setting a signal disposition to SIG_IGN at start-up, before any thread uses it.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let drain = config.server.shutdown_timeout;
+    let gateway = Gateway::start(config, start_options(tuning)?).context("cannot start")?;
+    tracing::info!(listen = ?gateway.local_addrs(), shards = gateway.drivers().len(), "ringway listening");
+
+    let (tx, rx) = mpsc::channel();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("ringway-signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => {
+                        let _ = tx.send(Event::Reload);
+                    }
+                    _ if stopping => {
+                        eprintln!("ringway: second signal, exiting now");
+                        std::process::exit(130);
+                    }
+                    _ => {
+                        stopping = true;
+                        let _ = tx.send(Event::Stop);
+                    }
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Event::Reload) => match path {
+                Some(p) => match Config::load(p).and_then(|c| gateway.reload(c)) {
+                    Ok(generation) => tracing::info!(generation, file = %p.display(), "config reloaded"),
+                    Err(e) => tracing::error!(file = %p.display(), error = %e, "config reload rejected; still serving the previous config"),
+                },
+                None => tracing::warn!("SIGHUP ignored: running without a config file"),
+            },
+            Ok(Event::Stop) => {
+                tracing::info!(drain = ?drain, "shutting down: no new connections, draining requests in flight");
+                gateway.shutdown(drain);
+                tracing::info!("stopped");
+                return Ok(());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("signal thread ended"),
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Forwarding one request to an upstream and its response back, in order:
+//!
+//! 1. measure how much of the request body is already in the buffer;
+//! 2. lease an upstream connection (pooled or new) from the route's upstream;
+//! 3. send the rewritten head and the buffered body in one vectored write;
+//! 4. answer `Expect: 100-continue` and stream the rest of the body, if any;
+//! 5. read the response head (passing 1xx interim responses through);
+//! 6. send the rewritten response head with the body bytes read along with it, stream the rest;
+//! 7. return the upstream connection to the pool if the exchange left it clean.
+//!
+//! A reused connection that fails before any response byte arrives (the upstream closed it while
+//! idle) is retried once on a new connection when the request is idempotent and was sent whole
+//! from the buffer, so nothing is lost by resending it.
+//!
+//! Errors before the response head reached the client are answered with their status; after that
+//! the client connection is closed (its response is incomplete and must not look complete).
+
+use monoio::io::AsyncReadRent;
+
+use crate::config::{ProxyAction, RouteConfig};
+use crate::error::{ErrorKind, GatewayError};
+use crate::http::buf::{Buf, Gather, StaticBytes, write_gather};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::rewrite::{self, RequestRewrite, ResponseRewrite};
+use crate::http::{Framing, Method, parse_response};
+use crate::runtime::ShardState;
+use crate::runtime::pools::Kit;
+use crate::runtime::watchdog::{Shut, now_ms};
+use crate::upstream::{Lease, now};
+
+use super::conn::Conn;
+use super::pipeline::{Next, Upgraded, client_keep_alive, reply_error};
+use super::relay::{Body, Ends, RelayError, relay};
+
+pub async fn forward(
+    conn: &mut Conn,
+    kit: &mut Kit,
+    state: &ShardState,
+    route: &RouteConfig,
+    action: &ProxyAction,
+    matched: usize,
+) -> Next {
+    let up = state.upstreams[action.upstream].clone();
+    let http = &state.snap.config.http;
+    let head_len = kit.req.len;
+
+    // 1. The body bytes already read.
+    let mut body = match kit.req.framing {
+        Framing::Length(n) => Body::Length(n),
+        Framing::Chunked => Body::Chunked(ChunkedDecoder::new(http.max_head_size)),
+        Framing::None | Framing::Close => Body::Length(0),
+    };
+    let prefix = match body.take(&kit.buf.data()[head_len..], None) {
+        Ok(p) => p,
+        Err(e) => return reply_error(conn, kit, e.into()).await,
+    };
+    if body.chunked_data_len() > route.max_body_size {
+        return reply_error(conn, kit, GatewayError::new(ErrorKind::BodyTooLarge)).await;
+    }
+    let whole = body.is_done();
+    let retryable = whole && kit.req.method.is_idempotent();
+
+    let avoid = None;
+    let mut attempt = 0;
+    let (mut lease, ubuf) = loop {
+        // 2. A connection.
+        let mut lease = match up.checkout(&conn.watch, avoid).await {
+            Ok(l) => l,
+            Err(e) => return reply_error(conn, kit, e).await,
+        };
+        let retry_ok = lease.reused && attempt == 0;
+        let up_fd = lease.fd();
+        let response_timeout = up.config.response_timeout.as_millis() as u64;
+
+        // 3. Head and buffered body.
+        let rw = RequestRewrite {
+            client_ip: conn.peer.ip(),
+            via: http.via.as_deref(),
+            forwarded_headers: http.forwarded_headers,
+            path_rewrite: action.rewrite_prefix.as_deref().map(|r| (matched, r)),
+            upstream_host: action.upstream_host.as_deref(),
+            fallback_host: &lease.target.name,
+            body_prefix: prefix,
+        };
+        let mut g = std::mem::take(&mut kit.g);
+        g.main = std::mem::take(&mut kit.buf);
+        rewrite::request_head(&mut g, &kit.req, &rw);
+        let (res, mut g) = {
+            let _armed = conn.watch.arm(up_fd, Shut::Both, now_ms() + response_timeout);
+            write_gather(lease.stream(), g).await
+        };
+        kit.buf = std::mem::take(&mut g.main);
+        kit.g = g;
+        if let Err(e) = res {
+            if conn.watch.fired() {
+                return reply_error(conn, kit, GatewayError::new(ErrorKind::UpstreamTimeout)).await;
+            }
+            if retry_ok && whole {
+                // Nothing reached the application: the connection was dead before the write.
+                tracing::debug!(target = %lease.target.addr, error = %e, "pooled connection was closed; retrying on a new one");
+                attempt += 1;
+                continue;
+            }
+            return reply_error(conn, kit, GatewayError::io(ErrorKind::UpstreamReset, &e)).await;
+        }
+
+        // 4. The rest of the body.
+        if !whole {
+            if kit.req.expect_continue && prefix == 0 {
+                let (res, _) = {
+                    let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + http.body_timeout.as_millis() as u64);
+                    monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, StaticBytes(b"HTTP/1.1 100 Continue\r\n\r\n")).await
+                };
+                if res.is_err() {
+                    return Next::Close;
+                }
+            }
+            kit.buf.consume(head_len + prefix);
+            let ends = Ends {
+                src: &mut conn.stream,
+                src_fd: conn.fd,
+                src_timeout_ms: http.body_timeout.as_millis() as u64,
+                dst: lease.stream(),
+                dst_fd: up_fd,
+                dst_timeout_ms: response_timeout,
+            };
+            if let Err(e) = relay(ends, &mut kit.buf, &mut kit.g, &mut body, &conn.watch, false, route.max_body_size).await {
+                let err = match e {
+                    RelayError::SrcTimeout => GatewayError::new(ErrorKind::BodyTimeout),
+                    RelayError::SrcClosed | RelayError::SrcIo(_) => return Next::Close,
+                    RelayError::Chunk(c) => c.into(),
+                    RelayError::TooLarge => GatewayError::new(ErrorKind::BodyTooLarge),
+                    RelayError::DstTimeout => GatewayError::new(ErrorKind::UpstreamTimeout),
+                    RelayError::DstIo(e) => GatewayError::io(ErrorKind::UpstreamReset, &e),
+                };
+                return close_with_error(conn, kit, err).await;
+            }
+        }
+
+        // 5. The response head.
+        let mut ubuf = conn.shard.pools.buf();
+        match read_response_head(conn, kit, &mut lease, &mut ubuf, response_timeout).await {
+            Ok(()) => break (lease, ubuf),
+            Err((e, got_bytes)) => {
+                conn.shard.pools.put_buf(ubuf);
+                if e.kind == ErrorKind::UpstreamReset && !got_bytes && retry_ok && retryable {
+                    tracing::debug!(target = %lease.target.addr, "pooled connection closed before responding; retrying on a new one");
+                    attempt += 1;
+                    continue;
+                }
+                if !whole {
+                    return close_with_error(conn, kit, e).await;
+                }
+                return reply_error(conn, kit, e).await;
+            }
+        }
+    };
+
+    // 6. The response.
+    let resp = &kit.resp;
+    if resp.status == 101 {
+        return switch_protocols(conn, kit, lease, ubuf, whole, head_len + prefix, http.tunnel_idle_timeout).await;
+    }
+    let framing = resp.framing.0;
+    let dechunk = kit.req.http10 && framing == Framing::Chunked;
+    let keep = client_keep_alive(conn, kit) && framing != Framing::Close && !dechunk;
+    let mut rbody = match framing {
+        Framing::None => Body::Length(0),
+        Framing::Length(n) => Body::Length(n),
+        Framing::Chunked => Body::Chunked(ChunkedDecoder::new(ubuf.capacity())),
+        Framing::Close => Body::Close,
+    };
+    let resp_len = resp.len;
+    let mut ranges = Vec::new();
+    let after_head = &ubuf.data()[resp_len..];
+    let body_prefix = match rbody.take(after_head, dechunk.then_some(&mut ranges)) {
+        Ok(n) => n,
+        Err(e) => {
+            let err = GatewayError::new(ErrorKind::UpstreamBadResponse(crate::http::ResponseError::BadFraming(e.reason())));
+            conn.shard.pools.put_buf(ubuf);
+            return reply_error(conn, kit, err).await;
+        }
+    };
+    let rw = ResponseRewrite {
+        keep_alive: keep,
+        client_http10: kit.req.http10,
+        dechunk,
+        body_prefix: if dechunk { 0 } else { body_prefix },
+    };
+    let mut g: Gather = std::mem::take(&mut kit.g);
+    g.main = ubuf;
+    rewrite::response_head(&mut g, &kit.resp, &rw);
+    for &(s, e) in &ranges {
+        g.push_main(resp_len + s, resp_len + e);
+    }
+    let client_timeout = http.body_timeout.as_millis() as u64;
+    let (res, mut g) = {
+        let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + client_timeout);
+        write_gather(&mut conn.stream, g).await
+    };
+    let mut ubuf: Buf = std::mem::take(&mut g.main);
+    kit.g = g;
+    let status = kit.resp.status;
+    let upstream_close = kit.resp.close;
+    if res.is_err() {
+        conn.shard.pools.put_buf(ubuf);
+        return Next::Close;
+    }
+    ubuf.consume(resp_len + body_prefix);
+    if !rbody.is_done() {
+        let up_fd = lease.fd();
+        let ends = Ends {
+            src: lease.stream(),
+            src_fd: up_fd,
+            src_timeout_ms: up.config.read_timeout.as_millis() as u64,
+            dst: &mut conn.stream,
+            dst_fd: conn.fd,
+            dst_timeout_ms: client_timeout,
+        };
+        let res = relay(ends, &mut ubuf, &mut kit.g, &mut rbody, &conn.watch, dechunk, u64::MAX).await;
+        if let Err(e) = res {
+            let close_body_ok = matches!(rbody, Body::Close);
+            if !close_body_ok {
+                tracing::warn!(peer = %conn.peer, target = %lease.target.addr, status, error = ?e, "response body relay failed; closing the client connection");
+            }
+            conn.shard.pools.put_buf(ubuf);
+            return Next::Close;
+        }
+    }
+
+    // 7. Clean-up.
+    let reusable = !upstream_close && ubuf.is_empty() && rbody.is_done();
+    lease.release(reusable, now());
+    conn.shard.pools.put_buf(ubuf);
+    if whole {
+        kit.buf.consume(head_len + prefix);
+    }
+    tracing::trace!(peer = %conn.peer, status, "proxied");
+    if keep { Next::KeepAlive } else { Next::Close }
+}
+
+/// Reads the response head into `ubuf`/`kit.resp`, forwarding interim (1xx, not 101) responses to the
+/// client. The error carries whether any response byte was received (retry decision).
+async fn read_response_head(
+    conn: &mut Conn,
+    kit: &mut Kit,
+    lease: &mut Lease,
+    ubuf: &mut Buf,
+    timeout_ms: u64,
+) -> Result<(), (GatewayError, bool)> {
+    let up_fd = lease.fd();
+    let head_request = kit.req.method == Method::Head;
+    let deadline = now_ms() + timeout_ms;
+    let mut got_bytes = false;
+    loop {
+        if !ubuf.is_empty() {
+            match parse_response(ubuf.data(), head_request, &mut kit.resp) {
+                Ok(Some(())) => {
+                    if kit.resp.is_interim() && kit.resp.status != 101 {
+                        let len = kit.resp.len;
+                        if !kit.req.http10 {
+                            relay_interim(conn, kit, ubuf, len).await.map_err(|e| (e, true))?;
+                        }
+                        ubuf.consume(len);
+                        continue;
+                    }
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => return Err((GatewayError::new(ErrorKind::UpstreamBadResponse(e)), true)),
+            }
+        }
+        if !ubuf.make_room(ubuf.capacity()) {
+            let e = crate::http::ResponseError::TooLarge;
+            return Err((GatewayError::new(ErrorKind::UpstreamBadResponse(e)), true));
+        }
+        let b = std::mem::take(ubuf);
+        let (res, b) = {
+            let _armed = conn.watch.arm(up_fd, Shut::Both, deadline);
+            lease.stream().read(b).await
+        };
+        *ubuf = b;
+        match res {
+            Ok(n) if n > 0 => got_bytes = true,
+            Ok(_) | Err(_) if conn.watch.fired() => {
+                return Err((GatewayError::new(ErrorKind::UpstreamTimeout), got_bytes));
+            }
+            Ok(_) => return Err((GatewayError::new(ErrorKind::UpstreamReset), got_bytes)),
+            Err(e) => return Err((GatewayError::io(ErrorKind::UpstreamReset, &e), got_bytes)),
+        }
+    }
+}
+
+/// Passes a 1xx interim response head to the client unchanged.
+async fn relay_interim(conn: &mut Conn, kit: &mut Kit, ubuf: &mut Buf, len: usize) -> Result<(), GatewayError> {
+    let mut g = std::mem::take(&mut kit.g);
+    g.reset();
+    g.main = std::mem::take(ubuf);
+    g.push_main(0, len);
+    let (res, mut g) = write_gather(&mut conn.stream, g).await;
+    *ubuf = std::mem::take(&mut g.main);
+    kit.g = g;
+    res.map_err(|_| GatewayError::new(ErrorKind::ClientGone))
+}
+
+/// 101 from upstream: forward it, then hand both sockets to the tunnel.
+#[allow(clippy::too_many_arguments)]
+async fn switch_protocols(
+    conn: &mut Conn,
+    kit: &mut Kit,
+    lease: Lease,
+    ubuf: Buf,
+    whole: bool,
+    request_len: usize,
+    idle_timeout: std::time::Duration,
+) -> Next {
+    if kit.req.upgrade.is_none() || !whole {
+        conn.shard.pools.put_buf(ubuf);
+        let e = crate::http::ResponseError::Malformed("101 Switching Protocols to a request that did not ask for it");
+        return reply_error(conn, kit, GatewayError::new(ErrorKind::UpstreamBadResponse(e))).await;
+    }
+    let resp_len = kit.resp.len;
+    let rest = ubuf.len() - resp_len;
+    let rw = ResponseRewrite { keep_alive: true, client_http10: false, dechunk: false, body_prefix: rest };
+    let mut g = std::mem::take(&mut kit.g);
+    g.main = ubuf;
+    rewrite::response_head(&mut g, &kit.resp, &rw);
+    let (res, mut g) = write_gather(&mut conn.stream, g).await;
+    let ubuf = std::mem::take(&mut g.main);
+    kit.g = g;
+    conn.shard.pools.put_buf(ubuf);
+    if res.is_err() {
+        return Next::Close;
+    }
+    kit.buf.consume(request_len);
+    Next::Upgrade(Upgraded::from_lease(lease, idle_timeout))
+}
+
+/// Answers an error after the request body was partly consumed: the connection cannot be reused.
+async fn close_with_error(conn: &mut Conn, kit: &mut Kit, e: GatewayError) -> Next {
+    kit.req.close = true;
+    kit.req.framing = Framing::Chunked; // whatever is left of the body is unread: never keep alive
+    let _ = reply_error(conn, kit, e).await;
+    Next::Close
+}

@@ -1,0 +1,190 @@
+//! The per-request orchestrator. It reads top to bottom as the request's life:
+//!
+//! 1. route the request (host → path → method) in the snapshot's compiled table;
+//! 2. check the route's limits (body size);
+//! 3. answer from a static route, or forward to the route's upstream ([`super::forward`]);
+//! 4. decide whether the client connection stays open.
+//!
+//! Every failure becomes a [`GatewayError`] and is answered here, by [`reply_error`], with the status
+//! and JSON body from `crate::error`, an `x-request-id`, and a log line.
+//!
+//! Later policy stages (auth, rate limits, breakers) slot in between 2 and 3 with the same shape.
+
+use crate::config::{RouteAction, RouteConfig};
+use crate::error::{ErrorKind, GatewayError, Side};
+use crate::http::buf::write_gather;
+use crate::http::respond::{self, Reply};
+use crate::http::{Framing, HeadError};
+use crate::route::{Lookup, has_dot_segment};
+use crate::runtime::pools::Kit;
+use crate::runtime::watchdog::{Shut, now_ms};
+use crate::upstream::{Lease, SlotGuard};
+
+use super::conn::Conn;
+use super::forward;
+
+/// What the connection does after a request.
+pub enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream switched protocols: tunnel bytes both ways.
+    Upgrade(Upgraded),
+}
+
+/// The upstream side of a switched connection.
+pub struct Upgraded {
+    pub stream: monoio::net::TcpStream,
+    pub slot: SlotGuard,
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Upgraded {
+    pub fn from_lease(lease: Lease, idle_timeout: std::time::Duration) -> Upgraded {
+        let (stream, slot) = lease.into_stream();
+        Upgraded { stream, slot, idle_timeout }
+    }
+}
+
+/// Serves one parsed request.
+pub async fn handle(conn: &mut Conn, kit: &mut Kit) -> Next {
+    let state = conn.shard.state();
+    let data = kit.buf.data();
+    let req = &kit.req;
+
+    // 1. Route.
+    let path = req.path.of(data);
+    if has_dot_segment(path) {
+        return reply_error(conn, kit, GatewayError::new(ErrorKind::BadPath)).await;
+    }
+    let host = req.host.map_or(&b""[..], |h| h.of(data));
+    let (route_idx, matched) = match state.snap.routes.lookup(host, path, req.method) {
+        Lookup::Found { route, matched } => (route, matched),
+        Lookup::MethodNotAllowed => return reply_error(conn, kit, GatewayError::new(ErrorKind::MethodNotAllowed)).await,
+        Lookup::NotFound => return reply_error(conn, kit, GatewayError::new(ErrorKind::RouteNotFound)).await,
+    };
+    let route: &RouteConfig = &state.snap.config.routes[route_idx];
+
+    // 2. Limits.
+    if let Framing::Length(n) = req.framing {
+        if n > route.max_body_size {
+            return reply_error(conn, kit, GatewayError::new(ErrorKind::BodyTooLarge)).await;
+        }
+    }
+
+    // 3. Answer.
+    match &route.action {
+        RouteAction::Respond(_) => match &state.snap.statics[route_idx] {
+            Some(r) => reply_static(conn, kit, r).await,
+            None => reply_error(conn, kit, GatewayError::new(ErrorKind::RouteNotFound)).await,
+        },
+        RouteAction::Proxy(action) => forward::forward(conn, kit, &state, route, action, matched).await,
+    }
+}
+
+/// Whether the client connection may stay open after a response to `kit.req` (before knowing the
+/// response itself).
+pub fn client_keep_alive(conn: &Conn, kit: &Kit) -> bool {
+    let state = conn.shard.state();
+    let max = state.snap.config.http.keepalive_requests;
+    !kit.req.close && !conn.shard.draining() && (max == 0 || conn.served < max)
+}
+
+/// Bytes of the request (head and body) already in the buffer, if the whole request is there.
+fn whole_request_len(kit: &Kit) -> Option<usize> {
+    let have = kit.buf.len();
+    match kit.req.framing {
+        Framing::None => Some(kit.req.len),
+        Framing::Length(n) => {
+            let total = kit.req.len as u64 + n;
+            (total <= have as u64).then_some(total as usize)
+        }
+        Framing::Chunked | Framing::Close => None,
+    }
+}
+
+/// Answers a static route.
+async fn reply_static(conn: &mut Conn, kit: &mut Kit, r: &respond::RenderedStatic) -> Next {
+    let whole = whole_request_len(kit);
+    let keep = client_keep_alive(conn, kit) && whole.is_some();
+    let reply = Reply { close: !keep, keep_alive_10: kit.req.keep_alive_10, head_only: kit.req.method == crate::http::Method::Head };
+    r.render(&mut kit.g, reply);
+    if !write_reply(conn, kit).await {
+        return Next::Close;
+    }
+    tracing::trace!(peer = %conn.peer, status = r.status(), "static response");
+    finish(kit, whole, keep)
+}
+
+/// Answers `e` for the current request (parsed head in `kit.req`).
+pub async fn reply_error(conn: &mut Conn, kit: &mut Kit, e: GatewayError) -> Next {
+    let whole = whole_request_len(kit);
+    let keep = client_keep_alive(conn, kit) && whole.is_some() && e.kind != ErrorKind::BadPath;
+    let mut id = [0u8; 24];
+    let req_id: &[u8] = match kit.req.request_id {
+        Some(s) => s.of(kit.buf.data()),
+        None => {
+            conn.shard.request_id(&mut id);
+            &id
+        }
+    };
+    log_error(conn, &e, req_id);
+    let allow: &[u8] = if e.kind == ErrorKind::MethodNotAllowed || e.kind == ErrorKind::Head(HeadError::Connect) {
+        b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
+    } else {
+        b""
+    };
+    let req_id = req_id.to_vec();
+    let reply = Reply { close: !keep, keep_alive_10: kit.req.keep_alive_10, head_only: kit.req.method == crate::http::Method::Head };
+    respond::error(&mut kit.g, e.status(), e.code(), e.message(), &req_id, allow, reply);
+    if !write_reply(conn, kit).await {
+        return Next::Close;
+    }
+    finish(kit, whole, keep)
+}
+
+/// Answers a head that could not be parsed; the connection closes afterwards.
+pub async fn refuse_head(conn: &mut Conn, kit: &mut Kit, e: GatewayError) {
+    let mut id = [0u8; 24];
+    conn.shard.request_id(&mut id);
+    log_error(conn, &e, &id);
+    let reply = Reply { close: true, keep_alive_10: false, head_only: false };
+    respond::error(&mut kit.g, e.status(), e.code(), e.message(), &id, b"", reply);
+    write_reply(conn, kit).await;
+    kit.buf.clear();
+}
+
+/// Writes `kit.g` (extra bytes only) to the client under the body timeout.
+async fn write_reply(conn: &mut Conn, kit: &mut Kit) -> bool {
+    let state = conn.shard.state();
+    let timeout = state.snap.config.http.body_timeout.as_millis() as u64;
+    let g = std::mem::take(&mut kit.g);
+    let (res, g) = {
+        let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + timeout);
+        write_gather(&mut conn.stream, g).await
+    };
+    kit.g = g;
+    res.is_ok()
+}
+
+/// Consumes the request from the buffer when the connection stays open.
+fn finish(kit: &mut Kit, whole: Option<usize>, keep: bool) -> Next {
+    match (keep, whole) {
+        (true, Some(n)) => {
+            kit.buf.consume(n);
+            Next::KeepAlive
+        }
+        _ => Next::Close,
+    }
+}
+
+pub fn log_error(conn: &Conn, e: &GatewayError, request_id: &[u8]) {
+    let rid = String::from_utf8_lossy(request_id);
+    match e.side() {
+        Side::Upstream | Side::Gateway => {
+            tracing::warn!(peer = %conn.peer, request_id = %rid, status = e.status(), code = e.code(), io = ?e.io, "{}", e.message())
+        }
+        Side::Client => {
+            tracing::info!(peer = %conn.peer, request_id = %rid, status = e.status(), code = e.code(), io = ?e.io, "{}", e.message())
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Streams a message body from one socket to another, one buffer at a time, never holding more than
+//! one buffer of it: read → find how much belongs to the body (length / chunk framing / until close)
+//! → write those bytes → repeat. Chunked bodies are forwarded as sent (framing validated on the way);
+//! for HTTP/1.0 clients the chunk framing is removed.
+//!
+//! Each read is armed with the source's stall timeout and each write with the destination's, on the
+//! shard watchdog. Bytes after the end of the body stay in the buffer (the next pipelined request,
+//! or stray upstream bytes that make the upstream connection unusable).
+
+use std::io;
+use std::os::fd::RawFd;
+
+use monoio::io::AsyncReadRent;
+use monoio::net::TcpStream;
+
+use crate::http::buf::{Buf, Gather, write_gather};
+use crate::http::chunked::{ChunkError, ChunkedDecoder};
+use crate::runtime::watchdog::{Shut, Watch, now_ms};
+
+/// Body framing state of a message being relayed.
+pub enum Body {
+    /// Bytes still to come.
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    /// Until the source closes.
+    Close,
+}
+
+impl Body {
+    pub fn is_done(&self) -> bool {
+        match self {
+            Body::Length(n) => *n == 0,
+            Body::Chunked(d) => d.is_done(),
+            Body::Close => false,
+        }
+    }
+
+    /// Takes the part of `data` that belongs to the body. Returns the bytes consumed; data ranges (for
+    /// de-chunking) go to `ranges` when given.
+    pub fn take(&mut self, data: &[u8], ranges: Option<&mut Vec<(usize, usize)>>) -> Result<usize, ChunkError> {
+        match self {
+            Body::Length(n) => {
+                let t = (*n).min(data.len() as u64) as usize;
+                *n -= t as u64;
+                if let Some(r) = ranges {
+                    r.push((0, t));
+                }
+                Ok(t)
+            }
+            Body::Close => {
+                if let Some(r) = ranges {
+                    r.push((0, data.len()));
+                }
+                Ok(data.len())
+            }
+            Body::Chunked(d) => match ranges {
+                Some(r) => d.decode(data, |s, e| r.push((s, e))).map(|p| p.consumed),
+                None => d.decode(data, |_, _| {}).map(|p| p.consumed),
+            },
+        }
+    }
+
+    /// Data bytes seen so far by a chunked decoder (for size limits).
+    pub fn chunked_data_len(&self) -> u64 {
+        match self {
+            Body::Chunked(d) => d.data_len,
+            _ => 0,
+        }
+    }
+}
+
+/// Which end failed.
+#[derive(Debug)]
+pub enum RelayError {
+    SrcTimeout,
+    /// The source closed before the body ended.
+    SrcClosed,
+    SrcIo(io::Error),
+    DstTimeout,
+    DstIo(io::Error),
+    Chunk(ChunkError),
+    /// A chunked request body went over the route's limit.
+    TooLarge,
+}
+
+pub struct Ends<'a> {
+    pub src: &'a mut TcpStream,
+    pub src_fd: RawFd,
+    pub src_timeout_ms: u64,
+    pub dst: &'a mut TcpStream,
+    pub dst_fd: RawFd,
+    pub dst_timeout_ms: u64,
+}
+
+/// Relays the rest of `body` from `ends.src` to `ends.dst`. `buf` may hold body bytes already read.
+/// `dechunk`: remove chunked framing. `limit`: most data bytes of a chunked body.
+pub async fn relay(
+    ends: Ends<'_>,
+    buf: &mut Buf,
+    g: &mut Gather,
+    body: &mut Body,
+    watch: &Watch,
+    dechunk: bool,
+    limit: u64,
+) -> Result<(), RelayError> {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    loop {
+        if !buf.is_empty() {
+            ranges.clear();
+            let consumed = body.take(buf.data(), dechunk.then_some(&mut ranges)).map_err(RelayError::Chunk)?;
+            if body.chunked_data_len() > limit {
+                return Err(RelayError::TooLarge);
+            }
+            if consumed > 0 {
+                let mut out = std::mem::take(g);
+                out.reset();
+                out.main = std::mem::take(buf);
+                if dechunk {
+                    for &(s, e) in &ranges {
+                        out.push_main(s, e);
+                    }
+                } else {
+                    out.push_main(0, consumed);
+                }
+                let res = if out.is_empty() {
+                    (Ok(()), out)
+                } else {
+                    let _armed = watch.arm(ends.dst_fd, Shut::Both, now_ms() + ends.dst_timeout_ms);
+                    write_gather(ends.dst, out).await
+                };
+                let (res, mut out) = res;
+                *buf = std::mem::take(&mut out.main);
+                *g = out;
+                if let Err(e) = res {
+                    return Err(if watch.fired() { RelayError::DstTimeout } else { RelayError::DstIo(e) });
+                }
+                buf.consume(consumed);
+            }
+            if body.is_done() {
+                return Ok(());
+            }
+        } else if body.is_done() {
+            return Ok(());
+        }
+        if !buf.make_room(buf.capacity().max(1024)) {
+            // Only reachable with a full buffer the decoder could not consume, which it always can.
+            return Err(RelayError::Chunk(ChunkError::BadSize));
+        }
+        let b = std::mem::take(buf);
+        let (res, b) = {
+            let _armed = watch.arm(ends.src_fd, Shut::Both, now_ms() + ends.src_timeout_ms);
+            ends.src.read(b).await
+        };
+        *buf = b;
+        match res {
+            Ok(0) => {
+                if watch.fired() {
+                    return Err(RelayError::SrcTimeout);
+                }
+                if matches!(body, Body::Close) {
+                    return Ok(());
+                }
+                return Err(RelayError::SrcClosed);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(if watch.fired() { RelayError::SrcTimeout } else { RelayError::SrcIo(e) });
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The gateway process: shards (one pinned thread and event loop each), the listeners they share by
+//! SO_REUSEPORT, and the control state they read on every tick (config generation, drain).
+//!
+//! Nothing here is on the request path: shards talk to [`Control`] once per tick with relaxed atomic
+//! loads, and a reload builds the new snapshot on the calling (control) thread.
+
+pub mod driver;
+mod listen;
+pub mod pools;
+mod shard;
+pub mod snapshot;
+pub mod watchdog;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+
+pub use driver::DriverKind;
+pub use shard::Shard;
+pub use snapshot::{ShardState, Snapshot};
+
+use crate::config::{Config, ConfigError};
+
+/// State shared by all shards and the control thread.
+pub struct Control {
+    snapshot: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    draining: AtomicBool,
+    /// `watchdog::now_ms` time after which draining shards close every connection.
+    drain_deadline: AtomicU64,
+    /// Per shard: the config generation it serves.
+    applied: Vec<CachePadded<AtomicU64>>,
+    /// Per shard: open client connections (published each tick).
+    connections: Vec<CachePadded<AtomicUsize>>,
+    /// Random per process; prefix of generated request ids.
+    pub instance: u32,
+}
+
+impl Control {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn drain_deadline(&self) -> u64 {
+        self.drain_deadline.load(Ordering::Relaxed)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    fn set_applied(&self, shard: usize, generation: u64) {
+        self.applied[shard].store(generation, Ordering::Release);
+    }
+
+    fn set_connections(&self, shard: usize, n: usize) {
+        self.connections[shard].store(n, Ordering::Relaxed);
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid config: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shard {shard}: {reason}")]
+    Shard { shard: usize, reason: String },
+    #[error("no CPU to run on: {0}")]
+    Cpus(String),
+}
+
+/// Start-up overrides (CLI flags win over the file).
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    pub workers: Option<usize>,
+    pub cpus: Option<Vec<usize>>,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    control: Arc<Control>,
+    threads: Vec<JoinHandle<()>>,
+    addrs: Vec<SocketAddr>,
+    drivers: Vec<DriverKind>,
+}
+
+impl Gateway {
+    /// Binds the listeners, starts one shard per worker and returns once every shard runs.
+    pub fn start(config: Config, opts: StartOptions) -> Result<Gateway, StartError> {
+        let cpus = match opts.cpus.or_else(|| config.server.cpus.clone()) {
+            Some(c) => c,
+            None => available_cpus().map_err(StartError::Cpus)?,
+        };
+        let workers = opts.workers.or(config.server.workers).unwrap_or(cpus.len()).max(1);
+        let (addrs, mut listeners) = listen::bind_all(&config.server, workers)?;
+        let snap = Arc::new(Snapshot::build(config, 1)?);
+        let control = Arc::new(Control {
+            snapshot: ArcSwap::new(snap.clone()),
+            generation: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            drain_deadline: AtomicU64::new(u64::MAX),
+            applied: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            connections: (0..workers).map(|_| CachePadded::new(AtomicUsize::new(0))).collect(),
+            instance: instance_id(),
+        });
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(workers);
+        for id in (0..workers).rev() {
+            let shard_listeners = listeners.pop().unwrap_or_default();
+            let cpu = cpus[id % cpus.len()];
+            let control = control.clone();
+            let ready = ready_tx.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("ringway-shard-{id}"))
+                .spawn(move || shard::run(id, cpu, control, shard_listeners, ready))
+                .map_err(|e| StartError::Shard { shard: id, reason: format!("cannot spawn thread: {e}") })?;
+            threads.push(t);
+        }
+        drop(ready_tx);
+        let mut drivers = vec![DriverKind::Epoll; workers];
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok((id, Ok(kind))) => drivers[id] = kind,
+                Ok((id, Err(reason))) => {
+                    control.draining.store(true, Ordering::Relaxed);
+                    control.drain_deadline.store(0, Ordering::Relaxed);
+                    return Err(StartError::Shard { shard: id, reason });
+                }
+                Err(_) => return Err(StartError::Shard { shard: 0, reason: "shard exited during start".into() }),
+            }
+        }
+        Ok(Gateway { control, threads, addrs, drivers })
+    }
+
+    /// The addresses listened on (ports resolved when the config said port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The driver each shard runs.
+    pub fn drivers(&self) -> &[DriverKind] {
+        &self.drivers
+    }
+
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// Validates `config` into a new snapshot and hands it to every shard (at their next tick). On
+    /// error nothing changes. Listener and runtime settings (`[server]`) need a restart.
+    pub fn reload(&self, config: Config) -> Result<u64, ConfigError> {
+        let generation = self.control.generation() + 1;
+        let snap = Snapshot::build(config, generation)?;
+        self.control.snapshot.store(Arc::new(snap));
+        self.control.generation.store(generation, Ordering::Release);
+        Ok(generation)
+    }
+
+    /// Waits until every shard serves `generation` or later.
+    pub fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if self.control.applied.iter().all(|a| a.load(Ordering::Acquire) >= generation) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Open client connections over all shards (as of each shard's last tick).
+    pub fn connections(&self) -> usize {
+        self.control.connections.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Starts a graceful shutdown: shards stop accepting, close idle connections, let requests in
+    /// flight finish, and close everything after `drain`.
+    pub fn begin_shutdown(&self, drain: Duration) {
+        let deadline = watchdog::now_ms() + drain.as_millis() as u64;
+        self.control.drain_deadline.store(deadline, Ordering::Relaxed);
+        self.control.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits for every shard to finish.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// `begin_shutdown` + `join`.
+    pub fn shutdown(self, drain: Duration) {
+        self.begin_shutdown(drain);
+        self.join();
+    }
+}
+
+/// The CPUs this process may run on (its affinity mask).
+pub fn available_cpus() -> Result<Vec<usize>, String> {
+    let ids = core_affinity::get_core_ids().ok_or("cannot read the CPU affinity mask")?;
+    if ids.is_empty() {
+        return Err("the CPU affinity mask is empty".into());
+    }
+    Ok(ids.into_iter().map(|c| c.id).collect())
+}
+
+fn instance_id() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
+        .unwrap_or(0);
+    t ^ std::process::id().rotate_left(8)
+}

@@ -1,0 +1,241 @@
+//! One shard: a thread pinned to a CPU running its own event loop, accept loops over its own
+//! listeners, and a housekeeping tick (deadlines, pool upkeep, config pick-up, drain).
+//!
+//! Everything a shard owns is `Rc`/`Cell`: connections, pools, balancer state. The only shared
+//! state it touches is [`Control`], once per tick.
+
+use std::cell::{Cell, RefCell};
+use std::net::TcpListener as StdListener;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::task::Waker;
+use std::time::Duration;
+
+use monoio::net::TcpListener;
+
+use super::driver::{self, Built, DriverKind};
+use super::pools::Pools;
+use super::snapshot::ShardState;
+use super::watchdog::{SweepMode, Watchdog, now_ms};
+use super::Control;
+
+/// Free kits and response buffers each shard keeps for reuse.
+const POOL_KEEP: usize = 256;
+
+/// Shard-local state shared by the shard's tasks.
+pub struct Shard {
+    pub id: usize,
+    pub control: Arc<Control>,
+    state: RefCell<Rc<ShardState>>,
+    pub watchdog: Rc<Watchdog>,
+    pub pools: Pools,
+    draining: Cell<bool>,
+    seq: Cell<u64>,
+    listener_fds: RefCell<Vec<RawFd>>,
+    accept_waiters: RefCell<Vec<Waker>>,
+    tick: Duration,
+    max_connections: usize,
+}
+
+impl Shard {
+    /// The state new requests use.
+    #[inline]
+    pub fn state(&self) -> Rc<ShardState> {
+        self.state.borrow().clone()
+    }
+
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Writes a new request id (24 hex digits: instance, shard, sequence) into `out`.
+    pub fn request_id(&self, out: &mut [u8; 24]) {
+        let n = self.seq.get().wrapping_add(1);
+        self.seq.set(n);
+        let v: u128 = (u128::from(self.control.instance) << 64) | ((self.id as u128 & 0xff) << 56) | u128::from(n & ((1 << 56) - 1));
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = HEX[((v >> (4 * (23 - i))) & 0xf) as usize];
+        }
+    }
+
+    /// Called when a connection ends: lets a paused accept loop go on.
+    pub fn connection_closed(&self) {
+        let waiters = std::mem::take(&mut *self.accept_waiters.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// Applies a newer config snapshot if the control thread published one.
+    fn pick_up_config(&self) {
+        let generation = self.control.generation();
+        if generation == self.state.borrow().snap.generation {
+            return;
+        }
+        let snap = self.control.snapshot();
+        let next = ShardState::new(snap, Some(&self.state.borrow()));
+        let generation = next.snap.generation;
+        *self.state.borrow_mut() = Rc::new(next);
+        self.control.set_applied(self.id, generation);
+        tracing::debug!(shard = self.id, generation, "config applied");
+    }
+
+    /// One housekeeping pass; returns false once the shard has drained and should stop.
+    fn tick(&self) -> bool {
+        let now = now_ms();
+        self.pick_up_config();
+        if self.control.draining() && !self.draining.get() {
+            self.draining.set(true);
+            for &fd in self.listener_fds.borrow().iter() {
+                // Safety: the listener fds stay open until the accept loops (which own them) end;
+                // shutdown wakes their pending accept with EINVAL.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
+            for u in self.state.borrow().upstreams.iter() {
+                u.close_idle();
+            }
+        }
+        let draining = self.draining.get();
+        let mode = SweepMode { close_idle: draining, close_all: draining && now >= self.control.drain_deadline() };
+        self.watchdog.sweep(now, mode);
+        for u in self.state.borrow().upstreams.iter() {
+            u.maintain(now);
+        }
+        let open = self.watchdog.len();
+        self.control.set_connections(self.id, open);
+        !(draining && open == 0 && self.listener_fds.borrow().is_empty())
+    }
+}
+
+/// Thread body of shard `id`.
+pub fn run(
+    id: usize,
+    cpu: usize,
+    control: Arc<Control>,
+    listeners: Vec<StdListener>,
+    ready: Sender<(usize, Result<DriverKind, String>)>,
+) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        tracing::warn!(shard = id, cpu, "could not pin the shard to its CPU; running unpinned");
+    }
+    let snap = control.snapshot();
+    let server = &snap.config.server;
+    let (built, kind, note) = match driver::build(server.driver, server.ring_entries, server.ring_tuning) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send((id, Err(e.to_string())));
+            return;
+        }
+    };
+    if let Some(note) = note {
+        tracing::info!(shard = id, "{note}");
+    }
+    tracing::info!(shard = id, cpu, driver = kind.as_str(), "shard started");
+    let http = &snap.config.http;
+    let shard = Rc::new(Shard {
+        id,
+        control: control.clone(),
+        state: RefCell::new(Rc::new(ShardState::new(snap.clone(), None))),
+        watchdog: Rc::new(Watchdog::default()),
+        pools: Pools::new(http.buffer_size, http.response_buffer_size, POOL_KEEP),
+        draining: Cell::new(false),
+        seq: Cell::new(0),
+        listener_fds: RefCell::new(Vec::new()),
+        accept_waiters: RefCell::new(Vec::new()),
+        tick: server.tick,
+        max_connections: server.max_connections,
+    });
+    control.set_applied(id, snap.generation);
+    drop(snap);
+    let main = shard_main(shard, listeners, ready, kind);
+    match built {
+        Built::Uring(mut rt) => rt.block_on(main),
+        Built::Epoll(mut rt) => rt.block_on(main),
+    }
+    tracing::info!(shard = id, "shard stopped");
+}
+
+async fn shard_main(
+    shard: Rc<Shard>,
+    listeners: Vec<StdListener>,
+    ready: Sender<(usize, Result<DriverKind, String>)>,
+    kind: DriverKind,
+) {
+    for l in listeners {
+        let fd = l.as_raw_fd();
+        match TcpListener::from_std(l) {
+            Ok(l) => {
+                shard.listener_fds.borrow_mut().push(fd);
+                monoio::spawn(accept_loop(shard.clone(), l));
+            }
+            Err(e) => {
+                let _ = ready.send((shard.id, Err(format!("cannot use listener: {e}"))));
+                return;
+            }
+        }
+    }
+    let _ = ready.send((shard.id, Ok(kind)));
+    drop(ready);
+    loop {
+        monoio::time::sleep(shard.tick).await;
+        if !shard.tick() {
+            break;
+        }
+    }
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    let fd = listener.as_raw_fd();
+    let mut last_warn = 0u64;
+    loop {
+        if shard.draining() {
+            break;
+        }
+        if shard.watchdog.len() >= shard.max_connections {
+            // At the connection limit: leave new connections in the kernel backlog until one closes.
+            std::future::poll_fn(|cx| {
+                if shard.watchdog.len() < shard.max_connections || shard.draining() {
+                    std::task::Poll::Ready(())
+                } else {
+                    shard.accept_waiters.borrow_mut().push(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            continue;
+        }
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if shard.draining() {
+                    break;
+                }
+                monoio::spawn(crate::proxy::conn::serve(shard.clone(), stream, peer));
+            }
+            Err(e) => {
+                if shard.draining() {
+                    break;
+                }
+                let transient = matches!(
+                    e.raw_os_error(),
+                    Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO | libc::EPERM)
+                );
+                if transient {
+                    continue;
+                }
+                // Out of file descriptors or memory: back off so the loop does not spin, and say so
+                // (at most once a second).
+                let now = now_ms();
+                if now.saturating_sub(last_warn) >= 1000 {
+                    last_warn = now;
+                    tracing::warn!(shard = shard.id, error = %e, "accept failed; backing off (check ulimit -n / RLIMIT_NOFILE)");
+                }
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    shard.listener_fds.borrow_mut().retain(|&f| f != fd);
+}

@@ -1,0 +1,47 @@
+//! Opening upstream connections with a deadline.
+//!
+//! The socket is created with `socket2` (non-blocking, TCP_NODELAY) and connected; completion is
+//! awaited as write readiness under the connection's [`Watch`], so a connect that hangs (SYN to a
+//! black hole) is ended by `shutdown(2)` at the deadline instead of lingering in the kernel.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::error::{ErrorKind, GatewayError};
+use crate::runtime::watchdog::{Shut, Watch, now_ms};
+
+pub async fn connect(addr: SocketAddr, watch: &Watch, timeout: Duration) -> Result<TcpStream, GatewayError> {
+    let fail = |e: &std::io::Error| GatewayError::io(ErrorKind::UpstreamConnect, e);
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))
+        .map_err(|e| fail(&e))?;
+    sock.set_tcp_nodelay(true).map_err(|e| fail(&e))?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(fail(&e)),
+    }
+    let fd = sock.as_raw_fd();
+    let stream = TcpStream::from_std(std::net::TcpStream::from(sock)).map_err(|e| fail(&e))?;
+    {
+        let _armed = watch.arm(fd, Shut::Both, now_ms() + timeout.as_millis() as u64);
+        let ready = stream.writable(false).await;
+        if watch.fired() {
+            return Err(GatewayError::new(ErrorKind::UpstreamConnectTimeout));
+        }
+        ready.map_err(|e| fail(&e))?;
+    }
+    match SockRef::from(&stream_fd(&stream)).take_error() {
+        Ok(None) => Ok(stream),
+        Ok(Some(e)) | Err(e) => Err(fail(&e)),
+    }
+}
+
+/// A borrowed fd for `socket2::SockRef` (monoio's TcpStream has no `AsFd`).
+fn stream_fd(s: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
+    // Safety: the fd is owned by `s` and outlives the returned borrow.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(s.as_raw_fd()) }
+}

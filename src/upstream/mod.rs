@@ -1,0 +1,138 @@
+//! Upstreams as a shard sees them: targets with their keep-alive pools and load-balancer state, all
+//! shard-local (`Rc`/`Cell`, never locked).
+//!
+//! [`Upstream::checkout`] picks a target and lends a connection: an idle pooled one when there is
+//! one, else a new one (bounded by `max_connections`, waiting up to `connect_timeout` for a free
+//! slot). A failed connect moves on to another target once, since nothing was sent yet.
+//!
+//! Upstream objects survive a config reload when their config is unchanged, so their pools stay warm.
+
+mod balance;
+mod connect;
+pub mod pool;
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+pub use balance::Balancer;
+pub use pool::{Lease, Pool, SlotGuard};
+
+use crate::config::UpstreamConfig;
+use crate::error::{ErrorKind, GatewayError};
+use crate::runtime::watchdog::{Watch, now_ms};
+
+/// One target of an upstream, on one shard.
+pub struct Target {
+    pub addr: SocketAddr,
+    /// As written in the config; sent as Host when the client sent none.
+    pub name: String,
+    pub weight: u32,
+    pub pool: Pool,
+    /// Requests currently using a connection to this target (least-in-flight balancing).
+    pub in_flight: Cell<u32>,
+}
+
+/// One upstream, on one shard.
+pub struct Upstream {
+    pub config: UpstreamConfig,
+    pub targets: Vec<Rc<Target>>,
+    balancer: Balancer,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Rc<Upstream> {
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| {
+                Rc::new(Target {
+                    addr: t.addr,
+                    name: t.name.clone(),
+                    weight: t.weight,
+                    pool: Pool::new(config.max_idle, config.max_connections, config.idle_timeout.as_millis() as u64),
+                    in_flight: Cell::new(0),
+                })
+            })
+            .collect::<Vec<_>>();
+        let balancer = Balancer::new(config.balance, &targets);
+        Rc::new(Upstream { config: config.clone(), targets, balancer })
+    }
+
+    /// Lends a connection to a target chosen by the balancer. `avoid`: a target that just failed.
+    pub async fn checkout(&self, watch: &Watch, avoid: Option<SocketAddr>) -> Result<Lease, GatewayError> {
+        let first = self.balancer.pick(&self.targets, avoid);
+        match self.lease(&self.targets[first], watch).await {
+            Ok(l) => Ok(l),
+            Err(e) if self.targets.len() > 1 && e.kind == ErrorKind::UpstreamConnect => {
+                let addr = self.targets[first].addr;
+                tracing::warn!(upstream = %self.config.name, target = %addr, error = %e, "connect failed, trying another target");
+                let next = self.balancer.pick(&self.targets, Some(addr));
+                self.lease(&self.targets[next], watch).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A connection to `target`: pooled, new, or (at `max_connections`) the first one freed.
+    async fn lease(&self, target: &Rc<Target>, watch: &Watch) -> Result<Lease, GatewayError> {
+        let deadline = std::time::Instant::now() + self.config.connect_timeout;
+        loop {
+            if let Some(s) = target.pool.take_idle() {
+                return Ok(Lease::new(s, target.clone(), true));
+            }
+            if target.pool.try_reserve() {
+                return match connect::connect(target.addr, watch, self.config.connect_timeout).await {
+                    Ok(s) => Ok(Lease::new(s, target.clone(), false)),
+                    Err(e) => {
+                        target.pool.release_slot();
+                        Err(e)
+                    }
+                };
+            }
+            // Saturated: wait for a returned connection or a free slot, until the connect deadline.
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(GatewayError::new(ErrorKind::UpstreamSaturated));
+            }
+            wait_for_slot(&target.pool, left).await;
+        }
+    }
+
+    /// Tick: pool expiry and dead-connection checks.
+    pub fn maintain(&self, now: u64) {
+        for t in &self.targets {
+            t.pool.maintain(now);
+        }
+    }
+
+    /// Closes idle pooled connections (shutdown).
+    pub fn close_idle(&self) {
+        for t in &self.targets {
+            t.pool.clear();
+        }
+    }
+}
+
+/// Waits until the pool signals a free slot or returned connection, or `timeout` passes. This is the
+/// saturated path only, so a runtime timer is fine here.
+async fn wait_for_slot(pool: &Pool, timeout: Duration) {
+    let mut registered = false;
+    let wait = poll_fn(|cx| {
+        if registered {
+            return Poll::Ready(());
+        }
+        registered = true;
+        pool.wait(cx.waker());
+        Poll::Pending
+    });
+    let _ = monoio::time::timeout(timeout, wait).await;
+}
+
+/// The current coarse time, for pool bookkeeping.
+pub fn now() -> u64 {
+    now_ms()
+}

@@ -1,0 +1,213 @@
+//! Per-shard keep-alive pool of one target: idle connections (most recently used first), a count of
+//! every open connection for `max_connections`, and a queue of requests waiting for a free slot.
+//!
+//! A connection the upstream closed while it sat idle is found two ways: the shard tick peeks idle
+//! connections that have rested for a while (`MSG_PEEK | MSG_DONTWAIT`: EOF or stray bytes mean it
+//! is dead), and a request that fails on a reused connection before any response byte is retried
+//! once on a fresh connection (`proxy::forward`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::task::Waker;
+
+use monoio::net::TcpStream;
+
+use super::Target;
+
+struct Idle {
+    stream: TcpStream,
+    since: u64,
+}
+
+pub struct Pool {
+    idle: RefCell<VecDeque<Idle>>,
+    /// Open connections, idle and leased.
+    open: Cell<usize>,
+    max_idle: usize,
+    /// 0 = unlimited.
+    max_open: usize,
+    idle_timeout_ms: u64,
+    waiters: RefCell<VecDeque<Waker>>,
+}
+
+/// Idle connections resting at least this long are checked for a close by the upstream on each tick.
+const PEEK_AFTER_MS: u64 = 1000;
+
+impl Pool {
+    pub fn new(max_idle: usize, max_open: usize, idle_timeout_ms: u64) -> Pool {
+        Pool {
+            idle: RefCell::new(VecDeque::new()),
+            open: Cell::new(0),
+            max_idle,
+            max_open,
+            idle_timeout_ms,
+            waiters: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    /// The most recently used idle connection, if any.
+    pub fn take_idle(&self) -> Option<TcpStream> {
+        self.idle.borrow_mut().pop_back().map(|i| i.stream)
+    }
+
+    /// Reserves a slot for a new connection, if `max_connections` allows.
+    pub fn try_reserve(&self) -> bool {
+        if self.max_open != 0 && self.open.get() >= self.max_open {
+            return false;
+        }
+        self.open.set(self.open.get() + 1);
+        true
+    }
+
+    /// A connection (or reserved slot) is gone.
+    pub fn release_slot(&self) {
+        self.open.set(self.open.get().saturating_sub(1));
+        self.wake_one();
+    }
+
+    /// Puts a healthy connection back; closes it instead when the pool is full.
+    pub fn put(&self, stream: TcpStream, now: u64) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() >= self.max_idle {
+            drop(idle);
+            drop(stream);
+            self.release_slot();
+            return;
+        }
+        idle.push_back(Idle { stream, since: now });
+        drop(idle);
+        self.wake_one();
+    }
+
+    /// Wakes every waiter: they re-check, the first one takes the slot. (Waking one could hand the
+    /// wake-up to a waiter that already timed out.)
+    fn wake_one(&self) {
+        if self.waiters.borrow().is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// Registers a waiter woken when a connection is returned or a slot frees up.
+    pub fn wait(&self, w: &Waker) {
+        let mut q = self.waiters.borrow_mut();
+        if !q.iter().any(|x| x.will_wake(w)) {
+            q.push_back(w.clone());
+        }
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.get()
+    }
+
+    pub fn idle(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
+    /// Tick: closes idle connections past `idle_timeout` and those the upstream has closed.
+    pub fn maintain(&self, now: u64) {
+        let mut idle = self.idle.borrow_mut();
+        let before = idle.len();
+        idle.retain(|i| {
+            let age = now.saturating_sub(i.since);
+            age < self.idle_timeout_ms && (age < PEEK_AFTER_MS || still_open(&i.stream))
+        });
+        let closed = before - idle.len();
+        drop(idle);
+        for _ in 0..closed {
+            self.release_slot();
+        }
+    }
+
+    /// Closes every idle connection (shutdown).
+    pub fn clear(&self) {
+        let n = {
+            let mut idle = self.idle.borrow_mut();
+            let n = idle.len();
+            idle.clear();
+            n
+        };
+        for _ in 0..n {
+            self.release_slot();
+        }
+    }
+}
+
+/// An idle connection is usable only while the upstream has neither closed it nor sent anything.
+fn still_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    // Safety: a valid fd and a 1-byte buffer; MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
+
+/// A connection lent to one request. Dropping it closes the connection; [`Lease::release`] returns it
+/// to the pool.
+pub struct Lease {
+    stream: Option<TcpStream>,
+    pub target: Rc<Target>,
+    /// Came from the idle pool (may have been closed by the upstream meanwhile).
+    pub reused: bool,
+}
+
+impl Lease {
+    pub(super) fn new(stream: TcpStream, target: Rc<Target>, reused: bool) -> Lease {
+        target.in_flight.set(target.in_flight.get() + 1);
+        Lease { stream: Some(stream), target, reused }
+    }
+
+    #[inline]
+    pub fn stream(&mut self) -> &mut TcpStream {
+        // Invariant: `stream` is `Some` until `release`/`into_stream` consume the lease.
+        self.stream.as_mut().unwrap_or_else(|| unreachable!("lease used after release"))
+    }
+
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_ref().map_or(-1, |s| s.as_raw_fd())
+    }
+
+    /// Ends the lease: back to the pool when `reusable`, else closed.
+    pub fn release(mut self, reusable: bool, now: u64) {
+        if let Some(s) = self.stream.take() {
+            if reusable {
+                self.target.pool.put(s, now);
+            } else {
+                drop(s);
+                self.target.pool.release_slot();
+            }
+        }
+    }
+
+    /// Takes the socket out of the pool for good (protocol upgrade). The returned guard keeps the
+    /// connection counted against `max_connections` until it drops.
+    pub fn into_stream(mut self) -> (TcpStream, SlotGuard) {
+        // Invariant as in `stream()`.
+        let s = self.stream.take().unwrap_or_else(|| unreachable!("lease used after release"));
+        (s, SlotGuard(self.target.clone()))
+    }
+}
+
+/// Holds a connection slot of a target; frees it on drop.
+pub struct SlotGuard(Rc<Target>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.pool.release_slot();
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.target.in_flight.set(self.target.in_flight.get().saturating_sub(1));
+        if self.stream.take().is_some() {
+            self.target.pool.release_slot();
+        }
+    }
+}
