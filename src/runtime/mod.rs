@@ -199,8 +199,8 @@ impl Gateway {
     }
 
     /// Waits for every shard to finish.
-    pub fn join(self) {
-        for t in self.threads {
+    pub fn join(mut self) {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
     }
@@ -209,6 +209,19 @@ impl Gateway {
     pub fn shutdown(self, drain: Duration) {
         self.begin_shutdown(drain);
         self.join();
+    }
+}
+
+impl Drop for Gateway {
+    /// A gateway dropped without `shutdown` stops at once (connections closed without draining).
+    fn drop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.begin_shutdown(Duration::ZERO);
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
     }
 }
 
