@@ -110,7 +110,9 @@ fn check(path: &Path) -> Result<()> {
 
 fn init_logging(log: &LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     if log.json {
         builder.json().init();
     } else {
@@ -130,7 +132,8 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let drain = config.server.shutdown_timeout;
     let gateway = Gateway::start(config, start_options(tuning)?).context("cannot start")?;
-    tracing::info!(listen = ?gateway.local_addrs(), shards = gateway.drivers().len(), "ringway listening");
+    let listen: Vec<String> = gateway.local_addrs().iter().map(|a| a.to_string()).collect();
+    tracing::info!(listen = %listen.join(","), shards = gateway.drivers().len(), "ringway listening");
 
     let (tx, rx) = mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
