@@ -11,7 +11,12 @@ use crate::runtime::driver;
 pub fn report(config: &Config) -> (String, usize) {
     let mut out = String::new();
     let mut warnings = 0;
-    let _ = writeln!(out, "config: ok ({} routes, {} upstreams)", config.routes.len(), config.upstreams.len());
+    let _ = writeln!(
+        out,
+        "config: ok ({} routes, {} upstreams)",
+        config.routes.len(),
+        config.upstreams.len()
+    );
     let _ = writeln!(out, "\nroutes (most specific match wins):");
     for (i, r) in config.routes.iter().enumerate() {
         let hosts = if r.hosts.is_empty() {
@@ -33,7 +38,11 @@ pub fn report(config: &Config) -> (String, usize) {
         let methods = if r.methods.is_empty() {
             "ANY".to_string()
         } else {
-            r.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+            r.methods
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let action = match &r.action {
             RouteAction::Proxy(p) => {
@@ -48,7 +57,11 @@ pub fn report(config: &Config) -> (String, usize) {
             }
             RouteAction::Respond(s) => format!("respond {} ({} bytes)", s.status, s.body.len()),
         };
-        let _ = writeln!(out, "  [{i}] {:<16} host={hosts:<20} path={path:<16} methods={methods:<10} {action}", r.name);
+        let _ = writeln!(
+            out,
+            "  [{i}] {:<16} host={hosts:<20} path={path:<16} methods={methods:<10} {action}",
+            r.name
+        );
     }
     let _ = writeln!(out, "\nupstreams:");
     for u in &config.upstreams {
@@ -69,7 +82,11 @@ pub fn report(config: &Config) -> (String, usize) {
             let _ = writeln!(
                 out,
                 "  io_uring: usable{}",
-                if tuned { ", single-issuer/defer-taskrun ring supported" } else { " (no DEFER_TASKRUN: kernel < 6.1; expect more CPU per request)" }
+                if tuned {
+                    ", single-issuer/defer-taskrun ring supported"
+                } else {
+                    " (no DEFER_TASKRUN: kernel < 6.1; expect more CPU per request)"
+                }
             );
             if !tuned {
                 warnings += 1;
@@ -88,14 +105,24 @@ pub fn report(config: &Config) -> (String, usize) {
     let cpus = crate::runtime::available_cpus().unwrap_or_default();
     let chosen = config.server.cpus.clone().unwrap_or_else(|| cpus.clone());
     let workers = config.server.workers.unwrap_or(chosen.len());
-    let _ = writeln!(out, "  cpus available: {cpus:?}; shards: {workers} on {chosen:?}");
+    let _ = writeln!(
+        out,
+        "  cpus available: {cpus:?}; shards: {workers} on {chosen:?}"
+    );
     if let Some(bad) = chosen.iter().find(|c| !cpus.contains(c)) {
         warnings += 1;
-        let _ = writeln!(out, "  ! CPU {bad} is not in this process's affinity mask; that shard will run unpinned");
+        let _ = writeln!(
+            out,
+            "  ! CPU {bad} is not in this process's affinity mask; that shard will run unpinned"
+        );
     }
     if workers > chosen.len() {
         warnings += 1;
-        let _ = writeln!(out, "  ! {workers} shards on {} CPUs: shards will share cores", chosen.len());
+        let _ = writeln!(
+            out,
+            "  ! {workers} shards on {} CPUs: shards will share cores",
+            chosen.len()
+        );
     }
     let (soft, hard) = rlimit(libc::RLIMIT_NOFILE);
     let need = (workers as u64) * (config.server.max_connections as u64).min(100_000) * 2;
@@ -108,25 +135,50 @@ pub fn report(config: &Config) -> (String, usize) {
         );
     }
     let (msoft, _) = rlimit(libc::RLIMIT_MEMLOCK);
-    let _ = writeln!(out, "  RLIMIT_MEMLOCK: {}", if msoft == u64::MAX { "unlimited".to_string() } else { format!("{} KiB", msoft / 1024) });
+    let _ = writeln!(
+        out,
+        "  RLIMIT_MEMLOCK: {}",
+        if msoft == u64::MAX {
+            "unlimited".to_string()
+        } else {
+            format!("{} KiB", msoft / 1024)
+        }
+    );
     if msoft < 64 * 1024 * 1024 && kernel_older_than(5, 12) {
         warnings += 1;
-        let _ = writeln!(out, "  ! kernels before 5.12 charge io_uring rings to RLIMIT_MEMLOCK: set LimitMEMLOCK=infinity");
+        let _ = writeln!(
+            out,
+            "  ! kernels before 5.12 charge io_uring rings to RLIMIT_MEMLOCK: set LimitMEMLOCK=infinity"
+        );
     }
     if let Some(somax) = read_sysctl("net/core/somaxconn") {
         let _ = writeln!(out, "  net.core.somaxconn: {somax}");
         if somax < u64::from(config.server.backlog) {
             warnings += 1;
-            let _ = writeln!(out, "  ! backlog {} is capped by somaxconn {somax}: sysctl -w net.core.somaxconn={}", config.server.backlog, config.server.backlog);
+            let _ = writeln!(
+                out,
+                "  ! backlog {} is capped by somaxconn {somax}: sysctl -w net.core.somaxconn={}",
+                config.server.backlog, config.server.backlog
+            );
         }
     }
     if let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") {
-        let parts: Vec<u64> = range.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        let parts: Vec<u64> = range
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
         if let [lo, hi] = parts[..] {
-            let _ = writeln!(out, "  net.ipv4.ip_local_port_range: {lo}-{hi} ({} ports per upstream address)", hi.saturating_sub(lo) + 1);
+            let _ = writeln!(
+                out,
+                "  net.ipv4.ip_local_port_range: {lo}-{hi} ({} ports per upstream address)",
+                hi.saturating_sub(lo) + 1
+            );
             if hi.saturating_sub(lo) < 20_000 {
                 warnings += 1;
-                let _ = writeln!(out, "  ! few ephemeral ports for upstream connections: sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"");
+                let _ = writeln!(
+                    out,
+                    "  ! few ephemeral ports for upstream connections: sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\""
+                );
             }
         }
     }
@@ -135,7 +187,10 @@ pub fn report(config: &Config) -> (String, usize) {
 }
 
 fn rlimit(res: libc::__rlimit_resource_t) -> (u64, u64) {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // Safety: valid pointer to an rlimit struct.
     if unsafe { libc::getrlimit(res, &mut r) } != 0 {
         return (0, 0);
@@ -144,16 +199,24 @@ fn rlimit(res: libc::__rlimit_resource_t) -> (u64, u64) {
 }
 
 fn read_sysctl(path: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/sys/{path}")).ok()?.trim().parse().ok()
+    std::fs::read_to_string(format!("/proc/sys/{path}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn kernel_older_than(major: u32, minor: u32) -> bool {
     let rel = kernel_release();
-    let mut it = rel.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let mut it = rel
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
     match (it.next(), it.next()) {
         (Some(a), Some(b)) => (a, b) < (major, minor),
         _ => false,

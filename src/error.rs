@@ -68,7 +68,10 @@ impl GatewayError {
     }
 
     pub fn io(kind: ErrorKind, e: &io::Error) -> GatewayError {
-        GatewayError { kind, io: Some(e.kind()) }
+        GatewayError {
+            kind,
+            io: Some(e.kind()),
+        }
     }
 
     /// The status code sent to the client.
@@ -80,7 +83,10 @@ impl GatewayError {
                 HeadError::Version => 505,
                 HeadError::Expectation => 417,
                 HeadError::Connect => 405,
-                HeadError::Malformed(_) | HeadError::BadFraming(_) | HeadError::MissingHost | HeadError::BadHost(_) => 400,
+                HeadError::Malformed(_)
+                | HeadError::BadFraming(_)
+                | HeadError::MissingHost
+                | HeadError::BadHost(_) => 400,
             },
             ErrorKind::BadChunk(_) | ErrorKind::BadPath => 400,
             ErrorKind::BodyTooLarge => 413,
@@ -88,7 +94,9 @@ impl GatewayError {
             ErrorKind::RouteNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::ClientGone => 499,
-            ErrorKind::UpstreamConnect | ErrorKind::UpstreamReset | ErrorKind::UpstreamBadResponse(_) => 502,
+            ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamReset
+            | ErrorKind::UpstreamBadResponse(_) => 502,
             ErrorKind::UpstreamConnectTimeout | ErrorKind::UpstreamTimeout => 504,
             ErrorKind::UpstreamSaturated | ErrorKind::ShuttingDown => 503,
         }

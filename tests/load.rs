@@ -14,7 +14,10 @@ use common::*;
 use ringway::Config;
 
 fn raise_nofile() {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // Safety: plain getrlimit/setrlimit on a valid struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
@@ -29,7 +32,10 @@ both_drivers!(thousands_of_concurrent_connections, |d| {
     // The mock upstream runs a thread per connection: cap the pools (requests queue for a slot).
     let g = gateway_workers(
         d,
-        &format!("[upstreams.be]\ntargets = [\"{}\"]\nmax_connections = 64\n[[routes]]\nupstream = \"be\"\n", up.addr),
+        &format!(
+            "[upstreams.be]\ntargets = [\"{}\"]\nmax_connections = 64\n[[routes]]\nupstream = \"be\"\n",
+            up.addr
+        ),
         2,
     );
     let n = 2500;
@@ -88,18 +94,38 @@ both_drivers!(reload_under_load_loses_nothing, |d| {
             failures
         }));
     }
-    let server = |t: &str| t.replace("[server]", &format!("[server]\nlisten = [\"{at}\"]\ndriver = \"{}\"\ntick = \"10ms\"", d.name()));
+    let server = |t: &str| {
+        t.replace(
+            "[server]",
+            &format!(
+                "[server]\nlisten = [\"{at}\"]\ndriver = \"{}\"\ntick = \"10ms\"",
+                d.name()
+            ),
+        )
+    };
     // New route to upstream b, applied under load.
-    let generation = g.reload(Config::from_toml(&server(&base("[[routes]]\npath_prefix = \"/b\"\nupstream = \"b\"\n"))).unwrap()).unwrap();
+    let generation = g
+        .reload(
+            Config::from_toml(&server(&base(
+                "[[routes]]\npath_prefix = \"/b\"\nupstream = \"b\"\n",
+            )))
+            .unwrap(),
+        )
+        .unwrap();
     assert!(g.wait_applied(generation, IO_TIMEOUT));
     assert_eq!(get(at, "/b/x").text(), "B");
     // An invalid config is refused and the old one keeps serving.
-    let bad = Config::from_toml(&server(&base("[[routes]]\npath_prefix = \"/c\"\nupstream = \"nope\"\n")));
+    let bad = Config::from_toml(&server(&base(
+        "[[routes]]\npath_prefix = \"/c\"\nupstream = \"nope\"\n",
+    )));
     assert!(bad.is_err());
     assert_eq!(get(at, "/b/y").text(), "B");
     stop.store(true, Ordering::Relaxed);
     for w in workers {
-        assert!(w.join().unwrap().is_empty(), "no request may fail during a reload");
+        assert!(
+            w.join().unwrap().is_empty(),
+            "no request may fail during a reload"
+        );
     }
     assert!(ok_count.load(Ordering::Relaxed) > 0);
 });
@@ -118,7 +144,10 @@ both_drivers!(reload_keeps_warm_pools_of_unchanged_upstreams, |d| {
     let at = addr(&g);
     assert_eq!(get(at, "/").text(), "A");
     assert_eq!(get(at, "/b").text(), "B");
-    let server = format!("[server]\nlisten = [\"{at}\"]\ndriver = \"{}\"\ntick = \"10ms\"\n", d.name());
+    let server = format!(
+        "[server]\nlisten = [\"{at}\"]\ndriver = \"{}\"\ntick = \"10ms\"\n",
+        d.name()
+    );
     // Upstream b changes (its pool is rebuilt), upstream a does not (its pool stays warm).
     let changed = format!("{server}{}", text("idle_timeout = \"5s\""));
     let generation = g.reload(Config::from_toml(&changed).unwrap()).unwrap();
@@ -126,17 +155,34 @@ both_drivers!(reload_keeps_warm_pools_of_unchanged_upstreams, |d| {
     for _ in 0..5 {
         assert_eq!(get(at, "/").text(), "A");
     }
-    assert_eq!(a.connections(), 1, "the unchanged upstream kept its pooled connection");
+    assert_eq!(
+        a.connections(),
+        1,
+        "the unchanged upstream kept its pooled connection"
+    );
     assert_eq!(get(at, "/b").text(), "B");
-    assert_eq!(b.connections(), 2, "the changed upstream started a new pool");
+    assert_eq!(
+        b.connections(),
+        2,
+        "the changed upstream started a new pool"
+    );
 });
 
 both_drivers!(graceful_shutdown_finishes_in_flight, |d| {
     let up = Mock::start(|req| match req.target.as_str() {
-        "/slow" => Reply::Delay(Duration::from_millis(300), b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone".to_vec()),
+        "/slow" => Reply::Delay(
+            Duration::from_millis(300),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone".to_vec(),
+        ),
         _ => ok("fast"),
     });
-    let g = gateway(d, &format!("{}\n[[routes]]\nupstream = \"be\"\n", upstream("be", up.addr)));
+    let g = gateway(
+        d,
+        &format!(
+            "{}\n[[routes]]\nupstream = \"be\"\n",
+            upstream("be", up.addr)
+        ),
+    );
     let at = addr(&g);
     // An idle keep-alive connection and an in-flight request.
     let mut idle = Client::connect(at);
@@ -155,17 +201,29 @@ both_drivers!(graceful_shutdown_finishes_in_flight, |d| {
     assert!(r.closes());
     g.join();
     // Nothing listens any more.
-    assert!(std::net::TcpStream::connect(at).and_then(|mut s| {
-        s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut b = [0u8; 1];
-        std::io::Read::read(&mut s, &mut b).map(|n| if n == 0 { Err(()) } else { Ok(()) })
-    }).map(|r| r.is_err()).unwrap_or(true));
+    assert!(
+        std::net::TcpStream::connect(at)
+            .and_then(|mut s| {
+                s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")?;
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut b = [0u8; 1];
+                std::io::Read::read(&mut s, &mut b).map(|n| if n == 0 { Err(()) } else { Ok(()) })
+            })
+            .map(|r| r.is_err())
+            .unwrap_or(true)
+    );
 });
 
 both_drivers!(many_clients_many_requests_two_shards, |d| {
     let up = Mock::start(|req| ok(&req.target));
-    let g = gateway_workers(d, &format!("{}\n[[routes]]\nupstream = \"be\"\n", upstream("be", up.addr)), 2);
+    let g = gateway_workers(
+        d,
+        &format!(
+            "{}\n[[routes]]\nupstream = \"be\"\n",
+            upstream("be", up.addr)
+        ),
+        2,
+    );
     let at = addr(&g);
     let handles: Vec<_> = (0..16)
         .map(|t| {

@@ -25,7 +25,11 @@ struct Proc {
 impl Proc {
     fn start(config_text: &str, args: &[&str]) -> Proc {
         static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!("ringway-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let dir = std::env::temp_dir().join(format!(
+            "ringway-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("config.toml");
         std::fs::write(&config, config_text).unwrap();
@@ -47,13 +51,25 @@ impl Proc {
             }
         });
         let line = wait_line(&rx, "ringway listening");
-        let listen = line.split("listen=").nth(1).unwrap().split_whitespace().next().unwrap();
+        let listen = line
+            .split("listen=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
         let addr = listen.split(',').next().unwrap().parse().unwrap();
-        Proc { child, addr, lines: rx, config }
+        Proc {
+            child,
+            addr,
+            lines: rx,
+            config,
+        }
     }
 
     fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         s.lines()
             .find(|l| l.starts_with("VmRSS:"))
             .and_then(|l| l.split_whitespace().nth(1))
@@ -160,7 +176,14 @@ fn large_bodies(driver: &str) {
         let mut w = c.w.try_clone().unwrap();
         let upload = upload.clone();
         std::thread::spawn(move || {
-            w.write_all(format!("POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n", upload.len()).as_bytes()).unwrap();
+            w.write_all(
+                format!(
+                    "POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+                    upload.len()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
             w.write_all(&upload).unwrap();
         })
     };
@@ -176,9 +199,11 @@ fn large_bodies(driver: &str) {
         let mut w = c.w.try_clone().unwrap();
         let upload = upload.clone();
         std::thread::spawn(move || {
-            w.write_all(b"POST /up2 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+            w.write_all(b"POST /up2 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
             for piece in upload.chunks(100_000) {
-                w.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).unwrap();
+                w.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                    .unwrap();
                 w.write_all(piece).unwrap();
                 w.write_all(b"\r\n").unwrap();
             }
@@ -194,7 +219,10 @@ fn large_bodies(driver: &str) {
     let peak = peak.join().unwrap();
     // Streaming, not buffering: 40 MiB moved through the gateway, its memory grew by far less than
     // one body.
-    assert!(peak < base + 4 * 1024, "gateway RSS grew from {base} KiB to {peak} KiB while streaming 10 MiB bodies");
+    assert!(
+        peak < base + 4 * 1024,
+        "gateway RSS grew from {base} KiB to {peak} KiB while streaming 10 MiB bodies"
+    );
     eprintln!("{driver}: RSS {base} KiB at rest, {peak} KiB peak while streaming");
 }
 
@@ -219,7 +247,14 @@ fn sighup_reloads_and_rejects_bad_files() {
     let p = Proc::start(&config("auto", a.addr, ""), &[]);
     assert_eq!(get(p.addr, "/").text(), "A");
     // Point the listener at the same port in the new file; [server] changes need a restart anyway.
-    let new = config("auto", a.addr, &format!("{}\n[[routes]]\npath_prefix = \"/b\"\nupstream = \"b\"\n", upstream("b", b.addr)));
+    let new = config(
+        "auto",
+        a.addr,
+        &format!(
+            "{}\n[[routes]]\npath_prefix = \"/b\"\nupstream = \"b\"\n",
+            upstream("b", b.addr)
+        ),
+    );
     std::fs::write(&p.config, new).unwrap();
     p.signal(libc::SIGHUP);
     wait_line(&p.lines, "config reloaded");
@@ -229,7 +264,15 @@ fn sighup_reloads_and_rejects_bad_files() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // A broken file is refused with the field named, and the running config stays.
-    std::fs::write(&p.config, config("auto", a.addr, "[[routes]]\npath_prefix = \"/c\"\nupstream = \"missing\"\n")).unwrap();
+    std::fs::write(
+        &p.config,
+        config(
+            "auto",
+            a.addr,
+            "[[routes]]\npath_prefix = \"/c\"\nupstream = \"missing\"\n",
+        ),
+    )
+    .unwrap();
     p.signal(libc::SIGHUP);
     let line = wait_line(&p.lines, "config reload rejected");
     assert!(line.contains("routes[1].upstream"), "{line}");
@@ -240,7 +283,10 @@ fn sighup_reloads_and_rejects_bad_files() {
 #[test]
 fn sigterm_drains_then_exits() {
     let up = Mock::start(|req| match req.target.as_str() {
-        "/slow" => Reply::Delay(Duration::from_millis(400), b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone".to_vec()),
+        "/slow" => Reply::Delay(
+            Duration::from_millis(400),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone".to_vec(),
+        ),
         _ => ok("fast"),
     });
     let mut p = Proc::start(&config("auto", up.addr, ""), &[]);
@@ -258,7 +304,12 @@ fn sigterm_drains_then_exits() {
 
 #[test]
 fn second_signal_exits_at_once() {
-    let up = Mock::start(|_| Reply::Delay(Duration::from_secs(5), b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()));
+    let up = Mock::start(|_| {
+        Reply::Delay(
+            Duration::from_secs(5),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        )
+    });
     let mut p = Proc::start(&config("auto", up.addr, ""), &[]);
     let mut busy = Client::connect(p.addr);
     busy.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -280,21 +331,40 @@ fn check_prints_routes_and_host_report() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("c.toml");
     std::fs::write(&path, "[upstreams.api]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"r1\"\nhosts = [\"*.example.com\"]\npath_prefix = \"/api/\"\nupstream = \"api\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringway")).args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("r1") && text.contains("*.example.com") && text.contains("/api/*"), "{text}");
+    assert!(
+        text.contains("r1") && text.contains("*.example.com") && text.contains("/api/*"),
+        "{text}"
+    );
     assert!(text.contains("io_uring:"), "{text}");
     assert!(text.contains("RLIMIT_NOFILE"), "{text}");
     // A bad file: non-zero exit, the field named.
-    std::fs::write(&path, "[server]\nworkers = 2\nlisten = [\"nonsense\"]\n[[routes]]\nupstream = \"x\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringway")).args(["check", "--config"]).arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        "[server]\nworkers = 2\nlisten = [\"nonsense\"]\n[[routes]]\nupstream = \"x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("server.listen[0]"), "{err}");
     // Unknown keys are errors, with their location.
     std::fs::write(&path, "[server]\nworkerz = 2\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringway")).args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("workerz"), "{err}");
@@ -305,7 +375,15 @@ fn check_prints_routes_and_host_report() {
 fn proxy_subcommand_runs_without_config() {
     let up = Mock::ok("direct");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", &up.addr.to_string(), "--workers", "1"])
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &up.addr.to_string(),
+            "--workers",
+            "1",
+        ])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -314,7 +392,10 @@ fn proxy_subcommand_runs_without_config() {
     let mut line = String::new();
     let addr: SocketAddr = loop {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "no listening line");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
         if let Some(rest) = line.split("listen=").nth(1) {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }

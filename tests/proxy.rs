@@ -23,7 +23,11 @@ both_drivers!(get_and_keepalive_reuse, |d| {
     }
     // One client connection, sequential requests: the upstream saw one pooled connection.
     assert_eq!(up.requests().len(), 20);
-    assert_eq!(up.connections(), 1, "requests should reuse the pooled upstream connection");
+    assert_eq!(
+        up.connections(),
+        1,
+        "requests should reuse the pooled upstream connection"
+    );
     // A second client reuses the same pooled connection too.
     assert_eq!(get(addr(&g), "/y").status, 200);
     assert_eq!(up.connections(), 1);
@@ -42,7 +46,15 @@ both_drivers!(request_headers_rewritten, |d| {
     assert_eq!(s.target, "/p?q=1");
     assert_eq!(s.version, 1);
     assert_eq!(s.header("host"), Some("example.com"));
-    for gone in ["connection", "x-secret", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
+    for gone in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
         assert_eq!(s.header(gone), None, "{gone} must not be forwarded");
     }
     assert_eq!(s.header("x-custom"), Some("keep me"));
@@ -78,7 +90,11 @@ both_drivers!(chunked_request_and_trailers_forwarded, |d| {
     assert_eq!(r.status, 200);
     let s = up.last();
     assert_eq!(s.body, b"hello world");
-    assert_eq!(s.raw_body, body.to_vec(), "chunked bodies are forwarded as sent, trailers included");
+    assert_eq!(
+        s.raw_body,
+        body.to_vec(),
+        "chunked bodies are forwarded as sent, trailers included"
+    );
 });
 
 both_drivers!(chunked_request_streamed_in_pieces, |d| {
@@ -111,7 +127,11 @@ both_drivers!(chunked_response_to_http11_and_http10, |d| {
     assert_eq!(r.text(), "abcdefg");
     assert_eq!(c.get("/again").text(), "abcdefg");
     // HTTP/1.0 clients do not understand chunked: the gateway removes the coding and closes.
-    let r = raw_request(addr(&g), b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let r = raw_request(
+        addr(&g),
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(r.header("transfer-encoding"), None);
     assert_eq!(r.text(), "abcdefg");
     assert!(r.closes());
@@ -127,11 +147,13 @@ both_drivers!(close_delimited_response, |d| {
 });
 
 both_drivers!(bodiless_responses, |d| {
-    let up = Mock::start(|req| match req.target.as_str() {
+    let up = Mock::start(|req| {
+        match req.target.as_str() {
         "/204" => Reply::Raw(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
         "/304" => Reply::Raw(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 10\r\n\r\n".to_vec()),
         "/103" => Reply::Raw(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
         _ => Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec()),
+    }
     });
     let g = gateway(d, &proxy_config(up.addr));
     let mut c = Client::connect(addr(&g));
@@ -240,7 +262,13 @@ both_drivers!(websocket_upgrade_tunnels_both_ways, |d| {
 
 both_drivers!(routing_hosts_prefixes_rewrites_and_static, |d| {
     let a = Mock::start(|req| ok(&format!("a {}", req.target)));
-    let b = Mock::start(|req| ok(&format!("b {} {}", req.target, req.header("host").unwrap_or(""))));
+    let b = Mock::start(|req| {
+        ok(&format!(
+            "b {} {}",
+            req.target,
+            req.header("host").unwrap_or("")
+        ))
+    });
     let g = gateway(
         d,
         &format!(
@@ -273,12 +301,25 @@ both_drivers!(routing_hosts_prefixes_rewrites_and_static, |d| {
     );
     let at = addr(&g);
     let req = |host: &str, path: &str| {
-        raw_request(at, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).unwrap()
+        raw_request(
+            at,
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        )
+        .unwrap()
     };
-    assert_eq!(req("api.example.com", "/v1/users?id=3").text(), "a /users?id=3");
+    assert_eq!(
+        req("api.example.com", "/v1/users?id=3").text(),
+        "a /users?id=3"
+    );
     assert_eq!(req("API.example.com:8080", "/v1/").text(), "a /");
-    assert_eq!(req("www.example.com", "/index.html").text(), "b /site/index.html internal");
-    assert_eq!(req("api.example.com", "/other").text(), "b /site/other internal");
+    assert_eq!(
+        req("www.example.com", "/index.html").text(),
+        "b /site/index.html internal"
+    );
+    assert_eq!(
+        req("api.example.com", "/other").text(),
+        "b /site/other internal"
+    );
     let h = req("anything", "/healthz");
     assert_eq!(h.text(), "ok\n");
     assert_eq!(h.header("cache-control"), Some("no-store"));
@@ -287,7 +328,11 @@ both_drivers!(routing_hosts_prefixes_rewrites_and_static, |d| {
     assert_eq!(r.status, 405);
     assert!(r.header("allow").is_some());
     // Absolute-form targets route by their authority and are forwarded in origin form.
-    let r = raw_request(at, b"GET http://api.example.com/v1/abs HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+    let r = raw_request(
+        at,
+        b"GET http://api.example.com/v1/abs HTTP/1.1\r\nHost: other\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(r.text(), "a /abs");
 });
 
@@ -298,10 +343,57 @@ both_drivers!(connect_failure_moves_to_next_target, |d| {
     drop(dead);
     let g = gateway(
         d,
-        &format!("[upstreams.be]\ntargets = [\"{dead_addr}\", \"{}\"]\n[[routes]]\nupstream = \"be\"\n", good.addr),
+        &format!(
+            "[upstreams.be]\ntargets = [\"{dead_addr}\", \"{}\"]\n[[routes]]\nupstream = \"be\"\n",
+            good.addr
+        ),
     );
     for _ in 0..6 {
         let r = get(addr(&g), "/");
         assert_eq!(r.status, 200, "{}", r.text());
     }
+});
+
+both_drivers!(parked_idle_connections_wake_up, |d| {
+    let up = Mock::ok("again");
+    let g = gateway(
+        d,
+        &format!(
+            "[http]\nidle_buffer_release = \"20ms\"\nheader_timeout = \"300ms\"\n{}\n[[routes]]\nupstream = \"be\"\n",
+            upstream("be", up.addr)
+        ),
+    );
+    let mut c = Client::connect(addr(&g));
+    for _ in 0..3 {
+        assert_eq!(c.get("/").text(), "again");
+        // Idle long enough for the watchdog (10 ms tick) to take the buffer back.
+        std::thread::sleep(std::time::Duration::from_millis(60));
+    }
+    // A head split across a park still arrives whole.
+    c.send(b"GET /split HTTP/1.1\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    c.send(b"Host: h\r\n\r\n");
+    assert_eq!(c.response(false).unwrap().text(), "again");
+    // A new connection that parks before sending anything still gets its 408.
+    let mut quiet = Client::connect(addr(&g));
+    let r = quiet.response(false).unwrap();
+    assert_eq!(r.status, 408);
+});
+
+both_drivers!(large_heads_grow_the_buffer, |d| {
+    let up = Mock::start(|req| ok(&req.header("x-big").map_or(0, str::len).to_string()));
+    let g = gateway(
+        d,
+        &format!(
+            "[http]\nbuffer_size = \"1KiB\"\nmax_head_size = \"64KiB\"\n{}\n[[routes]]\nupstream = \"be\"\n",
+            upstream("be", up.addr)
+        ),
+    );
+    let big = "v".repeat(40_000);
+    let r = raw_request(
+        addr(&g),
+        format!("GET / HTTP/1.1\r\nHost: h\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.text(), "40000");
 });

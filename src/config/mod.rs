@@ -186,15 +186,20 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { field: field.into(), reason: reason.into() }
+        ConfigError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Config::from_toml(&text)
     }
 
@@ -207,7 +212,10 @@ impl Config {
     /// The config `ringway proxy --listen A --upstream B` runs: one catch-all route to one upstream.
     pub fn single_proxy(listen: &str, upstream: &str) -> Result<Config, ConfigError> {
         let raw = RawConfig {
-            server: raw::RawServer { listen: Some(vec![listen.to_string()]), ..Default::default() },
+            server: raw::RawServer {
+                listen: Some(vec![listen.to_string()]),
+                ..Default::default()
+            },
             upstreams: [(
                 "upstream".to_string(),
                 raw::RawUpstream {
@@ -247,10 +255,16 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (part, part),
         };
-        let lo: usize = lo.parse().map_err(|_| format!("invalid CPU number {lo:?} in {s:?}"))?;
-        let hi: usize = hi.parse().map_err(|_| format!("invalid CPU number {hi:?} in {s:?}"))?;
+        let lo: usize = lo
+            .parse()
+            .map_err(|_| format!("invalid CPU number {lo:?} in {s:?}"))?;
+        let hi: usize = hi
+            .parse()
+            .map_err(|_| format!("invalid CPU number {hi:?} in {s:?}"))?;
         if hi < lo {
-            return Err(format!("invalid CPU range {part:?} in {s:?}: end before start"));
+            return Err(format!(
+                "invalid CPU range {part:?} in {s:?}: end before start"
+            ));
         }
         if hi > 4095 {
             return Err(format!("CPU {hi} in {s:?} is out of range"));

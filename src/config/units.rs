@@ -49,9 +49,9 @@ impl Size {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid size {s:?}: expected a number followed by an optional unit"))?;
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid size {s:?}: expected a number followed by an optional unit")
+        })?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1000,
@@ -60,7 +60,11 @@ impl Size {
             "mib" => 1024 * 1024,
             "g" | "gb" => 1000 * 1000 * 1000,
             "gib" => 1024 * 1024 * 1024,
-            other => return Err(format!("invalid size {s:?}: unknown unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB)")),
+            other => {
+                return Err(format!(
+                    "invalid size {s:?}: unknown unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
+                ));
+            }
         };
         n.checked_mul(mult)
             .map(Size)

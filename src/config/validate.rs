@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawHttp, RawLog, RawRespond, RawRoute, RawServer, RawTarget, RawUpstream};
+use super::raw::{
+    RawConfig, RawHttp, RawLog, RawRespond, RawRoute, RawServer, RawTarget, RawUpstream,
+};
 use super::units::Dur;
 use super::*;
 
@@ -30,15 +32,30 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         routes.push(route);
     }
     if routes.is_empty() {
-        return Err(ConfigError::invalid("routes", "at least one [[routes]] entry is required"));
+        return Err(ConfigError::invalid(
+            "routes",
+            "at least one [[routes]] entry is required",
+        ));
     }
-    let config = Config { server, http, log, upstreams, routes };
+    let config = Config {
+        server,
+        http,
+        log,
+        upstreams,
+        routes,
+    };
     // Compiling the table finds ambiguous routes; do it now so a bad file is rejected at load.
     crate::route::RouteTable::build(&config)?;
     Ok(config)
 }
 
-fn dur(v: Option<Dur>, default: Duration, field: &str, min: Duration, max: Duration) -> Result<Duration, ConfigError> {
+fn dur(
+    v: Option<Dur>,
+    default: Duration,
+    field: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
     let d = v.map(|d| d.0).unwrap_or(default);
     if d < min || d > max {
         return Err(ConfigError::invalid(
@@ -54,10 +71,19 @@ fn dur(v: Option<Dur>, default: Duration, field: &str, min: Duration, max: Durat
     Ok(d)
 }
 
-fn range<T: PartialOrd + std::fmt::Display + Copy>(v: Option<T>, default: T, field: &str, min: T, max: T) -> Result<T, ConfigError> {
+fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    v: Option<T>,
+    default: T,
+    field: &str,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
     let x = v.unwrap_or(default);
     if x < min || x > max {
-        return Err(ConfigError::invalid(field, format!("{x} is out of range ({min} to {max})")));
+        return Err(ConfigError::invalid(
+            field,
+            format!("{x} is out of range ({min} to {max})"),
+        ));
     }
     Ok(x)
 }
@@ -69,21 +95,35 @@ const GIB: u64 = 1024 * 1024 * 1024;
 fn server(s: RawServer) -> Result<ServerConfig, ConfigError> {
     let listen_raw = s.listen.unwrap_or_else(|| vec!["0.0.0.0:8080".to_string()]);
     if listen_raw.is_empty() {
-        return Err(ConfigError::invalid("server.listen", "at least one address is required"));
+        return Err(ConfigError::invalid(
+            "server.listen",
+            "at least one address is required",
+        ));
     }
     let mut listen = Vec::new();
     for (i, a) in listen_raw.iter().enumerate() {
         let addr: SocketAddr = a.parse().map_err(|_| {
-            ConfigError::invalid(format!("server.listen[{i}]"), format!("{a:?} is not an IP:port address"))
+            ConfigError::invalid(
+                format!("server.listen[{i}]"),
+                format!("{a:?} is not an IP:port address"),
+            )
         })?;
         if listen.contains(&addr) && addr.port() != 0 {
-            return Err(ConfigError::invalid(format!("server.listen[{i}]"), format!("{a} is listed twice")));
+            return Err(ConfigError::invalid(
+                format!("server.listen[{i}]"),
+                format!("{a} is listed twice"),
+            ));
         }
         listen.push(addr);
     }
     let workers = match s.workers {
         None | Some(0) => None,
-        Some(n) if n > 1024 => return Err(ConfigError::invalid("server.workers", format!("{n} is more than 1024"))),
+        Some(n) if n > 1024 => {
+            return Err(ConfigError::invalid(
+                "server.workers",
+                format!("{n} is more than 1024"),
+            ));
+        }
         Some(n) => Some(n),
     };
     let cpus = match s.cpus {
@@ -93,12 +133,18 @@ fn server(s: RawServer) -> Result<ServerConfig, ConfigError> {
     let driver = match s.driver.as_deref() {
         None => DriverChoice::Auto,
         Some(d) => DriverChoice::parse(d).ok_or_else(|| {
-            ConfigError::invalid("server.driver", format!("{d:?} is not one of auto, io_uring, epoll"))
+            ConfigError::invalid(
+                "server.driver",
+                format!("{d:?} is not one of auto, io_uring, epoll"),
+            )
         })?,
     };
     let ring_entries = range(s.ring_entries, 1024, "server.ring_entries", 256, 32768)?;
     if !ring_entries.is_power_of_two() {
-        return Err(ConfigError::invalid("server.ring_entries", format!("{ring_entries} is not a power of two")));
+        return Err(ConfigError::invalid(
+            "server.ring_entries",
+            format!("{ring_entries} is not a power of two"),
+        ));
     }
     Ok(ServerConfig {
         listen,
@@ -108,7 +154,13 @@ fn server(s: RawServer) -> Result<ServerConfig, ConfigError> {
         ring_entries,
         ring_tuning: s.ring_tuning.unwrap_or(true),
         backlog: range(s.backlog, 4096, "server.backlog", 1, 1 << 20)?,
-        max_connections: range(s.max_connections, 100_000, "server.max_connections", 1, 10_000_000)?,
+        max_connections: range(
+            s.max_connections,
+            100_000,
+            "server.max_connections",
+            1,
+            10_000_000,
+        )?,
         shutdown_timeout: dur(
             s.shutdown_timeout,
             Duration::from_secs(30),
@@ -116,17 +168,35 @@ fn server(s: RawServer) -> Result<ServerConfig, ConfigError> {
             Duration::ZERO,
             Duration::from_secs(3600),
         )?,
-        tick: dur(s.tick, Duration::from_millis(100), "server.tick", Duration::from_millis(5), Duration::from_secs(1))?,
+        tick: dur(
+            s.tick,
+            Duration::from_millis(100),
+            "server.tick",
+            Duration::from_millis(5),
+            Duration::from_secs(1),
+        )?,
     })
 }
 
-fn size(v: Option<super::units::Size>, default: u64, field: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+fn size(
+    v: Option<super::units::Size>,
+    default: u64,
+    field: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     range(v.map(|s| s.0), default, field, min, max)
 }
 
 fn http(h: RawHttp) -> Result<HttpConfig, ConfigError> {
     let buffer_size = size(h.buffer_size, 16 * KIB, "http.buffer_size", KIB, 16 * MIB)? as usize;
-    let max_head_size = size(h.max_head_size, 16 * KIB, "http.max_head_size", 256, 16 * MIB)? as usize;
+    let max_head_size = size(
+        h.max_head_size,
+        16 * KIB,
+        "http.max_head_size",
+        256,
+        16 * MIB,
+    )? as usize;
     let max_uri_size = size(h.max_uri_size, 8 * KIB, "http.max_uri_size", 16, 16 * MIB)? as usize;
     if max_uri_size >= max_head_size {
         return Err(ConfigError::invalid(
@@ -144,12 +214,29 @@ fn http(h: RawHttp) -> Result<HttpConfig, ConfigError> {
     };
     Ok(HttpConfig {
         buffer_size,
-        response_buffer_size: size(h.response_buffer_size, 32 * KIB, "http.response_buffer_size", KIB, 16 * MIB)?
-            as usize,
+        response_buffer_size: size(
+            h.response_buffer_size,
+            32 * KIB,
+            "http.response_buffer_size",
+            KIB,
+            16 * MIB,
+        )? as usize,
         max_head_size,
-        max_headers: range(h.max_headers, 100, "http.max_headers", 1, crate::http::MAX_HEADERS_LIMIT)?,
+        max_headers: range(
+            h.max_headers,
+            100,
+            "http.max_headers",
+            1,
+            crate::http::MAX_HEADERS_LIMIT,
+        )?,
         max_uri_size,
-        max_body_size: size(h.max_body_size, 32 * MIB, "http.max_body_size", 0, 1024 * GIB)?,
+        max_body_size: size(
+            h.max_body_size,
+            32 * MIB,
+            "http.max_body_size",
+            0,
+            1024 * GIB,
+        )?,
         header_timeout: dur(
             h.header_timeout,
             Duration::from_secs(10),
@@ -193,27 +280,45 @@ fn http(h: RawHttp) -> Result<HttpConfig, ConfigError> {
 
 fn log(l: RawLog) -> Result<LogConfig, ConfigError> {
     let level = l.level.unwrap_or_else(|| "info".to_string());
-    if !matches!(level.as_str(), "error" | "warn" | "info" | "debug" | "trace" | "off") {
-        return Err(ConfigError::invalid("log.level", format!("{level:?} is not one of error, warn, info, debug, trace, off")));
+    if !matches!(
+        level.as_str(),
+        "error" | "warn" | "info" | "debug" | "trace" | "off"
+    ) {
+        return Err(ConfigError::invalid(
+            "log.level",
+            format!("{level:?} is not one of error, warn, info, debug, trace, off"),
+        ));
     }
     let json = match l.format.as_deref() {
         None | Some("text") => false,
         Some("json") => true,
-        Some(f) => return Err(ConfigError::invalid("log.format", format!("{f:?} is not one of text, json"))),
+        Some(f) => {
+            return Err(ConfigError::invalid(
+                "log.format",
+                format!("{f:?} is not one of text, json"),
+            ));
+        }
     };
     Ok(LogConfig { level, json })
 }
 
 fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     let f = |k: &str| format!("upstreams.{name}.{k}");
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
         return Err(ConfigError::invalid(
             format!("upstreams.{name:?}"),
             "upstream names use letters, digits, '-', '_' and '.'",
         ));
     }
     if u.targets.is_empty() {
-        return Err(ConfigError::invalid(f("targets"), "at least one target is required"));
+        return Err(ConfigError::invalid(
+            f("targets"),
+            "at least one target is required",
+        ));
     }
     let mut targets = Vec::new();
     for (i, t) in u.targets.into_iter().enumerate() {
@@ -223,20 +328,33 @@ fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError>
             RawTarget::Weighted(w) => (w.addr, w.weight.unwrap_or(1)),
         };
         if weight == 0 || weight > 10_000 {
-            return Err(ConfigError::invalid(format!("{field}.weight"), format!("{weight} is out of range (1 to 10000)")));
+            return Err(ConfigError::invalid(
+                format!("{field}.weight"),
+                format!("{weight} is out of range (1 to 10000)"),
+            ));
         }
         for resolved in resolve(&addr).map_err(|e| ConfigError::invalid(&field, e))? {
             if targets.iter().any(|t: &TargetConfig| t.addr == resolved) {
-                return Err(ConfigError::invalid(&field, format!("{addr} ({resolved}) is listed twice")));
+                return Err(ConfigError::invalid(
+                    &field,
+                    format!("{addr} ({resolved}) is listed twice"),
+                ));
             }
-            targets.push(TargetConfig { name: addr.clone(), addr: resolved, weight });
+            targets.push(TargetConfig {
+                name: addr.clone(),
+                addr: resolved,
+                weight,
+            });
         }
     }
     let balance = match u.balance.as_deref() {
         None | Some("round_robin") => Balance::RoundRobin,
         Some("least_in_flight") => Balance::LeastInFlight,
         Some(b) => {
-            return Err(ConfigError::invalid(f("balance"), format!("{b:?} is not one of round_robin, least_in_flight")));
+            return Err(ConfigError::invalid(
+                f("balance"),
+                format!("{b:?} is not one of round_robin, least_in_flight"),
+            ));
         }
     };
     let ms = Duration::from_millis;
@@ -244,12 +362,36 @@ fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError>
     Ok(UpstreamConfig {
         targets,
         balance,
-        connect_timeout: dur(u.connect_timeout, Duration::from_secs(5), &f("connect_timeout"), ms(1), day)?,
-        response_timeout: dur(u.response_timeout, Duration::from_secs(60), &f("response_timeout"), ms(1), day)?,
-        read_timeout: dur(u.read_timeout, Duration::from_secs(60), &f("read_timeout"), ms(1), day)?,
+        connect_timeout: dur(
+            u.connect_timeout,
+            Duration::from_secs(5),
+            &f("connect_timeout"),
+            ms(1),
+            day,
+        )?,
+        response_timeout: dur(
+            u.response_timeout,
+            Duration::from_secs(60),
+            &f("response_timeout"),
+            ms(1),
+            day,
+        )?,
+        read_timeout: dur(
+            u.read_timeout,
+            Duration::from_secs(60),
+            &f("read_timeout"),
+            ms(1),
+            day,
+        )?,
         max_idle: range(u.max_idle, 128, &f("max_idle"), 0, 100_000)?,
         max_connections: range(u.max_connections, 0, &f("max_connections"), 0, 1_000_000)?,
-        idle_timeout: dur(u.idle_timeout, Duration::from_secs(30), &f("idle_timeout"), ms(1), day)?,
+        idle_timeout: dur(
+            u.idle_timeout,
+            Duration::from_secs(30),
+            &f("idle_timeout"),
+            ms(1),
+            day,
+        )?,
         name,
     })
 }
@@ -273,7 +415,12 @@ fn resolve(addr: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(out)
 }
 
-fn route(i: usize, r: RawRoute, upstreams: &[UpstreamConfig], http: &HttpConfig) -> Result<RouteConfig, ConfigError> {
+fn route(
+    i: usize,
+    r: RawRoute,
+    upstreams: &[UpstreamConfig],
+    http: &HttpConfig,
+) -> Result<RouteConfig, ConfigError> {
     let f = |k: &str| format!("routes[{i}].{k}");
     let name = r.name.unwrap_or_else(|| format!("route-{i}"));
     let mut hosts = Vec::new();
@@ -289,16 +436,26 @@ fn route(i: usize, r: RawRoute, upstreams: &[UpstreamConfig], http: &HttpConfig)
     }
     let path = match (r.path_prefix, r.path_exact) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::invalid(f("path_exact"), "set either path_prefix or path_exact, not both"));
+            return Err(ConfigError::invalid(
+                f("path_exact"),
+                "set either path_prefix or path_exact, not both",
+            ));
         }
-        (Some(p), None) => PathMatch::Prefix(check_path(&p).map_err(|e| ConfigError::invalid(f("path_prefix"), e))?),
-        (None, Some(p)) => PathMatch::Exact(check_path(&p).map_err(|e| ConfigError::invalid(f("path_exact"), e))?),
+        (Some(p), None) => PathMatch::Prefix(
+            check_path(&p).map_err(|e| ConfigError::invalid(f("path_prefix"), e))?,
+        ),
+        (None, Some(p)) => {
+            PathMatch::Exact(check_path(&p).map_err(|e| ConfigError::invalid(f("path_exact"), e))?)
+        }
         (None, None) => PathMatch::Prefix("/".to_string()),
     };
     let mut methods = Vec::new();
     for (j, m) in r.methods.unwrap_or_default().iter().enumerate() {
         let method = Method::from_config(m).ok_or_else(|| {
-            ConfigError::invalid(format!("routes[{i}].methods[{j}]"), format!("{m:?} is not a known HTTP method"))
+            ConfigError::invalid(
+                format!("routes[{i}].methods[{j}]"),
+                format!("{m:?} is not a known HTTP method"),
+            )
         })?;
         if !methods.contains(&method) {
             methods.push(method);
@@ -307,18 +464,30 @@ fn route(i: usize, r: RawRoute, upstreams: &[UpstreamConfig], http: &HttpConfig)
     let max_body_size = r.max_body_size.map(|s| s.0).unwrap_or(http.max_body_size);
     let action = match (r.upstream, r.respond) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::invalid(f("respond"), "a route either proxies (upstream) or responds (respond), not both"));
+            return Err(ConfigError::invalid(
+                f("respond"),
+                "a route either proxies (upstream) or responds (respond), not both",
+            ));
         }
         (None, None) => {
-            return Err(ConfigError::invalid(f("upstream"), "set upstream = \"name\" or a [routes.respond] table"));
+            return Err(ConfigError::invalid(
+                f("upstream"),
+                "set upstream = \"name\" or a [routes.respond] table",
+            ));
         }
         (Some(u), None) => {
             let upstream = upstreams.iter().position(|x| x.name == u).ok_or_else(|| {
-                ConfigError::invalid(f("upstream"), format!("unknown upstream {u:?} (define it under [upstreams.{u}])"))
+                ConfigError::invalid(
+                    f("upstream"),
+                    format!("unknown upstream {u:?} (define it under [upstreams.{u}])"),
+                )
             })?;
             let rewrite_prefix = match (r.strip_prefix.unwrap_or(false), r.rewrite_prefix) {
                 (true, Some(_)) => {
-                    return Err(ConfigError::invalid(f("rewrite_prefix"), "set either strip_prefix or rewrite_prefix, not both"));
+                    return Err(ConfigError::invalid(
+                        f("rewrite_prefix"),
+                        "set either strip_prefix or rewrite_prefix, not both",
+                    ));
                 }
                 (true, None) => Some(String::new()),
                 (false, Some(p)) => {
@@ -330,13 +499,21 @@ fn route(i: usize, r: RawRoute, upstreams: &[UpstreamConfig], http: &HttpConfig)
                 None => None,
                 Some(h) => {
                     if h.is_empty() {
-                        return Err(ConfigError::invalid(f("upstream_host"), "must not be empty"));
+                        return Err(ConfigError::invalid(
+                            f("upstream_host"),
+                            "must not be empty",
+                        ));
                     }
-                    check_header_value(&h).map_err(|e| ConfigError::invalid(f("upstream_host"), e))?;
+                    check_header_value(&h)
+                        .map_err(|e| ConfigError::invalid(f("upstream_host"), e))?;
                     Some(h)
                 }
             };
-            RouteAction::Proxy(ProxyAction { upstream, rewrite_prefix, upstream_host })
+            RouteAction::Proxy(ProxyAction {
+                upstream,
+                rewrite_prefix,
+                upstream_host,
+            })
         }
         (None, Some(resp)) => {
             if r.strip_prefix.is_some() || r.rewrite_prefix.is_some() || r.upstream_host.is_some() {
@@ -348,7 +525,14 @@ fn route(i: usize, r: RawRoute, upstreams: &[UpstreamConfig], http: &HttpConfig)
             RouteAction::Respond(respond(i, resp)?)
         }
     };
-    Ok(RouteConfig { name, hosts, path, methods, max_body_size, action })
+    Ok(RouteConfig {
+        name,
+        hosts,
+        path,
+        methods,
+        max_body_size,
+        action,
+    })
 }
 
 /// `None` = matches any host (`"*"`).
@@ -363,49 +547,78 @@ fn host_pattern(h: &str) -> Result<Option<HostPattern>, String> {
     };
     let ok_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
     let ip6 = rest.starts_with('[') && rest.ends_with(']');
-    if rest.is_empty() || rest.len() > 253 || (!ip6 && !rest.bytes().all(ok_char)) || rest.starts_with('.') {
-        return Err(format!("{h:?} is not a host name (write \"api.example.com\" or \"*.example.com\", no port)"));
+    if rest.is_empty()
+        || rest.len() > 253
+        || (!ip6 && !rest.bytes().all(ok_char))
+        || rest.starts_with('.')
+    {
+        return Err(format!(
+            "{h:?} is not a host name (write \"api.example.com\" or \"*.example.com\", no port)"
+        ));
     }
-    Ok(Some(if wild { HostPattern::Suffix(format!(".{rest}")) } else { HostPattern::Exact(rest.to_string()) }))
+    Ok(Some(if wild {
+        HostPattern::Suffix(format!(".{rest}"))
+    } else {
+        HostPattern::Exact(rest.to_string())
+    }))
 }
 
 fn check_path(p: &str) -> Result<String, String> {
     if !p.starts_with('/') {
         return Err(format!("{p:?} must start with '/'"));
     }
-    if let Some(b) = p.bytes().find(|b| !(b.is_ascii_graphic()) || *b == b'?' || *b == b'#') {
-        return Err(format!("{p:?} contains {:?}, which is not allowed in a path", b as char));
+    if let Some(b) = p
+        .bytes()
+        .find(|b| !(b.is_ascii_graphic()) || *b == b'?' || *b == b'#')
+    {
+        return Err(format!(
+            "{p:?} contains {:?}, which is not allowed in a path",
+            b as char
+        ));
     }
     Ok(p.to_string())
 }
 
 pub(crate) fn check_header_value(v: &str) -> Result<(), String> {
-    if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0 || (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if v.bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b == 0 || (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
         return Err(format!("{v:?} contains control characters"));
     }
     Ok(())
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn respond(i: usize, r: RawRespond) -> Result<StaticResponse, ConfigError> {
     let f = |k: &str| format!("routes[{i}].respond.{k}");
     let status = r.status.unwrap_or(200);
     if !(200..=599).contains(&status) {
-        return Err(ConfigError::invalid(f("status"), format!("{status} is not a final status (200 to 599)")));
+        return Err(ConfigError::invalid(
+            f("status"),
+            format!("{status} is not a final status (200 to 599)"),
+        ));
     }
     let body = r.body.unwrap_or_default();
     if (status == 204 || status == 304) && !body.is_empty() {
-        return Err(ConfigError::invalid(f("body"), format!("a {status} response has no body")));
+        return Err(ConfigError::invalid(
+            f("body"),
+            format!("a {status} response has no body"),
+        ));
     }
     let mut headers = Vec::new();
     if let Some(ct) = r.content_type {
         check_header_value(&ct).map_err(|e| ConfigError::invalid(f("content_type"), e))?;
         headers.push(("content-type".to_string(), ct));
     } else if !body.is_empty() {
-        headers.push(("content-type".to_string(), "text/plain; charset=utf-8".to_string()));
+        headers.push((
+            "content-type".to_string(),
+            "text/plain; charset=utf-8".to_string(),
+        ));
     }
     for (k, v) in r.headers {
         let field = format!("routes[{i}].respond.headers.{k}");
@@ -415,15 +628,31 @@ fn respond(i: usize, r: RawRespond) -> Result<StaticResponse, ConfigError> {
         let lower = k.to_ascii_lowercase();
         if matches!(
             lower.as_str(),
-            "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade" | "te" | "trailer"
+            "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "keep-alive"
+                | "upgrade"
+                | "te"
+                | "trailer"
         ) {
-            return Err(ConfigError::invalid(field, "is set by the gateway and cannot be configured"));
+            return Err(ConfigError::invalid(
+                field,
+                "is set by the gateway and cannot be configured",
+            ));
         }
         if lower == "content-type" && headers.iter().any(|(n, _)| n == "content-type") {
-            return Err(ConfigError::invalid(field, "content-type is already set by respond.content_type"));
+            return Err(ConfigError::invalid(
+                field,
+                "content-type is already set by respond.content_type",
+            ));
         }
         check_header_value(&v).map_err(|e| ConfigError::invalid(&field, e))?;
         headers.push((k, v));
     }
-    Ok(StaticResponse { status, headers, body })
+    Ok(StaticResponse {
+        status,
+        headers,
+        body,
+    })
 }

@@ -23,7 +23,10 @@ pub struct Buf {
 
 impl Buf {
     pub fn with_capacity(cap: usize) -> Buf {
-        Buf { v: Vec::with_capacity(cap), start: 0 }
+        Buf {
+            v: Vec::with_capacity(cap),
+            start: 0,
+        }
     }
 
     /// Bytes read and not yet consumed.
@@ -85,16 +88,10 @@ impl Buf {
             if self.v.len() >= max {
                 return false;
             }
-            let want = (self.v.capacity() * 2).clamp(1024, max);
+            let want = (self.v.capacity() * 2).max(1024).min(max);
             self.v.reserve_exact(want - self.v.len());
         }
         true
-    }
-
-    /// Removes `n` bytes at data offset `at` (used to drop chunk framing in place for HTTP/1.0 clients).
-    pub fn remove_range(&mut self, at: usize, n: usize) {
-        let s = self.start + at;
-        self.v.drain(s..s + n);
     }
 
     /// Appends bytes (tests and small synthesized responses).
@@ -153,7 +150,13 @@ pub struct Gather {
 
 impl Default for Gather {
     fn default() -> Self {
-        Gather { main: Buf::default(), extra: Vec::new(), segs: Vec::new(), iov: Vec::new(), pos: 0 }
+        Gather {
+            main: Buf::default(),
+            extra: Vec::new(),
+            segs: Vec::new(),
+            iov: Vec::new(),
+            pos: 0,
+        }
     }
 }
 
@@ -199,7 +202,11 @@ impl Gather {
                 return;
             }
         }
-        self.segs.push(Seg { src, start: start as u32, end: end as u32 });
+        self.segs.push(Seg {
+            src,
+            start: start as u32,
+            end: end as u32,
+        });
     }
 
     /// Total bytes of all segments.
@@ -266,7 +273,10 @@ unsafe impl IoVecBuf for Gather {
 }
 
 /// Writes every segment of `g`, resuming after short writes. Always hands `g` back.
-pub async fn write_gather<S: AsyncWriteRent>(stream: &mut S, mut g: Gather) -> (io::Result<()>, Gather) {
+pub async fn write_gather<S: AsyncWriteRent>(
+    stream: &mut S,
+    mut g: Gather,
+) -> (io::Result<()>, Gather) {
     g.prepare();
     while !g.done() {
         let (res, back) = stream.writev(g).await;

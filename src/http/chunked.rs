@@ -102,7 +102,11 @@ impl ChunkedDecoder {
 
     /// Feeds `input`; calls `on_data(start, end)` for every range of chunk data in it. Stops at the
     /// end of the body: bytes after it are not consumed.
-    pub fn decode(&mut self, input: &[u8], mut on_data: impl FnMut(usize, usize)) -> Result<Decoded, ChunkError> {
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(usize, usize),
+    ) -> Result<Decoded, ChunkError> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -216,14 +220,25 @@ impl ChunkedDecoder {
                     i += 1;
                     if last {
                         self.state = State::Done;
-                        return Ok(Decoded { consumed: i, done: true });
+                        return Ok(Decoded {
+                            consumed: i,
+                            done: true,
+                        });
                     }
                     self.state = State::TrailerStart;
                 }
-                State::Done => return Ok(Decoded { consumed: i, done: true }),
+                State::Done => {
+                    return Ok(Decoded {
+                        consumed: i,
+                        done: true,
+                    });
+                }
             }
         }
-        Ok(Decoded { consumed: i, done: self.state == State::Done })
+        Ok(Decoded {
+            consumed: i,
+            done: self.state == State::Done,
+        })
     }
 
     fn bump_trailer(&mut self) -> Result<(), ChunkError> {
@@ -295,8 +310,16 @@ mod tests {
             b"0\r\nBad Name: x\r\n\r\n",
             b"0\r\nX: a\rb\r\n\r\n",
         ] {
-            assert!(decode_all(bad, 1).is_err(), "accepted {:?}", String::from_utf8_lossy(bad));
-            assert!(decode_all(bad, bad.len()).is_err(), "accepted {:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_all(bad, 1).is_err(),
+                "accepted {:?}",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(
+                decode_all(bad, bad.len()).is_err(),
+                "accepted {:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -13,7 +13,10 @@ pub struct Span {
 
 impl Span {
     pub fn new(start: usize, end: usize) -> Span {
-        Span { start: start as u32, end: end as u32 }
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
     }
 
     #[inline]
@@ -112,7 +115,9 @@ pub fn trim_ows(mut v: &[u8]) -> &[u8] {
 /// Iterates the comma-separated list elements of a field value, trimmed, skipping empty elements
 /// (RFC 9110 §5.6.1).
 pub fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',').map(trim_ows).filter(|s| !s.is_empty())
+    v.split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|s| !s.is_empty())
 }
 
 /// Parses a Content-Length value. A list of identical values (`"5, 5"`) is accepted as one value
@@ -255,7 +260,10 @@ pub fn drop_connection_named(buf: &[u8], headers: &mut [HeaderLine]) {
                 for h in headers.iter_mut() {
                     if matches!(
                         h.kind,
-                        HeaderKind::Other | HeaderKind::XForwardedFor | HeaderKind::XForwardedHost | HeaderKind::XForwardedProto
+                        HeaderKind::Other
+                            | HeaderKind::XForwardedFor
+                            | HeaderKind::XForwardedHost
+                            | HeaderKind::XForwardedProto
                     ) && h.name.of(buf).eq_ignore_ascii_case(token)
                     {
                         h.drop = true;
@@ -277,7 +285,10 @@ pub fn host_without_port(v: &[u8]) -> Option<&[u8]> {
     let (host, port) = if v[0] == b'[' {
         let close = v.iter().position(|&b| b == b']')?;
         let host = &v[..=close];
-        if !host[1..close].iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if !host[1..close]
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return None;
         }
         (host, &v[close + 1..])
@@ -344,7 +355,10 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(host_without_port(b"example.com:8080"), Some(&b"example.com"[..]));
+        assert_eq!(
+            host_without_port(b"example.com:8080"),
+            Some(&b"example.com"[..])
+        );
         assert_eq!(host_without_port(b"[::1]:80"), Some(&b"[::1]"[..]));
         assert_eq!(host_without_port(b"a b"), None);
         assert_eq!(host_without_port(b"example.com:80x"), None);

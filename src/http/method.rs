@@ -44,7 +44,12 @@ impl Method {
     pub fn is_idempotent(self) -> bool {
         matches!(
             self,
-            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
         )
     }
 

@@ -144,18 +144,26 @@ impl RequestHead {
     fn reset(&mut self) {
         let mut headers = std::mem::take(&mut self.headers);
         headers.clear();
-        *self = RequestHead { headers, ..RequestHead::default() };
+        *self = RequestHead {
+            headers,
+            ..RequestHead::default()
+        };
     }
 
     /// Whether the request carries a body.
     pub fn has_body(&self) -> bool {
-        matches!(self.framing, Framing::Chunked) || matches!(self.framing, Framing::Length(n) if n > 0)
+        matches!(self.framing, Framing::Chunked)
+            || matches!(self.framing, Framing::Length(n) if n > 0)
     }
 }
 
 /// Parses a request head from `data`. `Ok(None)`: incomplete, read more (the caller enforces that
 /// `data` never grows past `limits.max_head`: see [`incomplete_error`]).
-pub fn parse_request(data: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<Option<()>, HeadError> {
+pub fn parse_request(
+    data: &[u8],
+    limits: &Limits,
+    head: &mut RequestHead,
+) -> Result<Option<()>, HeadError> {
     head.reset();
     let mut storage: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_LIMIT] =
         [const { MaybeUninit::uninit() }; MAX_HEADERS_LIMIT];
@@ -207,7 +215,11 @@ pub fn parse_request(data: &[u8], limits: &Limits, head: &mut RequestHead) -> Re
     for (i, h) in req.headers.iter().enumerate() {
         let name_start = off(h.name.as_bytes());
         let value_start = off(h.value);
-        let line_end = if i + 1 < n { off(req.headers[i + 1].name.as_bytes()) } else { head.headers_end };
+        let line_end = if i + 1 < n {
+            off(req.headers[i + 1].name.as_bytes())
+        } else {
+            head.headers_end
+        };
         let value = h.value;
         if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(HeadError::Malformed("control character in a header value"));
@@ -220,7 +232,8 @@ pub fn parse_request(data: &[u8], limits: &Limits, head: &mut RequestHead) -> Re
                 head.host = Some(Span::new(value_start, value_start + value.len()));
             }
             HeaderKind::ContentLength => {
-                let v = parse_content_length(value).ok_or(HeadError::BadFraming("invalid Content-Length"))?;
+                let v = parse_content_length(value)
+                    .ok_or(HeadError::BadFraming("invalid Content-Length"))?;
                 if content_length.is_some_and(|prev| prev != v) {
                     return Err(HeadError::BadFraming("conflicting Content-Length headers"));
                 }
@@ -228,7 +241,9 @@ pub fn parse_request(data: &[u8], limits: &Limits, head: &mut RequestHead) -> Re
             }
             HeaderKind::TransferEncoding => te.add(value),
             HeaderKind::Connection => conn.add(value),
-            HeaderKind::Upgrade => upgrade = Some(Span::new(value_start, value_start + value.len())),
+            HeaderKind::Upgrade => {
+                upgrade = Some(Span::new(value_start, value_start + value.len()))
+            }
             HeaderKind::Expect => {
                 expect = Some(value);
                 drop = true;
@@ -268,10 +283,14 @@ pub fn parse_request(data: &[u8], limits: &Limits, head: &mut RequestHead) -> Re
 
     head.framing = if te.present() {
         if content_length.is_some() {
-            return Err(HeadError::BadFraming("both Content-Length and Transfer-Encoding"));
+            return Err(HeadError::BadFraming(
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
         if head.http10 {
-            return Err(HeadError::BadFraming("Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(HeadError::BadFraming(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         match te.result() {
             TransferCoding::Chunked => Framing::Chunked,
@@ -310,7 +329,9 @@ fn request_target(t: &[u8], t0: usize, head: &mut RequestHead) -> Result<(), Hea
     }
     if t == b"*" {
         if head.method != Method::Options {
-            return Err(HeadError::Malformed("asterisk-form target is only valid for OPTIONS"));
+            return Err(HeadError::Malformed(
+                "asterisk-form target is only valid for OPTIONS",
+            ));
         }
         head.path = Span::new(t0, t0 + 1);
         return Ok(());
@@ -323,7 +344,10 @@ fn request_target(t: &[u8], t0: usize, head: &mut RequestHead) -> Result<(), Hea
         return Err(HeadError::Malformed("invalid request-target"));
     };
     let rest = &t[scheme_len..];
-    let auth_len = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let auth_len = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let authority = &rest[..auth_len];
     if authority.is_empty() || authority.contains(&b'@') || host_without_port(authority).is_none() {
         return Err(HeadError::BadHost("invalid authority in request-target"));
@@ -336,7 +360,9 @@ fn request_target(t: &[u8], t0: usize, head: &mut RequestHead) -> Result<(), Hea
 }
 
 fn has_bare_lf(head: &[u8]) -> bool {
-    head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 fn map_httparse(e: httparse::Error, data: &[u8], limits: &Limits) -> HeadError {
@@ -344,7 +370,11 @@ fn map_httparse(e: httparse::Error, data: &[u8], limits: &Limits) -> HeadError {
         httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
         httparse::Error::Version => {
             // A long target can make the version field look wrong before the line is complete.
-            if first_line_len(data) > limits.max_uri + 32 { HeadError::UriTooLong } else { HeadError::Version }
+            if first_line_len(data) > limits.max_uri + 32 {
+                HeadError::UriTooLong
+            } else {
+                HeadError::Version
+            }
         }
         httparse::Error::HeaderName => HeadError::Malformed("invalid header field name"),
         httparse::Error::HeaderValue => HeadError::Malformed("invalid header field value"),
@@ -361,7 +391,11 @@ fn first_line_len(data: &[u8]) -> usize {
 /// The error for a head that is still incomplete when the buffer already holds `limits.max_head`
 /// bytes: 414 when the request line alone is too long, else 431.
 pub fn incomplete_error(data: &[u8], limits: &Limits) -> HeadError {
-    if first_line_len(data) > limits.max_uri { HeadError::UriTooLong } else { HeadError::HeadTooLarge }
+    if first_line_len(data) > limits.max_uri {
+        HeadError::UriTooLong
+    } else {
+        HeadError::HeadTooLarge
+    }
 }
 
 /// Whether an incomplete head can already be refused: its request line is longer than any valid

@@ -75,7 +75,15 @@ fn content_length(out: &mut Vec<u8>, n: usize) {
 
 /// Renders `{"error":{"code":..,"message":..}}` with its head into `g` (which must be reset).
 /// `extra_headers` are complete header lines (`"name: value\r\n"`).
-pub fn error(g: &mut Gather, status: u16, code: &str, message: &str, request_id: &[u8], extra_headers: &[u8], reply: Reply) {
+pub fn error(
+    g: &mut Gather,
+    status: u16,
+    code: &str,
+    message: &str,
+    request_id: &[u8],
+    extra_headers: &[u8],
+    reply: Reply,
+) {
     g.reset();
     let from = g.begin_extra();
     let out = &mut g.extra;
@@ -125,7 +133,11 @@ impl RenderedStatic {
         if r.status != 204 && r.status != 304 {
             content_length(&mut head, r.body.len());
         }
-        RenderedStatic { head, body: r.body.as_bytes().to_vec(), status: r.status }
+        RenderedStatic {
+            head,
+            body: r.body.as_bytes().to_vec(),
+            status: r.status,
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -182,11 +194,26 @@ mod tests {
     #[test]
     fn error_body_is_json_with_length() {
         let mut g = Gather::default();
-        error(&mut g, 404, "route_not_found", "no \"route\"\n", b"abc", b"", Reply { close: false, keep_alive_10: false, head_only: false });
+        error(
+            &mut g,
+            404,
+            "route_not_found",
+            "no \"route\"\n",
+            b"abc",
+            b"",
+            Reply {
+                close: false,
+                keep_alive_10: false,
+                head_only: false,
+            },
+        );
         let s = String::from_utf8(g.extra.clone()).unwrap();
         assert!(s.starts_with("HTTP/1.1 404 Not Found\r\n"));
         let (head, body) = s.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
-        assert_eq!(body, "{\"error\":{\"code\":\"route_not_found\",\"message\":\"no \\\"route\\\"\\n\"}}\n");
+        assert_eq!(
+            body,
+            "{\"error\":{\"code\":\"route_not_found\",\"message\":\"no \\\"route\\\"\\n\"}}\n"
+        );
     }
 }

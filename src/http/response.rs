@@ -60,7 +60,10 @@ impl ResponseHead {
     fn reset(&mut self) {
         let mut headers = std::mem::take(&mut self.headers);
         headers.clear();
-        *self = ResponseHead { headers, ..ResponseHead::default() };
+        *self = ResponseHead {
+            headers,
+            ..ResponseHead::default()
+        };
     }
 
     pub fn is_interim(&self) -> bool {
@@ -70,15 +73,25 @@ impl ResponseHead {
 
 /// Parses a response head. `head_request`: the request was HEAD, so no body follows whatever the
 /// headers say.
-pub fn parse_response(data: &[u8], head_request: bool, resp: &mut ResponseHead) -> Result<Option<()>, ResponseError> {
+pub fn parse_response(
+    data: &[u8],
+    head_request: bool,
+    resp: &mut ResponseHead,
+) -> Result<Option<()>, ResponseError> {
     resp.reset();
     let mut storage: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_LIMIT] =
         [const { MaybeUninit::uninit() }; MAX_HEADERS_LIMIT];
     let mut r = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut r, data, &mut storage) {
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut r,
+        data,
+        &mut storage,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::Malformed("too many header fields")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ResponseError::Malformed("too many header fields"));
+        }
         Err(_) => return Err(ResponseError::Malformed("invalid response head")),
     };
     let (Some(code), Some(version)) = (r.code, r.version) else {
@@ -97,7 +110,10 @@ pub fn parse_response(data: &[u8], head_request: bool, resp: &mut ResponseHead) 
     } else {
         len - 1
     };
-    resp.first_header = r.headers.first().map_or(resp.headers_end, |h| off(h.name.as_bytes()));
+    resp.first_header = r
+        .headers
+        .first()
+        .map_or(resp.headers_end, |h| off(h.name.as_bytes()));
 
     let mut content_length: Option<u64> = None;
     let mut te = TransferCodingAcc::default();
@@ -107,16 +123,25 @@ pub fn parse_response(data: &[u8], head_request: bool, resp: &mut ResponseHead) 
     for (i, h) in r.headers.iter().enumerate() {
         let name_start = off(h.name.as_bytes());
         let value_start = off(h.value);
-        let line_end = if i + 1 < n { off(r.headers[i + 1].name.as_bytes()) } else { resp.headers_end };
+        let line_end = if i + 1 < n {
+            off(r.headers[i + 1].name.as_bytes())
+        } else {
+            resp.headers_end
+        };
         if h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(ResponseError::Malformed("control character in a header value"));
+            return Err(ResponseError::Malformed(
+                "control character in a header value",
+            ));
         }
         let kind = classify(h.name.as_bytes());
         match kind {
             HeaderKind::ContentLength => {
-                let v = parse_content_length(h.value).ok_or(ResponseError::BadFraming("invalid Content-Length"))?;
+                let v = parse_content_length(h.value)
+                    .ok_or(ResponseError::BadFraming("invalid Content-Length"))?;
                 if content_length.is_some_and(|p| p != v) {
-                    return Err(ResponseError::BadFraming("conflicting Content-Length headers"));
+                    return Err(ResponseError::BadFraming(
+                        "conflicting Content-Length headers",
+                    ));
                 }
                 content_length = Some(v);
             }
@@ -125,7 +150,8 @@ pub fn parse_response(data: &[u8], head_request: bool, resp: &mut ResponseHead) 
             _ => {}
         }
         // A 101 keeps Connection: upgrade and Upgrade: they describe the switch the client asked for.
-        let drop = kind.is_hop_by_hop() && !(switching && matches!(kind, HeaderKind::Connection | HeaderKind::Upgrade));
+        let drop = kind.is_hop_by_hop()
+            && !(switching && matches!(kind, HeaderKind::Connection | HeaderKind::Upgrade));
         resp.headers.push(HeaderLine {
             name: Span::new(name_start, name_start + h.name.len()),
             value: Span::new(value_start, value_start + h.value.len()),
@@ -134,7 +160,10 @@ pub fn parse_response(data: &[u8], head_request: bool, resp: &mut ResponseHead) 
             drop,
         });
     }
-    resp.bare_lf = data[..len].iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || data[i - 1] != b'\r'));
+    resp.bare_lf = data[..len]
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || data[i - 1] != b'\r'));
     if conn.others && !switching {
         drop_connection_named(data, &mut resp.headers);
     }
@@ -142,7 +171,9 @@ pub fn parse_response(data: &[u8], head_request: bool, resp: &mut ResponseHead) 
     let bodiless = head_request || resp.is_interim() || code == 204 || code == 304;
     let framing = if te.present() {
         if content_length.is_some() {
-            return Err(ResponseError::BadFraming("both Content-Length and Transfer-Encoding"));
+            return Err(ResponseError::BadFraming(
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
         match te.result() {
             TransferCoding::Chunked => {
@@ -151,7 +182,9 @@ pub fn parse_response(data: &[u8], head_request: bool, resp: &mut ResponseHead) 
             }
             TransferCoding::EndsChunked => Framing::Chunked,
             TransferCoding::NotChunked => Framing::Close,
-            TransferCoding::Invalid => return Err(ResponseError::BadFraming("invalid Transfer-Encoding")),
+            TransferCoding::Invalid => {
+                return Err(ResponseError::BadFraming("invalid Transfer-Encoding"));
+            }
         }
     } else if let Some(n) = content_length {
         Framing::Length(n)
@@ -159,7 +192,8 @@ pub fn parse_response(data: &[u8], head_request: bool, resp: &mut ResponseHead) 
         Framing::Close
     };
     resp.framing = FramingOr(if bodiless { Framing::None } else { framing });
-    resp.close = conn.close || (resp.http10 && !conn.keep_alive) || resp.framing.0 == Framing::Close;
+    resp.close =
+        conn.close || (resp.http10 && !conn.keep_alive) || resp.framing.0 == Framing::Close;
     Ok(Some(()))
 }
 
@@ -182,16 +216,36 @@ mod tests {
         assert_eq!(r.framing.0, Framing::None);
         let r = parse("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap();
         assert_eq!(r.framing.0, Framing::None);
-        let r = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap();
+        let r = parse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .unwrap();
         assert_eq!(r.framing.0, Framing::Chunked);
         let r = parse("HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
         assert_eq!(r.framing.0, Framing::Close);
         assert!(r.close);
         let r = parse("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).unwrap();
         assert!(r.close);
-        assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false).is_err());
-        assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
-        let r = parse("HTTP/1.1 101 Switching\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", false).unwrap();
+        assert!(
+            parse(
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false
+            )
+            .is_err()
+        );
+        let r = parse(
+            "HTTP/1.1 101 Switching\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            false,
+        )
+        .unwrap();
         assert!(r.headers.iter().all(|h| !h.drop));
     }
 }

@@ -36,7 +36,10 @@ pub struct RequestRewrite<'a> {
 /// Builds the upstream request into `g` (whose `main` holds the client's bytes, head first).
 pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>) {
     g.reset();
-    let first_header = head.headers.first().map_or(head.headers_end, |h| h.line.start as usize);
+    let first_header = head
+        .headers
+        .first()
+        .map_or(head.headers_end, |h| h.line.start as usize);
     let line_unchanged =
         !head.http10 && head.authority.is_none() && rw.path_rewrite.is_none() && !head.bare_lf;
     if line_unchanged {
@@ -78,7 +81,12 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
         h.drop
             || (replace_host && h.kind == HeaderKind::Host)
             || (rw.forwarded_headers
-                && matches!(h.kind, HeaderKind::XForwardedFor | HeaderKind::XForwardedProto | HeaderKind::XForwardedHost))
+                && matches!(
+                    h.kind,
+                    HeaderKind::XForwardedFor
+                        | HeaderKind::XForwardedProto
+                        | HeaderKind::XForwardedHost
+                ))
     };
     push_header_lines(g, &head.headers, head.bare_lf, skip);
 
@@ -94,7 +102,11 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
     if rw.forwarded_headers {
         let data = g.main.data();
         g.extra.extend_from_slice(b"x-forwarded-for: ");
-        for h in head.headers.iter().filter(|h| h.kind == HeaderKind::XForwardedFor) {
+        for h in head
+            .headers
+            .iter()
+            .filter(|h| h.kind == HeaderKind::XForwardedFor)
+        {
             let v = super::headers::trim_ows(h.value.of(data));
             if !v.is_empty() {
                 g.extra.extend_from_slice(v);
@@ -102,10 +114,12 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
             }
         }
         let _ = write!(g.extra, "{}", rw.client_ip);
-        g.extra.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+        g.extra
+            .extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
         if let Some(host) = head.host {
             g.extra.extend_from_slice(b"x-forwarded-host: ");
-            g.extra.extend_from_slice(super::headers::trim_ows(host.of(data)));
+            g.extra
+                .extend_from_slice(super::headers::trim_ows(host.of(data)));
             g.extra.extend_from_slice(b"\r\n");
         }
     }
@@ -143,7 +157,10 @@ pub fn response_head(g: &mut Gather, resp: &ResponseHead, rw: &ResponseRewrite) 
         // "HTTP/1.0 200 OK\r\n" → "HTTP/1.1 200 OK\r\n": the gateway speaks HTTP/1.1 to its clients.
         let rest = line.get(8..).unwrap_or(b"").to_vec();
         g.extra.extend_from_slice(b"HTTP/1.1");
-        let trimmed = rest.strip_suffix(b"\r\n").or_else(|| rest.strip_suffix(b"\n")).unwrap_or(&rest);
+        let trimmed = rest
+            .strip_suffix(b"\r\n")
+            .or_else(|| rest.strip_suffix(b"\n"))
+            .unwrap_or(&rest);
         g.extra.extend_from_slice(trimmed);
         g.extra.extend_from_slice(b"\r\n");
         g.end_extra(from);
@@ -168,7 +185,12 @@ pub fn response_head(g: &mut Gather, resp: &ResponseHead, rw: &ResponseRewrite) 
 }
 
 /// Pushes the kept header lines: in place, or rebuilt with CRLF when the head used bare LF.
-fn push_header_lines(g: &mut Gather, headers: &[HeaderLine], rebuild: bool, skip: impl Fn(&HeaderLine) -> bool) {
+fn push_header_lines(
+    g: &mut Gather,
+    headers: &[HeaderLine],
+    rebuild: bool,
+    skip: impl Fn(&HeaderLine) -> bool,
+) {
     for h in headers.iter().filter(|h| !skip(h)) {
         if rebuild {
             let from = g.begin_extra();

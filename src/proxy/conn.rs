@@ -26,14 +26,14 @@ use std::task::{Context, Poll};
 use monoio::io::{AsyncReadRent, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 
-use super::pipeline::{self, Next};
+use super::pipeline::{self, Next, Upgraded};
 use super::tunnel;
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::request::{early_uri_too_long, incomplete_error};
 use crate::http::{Limits, parse_request};
 use crate::runtime::Shard;
 use crate::runtime::pools::Kit;
-use crate::runtime::watchdog::{Shut, Watch, now_ms};
+use crate::runtime::watchdog::{Shut, Watch, WatchGuard, now_ms};
 
 /// One client connection's state, owned by its task.
 pub struct Conn {
@@ -44,51 +44,94 @@ pub struct Conn {
     pub watch: Rc<Watch>,
     /// Requests served so far.
     pub served: u64,
+    /// Deadline of the request head being waited for (0 = none yet).
+    head_deadline: u64,
+    /// The head deadline passed while the connection was parked: answer 408.
+    head_timed_out: bool,
 }
 
 /// Outcome of waiting for a request head.
 enum HeadRead {
     Ready,
     Closed,
+    /// Idle long enough to give the buffer back: wait for readability without one.
+    Parked(Parked),
 }
 
-/// Task body for an accepted connection.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    let guard = shard.watchdog.register(stream.as_raw_fd());
-    let shard2 = shard.clone();
-    let result = CatchUnwind(serve_inner(shard, stream, peer, guard.watch.clone())).await;
-    if result.is_err() {
-        tracing::error!(%peer, "connection task panicked; connection closed");
-    }
-    // The connection (and its socket) is gone by now; unregister, then let accept go on.
-    drop(guard);
-    shard2.connection_closed();
+struct Parked {
+    deadline: u64,
+    how: Shut,
+    /// Between requests (expiry closes silently) rather than before the first one (expiry is a 408).
+    between: bool,
 }
 
-async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, watch: Rc<Watch>) {
-    let _ = stream.set_nodelay(true);
+/// What the connection does after one turn of [`serve_one`].
+enum Step {
+    KeepAlive,
+    Close,
+    Park(Parked),
+    /// Boxed: rare, and it would otherwise widen every connection's task.
+    Upgrade(Box<(Box<Kit>, Upgraded)>),
+}
+
+/// The task for an accepted connection.
+pub fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> {
     let fd = stream.as_raw_fd();
-    let mut conn = Conn { shard, stream, fd, peer, watch, served: 0 };
+    let guard = shard.watchdog.register(fd);
+    let _ = stream.set_nodelay(true);
+    let watch = guard.watch.clone();
+    let conn = Conn {
+        shard,
+        stream,
+        fd,
+        peer,
+        watch,
+        served: 0,
+        head_deadline: 0,
+        head_timed_out: false,
+    };
+    // One argument, so the future does not carry the parts and the assembled `Conn` side by side.
+    let inner = serve_inner(guard, conn);
+    static SIZE_LOGGED: std::sync::Once = std::sync::Once::new();
+    SIZE_LOGGED.call_once(|| {
+        tracing::debug!(
+            bytes = std::mem::size_of_val(&inner),
+            "connection task future size"
+        )
+    });
+    CatchUnwind { inner, done: false }
+}
+
+/// The connection loop. Reading and serving a request run in a boxed future of their own (one
+/// allocation per request, a free-list pop in the allocator's thread cache), so this task stays a
+/// few hundred bytes while the connection idles: the parked wait below is all it holds then.
+async fn serve_inner(guard: WatchGuard, mut conn: Conn) {
     let mut slot: Option<Box<Kit>> = None;
     loop {
-        match read_head(&mut conn, &mut slot).await {
-            Ok(HeadRead::Ready) => {}
-            Ok(HeadRead::Closed) => break,
-            Err(e) => {
-                if let Some(kit) = slot.as_mut() {
-                    pipeline::refuse_head(&mut conn, kit, e).await;
+        match Box::pin(serve_one(&mut conn, &mut slot)).await {
+            Step::KeepAlive => {}
+            Step::Close => break,
+            Step::Park(p) => {
+                let ready = {
+                    let _armed = conn.watch.arm(conn.fd, p.how, p.deadline);
+                    conn.watch.set_idle(p.between);
+                    let r = conn.stream.readable(false).await;
+                    conn.watch.set_idle(false);
+                    r
+                };
+                if conn.watch.fired() {
+                    if p.between || conn.shard.draining() {
+                        break;
+                    }
+                    conn.head_timed_out = true;
+                } else if ready.is_err() {
+                    break;
                 }
-                break;
             }
-        }
-        let Some(kit) = slot.as_mut() else { break };
-        conn.served += 1;
-        match pipeline::handle(&mut conn, kit).await {
-            Next::KeepAlive => {}
-            Next::Close => break,
-            Next::Upgrade(up) => {
-                let Some(kit) = slot.take() else { break };
-                tunnel::run(conn, kit, up).await;
+            Step::Upgrade(up) => {
+                let (kit, up) = *up;
+                Box::pin(tunnel::run(conn, kit, up)).await;
+                drop(guard);
                 return;
             }
         }
@@ -97,21 +140,74 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, watc
         kit.buf.clear();
         conn.shard.pools.put_kit(kit);
     }
+    // The socket closes and the watch unregisters in one synchronous step (no await between), so the
+    // watchdog can never shut a reused fd number.
+    drop(conn);
+    drop(guard);
+}
+
+/// Reads one request head and serves it.
+async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
+    match read_head(conn, slot).await {
+        Ok(HeadRead::Ready) => {}
+        Ok(HeadRead::Closed) => return Step::Close,
+        Ok(HeadRead::Parked(p)) => return Step::Park(p),
+        Err(e) => {
+            if let Some(kit) = slot.as_mut() {
+                pipeline::refuse_head(conn, kit, e).await;
+            }
+            return Step::Close;
+        }
+    }
+    let Some(kit) = slot.as_mut() else {
+        return Step::Close;
+    };
+    conn.served += 1;
+    match pipeline::handle(conn, kit).await {
+        Next::KeepAlive => Step::KeepAlive,
+        Next::Close => Step::Close,
+        Next::Upgrade(up) => match slot.take() {
+            Some(kit) => Step::Upgrade(Box::new((kit, up))),
+            None => Step::Close,
+        },
+    }
 }
 
 /// Waits for a complete request head in the kit's buffer (taking a kit from the shard if the
 /// connection has none). `Ready` guarantees `slot` is `Some`.
 async fn read_head(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Result<HeadRead, GatewayError> {
-    let state = conn.shard.state();
-    let http = &state.snap.config.http;
-    let limits = Limits { max_head: http.max_head_size, max_headers: http.max_headers, max_uri: http.max_uri_size };
+    // Plain values, so the future does not hold the config snapshot across its awaits.
+    let (limits, header_ms, keepalive_ms, release_ms) = {
+        let state = conn.shard.state();
+        let http = &state.snap.config.http;
+        (
+            Limits {
+                max_head: http.max_head_size,
+                max_headers: http.max_headers,
+                max_uri: http.max_uri_size,
+            },
+            http.header_timeout.as_millis() as u64,
+            http.keepalive_timeout.as_millis() as u64,
+            http.idle_buffer_release.as_millis() as u64,
+        )
+    };
     let first = conn.served == 0;
-    let mut head_deadline = if first { now_ms() + http.header_timeout.as_millis() as u64 } else { 0 };
+    if conn.head_timed_out {
+        conn.head_timed_out = false;
+        slot.get_or_insert_with(|| conn.shard.pools.kit());
+        return Err(GatewayError::new(ErrorKind::HeaderTimeout));
+    }
+    if first && conn.head_deadline == 0 {
+        conn.head_deadline = now_ms() + header_ms;
+    }
     loop {
         let kit = slot.get_or_insert_with(|| conn.shard.pools.kit());
         if !kit.buf.is_empty() {
             match parse_request(kit.buf.data(), &limits, &mut kit.req) {
-                Ok(Some(())) => return Ok(HeadRead::Ready),
+                Ok(Some(())) => {
+                    conn.head_deadline = 0;
+                    return Ok(HeadRead::Ready);
+                }
                 Ok(None) => {
                     if kit.buf.len() >= limits.max_head {
                         return Err(incomplete_error(kit.buf.data(), &limits).into());
@@ -122,8 +218,8 @@ async fn read_head(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Result<HeadR
                 }
                 Err(e) => return Err(e.into()),
             }
-            if head_deadline == 0 {
-                head_deadline = now_ms() + http.header_timeout.as_millis() as u64;
+            if conn.head_deadline == 0 {
+                conn.head_deadline = now_ms() + header_ms;
             }
         }
         if !kit.buf.make_room(limits.max_head) {
@@ -134,21 +230,21 @@ async fn read_head(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Result<HeadR
         // silent close; otherwise the head deadline applies and expiry is a 408.
         let between = idle && !first;
         let (deadline, how) = if between {
-            (now_ms() + http.keepalive_timeout.as_millis() as u64, Shut::Both)
+            (now_ms() + keepalive_ms, Shut::Both)
         } else {
-            (head_deadline, Shut::Read)
+            (conn.head_deadline, Shut::Read)
         };
-        if between && http.keepalive_timeout.is_zero() {
+        if between && keepalive_ms == 0 {
             return Ok(HeadRead::Closed);
         }
-        let park = idle && !http.idle_buffer_release.is_zero();
+        let park = idle && release_ms != 0;
         let buf = std::mem::take(&mut kit.buf);
         let (res, buf) = {
             let _armed = conn.watch.arm(conn.fd, how, deadline);
             conn.watch.set_idle(between);
             let r = if park {
-                conn.watch.set_park(now_ms() + http.idle_buffer_release.as_millis() as u64);
-                let handle = conn.watch.cancel_handle();
+                conn.watch.set_park(now_ms() + release_ms);
+                let handle = conn.shard.watchdog.cancel_handle();
                 conn.stream.cancelable_read(buf, handle).await
             } else {
                 conn.stream.read(buf).await
@@ -162,24 +258,17 @@ async fn read_head(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Result<HeadR
             Ok(0) => return closed_or_timeout(conn, idle, between),
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) && !conn.watch.fired() => {
-                // Parked: give the kit back and wait for the next bytes without a buffer.
+                // Idle for `idle_buffer_release`: give the kit back, wait for bytes without it.
+                tracing::trace!(peer = %conn.peer, "idle connection parked");
                 if let Some(mut kit) = slot.take() {
                     kit.buf.clear();
                     conn.shard.pools.put_kit(kit);
                 }
-                let ready = {
-                    let _armed = conn.watch.arm(conn.fd, how, deadline);
-                    conn.watch.set_idle(between);
-                    let r = conn.stream.readable(false).await;
-                    conn.watch.set_idle(false);
-                    r
-                };
-                if conn.watch.fired() {
-                    return closed_or_timeout(conn, idle, between);
-                }
-                if ready.is_err() {
-                    return Ok(HeadRead::Closed);
-                }
+                return Ok(HeadRead::Parked(Parked {
+                    deadline,
+                    how,
+                    between,
+                }));
             }
             Err(_) => return closed_or_timeout(conn, idle, between),
         }
@@ -197,20 +286,31 @@ fn closed_or_timeout(conn: &Conn, idle: bool, between: bool) -> Result<HeadRead,
     Ok(HeadRead::Closed)
 }
 
-/// Runs a future, turning a panic inside it into `Err` so one connection's bug cannot take the shard
-/// down.
-struct CatchUnwind<F>(F);
+/// Runs a connection future, turning a panic inside it into a logged, closed connection so one
+/// connection's bug cannot take the shard down.
+struct CatchUnwind<F> {
+    inner: F,
+    done: bool,
+}
 
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
+impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
+    type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Safety: structural pinning of the only field; it is never moved out.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Safety: `inner` is structurally pinned (never moved out); the other fields are Unpin.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.done {
+            return Poll::Ready(());
+        }
+        // Safety: see above.
+        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
         match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(Err(())),
+            Ok(p) => p,
+            Err(_) => {
+                this.done = true;
+                tracing::error!("connection task panicked; connection closed");
+                Poll::Ready(())
+            }
         }
     }
 }

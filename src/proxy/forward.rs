@@ -86,7 +86,9 @@ pub async fn forward(
         g.main = std::mem::take(&mut kit.buf);
         rewrite::request_head(&mut g, &kit.req, &rw);
         let (res, mut g) = {
-            let _armed = conn.watch.arm(up_fd, Shut::Both, now_ms() + response_timeout);
+            let _armed = conn
+                .watch
+                .arm(up_fd, Shut::Both, now_ms() + response_timeout);
             write_gather(lease.stream(), g).await
         };
         kit.buf = std::mem::take(&mut g.main);
@@ -108,8 +110,16 @@ pub async fn forward(
         if !whole {
             if kit.req.expect_continue && prefix == 0 {
                 let (res, _) = {
-                    let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + http.body_timeout.as_millis() as u64);
-                    monoio::io::AsyncWriteRentExt::write_all(&mut conn.stream, StaticBytes(b"HTTP/1.1 100 Continue\r\n\r\n")).await
+                    let _armed = conn.watch.arm(
+                        conn.fd,
+                        Shut::Both,
+                        now_ms() + http.body_timeout.as_millis() as u64,
+                    );
+                    monoio::io::AsyncWriteRentExt::write_all(
+                        &mut conn.stream,
+                        StaticBytes(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                    )
+                    .await
                 };
                 if res.is_err() {
                     return Next::Close;
@@ -124,7 +134,17 @@ pub async fn forward(
                 dst_fd: up_fd,
                 dst_timeout_ms: response_timeout,
             };
-            if let Err(e) = relay(ends, &mut kit.buf, &mut kit.g, &mut body, &conn.watch, false, route.max_body_size).await {
+            if let Err(e) = relay(
+                ends,
+                &mut kit.buf,
+                &mut kit.g,
+                &mut body,
+                &conn.watch,
+                false,
+                route.max_body_size,
+            )
+            .await
+            {
                 let err = match e {
                     RelayError::SrcTimeout => GatewayError::new(ErrorKind::BodyTimeout),
                     RelayError::SrcClosed | RelayError::SrcIo(_) => return Next::Close,
@@ -159,7 +179,16 @@ pub async fn forward(
     // 6. The response.
     let resp = &kit.resp;
     if resp.status == 101 {
-        return switch_protocols(conn, kit, lease, ubuf, whole, head_len + prefix, http.tunnel_idle_timeout).await;
+        return switch_protocols(
+            conn,
+            kit,
+            lease,
+            ubuf,
+            whole,
+            head_len + prefix,
+            http.tunnel_idle_timeout,
+        )
+        .await;
     }
     let framing = resp.framing.0;
     let dechunk = kit.req.http10 && framing == Framing::Chunked;
@@ -176,7 +205,9 @@ pub async fn forward(
     let body_prefix = match rbody.take(after_head, dechunk.then_some(&mut ranges)) {
         Ok(n) => n,
         Err(e) => {
-            let err = GatewayError::new(ErrorKind::UpstreamBadResponse(crate::http::ResponseError::BadFraming(e.reason())));
+            let err = GatewayError::new(ErrorKind::UpstreamBadResponse(
+                crate::http::ResponseError::BadFraming(e.reason()),
+            ));
             conn.shard.pools.put_buf(ubuf);
             return reply_error(conn, kit, err).await;
         }
@@ -195,7 +226,9 @@ pub async fn forward(
     }
     let client_timeout = http.body_timeout.as_millis() as u64;
     let (res, mut g) = {
-        let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + client_timeout);
+        let _armed = conn
+            .watch
+            .arm(conn.fd, Shut::Both, now_ms() + client_timeout);
         write_gather(&mut conn.stream, g).await
     };
     let mut ubuf: Buf = std::mem::take(&mut g.main);
@@ -217,7 +250,16 @@ pub async fn forward(
             dst_fd: conn.fd,
             dst_timeout_ms: client_timeout,
         };
-        let res = relay(ends, &mut ubuf, &mut kit.g, &mut rbody, &conn.watch, dechunk, u64::MAX).await;
+        let res = relay(
+            ends,
+            &mut ubuf,
+            &mut kit.g,
+            &mut rbody,
+            &conn.watch,
+            dechunk,
+            u64::MAX,
+        )
+        .await;
         if let Err(e) = res {
             let close_body_ok = matches!(rbody, Body::Close);
             if !close_body_ok {
@@ -259,7 +301,9 @@ async fn read_response_head(
                     if kit.resp.is_interim() && kit.resp.status != 101 {
                         let len = kit.resp.len;
                         if !kit.req.http10 {
-                            relay_interim(conn, kit, ubuf, len).await.map_err(|e| (e, true))?;
+                            relay_interim(conn, kit, ubuf, len)
+                                .await
+                                .map_err(|e| (e, true))?;
                         }
                         ubuf.consume(len);
                         continue;
@@ -292,7 +336,12 @@ async fn read_response_head(
 }
 
 /// Passes a 1xx interim response head to the client unchanged.
-async fn relay_interim(conn: &mut Conn, kit: &mut Kit, ubuf: &mut Buf, len: usize) -> Result<(), GatewayError> {
+async fn relay_interim(
+    conn: &mut Conn,
+    kit: &mut Kit,
+    ubuf: &mut Buf,
+    len: usize,
+) -> Result<(), GatewayError> {
     let mut g = std::mem::take(&mut kit.g);
     g.reset();
     g.main = std::mem::take(ubuf);
@@ -316,12 +365,24 @@ async fn switch_protocols(
 ) -> Next {
     if kit.req.upgrade.is_none() || !whole {
         conn.shard.pools.put_buf(ubuf);
-        let e = crate::http::ResponseError::Malformed("101 Switching Protocols to a request that did not ask for it");
-        return reply_error(conn, kit, GatewayError::new(ErrorKind::UpstreamBadResponse(e))).await;
+        let e = crate::http::ResponseError::Malformed(
+            "101 Switching Protocols to a request that did not ask for it",
+        );
+        return reply_error(
+            conn,
+            kit,
+            GatewayError::new(ErrorKind::UpstreamBadResponse(e)),
+        )
+        .await;
     }
     let resp_len = kit.resp.len;
     let rest = ubuf.len() - resp_len;
-    let rw = ResponseRewrite { keep_alive: true, client_http10: false, dechunk: false, body_prefix: rest };
+    let rw = ResponseRewrite {
+        keep_alive: true,
+        client_http10: false,
+        dechunk: false,
+        body_prefix: rest,
+    };
     let mut g = std::mem::take(&mut kit.g);
     g.main = ubuf;
     rewrite::response_head(&mut g, &kit.resp, &rw);

@@ -41,7 +41,11 @@ pub struct Upgraded {
 impl Upgraded {
     pub fn from_lease(lease: Lease, idle_timeout: std::time::Duration) -> Upgraded {
         let (stream, slot) = lease.into_stream();
-        Upgraded { stream, slot, idle_timeout }
+        Upgraded {
+            stream,
+            slot,
+            idle_timeout,
+        }
     }
 }
 
@@ -59,8 +63,12 @@ pub async fn handle(conn: &mut Conn, kit: &mut Kit) -> Next {
     let host = req.host.map_or(&b""[..], |h| h.of(data));
     let (route_idx, matched) = match state.snap.routes.lookup(host, path, req.method) {
         Lookup::Found { route, matched } => (route, matched),
-        Lookup::MethodNotAllowed => return reply_error(conn, kit, GatewayError::new(ErrorKind::MethodNotAllowed)).await,
-        Lookup::NotFound => return reply_error(conn, kit, GatewayError::new(ErrorKind::RouteNotFound)).await,
+        Lookup::MethodNotAllowed => {
+            return reply_error(conn, kit, GatewayError::new(ErrorKind::MethodNotAllowed)).await;
+        }
+        Lookup::NotFound => {
+            return reply_error(conn, kit, GatewayError::new(ErrorKind::RouteNotFound)).await;
+        }
     };
     let route: &RouteConfig = &state.snap.config.routes[route_idx];
 
@@ -77,7 +85,9 @@ pub async fn handle(conn: &mut Conn, kit: &mut Kit) -> Next {
             Some(r) => reply_static(conn, kit, r).await,
             None => reply_error(conn, kit, GatewayError::new(ErrorKind::RouteNotFound)).await,
         },
-        RouteAction::Proxy(action) => forward::forward(conn, kit, &state, route, action, matched).await,
+        RouteAction::Proxy(action) => {
+            forward::forward(conn, kit, &state, route, action, matched).await
+        }
     }
 }
 
@@ -106,7 +116,11 @@ fn whole_request_len(kit: &Kit) -> Option<usize> {
 async fn reply_static(conn: &mut Conn, kit: &mut Kit, r: &respond::RenderedStatic) -> Next {
     let whole = whole_request_len(kit);
     let keep = client_keep_alive(conn, kit) && whole.is_some();
-    let reply = Reply { close: !keep, keep_alive_10: kit.req.keep_alive_10, head_only: kit.req.method == crate::http::Method::Head };
+    let reply = Reply {
+        close: !keep,
+        keep_alive_10: kit.req.keep_alive_10,
+        head_only: kit.req.method == crate::http::Method::Head,
+    };
     r.render(&mut kit.g, reply);
     if !write_reply(conn, kit).await {
         return Next::Close;
@@ -128,14 +142,27 @@ pub async fn reply_error(conn: &mut Conn, kit: &mut Kit, e: GatewayError) -> Nex
         }
     };
     log_error(conn, &e, req_id);
-    let allow: &[u8] = if e.kind == ErrorKind::MethodNotAllowed || e.kind == ErrorKind::Head(HeadError::Connect) {
-        b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
-    } else {
-        b""
-    };
+    let allow: &[u8] =
+        if e.kind == ErrorKind::MethodNotAllowed || e.kind == ErrorKind::Head(HeadError::Connect) {
+            b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
+        } else {
+            b""
+        };
     let req_id = req_id.to_vec();
-    let reply = Reply { close: !keep, keep_alive_10: kit.req.keep_alive_10, head_only: kit.req.method == crate::http::Method::Head };
-    respond::error(&mut kit.g, e.status(), e.code(), e.message(), &req_id, allow, reply);
+    let reply = Reply {
+        close: !keep,
+        keep_alive_10: kit.req.keep_alive_10,
+        head_only: kit.req.method == crate::http::Method::Head,
+    };
+    respond::error(
+        &mut kit.g,
+        e.status(),
+        e.code(),
+        e.message(),
+        &req_id,
+        allow,
+        reply,
+    );
     if !write_reply(conn, kit).await {
         return Next::Close;
     }
@@ -147,8 +174,20 @@ pub async fn refuse_head(conn: &mut Conn, kit: &mut Kit, e: GatewayError) {
     let mut id = [0u8; 24];
     conn.shard.request_id(&mut id);
     log_error(conn, &e, &id);
-    let reply = Reply { close: true, keep_alive_10: false, head_only: false };
-    respond::error(&mut kit.g, e.status(), e.code(), e.message(), &id, b"", reply);
+    let reply = Reply {
+        close: true,
+        keep_alive_10: false,
+        head_only: false,
+    };
+    respond::error(
+        &mut kit.g,
+        e.status(),
+        e.code(),
+        e.message(),
+        &id,
+        b"",
+        reply,
+    );
     write_reply(conn, kit).await;
     kit.buf.clear();
 }

@@ -37,7 +37,11 @@ impl Body {
 
     /// Takes the part of `data` that belongs to the body. Returns the bytes consumed; data ranges (for
     /// de-chunking) go to `ranges` when given.
-    pub fn take(&mut self, data: &[u8], ranges: Option<&mut Vec<(usize, usize)>>) -> Result<usize, ChunkError> {
+    pub fn take(
+        &mut self,
+        data: &[u8],
+        ranges: Option<&mut Vec<(usize, usize)>>,
+    ) -> Result<usize, ChunkError> {
         match self {
             Body::Length(n) => {
                 let t = (*n).min(data.len() as u64) as usize;
@@ -107,7 +111,9 @@ pub async fn relay(
     loop {
         if !buf.is_empty() {
             ranges.clear();
-            let consumed = body.take(buf.data(), dechunk.then_some(&mut ranges)).map_err(RelayError::Chunk)?;
+            let consumed = body
+                .take(buf.data(), dechunk.then_some(&mut ranges))
+                .map_err(RelayError::Chunk)?;
             if body.chunked_data_len() > limit {
                 return Err(RelayError::TooLarge);
             }
@@ -132,7 +138,11 @@ pub async fn relay(
                 *buf = std::mem::take(&mut out.main);
                 *g = out;
                 if let Err(e) = res {
-                    return Err(if watch.fired() { RelayError::DstTimeout } else { RelayError::DstIo(e) });
+                    return Err(if watch.fired() {
+                        RelayError::DstTimeout
+                    } else {
+                        RelayError::DstIo(e)
+                    });
                 }
                 buf.consume(consumed);
             }
@@ -164,7 +174,11 @@ pub async fn relay(
             }
             Ok(_) => {}
             Err(e) => {
-                return Err(if watch.fired() { RelayError::SrcTimeout } else { RelayError::SrcIo(e) });
+                return Err(if watch.fired() {
+                    RelayError::SrcTimeout
+                } else {
+                    RelayError::SrcIo(e)
+                });
             }
         }
     }

@@ -17,8 +17,18 @@ use crate::runtime::watchdog::{Watch, now_ms};
 
 /// Runs the tunnel; consumes the client connection.
 pub async fn run(conn: Conn, mut kit: Box<Kit>, up: Upgraded) {
-    let Conn { shard, stream: client, fd: client_fd, watch, .. } = conn;
-    let Upgraded { stream: mut upstream, slot, idle_timeout } = up;
+    let Conn {
+        shard,
+        stream: client,
+        fd: client_fd,
+        watch,
+        ..
+    } = conn;
+    let Upgraded {
+        stream: mut upstream,
+        slot,
+        idle_timeout,
+    } = up;
     let idle_ms = idle_timeout.as_millis() as u64;
     let up_fd = upstream.as_raw_fd();
     let _armed = watch.arm_pair(client_fd, up_fd, now_ms() + idle_ms);
@@ -38,8 +48,10 @@ pub async fn run(conn: Conn, mut kit: Box<Kit>, up: Upgraded) {
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
     let ends = (client_fd, up_fd);
-    let ((cbuf, _), (ubuf, _)) =
-        monoio::join!(pump(cr, uw, cbuf, &watch, idle_ms, ends), pump(ur, cw, ubuf, &watch, idle_ms, ends));
+    let ((cbuf, _), (ubuf, _)) = monoio::join!(
+        pump(cr, uw, cbuf, &watch, idle_ms, ends),
+        pump(ur, cw, ubuf, &watch, idle_ms, ends)
+    );
     drop(slot);
     shard.pools.put_buf(ubuf);
     finish(&shard, kit, cbuf);

@@ -55,7 +55,10 @@ struct PathTable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     /// Route index, and how many bytes of the path the route matched.
-    Found { route: usize, matched: usize },
+    Found {
+        route: usize,
+        matched: usize,
+    },
     /// Some route matches host and path, none the method.
     MethodNotAllowed,
     NotFound,
@@ -68,7 +71,10 @@ impl PathTable {
             PathMatch::Prefix(p) => (&mut self.prefix, p),
         };
         let list = map.entry(key.as_bytes().into()).or_default();
-        if let Some(other) = list.iter().find(|o| o.methods.overlaps(c.methods) && (o.methods.0 != 0) == (c.methods.0 != 0)) {
+        if let Some(other) = list
+            .iter()
+            .find(|o| o.methods.overlaps(c.methods) && (o.methods.0 != 0) == (c.methods.0 != 0))
+        {
             return Err(other.route);
         }
         list.push(c);
@@ -125,16 +131,25 @@ impl RouteTable {
     pub fn build(config: &Config) -> Result<RouteTable, ConfigError> {
         let mut t = RouteTable::default();
         for (i, r) in config.routes.iter().enumerate() {
-            let c = Candidate { route: i as u32, methods: Methods::of(&r.methods) };
+            let c = Candidate {
+                route: i as u32,
+                methods: Methods::of(&r.methods),
+            };
             if r.hosts.is_empty() {
-                t.any_host.insert(&r.path, c).map_err(|other| conflict(config, i, other))?;
+                t.any_host
+                    .insert(&r.path, c)
+                    .map_err(|other| conflict(config, i, other))?;
             }
             for h in &r.hosts {
                 let table = match h {
                     HostPattern::Exact(x) => t.exact_hosts.entry(x.as_bytes().into()).or_default(),
-                    HostPattern::Suffix(x) => t.suffix_hosts.entry(x.as_bytes().into()).or_default(),
+                    HostPattern::Suffix(x) => {
+                        t.suffix_hosts.entry(x.as_bytes().into()).or_default()
+                    }
                 };
-                table.insert(&r.path, c).map_err(|other| conflict(config, i, other))?;
+                table
+                    .insert(&r.path, c)
+                    .map_err(|other| conflict(config, i, other))?;
             }
         }
         Ok(t)
@@ -179,7 +194,11 @@ impl RouteTable {
         if let Some((route, matched)) = self.any_host.lookup(path, method, &mut denied) {
             return Lookup::Found { route, matched };
         }
-        if denied { Lookup::MethodNotAllowed } else { Lookup::NotFound }
+        if denied {
+            Lookup::MethodNotAllowed
+        } else {
+            Lookup::NotFound
+        }
     }
 }
 
@@ -207,7 +226,11 @@ pub fn has_dot_segment(path: &[u8]) -> bool {
         while i < seg.len() {
             if seg[i] == b'.' {
                 i += 1;
-            } else if seg.len() >= i + 3 && seg[i] == b'%' && seg[i + 1] == b'2' && (seg[i + 2] | 0x20) == b'e' {
+            } else if seg.len() >= i + 3
+                && seg[i] == b'%'
+                && seg[i + 1] == b'2'
+                && (seg[i + 2] | 0x20) == b'e'
+            {
                 i += 3;
             } else {
                 return false;
@@ -306,7 +329,10 @@ mod tests {
             upstream = "a"
         "#
         ));
-        assert_eq!(name(&c, t.lookup(b"h", b"/only-get", Method::Delete)), "405");
+        assert_eq!(
+            name(&c, t.lookup(b"h", b"/only-get", Method::Delete)),
+            "405"
+        );
         assert_eq!(name(&c, t.lookup(b"h", b"/nothing", Method::Get)), "404");
     }
 
@@ -326,7 +352,10 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-        assert!(err.contains("routes[1]") && err.contains("\"one\""), "{err}");
+        assert!(
+            err.contains("routes[1]") && err.contains("\"one\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -38,17 +38,27 @@ impl DriverKind {
 }
 
 /// Builds the runtime for the calling thread (a SINGLE_ISSUER ring belongs to the thread that made it).
-pub fn build(choice: DriverChoice, entries: u32, tuning: bool) -> io::Result<(Built, DriverKind, Option<String>)> {
+pub fn build(
+    choice: DriverChoice,
+    entries: u32,
+    tuning: bool,
+) -> io::Result<(Built, DriverKind, Option<String>)> {
     let mut why_not_uring = None;
     if choice != DriverChoice::Epoll {
         match uring_usable() {
             Ok(()) => {
                 if tuning {
                     let mut b: io_uring::Builder = io_uring::IoUring::builder();
-                    b.setup_single_issuer().setup_defer_taskrun().setup_coop_taskrun();
+                    b.setup_single_issuer()
+                        .setup_defer_taskrun()
+                        .setup_coop_taskrun();
                     match uring(entries, b) {
                         Ok(rt) => return Ok((Built::Uring(rt), DriverKind::UringTuned, None)),
-                        Err(e) => why_not_uring = Some(format!("tuned ring unavailable ({e}); using a default ring")),
+                        Err(e) => {
+                            why_not_uring = Some(format!(
+                                "tuned ring unavailable ({e}); using a default ring"
+                            ))
+                        }
                     }
                 }
                 match uring(entries, io_uring::IoUring::builder()) {
@@ -65,12 +75,19 @@ pub fn build(choice: DriverChoice, entries: u32, tuning: bool) -> io::Result<(Bu
             )));
         }
     }
-    let rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().with_entries(entries).build()?;
+    let rt = RuntimeBuilder::<LegacyDriver>::new()
+        .enable_timer()
+        .with_entries(entries)
+        .build()?;
     Ok((Built::Epoll(rt), DriverKind::Epoll, why_not_uring))
 }
 
 fn uring(entries: u32, b: io_uring::Builder) -> io::Result<Runtime<TimeDriver<IoUringDriver>>> {
-    RuntimeBuilder::<IoUringDriver>::new().enable_timer().with_entries(entries).uring_builder(b).build()
+    RuntimeBuilder::<IoUringDriver>::new()
+        .enable_timer()
+        .with_entries(entries)
+        .uring_builder(b)
+        .build()
 }
 
 /// Whether io_uring can be used here, and if not, why (for logs and `ringway check`).
@@ -107,6 +124,8 @@ pub fn uring_usable() -> Result<(), String> {
 /// Whether the tuned ring flags are accepted (kernel 6.1+).
 pub fn uring_tuning_supported() -> bool {
     let mut b: io_uring::Builder = io_uring::IoUring::builder();
-    b.setup_single_issuer().setup_defer_taskrun().setup_coop_taskrun();
+    b.setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_coop_taskrun();
     b.build(8).is_ok()
 }

@@ -10,15 +10,21 @@ use super::StartError;
 use crate::config::ServerConfig;
 
 /// Returns the resolved addresses and, per shard, its listeners.
-pub fn bind_all(server: &ServerConfig, shards: usize) -> Result<(Vec<SocketAddr>, Vec<Vec<TcpListener>>), StartError> {
+pub fn bind_all(
+    server: &ServerConfig,
+    shards: usize,
+) -> Result<(Vec<SocketAddr>, Vec<Vec<TcpListener>>), StartError> {
     let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
     for &want in &server.listen {
         let mut addr = want;
         for list in per_shard.iter_mut() {
-            let l = bind(addr, server.backlog).map_err(|source| StartError::Listen { addr: want, source })?;
+            let l = bind(addr, server.backlog)
+                .map_err(|source| StartError::Listen { addr: want, source })?;
             if addr.port() == 0 {
-                addr = l.local_addr().map_err(|source| StartError::Listen { addr: want, source })?;
+                addr = l
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr: want, source })?;
             }
             list.push(l);
         }
@@ -28,7 +34,11 @@ pub fn bind_all(server: &ServerConfig, shards: usize) -> Result<(Vec<SocketAddr>
 }
 
 fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
     if addr.is_ipv6() {

@@ -106,7 +106,11 @@ impl Gateway {
             Some(c) => c,
             None => available_cpus().map_err(StartError::Cpus)?,
         };
-        let workers = opts.workers.or(config.server.workers).unwrap_or(cpus.len()).max(1);
+        let workers = opts
+            .workers
+            .or(config.server.workers)
+            .unwrap_or(cpus.len())
+            .max(1);
         let (addrs, mut listeners) = listen::bind_all(&config.server, workers)?;
         let snap = Arc::new(Snapshot::build(config, 1)?);
         let control = Arc::new(Control {
@@ -114,8 +118,12 @@ impl Gateway {
             generation: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             drain_deadline: AtomicU64::new(u64::MAX),
-            applied: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
-            connections: (0..workers).map(|_| CachePadded::new(AtomicUsize::new(0))).collect(),
+            applied: (0..workers)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
+            connections: (0..workers)
+                .map(|_| CachePadded::new(AtomicUsize::new(0)))
+                .collect(),
             instance: instance_id(),
         });
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -128,7 +136,10 @@ impl Gateway {
             let t = std::thread::Builder::new()
                 .name(format!("ringway-shard-{id}"))
                 .spawn(move || shard::run(id, cpu, control, shard_listeners, ready))
-                .map_err(|e| StartError::Shard { shard: id, reason: format!("cannot spawn thread: {e}") })?;
+                .map_err(|e| StartError::Shard {
+                    shard: id,
+                    reason: format!("cannot spawn thread: {e}"),
+                })?;
             threads.push(t);
         }
         drop(ready_tx);
@@ -141,10 +152,20 @@ impl Gateway {
                     control.drain_deadline.store(0, Ordering::Relaxed);
                     return Err(StartError::Shard { shard: id, reason });
                 }
-                Err(_) => return Err(StartError::Shard { shard: 0, reason: "shard exited during start".into() }),
+                Err(_) => {
+                    return Err(StartError::Shard {
+                        shard: 0,
+                        reason: "shard exited during start".into(),
+                    });
+                }
             }
         }
-        Ok(Gateway { control, threads, addrs, drivers })
+        Ok(Gateway {
+            control,
+            threads,
+            addrs,
+            drivers,
+        })
     }
 
     /// The addresses listened on (ports resolved when the config said port 0).
@@ -175,7 +196,12 @@ impl Gateway {
     pub fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
         let end = Instant::now() + timeout;
         loop {
-            if self.control.applied.iter().all(|a| a.load(Ordering::Acquire) >= generation) {
+            if self
+                .control
+                .applied
+                .iter()
+                .all(|a| a.load(Ordering::Acquire) >= generation)
+            {
                 return true;
             }
             if Instant::now() >= end {
@@ -187,14 +213,20 @@ impl Gateway {
 
     /// Open client connections over all shards (as of each shard's last tick).
     pub fn connections(&self) -> usize {
-        self.control.connections.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.control
+            .connections
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Starts a graceful shutdown: shards stop accepting, close idle connections, let requests in
     /// flight finish, and close everything after `drain`.
     pub fn begin_shutdown(&self, drain: Duration) {
         let deadline = watchdog::now_ms() + drain.as_millis() as u64;
-        self.control.drain_deadline.store(deadline, Ordering::Relaxed);
+        self.control
+            .drain_deadline
+            .store(deadline, Ordering::Relaxed);
         self.control.draining.store(true, Ordering::Relaxed);
     }
 

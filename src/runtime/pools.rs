@@ -46,7 +46,10 @@ impl Pools {
         if let Some(k) = self.kits.borrow_mut().pop() {
             return k;
         }
-        Box::new(Kit { buf: Buf::with_capacity(self.buffer_size), ..Kit::default() })
+        Box::new(Kit {
+            buf: Buf::with_capacity(self.buffer_size),
+            ..Kit::default()
+        })
     }
 
     /// Returns a kit. Its buffer must be empty (data is not carried over to another connection).
@@ -62,7 +65,10 @@ impl Pools {
 
     /// An empty response buffer.
     pub fn buf(&self) -> Buf {
-        self.bufs.borrow_mut().pop().unwrap_or_else(|| Buf::with_capacity(self.response_buffer_size))
+        self.bufs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Buf::with_capacity(self.response_buffer_size))
     }
 
     pub fn put_buf(&self, mut b: Buf) {

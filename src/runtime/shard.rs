@@ -10,19 +10,22 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::task::Waker;
 use std::time::Duration;
 
 use monoio::net::TcpListener;
 
+use super::Control;
 use super::driver::{self, Built, DriverKind};
 use super::pools::Pools;
 use super::snapshot::ShardState;
 use super::watchdog::{SweepMode, Watchdog, now_ms};
-use super::Control;
 
-/// Free kits and response buffers each shard keeps for reuse.
-const POOL_KEEP: usize = 256;
+/// Free kits and response buffers each shard keeps for reuse (enough for the requests a shard has in
+/// flight at once under load; beyond that, buffers go back to the allocator).
+const POOL_KEEP: usize = 64;
+
+/// How often a shard asks the allocator to return freed memory to the OS.
+const COLLECT_EVERY_MS: u64 = 1000;
 
 /// Shard-local state shared by the shard's tasks.
 pub struct Shard {
@@ -34,9 +37,9 @@ pub struct Shard {
     draining: Cell<bool>,
     seq: Cell<u64>,
     listener_fds: RefCell<Vec<RawFd>>,
-    accept_waiters: RefCell<Vec<Waker>>,
     tick: Duration,
     max_connections: usize,
+    last_collect: Cell<u64>,
 }
 
 impl Shard {
@@ -55,18 +58,12 @@ impl Shard {
     pub fn request_id(&self, out: &mut [u8; 24]) {
         let n = self.seq.get().wrapping_add(1);
         self.seq.set(n);
-        let v: u128 = (u128::from(self.control.instance) << 64) | ((self.id as u128 & 0xff) << 56) | u128::from(n & ((1 << 56) - 1));
+        let v: u128 = (u128::from(self.control.instance) << 64)
+            | ((self.id as u128 & 0xff) << 56)
+            | u128::from(n & ((1 << 56) - 1));
         const HEX: &[u8; 16] = b"0123456789abcdef";
         for (i, b) in out.iter_mut().enumerate() {
             *b = HEX[((v >> (4 * (23 - i))) & 0xf) as usize];
-        }
-    }
-
-    /// Called when a connection ends: lets a paused accept loop go on.
-    pub fn connection_closed(&self) {
-        let waiters = std::mem::take(&mut *self.accept_waiters.borrow_mut());
-        for w in waiters {
-            w.wake();
         }
     }
 
@@ -100,13 +97,24 @@ impl Shard {
             }
         }
         let draining = self.draining.get();
-        let mode = SweepMode { close_idle: draining, close_all: draining && now >= self.control.drain_deadline() };
+        let mode = SweepMode {
+            close_idle: draining,
+            close_all: draining && now >= self.control.drain_deadline(),
+        };
         self.watchdog.sweep(now, mode);
         for u in self.state.borrow().upstreams.iter() {
             u.maintain(now);
         }
         let open = self.watchdog.len();
         self.control.set_connections(self.id, open);
+        if now.saturating_sub(self.last_collect.get()) >= COLLECT_EVERY_MS {
+            self.last_collect.set(now);
+            // Buffers freed after a burst (parked idle connections, trimmed pools) sit in the
+            // allocator's free pages until something asks for them; this returns the pages whose
+            // purge delay has passed. Off the request path, once a second.
+            // Safety: mi_collect only touches the calling thread's mimalloc heap.
+            unsafe { libmimalloc_sys::mi_collect(false) };
+        }
         !(draining && open == 0 && self.listener_fds.borrow().is_empty())
     }
 }
@@ -120,17 +128,22 @@ pub fn run(
     ready: Sender<(usize, Result<DriverKind, String>)>,
 ) {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-        tracing::warn!(shard = id, cpu, "could not pin the shard to its CPU; running unpinned");
+        tracing::warn!(
+            shard = id,
+            cpu,
+            "could not pin the shard to its CPU; running unpinned"
+        );
     }
     let snap = control.snapshot();
     let server = &snap.config.server;
-    let (built, kind, note) = match driver::build(server.driver, server.ring_entries, server.ring_tuning) {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = ready.send((id, Err(e.to_string())));
-            return;
-        }
-    };
+    let (built, kind, note) =
+        match driver::build(server.driver, server.ring_entries, server.ring_tuning) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = ready.send((id, Err(e.to_string())));
+                return;
+            }
+        };
     if let Some(note) = note {
         tracing::info!(shard = id, "{note}");
     }
@@ -145,9 +158,9 @@ pub fn run(
         draining: Cell::new(false),
         seq: Cell::new(0),
         listener_fds: RefCell::new(Vec::new()),
-        accept_waiters: RefCell::new(Vec::new()),
         tick: server.tick,
         max_connections: server.max_connections,
+        last_collect: Cell::new(0),
     });
     control.set_applied(id, snap.generation);
     drop(snap);
@@ -197,15 +210,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         }
         if shard.watchdog.len() >= shard.max_connections {
             // At the connection limit: leave new connections in the kernel backlog until one closes.
-            std::future::poll_fn(|cx| {
-                if shard.watchdog.len() < shard.max_connections || shard.draining() {
-                    std::task::Poll::Ready(())
-                } else {
-                    shard.accept_waiters.borrow_mut().push(cx.waker().clone());
-                    std::task::Poll::Pending
-                }
-            })
-            .await;
+            shard
+                .watchdog
+                .wait_below(shard.max_connections, || shard.draining())
+                .await;
             continue;
         }
         match listener.accept().await {
@@ -221,7 +229,13 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 }
                 let transient = matches!(
                     e.raw_os_error(),
-                    Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO | libc::EPERM)
+                    Some(
+                        libc::ECONNABORTED
+                            | libc::EINTR
+                            | libc::EAGAIN
+                            | libc::EPROTO
+                            | libc::EPERM
+                    )
                 );
                 if transient {
                     continue;

@@ -29,7 +29,12 @@ impl Snapshot {
                 RouteAction::Proxy(_) => None,
             })
             .collect();
-        Ok(Snapshot { config, routes, statics, generation })
+        Ok(Snapshot {
+            config,
+            routes,
+            statics,
+            generation,
+        })
     }
 }
 

@@ -28,7 +28,10 @@ use slab::Slab;
 
 /// Milliseconds of a coarse monotonic clock (vDSO, no syscall; a few ms resolution).
 pub fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // Safety: `ts` is a valid timespec to write into; CLOCK_MONOTONIC_COARSE always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
@@ -57,7 +60,6 @@ pub struct Watch {
     idle: Cell<bool>,
     /// When to cancel the idle read so its buffer goes back to the shard (0 = never).
     park_at: Cell<u64>,
-    canceller: Cell<Option<Canceller>>,
 }
 
 impl Watch {
@@ -94,18 +96,10 @@ impl Watch {
         self.idle.set(idle);
     }
 
-    /// Asks the sweep to cancel the current read at `at` (0 = do not) via the canceller whose handle
-    /// the read uses.
+    /// Asks the sweep to cancel the current idle read at `at` (0 = do not); the read must use
+    /// [`Watchdog::cancel_handle`].
     pub fn set_park(&self, at: u64) {
         self.park_at.set(at);
-    }
-
-    /// A handle for a cancelable read that the sweep may cancel (see [`Watch::set_park`]).
-    pub fn cancel_handle(&self) -> monoio::io::CancelHandle {
-        let c = self.canceller.take().unwrap_or_default();
-        let h = c.handle();
-        self.canceller.set(Some(c));
-        h
     }
 
     fn fire(&self) {
@@ -139,10 +133,17 @@ impl Drop for Armed<'_> {
     }
 }
 
-/// The shard's registry of watches.
+/// The shard's registry of watches (one per open client connection).
 #[derive(Default)]
 pub struct Watchdog {
     slots: RefCell<Slab<Rc<Watch>>>,
+    /// One canceller for every parkable idle read of the shard. Cancelling is all-or-nothing: when
+    /// any idle read is due, every pending idle read is cancelled and parks (at most once per tick).
+    /// A read parked early costs one extra readiness wait on its next request; a canceller per
+    /// connection would cost ~200 bytes of every idle connection instead.
+    canceller: Cell<Option<Canceller>>,
+    /// Tasks waiting for a connection to close (the accept loop at `max_connections`).
+    on_release: RefCell<Vec<std::task::Waker>>,
 }
 
 /// A connection's registration; unregisters on drop. Must be dropped before the client socket.
@@ -155,6 +156,12 @@ pub struct WatchGuard {
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.dog.slots.borrow_mut().try_remove(self.key);
+        if !self.dog.on_release.borrow().is_empty() {
+            let waiters = std::mem::take(&mut *self.dog.on_release.borrow_mut());
+            for w in waiters {
+                w.wake();
+            }
+        }
     }
 }
 
@@ -178,22 +185,47 @@ impl Watchdog {
             fired: Cell::new(false),
             idle: Cell::new(false),
             park_at: Cell::new(0),
-            canceller: Cell::new(None),
         });
         let key = self.slots.borrow_mut().insert(watch.clone());
-        WatchGuard { dog: self.clone(), key, watch }
+        WatchGuard {
+            dog: self.clone(),
+            key,
+            watch,
+        }
     }
 
     pub fn len(&self) -> usize {
         self.slots.borrow().len()
     }
 
+    /// Waits until fewer than `limit` connections are registered, or `stop()` says to stop waiting.
+    pub async fn wait_below(&self, limit: usize, stop: impl Fn() -> bool) {
+        std::future::poll_fn(|cx| {
+            if self.len() < limit || stop() {
+                std::task::Poll::Ready(())
+            } else {
+                self.on_release.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
     pub fn is_empty(&self) -> bool {
         self.slots.borrow().is_empty()
     }
 
+    /// A handle for an idle read the sweep may cancel (see [`Watch::set_park`]).
+    pub fn cancel_handle(&self) -> monoio::io::CancelHandle {
+        let c = self.canceller.take().unwrap_or_default();
+        let h = c.handle();
+        self.canceller.set(Some(c));
+        h
+    }
+
     /// Fires expired deadlines, parks idle reads, and applies `mode`.
     pub fn sweep(&self, now: u64, mode: SweepMode) {
+        let mut park = false;
         let slots = self.slots.borrow();
         for (_, w) in slots.iter() {
             if mode.close_all {
@@ -213,9 +245,12 @@ impl Watchdog {
             let p = w.park_at.get();
             if p != 0 && now >= p {
                 w.park_at.set(0);
-                if let Some(c) = w.canceller.take() {
-                    w.canceller.set(Some(c.cancel()));
-                }
+                park = true;
+            }
+        }
+        if park {
+            if let Some(c) = self.canceller.take() {
+                self.canceller.set(Some(c.cancel()));
             }
         }
     }

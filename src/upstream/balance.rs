@@ -66,7 +66,8 @@ impl Balancer {
                     // Compare in_flight/weight without division.
                     let better = best == usize::MAX
                         || u64::from(targets[i].in_flight.get()) * u64::from(targets[best].weight)
-                            < u64::from(targets[best].in_flight.get()) * u64::from(targets[i].weight);
+                            < u64::from(targets[best].in_flight.get())
+                                * u64::from(targets[i].weight);
                     if better {
                         best = i;
                     }

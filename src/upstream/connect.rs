@@ -14,10 +14,18 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::error::{ErrorKind, GatewayError};
 use crate::runtime::watchdog::{Shut, Watch, now_ms};
 
-pub async fn connect(addr: SocketAddr, watch: &Watch, timeout: Duration) -> Result<TcpStream, GatewayError> {
+pub async fn connect(
+    addr: SocketAddr,
+    watch: &Watch,
+    timeout: Duration,
+) -> Result<TcpStream, GatewayError> {
     let fail = |e: &std::io::Error| GatewayError::io(ErrorKind::UpstreamConnect, e);
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))
-        .map_err(|e| fail(&e))?;
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| fail(&e))?;
     sock.set_tcp_nodelay(true).map_err(|e| fail(&e))?;
     match sock.connect(&addr.into()) {
         Ok(()) => {}

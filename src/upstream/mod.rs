@@ -53,17 +53,29 @@ impl Upstream {
                     addr: t.addr,
                     name: t.name.clone(),
                     weight: t.weight,
-                    pool: Pool::new(config.max_idle, config.max_connections, config.idle_timeout.as_millis() as u64),
+                    pool: Pool::new(
+                        config.max_idle,
+                        config.max_connections,
+                        config.idle_timeout.as_millis() as u64,
+                    ),
                     in_flight: Cell::new(0),
                 })
             })
             .collect::<Vec<_>>();
         let balancer = Balancer::new(config.balance, &targets);
-        Rc::new(Upstream { config: config.clone(), targets, balancer })
+        Rc::new(Upstream {
+            config: config.clone(),
+            targets,
+            balancer,
+        })
     }
 
     /// Lends a connection to a target chosen by the balancer. `avoid`: a target that just failed.
-    pub async fn checkout(&self, watch: &Watch, avoid: Option<SocketAddr>) -> Result<Lease, GatewayError> {
+    pub async fn checkout(
+        &self,
+        watch: &Watch,
+        avoid: Option<SocketAddr>,
+    ) -> Result<Lease, GatewayError> {
         let first = self.balancer.pick(&self.targets, avoid);
         match self.lease(&self.targets[first], watch).await {
             Ok(l) => Ok(l),
@@ -85,7 +97,8 @@ impl Upstream {
                 return Ok(Lease::new(s, target.clone(), true));
             }
             if target.pool.try_reserve() {
-                return match connect::connect(target.addr, watch, self.config.connect_timeout).await {
+                return match connect::connect(target.addr, watch, self.config.connect_timeout).await
+                {
                     Ok(s) => Ok(Lease::new(s, target.clone(), false)),
                     Err(e) => {
                         target.pool.release_slot();

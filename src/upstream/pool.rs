@@ -143,7 +143,12 @@ fn still_open(s: &TcpStream) -> bool {
     let mut b = [0u8; 1];
     // Safety: a valid fd and a 1-byte buffer; MSG_DONTWAIT never blocks.
     let n = unsafe {
-        libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
     };
     n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
@@ -160,13 +165,19 @@ pub struct Lease {
 impl Lease {
     pub(super) fn new(stream: TcpStream, target: Rc<Target>, reused: bool) -> Lease {
         target.in_flight.set(target.in_flight.get() + 1);
-        Lease { stream: Some(stream), target, reused }
+        Lease {
+            stream: Some(stream),
+            target,
+            reused,
+        }
     }
 
     #[inline]
     pub fn stream(&mut self) -> &mut TcpStream {
         // Invariant: `stream` is `Some` until `release`/`into_stream` consume the lease.
-        self.stream.as_mut().unwrap_or_else(|| unreachable!("lease used after release"))
+        self.stream
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("lease used after release"))
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {
@@ -189,7 +200,10 @@ impl Lease {
     /// connection counted against `max_connections` until it drops.
     pub fn into_stream(mut self) -> (TcpStream, SlotGuard) {
         // Invariant as in `stream()`.
-        let s = self.stream.take().unwrap_or_else(|| unreachable!("lease used after release"));
+        let s = self
+            .stream
+            .take()
+            .unwrap_or_else(|| unreachable!("lease used after release"));
         (s, SlotGuard(self.target.clone()))
     }
 }
@@ -205,7 +219,9 @@ impl Drop for SlotGuard {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.target.in_flight.set(self.target.in_flight.get().saturating_sub(1));
+        self.target
+            .in_flight
+            .set(self.target.in_flight.get().saturating_sub(1));
         if self.stream.take().is_some() {
             self.target.pool.release_slot();
         }

@@ -65,9 +65,17 @@ pub fn gateway_workers(driver: Driver, toml: &str, workers: usize) -> Gateway {
     } else {
         format!("{}\n{toml}", server_table(driver, workers))
     };
-    let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
+    let config =
+        Config::from_toml(&text).unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
     let cpus = ringway::runtime::available_cpus().unwrap();
-    Gateway::start(config, StartOptions { workers: Some(workers), cpus: Some(cpus) }).expect("gateway start")
+    Gateway::start(
+        config,
+        StartOptions {
+            workers: Some(workers),
+            cpus: Some(cpus),
+        },
+    )
+    .expect("gateway start")
 }
 
 fn server_table(driver: Driver, workers: usize) -> String {
@@ -100,11 +108,18 @@ pub struct SeenRequest {
 
 impl SeenRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -123,7 +138,13 @@ pub enum Reply {
 }
 
 pub fn ok(body: &str) -> Reply {
-    Reply::Raw(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes())
+    Reply::Raw(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
 }
 
 type Handler = dyn Fn(&SeenRequest) -> Reply + Send + Sync;
@@ -153,10 +174,18 @@ impl Mock {
                 let Ok(s) = s else { continue };
                 let id = conns2.fetch_add(1, Ordering::SeqCst);
                 let (h, seen) = (handler.clone(), seen2.clone());
-                thread::Builder::new().stack_size(128 * 1024).spawn(move || serve_mock(s, id, h, seen)).unwrap();
+                thread::Builder::new()
+                    .stack_size(128 * 1024)
+                    .spawn(move || serve_mock(s, id, h, seen))
+                    .unwrap();
             }
         });
-        Mock { addr, seen, conns, stop }
+        Mock {
+            addr,
+            seen,
+            conns,
+            stop,
+        }
     }
 
     /// An upstream answering `200 ok` with `body` to everything.
@@ -169,7 +198,12 @@ impl Mock {
     }
 
     pub fn last(&self) -> SeenRequest {
-        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
     }
 
     pub fn connections(&self) -> usize {
@@ -189,7 +223,9 @@ fn serve_mock(s: TcpStream, id: usize, handler: Arc<Handler>, seen: Arc<Mutex<Ve
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     loop {
-        let Some(mut req) = read_request(&mut r) else { return };
+        let Some(mut req) = read_request(&mut r) else {
+            return;
+        };
         req.conn = id;
         seen.lock().unwrap().push(req.clone());
         match handler(&req) {
@@ -251,11 +287,22 @@ pub fn read_request<R: BufRead>(r: &mut R) -> Option<SeenRequest> {
         method: req.method?.to_string(),
         target: req.path?.to_string(),
         version: req.version?,
-        headers: req.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
         head_raw: head.clone(),
         ..Default::default()
     };
-    let te = out.header("transfer-encoding").map(|v| v.to_ascii_lowercase());
+    let te = out
+        .header("transfer-encoding")
+        .map(|v| v.to_ascii_lowercase());
     if te.as_deref() == Some("chunked") {
         let (raw, body) = read_chunked(r)?;
         out.raw_body = raw;
@@ -332,7 +379,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -347,7 +397,8 @@ impl Response {
     }
 
     pub fn closes(&self) -> bool {
-        self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
 }
 
@@ -362,7 +413,10 @@ impl Client {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
-        Client { w: s.try_clone().unwrap(), r: BufReader::new(s) }
+        Client {
+            w: s.try_clone().unwrap(),
+            r: BufReader::new(s),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -398,7 +452,16 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> Option<Respon
         let mut out = Response {
             status,
             version: resp.version?,
-            headers: resp.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect(),
+            headers: resp
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
             ..Default::default()
         };
         if (100..200).contains(&status) && status != 101 {
@@ -409,7 +472,9 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> Option<Respon
         if head_request || status == 204 || status == 304 || status == 101 {
             return Some(out);
         }
-        let te = out.header("transfer-encoding").map(|v| v.to_ascii_lowercase());
+        let te = out
+            .header("transfer-encoding")
+            .map(|v| v.to_ascii_lowercase());
         if te.as_deref() == Some("chunked") {
             out.body = read_chunked(r)?.1;
         } else if let Some(cl) = out.header("content-length") {
@@ -453,7 +518,10 @@ pub fn rss_kib() -> u64 {
 
 /// Deterministic pseudo-random bytes.
 pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
@@ -471,5 +539,7 @@ pub fn sha256(b: &[u8]) -> Vec<u8> {
 
 /// Parses `k: v` header pairs into a map (lower-case keys).
 pub fn header_map(h: &[(String, String)]) -> HashMap<String, String> {
-    h.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
+    h.iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect()
 }
