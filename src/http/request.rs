@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 
 use super::headers::{
     ConnectionTokens, HeaderKind, HeaderLine, Span, TransferCoding, TransferCodingAcc, classify,
-    drop_connection_named, host_without_port, parse_content_length, trim_ows,
+    drop_connection_named, head_has_bare_lf, host_without_port, parse_content_length, trim_ows,
 };
 use super::method::Method;
 
@@ -265,7 +265,8 @@ pub fn parse_request(
             drop,
         });
     }
-    head.bare_lf = has_bare_lf(&data[head.line_start..len]);
+    let first_header = head.headers.first().map_or(head.headers_end, |h| h.line.start as usize);
+    head.bare_lf = head_has_bare_lf(data, first_header, &head.headers, len);
 
     if host_count > 1 {
         return Err(HeadError::BadHost("more than one Host header"));

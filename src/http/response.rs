@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use super::headers::{
     ConnectionTokens, HeaderKind, HeaderLine, Span, TransferCoding, TransferCodingAcc, classify,
-    drop_connection_named, parse_content_length,
+    drop_connection_named, head_has_bare_lf, parse_content_length,
 };
 use super::request::{Framing, MAX_HEADERS_LIMIT};
 
@@ -160,10 +160,7 @@ pub fn parse_response(
             drop,
         });
     }
-    resp.bare_lf = data[..len]
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || data[i - 1] != b'\r'));
+    resp.bare_lf = head_has_bare_lf(data, resp.first_header, &resp.headers, len);
     if conn.others && !switching {
         drop_connection_named(data, &mut resp.headers);
     }

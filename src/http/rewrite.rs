@@ -113,7 +113,7 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
                 g.extra.extend_from_slice(b", ");
             }
         }
-        let _ = write!(g.extra, "{}", rw.client_ip);
+        put_ip(&mut g.extra, rw.client_ip);
         g.extra
             .extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
         if let Some(host) = head.host {
@@ -206,9 +206,46 @@ fn push_header_lines(
     }
 }
 
+/// Appends an IP address in text form (IPv4 without the formatting machinery: it is on every request).
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut b = itoa::Buffer::new();
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(b.format(*octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => put_ip(out, IpAddr::V4(v4)),
+            None => {
+                let _ = write!(out, "{v6}");
+            }
+        },
+    }
+}
+
 fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text() {
+        let mut out = Vec::new();
+        put_ip(&mut out, "10.0.255.1".parse().unwrap());
+        out.push(b' ');
+        put_ip(&mut out, "::ffff:1.2.3.4".parse().unwrap());
+        out.push(b' ');
+        put_ip(&mut out, "2001:db8::1".parse().unwrap());
+        assert_eq!(out, b"10.0.255.1 1.2.3.4 2001:db8::1");
+    }
 }
