@@ -13,6 +13,8 @@
 //!
 //! Errors: [`error::GatewayError`], mapped to status and JSON body in one place.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod check;
 pub mod config;
 pub mod error;

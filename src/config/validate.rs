@@ -139,7 +139,7 @@ fn server(s: RawServer) -> Result<ServerConfig, ConfigError> {
             )
         })?,
     };
-    let ring_entries = range(s.ring_entries, 1024, "server.ring_entries", 256, 32768)?;
+    let ring_entries = range(s.ring_entries, 4096, "server.ring_entries", 256, 32768)?;
     if !ring_entries.is_power_of_two() {
         return Err(ConfigError::invalid(
             "server.ring_entries",
@@ -383,7 +383,7 @@ fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError>
             ms(1),
             day,
         )?,
-        max_idle: range(u.max_idle, 128, &f("max_idle"), 0, 100_000)?,
+        max_idle: range(u.max_idle, 1024, &f("max_idle"), 0, 100_000)?,
         max_connections: range(u.max_connections, 0, &f("max_connections"), 0, 1_000_000)?,
         idle_timeout: dur(
             u.idle_timeout,

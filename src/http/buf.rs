@@ -139,6 +139,7 @@ struct Seg {
 }
 
 /// One vectored write; see the module docs. Its vectors are reused from write to write.
+#[derive(Default)]
 pub struct Gather {
     pub main: Buf,
     pub extra: Vec<u8>,
@@ -146,18 +147,6 @@ pub struct Gather {
     iov: Vec<libc::iovec>,
     /// First iovec not yet fully written.
     pos: usize,
-}
-
-impl Default for Gather {
-    fn default() -> Self {
-        Gather {
-            main: Buf::default(),
-            extra: Vec::new(),
-            segs: Vec::new(),
-            iov: Vec::new(),
-            pos: 0,
-        }
-    }
 }
 
 impl Gather {

@@ -278,9 +278,16 @@ pub fn drop_connection_named(buf: &[u8], headers: &mut [HeaderLine]) {
 /// Whether some line of a parsed head ends in a bare LF instead of CRLF. Only the line ends need
 /// checking (httparse refuses a CR anywhere else): the end of the start line, of every field line,
 /// and of the final empty line. O(fields), not a byte scan of the head.
-pub fn head_has_bare_lf(data: &[u8], first_header: usize, headers: &[HeaderLine], len: usize) -> bool {
+pub fn head_has_bare_lf(
+    data: &[u8],
+    first_header: usize,
+    headers: &[HeaderLine],
+    len: usize,
+) -> bool {
     let ends_crlf = |end: usize| end >= 2 && data[end - 1] == b'\n' && data[end - 2] == b'\r';
-    !ends_crlf(first_header) || !ends_crlf(len) || headers.iter().any(|h| !ends_crlf(h.line.end as usize))
+    !ends_crlf(first_header)
+        || !ends_crlf(len)
+        || headers.iter().any(|h| !ends_crlf(h.line.end as usize))
 }
 
 /// Checks a Host value (`uri-host [ ":" port ]`) and returns the host part, lower-casing is left to

@@ -128,11 +128,6 @@ pub fn parse_response(
         } else {
             resp.headers_end
         };
-        if h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(ResponseError::Malformed(
-                "control character in a header value",
-            ));
-        }
         let kind = classify(h.name.as_bytes());
         match kind {
             HeaderKind::ContentLength => {
