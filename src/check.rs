@@ -71,7 +71,11 @@ pub fn report(config: &Config) -> (String, usize) {
             .map(|t| format!("{} ({}, weight {})", t.addr, t.name, t.weight))
             .collect::<Vec<_>>()
             .join(", ");
-        let _ = writeln!(out, "  {:<16} {:?}: {targets}", u.name, u.balance);
+        let balance = match u.balance {
+            crate::config::Balance::RoundRobin => "round_robin",
+            crate::config::Balance::LeastInFlight => "least_in_flight",
+        };
+        let _ = writeln!(out, "  {:<16} {balance}: {targets}", u.name);
     }
 
     let _ = writeln!(out, "\nhost:");

@@ -554,3 +554,43 @@ both_drivers!(saturated_upstream_is_503, |d| {
     assert_eq!(r.error_code(), "upstream_saturated");
     assert_eq!(first.join().unwrap(), 200);
 });
+
+both_drivers!(stalled_request_body_gets_408, |d| {
+    let up = Mock::ok("fine");
+    let g = gateway(d, &config(up.addr, "body_timeout = \"200ms\""));
+    let mut c = Client::connect(addr(&g));
+    c.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 500\r\n\r\nonly a part");
+    let t = Instant::now();
+    let r = c.response(false).unwrap();
+    assert_eq!(r.status, 408);
+    assert_eq!(r.error_code(), "body_timeout");
+    assert!(r.closes());
+    assert!(t.elapsed() < Duration::from_secs(5));
+});
+
+both_drivers!(stalled_upstream_body_closes_client, |d| {
+    let up = Mock::start(|_| {
+        Reply::Stall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes.".to_vec(),
+            Duration::from_secs(3),
+        )
+    });
+    let g = gateway(
+        d,
+        &format!(
+            "[upstreams.be]\ntargets = [\"{}\"]\nread_timeout = \"200ms\"\n[[routes]]\nupstream = \"be\"\n",
+            up.addr
+        ),
+    );
+    let mut c = Client::connect(addr(&g));
+    c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    let t = Instant::now();
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut c.r, &mut all).unwrap();
+    assert!(String::from_utf8_lossy(&all).ends_with("ten bytes."));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the client waited {:?} for a stalled upstream",
+        t.elapsed()
+    );
+});

@@ -91,6 +91,8 @@ pub struct Ends<'a> {
     pub src: &'a mut TcpStream,
     pub src_fd: RawFd,
     pub src_timeout_ms: u64,
+    /// How a stalled source is shut: `Read` for a client, so its 408 can still be written.
+    pub src_shut: Shut,
     pub dst: &'a mut TcpStream,
     pub dst_fd: RawFd,
     pub dst_timeout_ms: u64,
@@ -158,7 +160,7 @@ pub async fn relay(
         }
         let b = std::mem::take(buf);
         let (res, b) = {
-            let _armed = watch.arm(ends.src_fd, Shut::Both, now_ms() + ends.src_timeout_ms);
+            let _armed = watch.arm(ends.src_fd, ends.src_shut, now_ms() + ends.src_timeout_ms);
             ends.src.read(b).await
         };
         *buf = b;

@@ -141,6 +141,8 @@ pub enum Reply {
     Delay(Duration, Vec<u8>),
     /// Write the bytes, then keep the connection as a byte echo (for upgrades).
     Echo(Vec<u8>),
+    /// Write the bytes, then go silent for the duration before closing (a stalled response).
+    Stall(Vec<u8>, Duration),
 }
 
 pub fn ok(body: &str) -> Reply {
@@ -254,6 +256,12 @@ fn serve_mock(s: TcpStream, id: usize, handler: Arc<Handler>, seen: Arc<Mutex<Ve
                 if w.write_all(&b).is_err() {
                     return;
                 }
+            }
+            Reply::Stall(b, d) => {
+                let _ = w.write_all(&b);
+                thread::sleep(d);
+                let _ = w.shutdown(Shutdown::Both);
+                return;
             }
             Reply::Echo(b) => {
                 if w.write_all(&b).is_err() {
