@@ -133,14 +133,7 @@ fn sample_rss(p: &Proc) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
     let h = std::thread::spawn(move || {
         let mut peak = 0;
         while !s2.load(Ordering::Relaxed) {
-            let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let rss = s
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            peak = peak.max(rss);
+            peak = peak.max(rss_kib_of(pid));
             // Sampling interval of a measurement, not synchronisation.
             std::thread::sleep(Duration::from_millis(2));
         }

@@ -220,13 +220,7 @@ impl Config {
                 "upstream".to_string(),
                 raw::RawUpstream {
                     targets: vec![raw::RawTarget::Addr(upstream.to_string())],
-                    balance: None,
-                    connect_timeout: None,
-                    response_timeout: None,
-                    read_timeout: None,
-                    max_idle: None,
-                    max_connections: None,
-                    idle_timeout: None,
+                    ..Default::default()
                 },
             )]
             .into_iter()

@@ -92,7 +92,7 @@ pub struct RawLog {
     pub format: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub targets: Vec<RawTarget>,

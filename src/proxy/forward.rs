@@ -26,7 +26,7 @@ use crate::http::{Framing, Method, parse_response};
 use crate::runtime::ShardState;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Shut, now_ms};
-use crate::upstream::{Lease, now};
+use crate::upstream::Lease;
 
 use super::conn::Conn;
 use super::pipeline::{Next, Upgraded, client_keep_alive, reply_error};
@@ -60,11 +60,10 @@ pub async fn forward(
     let whole = body.is_done();
     let retryable = whole && kit.req.method.is_idempotent();
 
-    let avoid = None;
     let mut attempt = 0;
     let (mut lease, ubuf) = loop {
         // 2. A connection.
-        let mut lease = match up.checkout(&conn.watch, avoid).await {
+        let mut lease = match up.checkout(&conn.watch).await {
             Ok(l) => l,
             Err(e) => return reply_error(conn, kit, e).await,
         };
@@ -274,7 +273,7 @@ pub async fn forward(
 
     // 7. Clean-up.
     let reusable = !upstream_close && ubuf.is_empty() && rbody.is_done();
-    lease.release(reusable, now());
+    lease.release(reusable, now_ms());
     conn.shard.pools.put_buf(ubuf);
     if whole {
         kit.buf.consume(head_len + prefix);

@@ -36,8 +36,8 @@ pub async fn run(conn: Conn, mut kit: Box<Kit>, up: Upgraded) {
     // Bytes the client sent after its request head belong to the new protocol.
     let mut cbuf = std::mem::take(&mut kit.buf);
     if !cbuf.is_empty() {
-        let pending = cbuf.data().to_vec();
-        let (res, _) = upstream.write_all(pending).await;
+        let (res, back) = upstream.write_all(Whole(cbuf)).await;
+        cbuf = back.0;
         if res.is_err() {
             finish(&shard, kit, cbuf);
             return;

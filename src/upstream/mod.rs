@@ -23,7 +23,7 @@ pub use pool::{Lease, Pool, SlotGuard};
 
 use crate::config::UpstreamConfig;
 use crate::error::{ErrorKind, GatewayError};
-use crate::runtime::watchdog::{Watch, now_ms};
+use crate::runtime::watchdog::Watch;
 
 /// One target of an upstream, on one shard.
 pub struct Target {
@@ -70,13 +70,9 @@ impl Upstream {
         })
     }
 
-    /// Lends a connection to a target chosen by the balancer. `avoid`: a target that just failed.
-    pub async fn checkout(
-        &self,
-        watch: &Watch,
-        avoid: Option<SocketAddr>,
-    ) -> Result<Lease, GatewayError> {
-        let first = self.balancer.pick(&self.targets, avoid);
+    /// Lends a connection to a target chosen by the balancer.
+    pub async fn checkout(&self, watch: &Watch) -> Result<Lease, GatewayError> {
+        let first = self.balancer.pick(&self.targets, None);
         match self.lease(&self.targets[first], watch).await {
             Ok(l) => Ok(l),
             Err(e) if self.targets.len() > 1 && e.kind == ErrorKind::UpstreamConnect => {
@@ -143,9 +139,4 @@ async fn wait_for_slot(pool: &Pool, timeout: Duration) {
         Poll::Pending
     });
     let _ = monoio::time::timeout(timeout, wait).await;
-}
-
-/// The current coarse time, for pool bookkeeping.
-pub fn now() -> u64 {
-    now_ms()
 }

@@ -520,9 +520,9 @@ pub fn upstream(name: &str, addr: SocketAddr) -> String {
     format!("[upstreams.{name}]\ntargets = [\"{addr}\"]\n")
 }
 
-/// Current RSS of this process in KiB.
-pub fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+/// Current RSS of a process in KiB (0 if it is gone).
+pub fn rss_kib_of(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
