@@ -20,9 +20,11 @@ use super::pools::Pools;
 use super::snapshot::ShardState;
 use super::watchdog::{SweepMode, Watchdog, now_ms};
 
-/// Free kits and response buffers each shard keeps for reuse (enough for the requests a shard has in
-/// flight at once under load; beyond that, buffers go back to the allocator).
-const POOL_KEEP: usize = 64;
+/// Free kits and response buffers each shard keeps for reuse. Kept small on purpose: busy
+/// connections hold their kit anyway, the allocator's thread cache recycles freed buffers just as
+/// fast (no measurable difference at 64 connections), and every buffer kept pins a 512 KiB allocator
+/// page: with 64 kept, 10,000 idle connections cost 2.6 KiB each after a burst instead of 1.3 KiB.
+const POOL_KEEP: usize = 8;
 
 /// How often a shard asks the allocator to return freed memory to the OS.
 const COLLECT_EVERY_MS: u64 = 1000;
