@@ -13,11 +13,8 @@ threads="${THREADS:-1}"
 pin=()
 if [ -n "${LOAD_CPUS:-}" ]; then pin=(taskset -c "$LOAD_CPUS"); fi
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk" >&2
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq wrk
-fi
+. "$(dirname "$0")/lib.sh"
+ensure_tools wrk:wrk curl:curl
 if ! command -v oha >/dev/null && [ ! -x "$HOME/.cargo/bin/oha" ]; then
   echo "installing oha (cargo install oha; takes a few minutes once)" >&2
   cargo install --locked oha

@@ -8,13 +8,8 @@
 # Any option of scripts/compare.py can be added. Installs nginx and wrk when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${need[@]}"
-fi
+. scripts/lib.sh
+ensure_tools nginx:nginx-light wrk:wrk taskset:util-linux
 if [[ " $* " == *" --tool oha "* ]] && ! command -v oha >/dev/null; then
   cargo install --locked oha
   export PATH="$HOME/.cargo/bin:$PATH"

@@ -17,13 +17,8 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${need[@]}"
-fi
+. scripts/lib.sh
+ensure_tools nginx:nginx-light wrk:wrk taskset:util-linux
 cargo build --release --quiet
 bin="$PWD/target/release/ringway"
 ncpu=$(nproc)

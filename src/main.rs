@@ -166,6 +166,11 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
     // Safety: setting a signal disposition to SIG_IGN at start-up, before any thread uses it.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let drain = config.server.shutdown_timeout;
+    // Handlers first: a SIGHUP or SIGTERM arriving while shards start must not hit the default
+    // action (which would kill the process).
+    let (tx, rx) = mpsc::channel();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot install signal handlers")?;
     let gateway = Gateway::start(config, start_options(tuning)?).context("cannot start")?;
     let listen: Vec<String> = gateway
         .local_addrs()
@@ -174,9 +179,6 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
         .collect();
     tracing::info!(listen = %listen.join(","), shards = gateway.drivers().len(), "ringway listening");
 
-    let (tx, rx) = mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .context("cannot install signal handlers")?;
     std::thread::Builder::new()
         .name("ringway-signals".into())
         .spawn(move || {

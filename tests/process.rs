@@ -285,10 +285,7 @@ fn sigterm_drains_then_exits() {
     let mut p = Proc::start(&config("auto", up.addr, ""), &[]);
     let mut busy = Client::connect(p.addr);
     busy.send(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
-    let t = Instant::now();
-    while up.requests().is_empty() && t.elapsed() < IO_TIMEOUT {
-        std::thread::yield_now();
-    }
+    wait_until_seen(&up);
     p.signal(libc::SIGTERM);
     let r = busy.response(false).unwrap();
     assert_eq!(r.text(), "done");
@@ -306,10 +303,7 @@ fn second_signal_exits_at_once() {
     let mut p = Proc::start(&config("auto", up.addr, ""), &[]);
     let mut busy = Client::connect(p.addr);
     busy.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-    let t = Instant::now();
-    while up.requests().is_empty() && t.elapsed() < IO_TIMEOUT {
-        std::thread::yield_now();
-    }
+    wait_until_seen(&up);
     p.signal(libc::SIGINT);
     wait_line(&p.lines, "shutting down");
     p.signal(libc::SIGINT);
@@ -318,19 +312,31 @@ fn second_signal_exits_at_once() {
     assert!(t.elapsed() < Duration::from_secs(3));
 }
 
-#[test]
-fn check_prints_routes_and_host_report() {
-    let dir = std::env::temp_dir().join(format!("ringway-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// Runs `ringway check` on `text`: (success, stdout, stderr).
+fn check(dir: &std::path::Path, text: &str) -> (bool, String, String) {
     let path = dir.join("c.toml");
-    std::fs::write(&path, "[upstreams.api]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"r1\"\nhosts = [\"*.example.com\"]\npath_prefix = \"/api/\"\nupstream = \"api\"\n").unwrap();
+    std::fs::write(&path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
         .args(["check", "--config"])
         .arg(&path)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_routes_and_host_report() {
+    let dir = std::env::temp_dir().join(format!("ringway-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ok, text, _) = check(
+        &dir,
+        "[upstreams.api]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"r1\"\nhosts = [\"*.example.com\"]\npath_prefix = \"/api/\"\nupstream = \"api\"\n",
+    );
+    assert!(ok, "{text}");
     assert!(
         text.contains("r1") && text.contains("*.example.com") && text.contains("/api/*"),
         "{text}"
@@ -338,28 +344,15 @@ fn check_prints_routes_and_host_report() {
     assert!(text.contains("io_uring:"), "{text}");
     assert!(text.contains("RLIMIT_NOFILE"), "{text}");
     // A bad file: non-zero exit, the field named.
-    std::fs::write(
-        &path,
+    let (ok, _, err) = check(
+        &dir,
         "[server]\nworkers = 2\nlisten = [\"nonsense\"]\n[[routes]]\nupstream = \"x\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
+    assert!(!ok);
     assert!(err.contains("server.listen[0]"), "{err}");
     // Unknown keys are errors, with their location.
-    std::fs::write(&path, "[server]\nworkerz = 2\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, _, err) = check(&dir, "[server]\nworkerz = 2\n");
+    assert!(!ok);
     assert!(err.contains("workerz"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -291,6 +291,26 @@ fn serve_mock(s: TcpStream, id: usize, handler: Arc<Handler>, seen: Arc<Mutex<Ve
     }
 }
 
+fn owned_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    h.iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits (bounded by IO_TIMEOUT) until the mock has seen a request, e.g. before acting while it is
+/// in flight.
+pub fn wait_until_seen(up: &Mock) {
+    let t = std::time::Instant::now();
+    while up.requests().is_empty() && t.elapsed() < IO_TIMEOUT {
+        std::thread::yield_now();
+    }
+}
+
 /// Reads one request (head + body) from a buffered reader. `None` on EOF or garbage.
 pub fn read_request<R: BufRead>(r: &mut R) -> Option<SeenRequest> {
     let head = read_head_bytes(r)?;
@@ -301,16 +321,7 @@ pub fn read_request<R: BufRead>(r: &mut R) -> Option<SeenRequest> {
         method: req.method?.to_string(),
         target: req.path?.to_string(),
         version: req.version?,
-        headers: req
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect(),
+        headers: owned_headers(req.headers),
         head_raw: head.clone(),
         ..Default::default()
     };
@@ -466,16 +477,7 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> Option<Respon
         let mut out = Response {
             status,
             version: resp.version?,
-            headers: resp
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_string(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: owned_headers(resp.headers),
             ..Default::default()
         };
         if (100..200).contains(&status) && status != 101 {
