@@ -172,12 +172,10 @@ pub struct StaticResponse {
 /// A config problem, naming the field it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message (not a `source`), so that logs, which print only the
+    /// message, still say why.
+    #[error("cannot read config file {path}: {err}")]
+    Read { path: String, err: std::io::Error },
     #[error("{0}")]
     Parse(String),
     #[error("{field}: {reason}")]
@@ -196,9 +194,9 @@ impl ConfigError {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            err,
         })?;
         Config::from_toml(&text)
     }

@@ -79,7 +79,8 @@ pub fn build(
         .enable_timer()
         .with_entries(entries)
         .build()?;
-    Ok((Built::Epoll(rt), DriverKind::Epoll, why_not_uring))
+    let note = why_not_uring.map(|why| format!("io_uring not usable ({why}); running on epoll"));
+    Ok((Built::Epoll(rt), DriverKind::Epoll, note))
 }
 
 fn uring(entries: u32, b: io_uring::Builder) -> io::Result<Runtime<TimeDriver<IoUringDriver>>> {
