@@ -71,9 +71,11 @@ pub fn report(config: &Config) -> (String, usize) {
             .map(|t| format!("{} ({}, weight {})", t.addr, t.name, t.weight))
             .collect::<Vec<_>>()
             .join(", ");
-        let balance = match u.balance {
-            crate::config::Balance::RoundRobin => "round_robin",
-            crate::config::Balance::LeastInFlight => "least_in_flight",
+        let balance = match &u.balance {
+            crate::config::Balance::RoundRobin => "round_robin".to_string(),
+            crate::config::Balance::LeastInFlight => "least_in_flight".to_string(),
+            crate::config::Balance::Random => "random".to_string(),
+            crate::config::Balance::ConsistentHash(k) => format!("consistent_hash({k:?})"),
         };
         let _ = writeln!(out, "  {:<16} {balance}: {targets}", u.name);
     }

@@ -86,10 +86,28 @@ pub struct LogConfig {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balance {
+    /// Smooth weighted round robin.
     RoundRobin,
+    /// Fewest requests in flight relative to weight (power of two choices on large target sets).
     LeastInFlight,
+    /// Weighted random.
+    Random,
+    /// Consistent hashing (ketama ring) on a request key.
+    ConsistentHash(HashKey),
+}
+
+/// What a consistent-hash balancer hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    /// The path without the query.
+    Path,
+    /// A header value (name lower-cased).
+    Header(String),
+    /// A cookie value.
+    Cookie(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -96,8 +96,10 @@ pub struct RawLog {
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub targets: Vec<RawTarget>,
-    /// `round_robin` (smooth weighted) or `least_in_flight`.
+    /// `round_robin` (smooth weighted), `least_in_flight`, `random` or `consistent_hash`.
     pub balance: Option<String>,
+    /// For `consistent_hash`: `client_ip`, `path`, `header:NAME` or `cookie:NAME`.
+    pub hash_key: Option<String>,
     pub connect_timeout: Option<Dur>,
     /// Time from the request being sent to the response head being complete; exceeded → 504.
     pub response_timeout: Option<Dur>,

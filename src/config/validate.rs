@@ -347,13 +347,31 @@ fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError>
             });
         }
     }
-    let balance = match u.balance.as_deref() {
-        None | Some("round_robin") => Balance::RoundRobin,
-        Some("least_in_flight") => Balance::LeastInFlight,
-        Some(b) => {
+    let balance = match (u.balance.as_deref(), u.hash_key.as_deref()) {
+        (Some("consistent_hash"), None) => {
+            return Err(ConfigError::invalid(
+                f("hash_key"),
+                "balance = \"consistent_hash\" needs a hash_key: client_ip, path, header:NAME or cookie:NAME",
+            ));
+        }
+        (Some("consistent_hash"), Some(k)) => Balance::ConsistentHash(
+            hash_key(k).map_err(|e| ConfigError::invalid(f("hash_key"), e))?,
+        ),
+        (_, Some(_)) => {
+            return Err(ConfigError::invalid(
+                f("hash_key"),
+                "only applies to balance = \"consistent_hash\"",
+            ));
+        }
+        (None | Some("round_robin"), None) => Balance::RoundRobin,
+        (Some("least_in_flight"), None) => Balance::LeastInFlight,
+        (Some("random"), None) => Balance::Random,
+        (Some(b), None) => {
             return Err(ConfigError::invalid(
                 f("balance"),
-                format!("{b:?} is not one of round_robin, least_in_flight"),
+                format!(
+                    "{b:?} is not one of round_robin, least_in_flight, random, consistent_hash"
+                ),
             ));
         }
     };
@@ -394,6 +412,18 @@ fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError>
         )?,
         name,
     })
+}
+
+fn hash_key(k: &str) -> Result<HashKey, String> {
+    match k.split_once(':') {
+        None if k == "client_ip" => Ok(HashKey::ClientIp),
+        None if k == "path" => Ok(HashKey::Path),
+        Some(("header", name)) if is_token(name) => Ok(HashKey::Header(name.to_ascii_lowercase())),
+        Some(("cookie", name)) if is_token(name) => Ok(HashKey::Cookie(name.to_string())),
+        _ => Err(format!(
+            "{k:?} is not one of client_ip, path, header:NAME, cookie:NAME"
+        )),
+    }
 }
 
 /// Resolves `host:port` to addresses (blocking; called at load on the control thread only).

@@ -26,7 +26,7 @@ use crate::http::{Framing, Method, parse_response};
 use crate::runtime::ShardState;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Shut, now_ms};
-use crate::upstream::Lease;
+use crate::upstream::{Lease, request_key};
 
 use super::conn::Conn;
 use super::pipeline::{Next, Upgraded, client_keep_alive, reply_error};
@@ -58,12 +58,15 @@ pub async fn forward(
         return reply_error(conn, kit, GatewayError::new(ErrorKind::BodyTooLarge)).await;
     }
     let whole = body.is_done();
+    let hash = up
+        .hash_key()
+        .and_then(|k| request_key(k, &kit.req, kit.buf.data(), conn.peer.ip()));
     let retryable = whole && kit.req.method.is_idempotent();
 
     let mut attempt = 0;
     let (mut lease, ubuf) = loop {
         // 2. A connection.
-        let mut lease = match up.checkout(&conn.watch).await {
+        let mut lease = match up.checkout(&conn.watch, hash).await {
             Ok(l) => l,
             Err(e) => return reply_error(conn, kit, e).await,
         };

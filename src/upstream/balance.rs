@@ -3,18 +3,28 @@
 //! - Smooth weighted round robin (nginx's algorithm): each pick adds every target's weight to its
 //!   running score, takes the highest, and subtracts the total from the winner. Weights 5:1:1 give
 //!   `a a b a c a a`, not `a a a a a b c`.
-//! - Least in flight: the target with the fewest requests in progress relative to its weight; ties
-//!   go round robin so equal targets share load.
+//! - Least in flight: the target with the fewest requests in progress relative to its weight. Up to
+//!   16 targets every target is compared (ties rotate); beyond that, two random targets are
+//!   compared (power of two choices), which keeps a pick O(1) and avoids herding.
+//! - Random: weighted random.
+//! - Consistent hash: a ketama ring ([`super::hash_ring`]) over a request key; a request without the
+//!   key (no such header or cookie) falls back to round robin.
 //!
-//! Both are O(targets) per pick with plain integers; `avoid` skips a target that just failed when
-//! another exists.
+//! All state is shard-local plain integers; `avoid` skips a target that just failed when another
+//! exists.
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 use super::Target;
-use crate::config::Balance;
+use super::hash_ring::{HashRing, hash64};
+use crate::config::{Balance, HashKey};
+use crate::http::RequestHead;
+use crate::http::headers::{HeaderKind, trim_ows};
+
+/// Above this many targets, least-in-flight samples two instead of scanning all.
+const FULL_SCAN_MAX: usize = 16;
 
 pub struct Balancer {
     kind: Balance,
@@ -22,59 +32,165 @@ pub struct Balancer {
     scores: RefCell<Vec<i64>>,
     total_weight: i64,
     cursor: Cell<usize>,
+    rng: Cell<u64>,
+    ring: Option<HashRing>,
 }
 
 impl Balancer {
     pub fn new(kind: Balance, targets: &[Rc<Target>]) -> Balancer {
+        let ring = matches!(kind, Balance::ConsistentHash(_)).then(|| {
+            HashRing::new(
+                &targets
+                    .iter()
+                    .map(|t| (t.addr, t.weight))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        // Seed per balancer so shards do not walk the same random sequence.
+        let seed = hash64(
+            &(targets.as_ptr() as usize as u64 ^ crate::runtime::watchdog::now_ms()).to_le_bytes(),
+        ) | 1;
         Balancer {
             kind,
             scores: RefCell::new(vec![0; targets.len()]),
             total_weight: targets.iter().map(|t| i64::from(t.weight)).sum(),
             cursor: Cell::new(0),
+            rng: Cell::new(seed),
+            ring,
         }
     }
 
-    /// Index of the target for the next request.
-    pub fn pick(&self, targets: &[Rc<Target>], avoid: Option<SocketAddr>) -> usize {
+    /// What a consistent-hash balancer needs from the request, if it is one.
+    pub fn hash_key(&self) -> Option<&HashKey> {
+        match &self.kind {
+            Balance::ConsistentHash(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Index of the target for the next request. `key`: the request's hash for consistent hashing.
+    pub fn pick(
+        &self,
+        targets: &[Rc<Target>],
+        avoid: Option<SocketAddr>,
+        key: Option<u64>,
+    ) -> usize {
         if targets.len() <= 1 {
             return 0;
         }
         let skip = |i: usize| avoid == Some(targets[i].addr);
-        match self.kind {
-            Balance::RoundRobin => {
-                let mut scores = self.scores.borrow_mut();
-                let mut best = usize::MAX;
-                for (i, t) in targets.iter().enumerate() {
-                    scores[i] += i64::from(t.weight);
-                    if !skip(i) && (best == usize::MAX || scores[i] > scores[best]) {
-                        best = i;
-                    }
-                }
-                scores[best] -= self.total_weight;
-                best
-            }
-            Balance::LeastInFlight => {
-                let n = targets.len();
-                let start = self.cursor.get() % n;
-                self.cursor.set(start + 1);
-                let mut best = usize::MAX;
-                for k in 0..n {
-                    let i = (start + k) % n;
-                    if skip(i) {
-                        continue;
-                    }
-                    // Compare in_flight/weight without division.
-                    let better = best == usize::MAX
-                        || u64::from(targets[i].in_flight.get()) * u64::from(targets[best].weight)
-                            < u64::from(targets[best].in_flight.get())
-                                * u64::from(targets[i].weight);
-                    if better {
-                        best = i;
-                    }
-                }
-                best
+        match (&self.kind, &self.ring, key) {
+            (Balance::ConsistentHash(_), Some(ring), Some(k)) => ring.pick(k, skip),
+            (Balance::LeastInFlight, ..) => self.least_in_flight(targets, skip),
+            (Balance::Random, ..) => self.random(targets, skip),
+            _ => self.round_robin(targets, skip),
+        }
+    }
+
+    fn round_robin(&self, targets: &[Rc<Target>], skip: impl Fn(usize) -> bool) -> usize {
+        let mut scores = self.scores.borrow_mut();
+        let mut best = usize::MAX;
+        for (i, t) in targets.iter().enumerate() {
+            scores[i] += i64::from(t.weight);
+            if !skip(i) && (best == usize::MAX || scores[i] > scores[best]) {
+                best = i;
             }
         }
+        if best == usize::MAX {
+            best = 0;
+        }
+        scores[best] -= self.total_weight;
+        best
+    }
+
+    fn least_in_flight(&self, targets: &[Rc<Target>], skip: impl Fn(usize) -> bool) -> usize {
+        let n = targets.len();
+        // Compare in_flight/weight without division.
+        let better = |a: usize, b: usize| {
+            u64::from(targets[a].in_flight.get()) * u64::from(targets[b].weight)
+                < u64::from(targets[b].in_flight.get()) * u64::from(targets[a].weight)
+        };
+        if n > FULL_SCAN_MAX {
+            let a = self.random(targets, &skip);
+            let mut b = self.random(targets, &skip);
+            if b == a {
+                b = (a + 1 + (self.next_rand() as usize % (n - 1))) % n;
+                if skip(b) {
+                    b = a;
+                }
+            }
+            return if better(b, a) { b } else { a };
+        }
+        let start = self.cursor.get() % n;
+        self.cursor.set(start + 1);
+        let mut best = usize::MAX;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if !skip(i) && (best == usize::MAX || better(i, best)) {
+                best = i;
+            }
+        }
+        if best == usize::MAX { start } else { best }
+    }
+
+    fn random(&self, targets: &[Rc<Target>], skip: impl Fn(usize) -> bool) -> usize {
+        let total = self.total_weight.max(1) as u64;
+        for _ in 0..4 {
+            let mut r = (self.next_rand() % total) as i64;
+            for (i, t) in targets.iter().enumerate() {
+                r -= i64::from(t.weight);
+                if r < 0 {
+                    if !skip(i) {
+                        return i;
+                    }
+                    break;
+                }
+            }
+        }
+        (0..targets.len()).find(|&i| !skip(i)).unwrap_or(0)
+    }
+
+    fn next_rand(&self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The consistent-hash key of a request, hashed; `None` when the request lacks it.
+pub fn request_key(key: &HashKey, req: &RequestHead, data: &[u8], client: IpAddr) -> Option<u64> {
+    match key {
+        HashKey::ClientIp => Some(match client {
+            IpAddr::V4(v4) => hash64(&v4.octets()),
+            IpAddr::V6(v6) => hash64(&v6.octets()),
+        }),
+        HashKey::Path => {
+            let path = req.path.of(data);
+            let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());
+            Some(hash64(&path[..end]))
+        }
+        HashKey::Header(name) => req
+            .headers
+            .iter()
+            .find(|h| h.name.of(data).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| hash64(trim_ows(h.value.of(data)))),
+        HashKey::Cookie(name) => req
+            .headers
+            .iter()
+            .filter(|h| {
+                h.kind == HeaderKind::Other && h.name.of(data).eq_ignore_ascii_case(b"cookie")
+            })
+            .flat_map(|h| h.value.of(data).split(|&b| b == b';'))
+            .find_map(|pair| {
+                let pair = trim_ows(pair);
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                (trim_ows(&pair[..eq]) == name.as_bytes())
+                    .then(|| hash64(trim_ows(&pair[eq + 1..])))
+            }),
     }
 }
 
@@ -103,11 +219,11 @@ mod tests {
     fn smooth_weighted_round_robin() {
         let t = targets(&[5, 1, 1]);
         let b = Balancer::new(Balance::RoundRobin, &t);
-        let seq: Vec<usize> = (0..7).map(|_| b.pick(&t, None)).collect();
+        let seq: Vec<usize> = (0..7).map(|_| b.pick(&t, None, None)).collect();
         assert_eq!(seq, vec![0, 0, 1, 0, 2, 0, 0]);
         let mut counts = [0; 3];
         for _ in 0..700 {
-            counts[b.pick(&t, None)] += 1;
+            counts[b.pick(&t, None, None)] += 1;
         }
         assert_eq!(counts, [500, 100, 100]);
     }
@@ -117,8 +233,45 @@ mod tests {
         let t = targets(&[1, 1]);
         let b = Balancer::new(Balance::RoundRobin, &t);
         for _ in 0..10 {
-            assert_eq!(b.pick(&t, Some(t[0].addr)), 1);
+            assert_eq!(b.pick(&t, Some(t[0].addr), None), 1);
         }
+    }
+
+    #[test]
+    fn random_follows_weights() {
+        let t = targets(&[3, 1]);
+        let b = Balancer::new(Balance::Random, &t);
+        let heavy = (0..8000).filter(|_| b.pick(&t, None, None) == 0).count();
+        assert!((5400..6600).contains(&heavy), "{heavy}");
+    }
+
+    #[test]
+    fn least_in_flight_two_choices_on_many_targets() {
+        let t = targets(&[1; 40]);
+        let b = Balancer::new(Balance::LeastInFlight, &t);
+        for (i, x) in t.iter().enumerate() {
+            x.in_flight.set(if i == 7 { 0 } else { 5 });
+        }
+        // Sampling two, target 7 wins whenever it is sampled, and never loses to a busier one.
+        let mut hits = 0;
+        for _ in 0..4000 {
+            let p = b.pick(&t, None, None);
+            assert!(p < 40);
+            hits += usize::from(p == 7);
+        }
+        assert!(hits > 100, "{hits}");
+    }
+
+    #[test]
+    fn consistent_hash_is_sticky_and_avoids_failed_targets() {
+        let t = targets(&[1, 1, 1]);
+        let b = Balancer::new(Balance::ConsistentHash(HashKey::ClientIp), &t);
+        let key = Some(hash64(b"user-42"));
+        let first = b.pick(&t, None, key);
+        for _ in 0..10 {
+            assert_eq!(b.pick(&t, None, key), first);
+        }
+        assert_ne!(b.pick(&t, Some(t[first].addr), key), first);
     }
 
     #[test]
@@ -128,14 +281,14 @@ mod tests {
         t[0].in_flight.set(3);
         t[1].in_flight.set(1);
         t[2].in_flight.set(2);
-        assert_eq!(b.pick(&t, None), 1);
+        assert_eq!(b.pick(&t, None, None), 1);
         t[1].in_flight.set(5);
-        assert_eq!(b.pick(&t, None), 2);
+        assert_eq!(b.pick(&t, None, None), 2);
         // Ties rotate.
         for x in &t {
             x.in_flight.set(0);
         }
-        let picks: Vec<usize> = (0..3).map(|_| b.pick(&t, None)).collect();
+        let picks: Vec<usize> = (0..3).map(|_| b.pick(&t, None, None)).collect();
         let mut sorted = picks.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2]);

@@ -9,6 +9,7 @@
 
 mod balance;
 mod connect;
+pub mod hash_ring;
 pub mod pool;
 
 use std::cell::Cell;
@@ -18,7 +19,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-pub use balance::Balancer;
+pub use balance::{Balancer, request_key};
 pub use pool::{Lease, Pool, SlotGuard};
 
 use crate::config::UpstreamConfig;
@@ -62,7 +63,7 @@ impl Upstream {
                 })
             })
             .collect::<Vec<_>>();
-        let balancer = Balancer::new(config.balance, &targets);
+        let balancer = Balancer::new(config.balance.clone(), &targets);
         Rc::new(Upstream {
             config: config.clone(),
             targets,
@@ -70,15 +71,21 @@ impl Upstream {
         })
     }
 
-    /// Lends a connection to a target chosen by the balancer.
-    pub async fn checkout(&self, watch: &Watch) -> Result<Lease, GatewayError> {
-        let first = self.balancer.pick(&self.targets, None);
+    /// What consistent hashing needs from the request (`None` for other balancers).
+    pub fn hash_key(&self) -> Option<&crate::config::HashKey> {
+        self.balancer.hash_key()
+    }
+
+    /// Lends a connection to a target chosen by the balancer; `key` is the request's hash for
+    /// consistent hashing.
+    pub async fn checkout(&self, watch: &Watch, key: Option<u64>) -> Result<Lease, GatewayError> {
+        let first = self.balancer.pick(&self.targets, None, key);
         match self.lease(&self.targets[first], watch).await {
             Ok(l) => Ok(l),
             Err(e) if self.targets.len() > 1 && e.kind == ErrorKind::UpstreamConnect => {
                 let addr = self.targets[first].addr;
                 tracing::warn!(upstream = %self.config.name, target = %addr, error = %e, "connect failed, trying another target");
-                let next = self.balancer.pick(&self.targets, Some(addr));
+                let next = self.balancer.pick(&self.targets, Some(addr), key);
                 self.lease(&self.targets[next], watch).await
             }
             Err(e) => Err(e),
