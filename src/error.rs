@@ -51,6 +51,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// 503: every target is at `max_connections` and none freed up in time.
     UpstreamSaturated,
+    /// 503: every target failed its health checks and the upstream does not fail open.
+    NoHealthyUpstream,
     /// 503: the gateway is shutting down.
     ShuttingDown,
 }
@@ -98,7 +100,9 @@ impl GatewayError {
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamBadResponse(_) => 502,
             ErrorKind::UpstreamConnectTimeout | ErrorKind::UpstreamTimeout => 504,
-            ErrorKind::UpstreamSaturated | ErrorKind::ShuttingDown => 503,
+            ErrorKind::UpstreamSaturated
+            | ErrorKind::NoHealthyUpstream
+            | ErrorKind::ShuttingDown => 503,
         }
     }
 
@@ -131,6 +135,7 @@ impl GatewayError {
             ErrorKind::UpstreamBadResponse(_) => "upstream_bad_response",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamSaturated => "upstream_saturated",
+            ErrorKind::NoHealthyUpstream => "no_healthy_upstream",
             ErrorKind::ShuttingDown => "shutting_down",
         }
     }
@@ -153,6 +158,7 @@ impl GatewayError {
             ErrorKind::UpstreamBadResponse(r) => r.reason(),
             ErrorKind::UpstreamTimeout => "upstream did not respond in time",
             ErrorKind::UpstreamSaturated => "upstream connection limit reached",
+            ErrorKind::NoHealthyUpstream => "no healthy upstream target",
             ErrorKind::ShuttingDown => "gateway is shutting down",
         }
     }
@@ -173,7 +179,8 @@ impl GatewayError {
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamBadResponse(_)
             | ErrorKind::UpstreamTimeout
-            | ErrorKind::UpstreamSaturated => Side::Upstream,
+            | ErrorKind::UpstreamSaturated
+            | ErrorKind::NoHealthyUpstream => Side::Upstream,
             ErrorKind::ShuttingDown => Side::Gateway,
         }
     }

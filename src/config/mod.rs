@@ -130,6 +130,31 @@ pub struct UpstreamConfig {
     /// 0 = unlimited.
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// Active health checking of an upstream's targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Empty = any status from 200 to 399.
+    pub expected_statuses: Vec<u16>,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub fail_open: bool,
+}
+
+impl HealthCheckConfig {
+    pub fn expects(&self, status: u16) -> bool {
+        if self.expected_statuses.is_empty() {
+            (200..400).contains(&status)
+        } else {
+            self.expected_statuses.contains(&status)
+        }
+    }
 }
 
 /// A host pattern of a route, lower-cased.

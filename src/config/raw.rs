@@ -111,6 +111,27 @@ pub struct RawUpstream {
     pub max_connections: Option<usize>,
     /// Idle pooled connections are closed after this long.
     pub idle_timeout: Option<Dur>,
+    /// Active HTTP health checks.
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// Path probed with GET.
+    pub path: Option<String>,
+    /// Host header of the probe (default: the target's address).
+    pub host: Option<String>,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+    /// Statuses that count as healthy (default 200-399).
+    pub expected_statuses: Option<Vec<u16>>,
+    /// Consecutive passes that bring an unhealthy target back.
+    pub healthy_threshold: Option<u32>,
+    /// Consecutive failures that take a target out of rotation.
+    pub unhealthy_threshold: Option<u32>,
+    /// When every target is unhealthy: true = use them all anyway, false = answer 503.
+    pub fail_open: Option<bool>,
 }
 
 /// A target as `"host:port"` or `{ addr = "host:port", weight = 3 }`.

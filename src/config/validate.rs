@@ -410,7 +410,60 @@ fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError>
             ms(1),
             day,
         )?,
+        health_check: match u.health_check {
+            None => None,
+            Some(h) => Some(health_check(&name, h)?),
+        },
         name,
+    })
+}
+
+fn health_check(
+    upstream: &str,
+    h: super::raw::RawHealthCheck,
+) -> Result<HealthCheckConfig, ConfigError> {
+    let f = |k: &str| format!("upstreams.{upstream}.health_check.{k}");
+    let path = h.path.unwrap_or_else(|| "/".to_string());
+    check_path(&path).map_err(|e| ConfigError::invalid(f("path"), e))?;
+    if let Some(host) = &h.host {
+        check_header_value(host).map_err(|e| ConfigError::invalid(f("host"), e))?;
+    }
+    let interval = dur(
+        h.interval,
+        Duration::from_secs(5),
+        &f("interval"),
+        Duration::from_millis(10),
+        Duration::from_secs(3600),
+    )?;
+    let timeout = dur(
+        h.timeout,
+        Duration::from_secs(1),
+        &f("timeout"),
+        Duration::from_millis(1),
+        Duration::from_secs(600),
+    )?;
+    if timeout > interval {
+        return Err(ConfigError::invalid(
+            f("timeout"),
+            "must not be longer than the interval",
+        ));
+    }
+    let expected_statuses = h.expected_statuses.unwrap_or_default();
+    if let Some(bad) = expected_statuses.iter().find(|s| !(100..=599).contains(*s)) {
+        return Err(ConfigError::invalid(
+            f("expected_statuses"),
+            format!("{bad} is not an HTTP status"),
+        ));
+    }
+    Ok(HealthCheckConfig {
+        path,
+        host: h.host,
+        interval,
+        timeout,
+        expected_statuses,
+        healthy_threshold: range(h.healthy_threshold, 2, &f("healthy_threshold"), 1, 1000)?,
+        unhealthy_threshold: range(h.unhealthy_threshold, 3, &f("unhealthy_threshold"), 1, 1000)?,
+        fail_open: h.fail_open.unwrap_or(true),
     })
 }
 

@@ -13,7 +13,7 @@ pub mod watchdog;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,8 @@ pub struct StartOptions {
 pub struct Gateway {
     control: Arc<Control>,
     threads: Vec<JoinHandle<()>>,
+    /// The health-check thread, started once some upstream has health checks.
+    checker: OnceLock<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     drivers: Vec<DriverKind>,
 }
@@ -112,7 +114,7 @@ impl Gateway {
             .unwrap_or(cpus.len())
             .max(1);
         let (addrs, mut listeners) = listen::bind_all(&config.server, workers)?;
-        let snap = Arc::new(Snapshot::build(config, 1)?);
+        let snap = Arc::new(Snapshot::build(config, 1, None)?);
         let control = Arc::new(Control {
             snapshot: ArcSwap::new(snap.clone()),
             generation: AtomicU64::new(1),
@@ -160,12 +162,15 @@ impl Gateway {
                 }
             }
         }
-        Ok(Gateway {
+        let g = Gateway {
             control,
             threads,
             addrs,
             drivers,
-        })
+            checker: OnceLock::new(),
+        };
+        g.ensure_checker();
+        Ok(g)
     }
 
     /// The addresses listened on (ports resolved when the config said port 0).
@@ -186,10 +191,37 @@ impl Gateway {
     /// error nothing changes. Listener and runtime settings (`[server]`) need a restart.
     pub fn reload(&self, config: Config) -> Result<u64, ConfigError> {
         let generation = self.control.generation() + 1;
-        let snap = Snapshot::build(config, generation)?;
+        let snap = Snapshot::build(config, generation, Some(&self.control.snapshot()))?;
         self.control.snapshot.store(Arc::new(snap));
         self.control.generation.store(generation, Ordering::Release);
+        self.ensure_checker();
         Ok(generation)
+    }
+
+    /// Starts the health checker the first time a config has health checks.
+    fn ensure_checker(&self) {
+        let wanted = self
+            .control
+            .snapshot()
+            .config
+            .upstreams
+            .iter()
+            .any(|u| u.health_check.is_some());
+        if !wanted || self.checker.get().is_some() {
+            return;
+        }
+        let control = self.control.clone();
+        match std::thread::Builder::new()
+            .name("ringway-health".into())
+            .spawn(move || crate::upstream::health::run_checker(control))
+        {
+            Ok(t) => {
+                let _ = self.checker.set(t);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the health checker; targets stay in rotation")
+            }
+        }
     }
 
     /// Waits until every shard serves `generation` or later.
@@ -228,11 +260,17 @@ impl Gateway {
             .drain_deadline
             .store(deadline, Ordering::Relaxed);
         self.control.draining.store(true, Ordering::Relaxed);
+        if let Some(t) = self.checker.get() {
+            t.thread().unpark();
+        }
     }
 
     /// Waits for every shard to finish.
     pub fn join(mut self) {
-        for t in std::mem::take(&mut self.threads) {
+        for t in std::mem::take(&mut self.threads)
+            .into_iter()
+            .chain(self.checker.take())
+        {
             let _ = t.join();
         }
     }
@@ -251,7 +289,10 @@ impl Drop for Gateway {
             return;
         }
         self.begin_shutdown(Duration::ZERO);
-        for t in std::mem::take(&mut self.threads) {
+        for t in std::mem::take(&mut self.threads)
+            .into_iter()
+            .chain(self.checker.take())
+        {
             let _ = t.join();
         }
     }

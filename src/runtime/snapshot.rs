@@ -9,17 +9,36 @@ use crate::config::{Config, ConfigError, RouteAction};
 use crate::http::respond::RenderedStatic;
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
+use crate::upstream::health::{Health, health_for};
 
 pub struct Snapshot {
     pub config: Config,
     pub routes: RouteTable,
     /// Pre-rendered static responses, by route index.
     pub statics: Vec<Option<RenderedStatic>>,
+    /// Health state by upstream index (for upstreams with health checks), shared with the checker.
+    pub health: Vec<Option<Arc<Health>>>,
     pub generation: u64,
 }
 
 impl Snapshot {
-    pub fn build(config: Config, generation: u64) -> Result<Snapshot, ConfigError> {
+    /// Builds a snapshot; health state of upstreams unchanged since `prev` carries over.
+    pub fn build(
+        config: Config,
+        generation: u64,
+        prev: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
+        let carried: Vec<_> = prev
+            .map(|p| {
+                p.config
+                    .upstreams
+                    .iter()
+                    .cloned()
+                    .zip(p.health.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let health = health_for(&config.upstreams, &carried);
         let routes = RouteTable::build(&config)?;
         let statics = config
             .routes
@@ -33,6 +52,7 @@ impl Snapshot {
             config,
             routes,
             statics,
+            health,
             generation,
         })
     }
@@ -53,10 +73,11 @@ impl ShardState {
             .config
             .upstreams
             .iter()
-            .map(|u| {
+            .enumerate()
+            .map(|(i, u)| {
                 prev.and_then(|p| p.upstreams.iter().find(|old| old.config == *u))
                     .cloned()
-                    .unwrap_or_else(|| Upstream::new(u))
+                    .unwrap_or_else(|| Upstream::new(u, snap.health.get(i).cloned().flatten()))
             })
             .collect();
         ShardState { snap, upstreams }

@@ -10,11 +10,11 @@
 //! - Consistent hash: a ketama ring ([`super::hash_ring`]) over a request key; a request without the
 //!   key (no such header or cookie) falls back to round robin.
 //!
-//! All state is shard-local plain integers; `avoid` skips a target that just failed when another
-//! exists.
+//! All state is shard-local plain integers; `skip` leaves out unhealthy targets and one that just
+//! failed, as long as another is left.
 
 use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use super::Target;
@@ -68,17 +68,17 @@ impl Balancer {
         }
     }
 
-    /// Index of the target for the next request. `key`: the request's hash for consistent hashing.
+    /// Index of the target for the next request. `key`: the request's hash for consistent hashing;
+    /// `skip`: targets to leave out (unhealthy, or one that just failed) unless none is left.
     pub fn pick(
         &self,
         targets: &[Rc<Target>],
-        avoid: Option<SocketAddr>,
         key: Option<u64>,
+        skip: &dyn Fn(usize) -> bool,
     ) -> usize {
         if targets.len() <= 1 {
             return 0;
         }
-        let skip = |i: usize| avoid == Some(targets[i].addr);
         match (&self.kind, &self.ring, key) {
             (Balance::ConsistentHash(_), Some(ring), Some(k)) => ring.pick(k, skip),
             (Balance::LeastInFlight, ..) => self.least_in_flight(targets, skip),
@@ -198,6 +198,7 @@ pub fn request_key(key: &HashKey, req: &RequestHead, data: &[u8], client: IpAddr
 mod tests {
     use super::*;
     use crate::upstream::Pool;
+    use std::net::SocketAddr;
 
     fn targets(weights: &[u32]) -> Vec<Rc<Target>> {
         weights
@@ -219,11 +220,11 @@ mod tests {
     fn smooth_weighted_round_robin() {
         let t = targets(&[5, 1, 1]);
         let b = Balancer::new(Balance::RoundRobin, &t);
-        let seq: Vec<usize> = (0..7).map(|_| b.pick(&t, None, None)).collect();
+        let seq: Vec<usize> = (0..7).map(|_| b.pick(&t, None, &|_| false)).collect();
         assert_eq!(seq, vec![0, 0, 1, 0, 2, 0, 0]);
         let mut counts = [0; 3];
         for _ in 0..700 {
-            counts[b.pick(&t, None, None)] += 1;
+            counts[b.pick(&t, None, &|_| false)] += 1;
         }
         assert_eq!(counts, [500, 100, 100]);
     }
@@ -233,7 +234,7 @@ mod tests {
         let t = targets(&[1, 1]);
         let b = Balancer::new(Balance::RoundRobin, &t);
         for _ in 0..10 {
-            assert_eq!(b.pick(&t, Some(t[0].addr), None), 1);
+            assert_eq!(b.pick(&t, None, &|i| i == 0), 1);
         }
     }
 
@@ -241,7 +242,9 @@ mod tests {
     fn random_follows_weights() {
         let t = targets(&[3, 1]);
         let b = Balancer::new(Balance::Random, &t);
-        let heavy = (0..8000).filter(|_| b.pick(&t, None, None) == 0).count();
+        let heavy = (0..8000)
+            .filter(|_| b.pick(&t, None, &|_| false) == 0)
+            .count();
         assert!((5400..6600).contains(&heavy), "{heavy}");
     }
 
@@ -255,7 +258,7 @@ mod tests {
         // Sampling two, target 7 wins whenever it is sampled, and never loses to a busier one.
         let mut hits = 0;
         for _ in 0..4000 {
-            let p = b.pick(&t, None, None);
+            let p = b.pick(&t, None, &|_| false);
             assert!(p < 40);
             hits += usize::from(p == 7);
         }
@@ -267,11 +270,11 @@ mod tests {
         let t = targets(&[1, 1, 1]);
         let b = Balancer::new(Balance::ConsistentHash(HashKey::ClientIp), &t);
         let key = Some(hash64(b"user-42"));
-        let first = b.pick(&t, None, key);
+        let first = b.pick(&t, key, &|_| false);
         for _ in 0..10 {
-            assert_eq!(b.pick(&t, None, key), first);
+            assert_eq!(b.pick(&t, key, &|_| false), first);
         }
-        assert_ne!(b.pick(&t, Some(t[first].addr), key), first);
+        assert_ne!(b.pick(&t, key, &|i| i == first), first);
     }
 
     #[test]
@@ -281,14 +284,14 @@ mod tests {
         t[0].in_flight.set(3);
         t[1].in_flight.set(1);
         t[2].in_flight.set(2);
-        assert_eq!(b.pick(&t, None, None), 1);
+        assert_eq!(b.pick(&t, None, &|_| false), 1);
         t[1].in_flight.set(5);
-        assert_eq!(b.pick(&t, None, None), 2);
+        assert_eq!(b.pick(&t, None, &|_| false), 2);
         // Ties rotate.
         for x in &t {
             x.in_flight.set(0);
         }
-        let picks: Vec<usize> = (0..3).map(|_| b.pick(&t, None, None)).collect();
+        let picks: Vec<usize> = (0..3).map(|_| b.pick(&t, None, &|_| false)).collect();
         let mut sorted = picks.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2]);

@@ -10,16 +10,19 @@
 mod balance;
 mod connect;
 pub mod hash_ring;
+pub mod health;
 pub mod pool;
 
 use std::cell::Cell;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 pub use balance::{Balancer, request_key};
+pub use health::Health;
 pub use pool::{Lease, Pool, SlotGuard};
 
 use crate::config::UpstreamConfig;
@@ -42,10 +45,12 @@ pub struct Upstream {
     pub config: UpstreamConfig,
     pub targets: Vec<Rc<Target>>,
     balancer: Balancer,
+    /// Published by the health checker when the upstream has health checks.
+    health: Option<Arc<Health>>,
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Rc<Upstream> {
+    pub fn new(config: &UpstreamConfig, health: Option<Arc<Health>>) -> Rc<Upstream> {
         let targets = config
             .targets
             .iter()
@@ -68,6 +73,7 @@ impl Upstream {
             config: config.clone(),
             targets,
             balancer,
+            health,
         })
     }
 
@@ -77,15 +83,26 @@ impl Upstream {
     }
 
     /// Lends a connection to a target chosen by the balancer; `key` is the request's hash for
-    /// consistent hashing.
+    /// consistent hashing. Unhealthy targets are left out; when all are unhealthy the upstream's
+    /// `fail_open` decides between using them anyway and 503.
     pub async fn checkout(&self, watch: &Watch, key: Option<u64>) -> Result<Lease, GatewayError> {
-        let first = self.balancer.pick(&self.targets, None, key);
+        let health = match self.health.as_deref() {
+            Some(h) if !h.any_healthy() && h.fail_open => None,
+            Some(h) if !h.any_healthy() => {
+                return Err(GatewayError::new(ErrorKind::NoHealthyUpstream));
+            }
+            other => other,
+        };
+        let down = |i: usize| health.is_some_and(|h| !h.is_healthy(i));
+        let first = self.balancer.pick(&self.targets, key, &down);
         match self.lease(&self.targets[first], watch).await {
             Ok(l) => Ok(l),
             Err(e) if self.targets.len() > 1 && e.kind == ErrorKind::UpstreamConnect => {
                 let addr = self.targets[first].addr;
                 tracing::warn!(upstream = %self.config.name, target = %addr, error = %e, "connect failed, trying another target");
-                let next = self.balancer.pick(&self.targets, Some(addr), key);
+                let next = self
+                    .balancer
+                    .pick(&self.targets, key, &|i| i == first || down(i));
                 self.lease(&self.targets[next], watch).await
             }
             Err(e) => Err(e),

@@ -1,0 +1,249 @@
+//! Active health checks: one checker thread probes every target of every upstream that has a
+//! `[upstreams.NAME.health_check]` table and publishes the result as node-global atomics; shards
+//! read them with relaxed loads when they pick a target (no lock, no read-modify-write on the
+//! request path).
+//!
+//! A target leaves rotation after `unhealthy_threshold` consecutive failed probes and comes back
+//! after `healthy_threshold` passes. Targets start healthy. When every target of an upstream is
+//! unhealthy, `fail_open` decides: use them all anyway, or answer 503 `no_healthy_upstream`.
+//!
+//! Probes are blocking HTTP/1.1 GETs with `Connection: close`, run one after another on the checker
+//! thread: a probe that hangs delays the others by at most `timeout`. Health state survives a
+//! reload when the upstream's config is unchanged.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+use crate::config::{HealthCheckConfig, UpstreamConfig};
+use crate::runtime::Control;
+
+/// Health of one upstream's targets, shared by the checker and every shard.
+#[derive(Debug)]
+pub struct Health {
+    healthy: Box<[CachePadded<AtomicBool>]>,
+    healthy_count: CachePadded<AtomicUsize>,
+    pub fail_open: bool,
+}
+
+impl Health {
+    pub fn new(targets: usize, fail_open: bool) -> Health {
+        Health {
+            healthy: (0..targets)
+                .map(|_| CachePadded::new(AtomicBool::new(true)))
+                .collect(),
+            healthy_count: CachePadded::new(AtomicUsize::new(targets)),
+            fail_open,
+        }
+    }
+
+    #[inline]
+    pub fn is_healthy(&self, target: usize) -> bool {
+        self.healthy
+            .get(target)
+            .is_none_or(|h| h.load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    pub fn any_healthy(&self) -> bool {
+        self.healthy_count.load(Ordering::Relaxed) > 0
+    }
+
+    fn set(&self, target: usize, healthy: bool) {
+        if let Some(h) = self.healthy.get(target) {
+            if h.swap(healthy, Ordering::Relaxed) != healthy {
+                if healthy {
+                    self.healthy_count.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.healthy_count.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Health state for each upstream of a new config: reused from `prev` for unchanged upstreams.
+pub fn health_for(
+    config: &[UpstreamConfig],
+    prev: &[(UpstreamConfig, Option<Arc<Health>>)],
+) -> Vec<Option<Arc<Health>>> {
+    config
+        .iter()
+        .map(|u| {
+            let hc = u.health_check.as_ref()?;
+            prev.iter()
+                .find(|(c, _)| c == u)
+                .and_then(|(_, h)| h.clone())
+                .or_else(|| Some(Arc::new(Health::new(u.targets.len(), hc.fail_open))))
+        })
+        .collect()
+}
+
+/// Consecutive results of one target.
+#[derive(Default)]
+struct Streak {
+    passes: u32,
+    failures: u32,
+    next: Option<Instant>,
+}
+
+/// Body of the checker thread: runs until the gateway drains.
+pub fn run_checker(control: Arc<Control>) {
+    let mut streaks: HashMap<(usize, usize), Streak> = HashMap::new();
+    let mut generation = 0;
+    while !control.draining() {
+        let snap = control.snapshot();
+        if snap.generation != generation {
+            generation = snap.generation;
+            streaks.clear();
+        }
+        let now = Instant::now();
+        let mut next_wake = now + Duration::from_millis(200);
+        for (ui, u) in snap.config.upstreams.iter().enumerate() {
+            let (Some(hc), Some(Some(health))) = (&u.health_check, snap.health.get(ui)) else {
+                continue;
+            };
+            let key = Arc::as_ptr(health) as usize;
+            for (ti, target) in u.targets.iter().enumerate() {
+                let s = streaks.entry((key, ti)).or_default();
+                let due = *s.next.get_or_insert(now);
+                if due > Instant::now() {
+                    next_wake = next_wake.min(due);
+                    continue;
+                }
+                let result = probe(target.addr, &target.name, hc);
+                s.next = Some(Instant::now() + hc.interval);
+                next_wake = next_wake.min(Instant::now() + hc.interval);
+                record(health, ti, s, hc, result, &u.name, target.addr);
+                if control.draining() {
+                    return;
+                }
+            }
+        }
+        let sleep = next_wake
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(200));
+        // Parked, not slept: shutdown unparks the checker so it exits at once.
+        std::thread::park_timeout(sleep);
+    }
+}
+
+fn record(
+    health: &Health,
+    target: usize,
+    s: &mut Streak,
+    hc: &HealthCheckConfig,
+    result: Result<u16, String>,
+    upstream: &str,
+    addr: SocketAddr,
+) {
+    match result {
+        Ok(status) if hc.expects(status) => {
+            s.passes += 1;
+            s.failures = 0;
+            if !health.is_healthy(target) && s.passes >= hc.healthy_threshold {
+                health.set(target, true);
+                tracing::info!(upstream, target = %addr, status, "target healthy again, back in rotation");
+            }
+        }
+        other => {
+            s.failures += 1;
+            s.passes = 0;
+            if health.is_healthy(target) && s.failures >= hc.unhealthy_threshold {
+                health.set(target, false);
+                let why = match other {
+                    Ok(status) => format!("status {status}"),
+                    Err(e) => e,
+                };
+                tracing::warn!(upstream, target = %addr, reason = %why, "target unhealthy, out of rotation");
+            }
+        }
+    }
+}
+
+/// One probe: GET the path, return the status code.
+fn probe(addr: SocketAddr, name: &str, hc: &HealthCheckConfig) -> Result<u16, String> {
+    let deadline = Instant::now() + hc.timeout;
+    let mut s =
+        TcpStream::connect_timeout(&addr, hc.timeout).map_err(|e| format!("connect: {e}"))?;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    s.set_write_timeout(Some(left()))
+        .map_err(|e| e.to_string())?;
+    let host = hc.host.as_deref().unwrap_or(name);
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ringway-health-check\r\nConnection: close\r\n\r\n",
+        hc.path
+    );
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut buf = [0u8; 512];
+    let mut have = 0;
+    loop {
+        s.set_read_timeout(Some(left()))
+            .map_err(|e| e.to_string())?;
+        if Instant::now() >= deadline {
+            return Err("timed out".into());
+        }
+        let n = s.read(&mut buf[have..]).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("closed before a status line".into());
+        }
+        have += n;
+        if let Some(status) = status_code(&buf[..have]) {
+            return Ok(status);
+        }
+        if have == buf.len() {
+            return Err("no status line".into());
+        }
+    }
+}
+
+/// The status code of a status line once its first 12 bytes are in (`HTTP/1.1 200`).
+fn status_code(b: &[u8]) -> Option<u16> {
+    if b.len() < 12 {
+        return None;
+    }
+    if !b.starts_with(b"HTTP/1.") || b[8] != b' ' {
+        return Some(0);
+    }
+    std::str::from_utf8(&b[9..12])
+        .ok()?
+        .parse()
+        .ok()
+        .or(Some(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(status_code(b"HTTP/1.0 503 Service"), Some(503));
+        assert_eq!(status_code(b"HTTP/1.1 2"), None);
+        assert_eq!(status_code(b"garbage garbage"), Some(0));
+    }
+
+    #[test]
+    fn counts_follow_flips() {
+        let h = Health::new(3, false);
+        assert!(h.any_healthy());
+        h.set(0, false);
+        h.set(0, false);
+        h.set(1, false);
+        h.set(2, false);
+        assert!(!h.any_healthy());
+        h.set(1, true);
+        assert!(h.any_healthy() && h.is_healthy(1) && !h.is_healthy(0));
+    }
+}

@@ -1,0 +1,131 @@
+//! Active health checks: failing targets leave rotation and come back; all-unhealthy upstreams
+//! fail open or closed as configured; state survives a reload of an unchanged upstream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A mock answering `name` to requests and 200/503 on /health depending on the switch.
+fn mock(name: &'static str) -> (Mock, Arc<AtomicBool>) {
+    let up = Arc::new(AtomicBool::new(true));
+    let u = up.clone();
+    let m = Mock::start(move |req| {
+        if req.target == "/health" {
+            if u.load(Ordering::SeqCst) {
+                ok("up")
+            } else {
+                Reply::Raw(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                )
+            }
+        } else {
+            ok(name)
+        }
+    });
+    (m, up)
+}
+
+fn config(a: SocketAddr, b: SocketAddr, fail_open: bool) -> String {
+    format!(
+        "[upstreams.be]\ntargets = [\"{a}\", \"{b}\"]\n[upstreams.be.health_check]\npath = \"/health\"\ninterval = \"20ms\"\ntimeout = \"20ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\nfail_open = {fail_open}\n[[routes]]\nupstream = \"be\"\n"
+    )
+}
+
+/// Polls until `n` consecutive requests satisfy `ok` (bounded by IO_TIMEOUT).
+fn until(at: SocketAddr, n: usize, ok: impl Fn(&Response) -> bool) -> bool {
+    let t = Instant::now();
+    let mut streak = 0;
+    while t.elapsed() < IO_TIMEOUT {
+        if ok(&get(at, "/")) {
+            streak += 1;
+            if streak == n {
+                return true;
+            }
+        } else {
+            streak = 0;
+            // The checker runs every 20 ms; poll at a matching pace.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    false
+}
+
+both_drivers!(unhealthy_target_leaves_and_returns, |d| {
+    let (a, a_up) = mock("a");
+    let (b, _) = mock("b");
+    let g = gateway(d, &config(a.addr, b.addr, true));
+    let at = addr(&g);
+    assert!(until(at, 6, |_| true));
+    a_up.store(false, Ordering::SeqCst);
+    assert!(
+        until(at, 20, |r| r.text() == "b"),
+        "a failing target must leave rotation"
+    );
+    a_up.store(true, Ordering::SeqCst);
+    assert!(
+        until(at, 1, |r| r.text() == "a"),
+        "a recovered target must come back"
+    );
+});
+
+both_drivers!(all_unhealthy_fails_closed_or_open, |d| {
+    let (a, a_up) = mock("a");
+    let (b, b_up) = mock("b");
+    a_up.store(false, Ordering::SeqCst);
+    b_up.store(false, Ordering::SeqCst);
+    let closed = gateway(d, &config(a.addr, b.addr, false));
+    assert!(until(addr(&closed), 1, |r| r.status == 503
+        && r.error_code() == "no_healthy_upstream"));
+    let open = gateway(d, &config(a.addr, b.addr, true));
+    // Fail open: still served while every check fails.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(200) {
+        assert_eq!(get(addr(&open), "/").status, 200);
+    }
+});
+
+#[test]
+fn health_check_config_errors_name_the_field() {
+    let err = ringway::Config::from_toml(
+        "[upstreams.be]\ntargets = [\"127.0.0.1:1\"]\n[upstreams.be.health_check]\ninterval = \"1s\"\ntimeout = \"5s\"\n[[routes]]\nupstream = \"be\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("upstreams.be.health_check.timeout"), "{err}");
+    let err = ringway::Config::from_toml(
+        "[upstreams.be]\ntargets = [\"127.0.0.1:1\"]\n[upstreams.be.health_check]\npath = \"health\"\n[[routes]]\nupstream = \"be\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("upstreams.be.health_check.path"), "{err}");
+}
+
+both_drivers!(health_survives_reload_of_unchanged_upstream, |d| {
+    let (a, a_up) = mock("a");
+    let (b, _) = mock("b");
+    let text = config(a.addr, b.addr, true);
+    let g = gateway(d, &text);
+    let at = addr(&g);
+    a_up.store(false, Ordering::SeqCst);
+    assert!(until(at, 10, |r| r.text() == "b"));
+    let server = format!(
+        "[server]\nlisten = [\"{at}\"]\ndriver = \"{}\"\ntick = \"10ms\"\n",
+        d.name()
+    );
+    let new = format!(
+        "{server}{text}\n[[routes]]\npath_exact = \"/extra\"\n[routes.respond]\nbody = \"x\"\n"
+    );
+    let generation = g.reload(ringway::Config::from_toml(&new).unwrap()).unwrap();
+    assert!(g.wait_applied(generation, IO_TIMEOUT));
+    // The unchanged upstream kept its health state: the failing target is still out.
+    for _ in 0..20 {
+        assert_eq!(get(at, "/").text(), "b");
+    }
+});
