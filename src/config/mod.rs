@@ -131,6 +131,24 @@ pub struct UpstreamConfig {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub health_check: Option<HealthCheckConfig>,
+    pub retry: Option<RetryConfig>,
+}
+
+/// When and how a failed try is repeated on another target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryConfig {
+    pub attempts: u32,
+    pub on_connect_failure: bool,
+    pub on_reset: bool,
+    pub on_timeout: bool,
+    /// Statuses retried (empty = none).
+    pub statuses: Vec<u16>,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub budget_percent: u32,
+    pub budget_min_per_sec: u32,
+    pub per_try_timeout: Option<Duration>,
+    pub total_timeout: Option<Duration>,
 }
 
 /// Active health checking of an upstream's targets.
@@ -188,6 +206,7 @@ pub struct RouteConfig {
     /// Empty = any method.
     pub methods: Vec<Method>,
     pub max_body_size: u64,
+    pub retry_non_idempotent: bool,
     pub action: RouteAction,
 }
 

@@ -113,6 +113,29 @@ pub struct RawUpstream {
     pub idle_timeout: Option<Dur>,
     /// Active HTTP health checks.
     pub health_check: Option<RawHealthCheck>,
+    /// Retry policy.
+    pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Retries after the first try.
+    pub attempts: Option<u32>,
+    /// Failures retried: connect_failure, reset, timeout, status.
+    pub on: Option<Vec<String>>,
+    /// Statuses retried when `on` has "status".
+    pub statuses: Option<Vec<u16>>,
+    pub backoff_base: Option<Dur>,
+    pub backoff_max: Option<Dur>,
+    /// Retries may be at most this percentage of requests (per shard, per second)...
+    pub budget_percent: Option<u32>,
+    /// ...but this many per second are always allowed.
+    pub budget_min_per_sec: Option<u32>,
+    /// Response timeout of one try (default: the upstream's response_timeout).
+    pub per_try_timeout: Option<Dur>,
+    /// Deadline for all tries together.
+    pub total_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +191,8 @@ pub struct RawRoute {
     /// Host header sent upstream; absent = the client's Host is preserved.
     pub upstream_host: Option<String>,
     pub max_body_size: Option<Size>,
+    /// Let the upstream's retry policy retry non-idempotent requests (POST, PATCH) too.
+    pub retry_non_idempotent: Option<bool>,
     /// Fixed response for a static route.
     pub respond: Option<RawRespond>,
 }

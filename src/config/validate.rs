@@ -414,7 +414,91 @@ fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError>
             None => None,
             Some(h) => Some(health_check(&name, h)?),
         },
+        retry: match u.retry {
+            None => None,
+            Some(r) => Some(retry(&name, r)?),
+        },
         name,
+    })
+}
+
+fn retry(upstream: &str, r: super::raw::RawRetry) -> Result<RetryConfig, ConfigError> {
+    let f = |k: &str| format!("upstreams.{upstream}.retry.{k}");
+    let on =
+        r.on.unwrap_or_else(|| vec!["connect_failure".into(), "reset".into()]);
+    let (mut c, mut rs, mut t, mut st) = (false, false, false, false);
+    for (i, o) in on.iter().enumerate() {
+        match o.as_str() {
+            "connect_failure" => c = true,
+            "reset" => rs = true,
+            "timeout" => t = true,
+            "status" => st = true,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("upstreams.{upstream}.retry.on[{i}]"),
+                    format!("{other:?} is not one of connect_failure, reset, timeout, status"),
+                ));
+            }
+        }
+    }
+    if r.statuses.is_some() && !st {
+        return Err(ConfigError::invalid(
+            f("statuses"),
+            "only applies when `on` includes \"status\"",
+        ));
+    }
+    let statuses = if st {
+        r.statuses.unwrap_or_else(|| vec![502, 503, 504])
+    } else {
+        Vec::new()
+    };
+    if let Some(bad) = statuses.iter().find(|s| !(100..=599).contains(*s)) {
+        return Err(ConfigError::invalid(
+            f("statuses"),
+            format!("{bad} is not an HTTP status"),
+        ));
+    }
+    let ms = Duration::from_millis;
+    let backoff_base = dur(
+        r.backoff_base,
+        ms(25),
+        &f("backoff_base"),
+        Duration::ZERO,
+        Duration::from_secs(60),
+    )?;
+    let backoff_max = dur(
+        r.backoff_max,
+        ms(250),
+        &f("backoff_max"),
+        Duration::ZERO,
+        Duration::from_secs(600),
+    )?;
+    if backoff_max < backoff_base {
+        return Err(ConfigError::invalid(
+            f("backoff_max"),
+            "must not be shorter than backoff_base",
+        ));
+    }
+    let day = Duration::from_secs(24 * 3600);
+    let opt = |v: Option<Dur>, k: &str| v.map(|d| dur(Some(d), d.0, &f(k), ms(1), day)).transpose();
+    Ok(RetryConfig {
+        attempts: range(r.attempts, 2, &f("attempts"), 0, 10)?,
+        on_connect_failure: c,
+        on_reset: rs,
+        on_timeout: t,
+        statuses,
+        backoff_base,
+        backoff_max,
+        budget_percent: range(r.budget_percent, 20, &f("budget_percent"), 0, 100)?,
+        budget_min_per_sec: range(
+            r.budget_min_per_sec,
+            10,
+            &f("budget_min_per_sec"),
+            0,
+            100_000,
+        )?,
+        per_try_timeout: opt(r.per_try_timeout, "per_try_timeout")?,
+        total_timeout: opt(r.total_timeout, "total_timeout")?,
     })
 }
 
@@ -545,6 +629,13 @@ fn route(
         }
     }
     let max_body_size = r.max_body_size.map(|s| s.0).unwrap_or(http.max_body_size);
+    let retry_non_idempotent = r.retry_non_idempotent.unwrap_or(false);
+    if retry_non_idempotent && r.upstream.is_none() {
+        return Err(ConfigError::invalid(
+            f("retry_non_idempotent"),
+            "only applies to proxy routes",
+        ));
+    }
     let action = match (r.upstream, r.respond) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::invalid(
@@ -614,6 +705,7 @@ fn route(
         path,
         methods,
         max_body_size,
+        retry_non_idempotent,
         action,
     })
 }

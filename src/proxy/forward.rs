@@ -26,6 +26,7 @@ use crate::http::{Framing, Method, parse_response};
 use crate::runtime::ShardState;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Shut, now_ms};
+use crate::upstream::retry::{self, Failure};
 use crate::upstream::{Lease, request_key};
 
 use super::conn::Conn;
@@ -63,16 +64,62 @@ pub async fn forward(
         .and_then(|k| request_key(k, &kit.req, kit.buf.data(), conn.peer.ip()));
     let retryable = whole && kit.req.method.is_idempotent();
 
-    let mut attempt = 0;
+    // Retry policy: a failed try is repeated (on another target, after a backoff) when the upstream
+    // has a `retry` table and `retry::decide` agrees; see `upstream::retry`.
+    let policy = up.config.retry.as_ref();
+    let replayable = whole && (kit.req.method.is_idempotent() || route.retry_non_idempotent);
+    let total_deadline = policy
+        .and_then(|p| p.total_timeout)
+        .map(|t| now_ms() + t.as_millis() as u64);
+    if policy.is_some() {
+        up.retry_budget.request();
+    }
+    let retry_after = |failure: Failure, tries: u32| {
+        policy.and_then(|p| {
+            retry::decide(
+                p,
+                &up.retry_budget,
+                failure,
+                tries,
+                replayable,
+                total_deadline,
+            )
+        })
+    };
+    let mut tries = 0u32;
+    let mut exclude = None;
+    let mut stale_retried = false;
     let (mut lease, ubuf) = loop {
         // 2. A connection.
-        let mut lease = match up.checkout(&conn.watch, hash).await {
+        let mut lease = match up.checkout(&conn.watch, hash, exclude).await {
             Ok(l) => l,
-            Err(e) => return reply_error(conn, kit, e).await,
+            Err((e, failed)) => {
+                let connect = matches!(
+                    e.kind,
+                    ErrorKind::UpstreamConnect | ErrorKind::UpstreamConnectTimeout
+                );
+                if let Some(pause) = connect
+                    .then(|| retry_after(Failure::Connect, tries))
+                    .flatten()
+                {
+                    backoff(&up.config.name, pause, Failure::Connect, tries).await;
+                    tries += 1;
+                    exclude = failed;
+                    continue;
+                }
+                return reply_error(conn, kit, e).await;
+            }
         };
-        let retry_ok = lease.reused && attempt == 0;
+        let retry_ok = lease.reused && !stale_retried;
         let up_fd = lease.fd();
-        let response_timeout = up.config.response_timeout.as_millis() as u64;
+        let target = lease.target.index;
+        let mut response_timeout = policy
+            .and_then(|p| p.per_try_timeout)
+            .unwrap_or(up.config.response_timeout)
+            .as_millis() as u64;
+        if let Some(d) = total_deadline {
+            response_timeout = response_timeout.min(d.saturating_sub(now_ms()).max(1));
+        }
 
         // 3. Head and buffered body.
         let rw = RequestRewrite {
@@ -102,7 +149,14 @@ pub async fn forward(
             if retry_ok && whole {
                 // Nothing reached the application: the connection was dead before the write.
                 tracing::debug!(target = %lease.target.addr, error = %e, "pooled connection was closed; retrying on a new one");
-                attempt += 1;
+                stale_retried = true;
+                continue;
+            }
+            if let Some(pause) = retry_after(Failure::Reset, tries) {
+                drop(lease);
+                backoff(&up.config.name, pause, Failure::Reset, tries).await;
+                tries += 1;
+                exclude = Some(target);
                 continue;
             }
             return reply_error(conn, kit, GatewayError::io(ErrorKind::UpstreamReset, &e)).await;
@@ -163,12 +217,45 @@ pub async fn forward(
         // 5. The response head.
         let mut ubuf = conn.shard.pools.buf();
         match read_response_head(conn, kit, &mut lease, &mut ubuf, response_timeout).await {
-            Ok(()) => break (lease, ubuf),
+            Ok(()) => {
+                let status = kit.resp.status;
+                if let Some(pause) = policy
+                    .filter(|p| p.statuses.contains(&status))
+                    .and_then(|_| retry_after(Failure::Status(status), tries))
+                {
+                    // Not forwarded: this connection's response is abandoned, so it is closed.
+                    conn.shard.pools.put_buf(ubuf);
+                    drop(lease);
+                    backoff(&up.config.name, pause, Failure::Status(status), tries).await;
+                    tries += 1;
+                    exclude = Some(target);
+                    continue;
+                }
+                break (lease, ubuf);
+            }
             Err((e, got_bytes)) => {
                 conn.shard.pools.put_buf(ubuf);
                 if e.kind == ErrorKind::UpstreamReset && !got_bytes && retry_ok && retryable {
                     tracing::debug!(target = %lease.target.addr, "pooled connection closed before responding; retrying on a new one");
-                    attempt += 1;
+                    stale_retried = true;
+                    continue;
+                }
+                let failure = match e.kind {
+                    ErrorKind::UpstreamTimeout => Some(Failure::Timeout),
+                    ErrorKind::UpstreamReset => Some(Failure::Reset),
+                    _ => None,
+                };
+                if let Some(pause) = failure.and_then(|f| retry_after(f, tries)) {
+                    drop(lease);
+                    backoff(
+                        &up.config.name,
+                        pause,
+                        failure.unwrap_or(Failure::Reset),
+                        tries,
+                    )
+                    .await;
+                    tries += 1;
+                    exclude = Some(target);
                     continue;
                 }
                 if !whole {
@@ -283,6 +370,20 @@ pub async fn forward(
     }
     tracing::trace!(peer = %conn.peer, status, "proxied");
     if keep { Next::KeepAlive } else { Next::Close }
+}
+
+/// Waits out a retry's backoff.
+async fn backoff(upstream: &str, pause: std::time::Duration, failure: Failure, tries: u32) {
+    tracing::debug!(
+        upstream,
+        ?failure,
+        retry = tries + 1,
+        pause_ms = pause.as_millis() as u64,
+        "retrying"
+    );
+    if !pause.is_zero() {
+        monoio::time::sleep(pause).await;
+    }
 }
 
 /// Reads the response head into `ubuf`/`kit.resp`, forwarding interim (1xx, not 101) responses to the

@@ -206,6 +206,7 @@ mod tests {
             .enumerate()
             .map(|(i, &w)| {
                 Rc::new(Target {
+                    index: i,
                     addr: SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
                     name: format!("t{i}"),
                     weight: w,

@@ -12,6 +12,7 @@ mod connect;
 pub mod hash_ring;
 pub mod health;
 pub mod pool;
+pub mod retry;
 
 use std::cell::Cell;
 use std::future::poll_fn;
@@ -31,6 +32,8 @@ use crate::runtime::watchdog::Watch;
 
 /// One target of an upstream, on one shard.
 pub struct Target {
+    /// Position in the upstream's target list.
+    pub index: usize,
     pub addr: SocketAddr,
     /// As written in the config; sent as Host when the client sent none.
     pub name: String,
@@ -47,6 +50,8 @@ pub struct Upstream {
     balancer: Balancer,
     /// Published by the health checker when the upstream has health checks.
     health: Option<Arc<Health>>,
+    /// Retry budget of this upstream on this shard.
+    pub retry_budget: retry::RetryBudget,
 }
 
 impl Upstream {
@@ -54,8 +59,10 @@ impl Upstream {
         let targets = config
             .targets
             .iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(index, t)| {
                 Rc::new(Target {
+                    index,
                     addr: t.addr,
                     name: t.name.clone(),
                     weight: t.weight,
@@ -74,6 +81,7 @@ impl Upstream {
             targets,
             balancer,
             health,
+            retry_budget: retry::RetryBudget::default(),
         })
     }
 
@@ -83,29 +91,44 @@ impl Upstream {
     }
 
     /// Lends a connection to a target chosen by the balancer; `key` is the request's hash for
-    /// consistent hashing. Unhealthy targets are left out; when all are unhealthy the upstream's
-    /// `fail_open` decides between using them anyway and 503.
-    pub async fn checkout(&self, watch: &Watch, key: Option<u64>) -> Result<Lease, GatewayError> {
+    /// consistent hashing, `exclude` a target that just failed. Unhealthy targets are left out; when
+    /// all are unhealthy the upstream's `fail_open` decides between using them anyway and 503.
+    /// Without a retry policy a failed connect moves on to one other target here; with one, the
+    /// policy decides. The error carries the target that failed.
+    pub async fn checkout(
+        &self,
+        watch: &Watch,
+        key: Option<u64>,
+        exclude: Option<usize>,
+    ) -> Result<Lease, (GatewayError, Option<usize>)> {
         let health = match self.health.as_deref() {
             Some(h) if !h.any_healthy() && h.fail_open => None,
             Some(h) if !h.any_healthy() => {
-                return Err(GatewayError::new(ErrorKind::NoHealthyUpstream));
+                return Err((GatewayError::new(ErrorKind::NoHealthyUpstream), None));
             }
             other => other,
         };
         let down = |i: usize| health.is_some_and(|h| !h.is_healthy(i));
-        let first = self.balancer.pick(&self.targets, key, &down);
+        let first = self
+            .balancer
+            .pick(&self.targets, key, &|i| Some(i) == exclude || down(i));
         match self.lease(&self.targets[first], watch).await {
             Ok(l) => Ok(l),
-            Err(e) if self.targets.len() > 1 && e.kind == ErrorKind::UpstreamConnect => {
+            Err(e)
+                if self.config.retry.is_none()
+                    && self.targets.len() > 1
+                    && e.kind == ErrorKind::UpstreamConnect =>
+            {
                 let addr = self.targets[first].addr;
                 tracing::warn!(upstream = %self.config.name, target = %addr, error = %e, "connect failed, trying another target");
                 let next = self
                     .balancer
                     .pick(&self.targets, key, &|i| i == first || down(i));
-                self.lease(&self.targets[next], watch).await
+                self.lease(&self.targets[next], watch)
+                    .await
+                    .map_err(|e| (e, Some(next)))
             }
-            Err(e) => Err(e),
+            Err(e) => Err((e, Some(first))),
         }
     }
 
