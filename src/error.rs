@@ -53,6 +53,10 @@ pub enum ErrorKind {
     UpstreamSaturated,
     /// 503: every target failed its health checks and the upstream does not fail open.
     NoHealthyUpstream,
+    /// 503: the upstream's circuit breaker is open.
+    CircuitOpen,
+    /// 503: the upstream's `max_in_flight` is reached.
+    ConcurrencyLimit,
     /// 503: the gateway is shutting down.
     ShuttingDown,
 }
@@ -102,6 +106,8 @@ impl GatewayError {
             ErrorKind::UpstreamConnectTimeout | ErrorKind::UpstreamTimeout => 504,
             ErrorKind::UpstreamSaturated
             | ErrorKind::NoHealthyUpstream
+            | ErrorKind::CircuitOpen
+            | ErrorKind::ConcurrencyLimit
             | ErrorKind::ShuttingDown => 503,
         }
     }
@@ -136,6 +142,8 @@ impl GatewayError {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamSaturated => "upstream_saturated",
             ErrorKind::NoHealthyUpstream => "no_healthy_upstream",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::ConcurrencyLimit => "concurrency_limit",
             ErrorKind::ShuttingDown => "shutting_down",
         }
     }
@@ -159,6 +167,8 @@ impl GatewayError {
             ErrorKind::UpstreamTimeout => "upstream did not respond in time",
             ErrorKind::UpstreamSaturated => "upstream connection limit reached",
             ErrorKind::NoHealthyUpstream => "no healthy upstream target",
+            ErrorKind::CircuitOpen => "the upstream's circuit breaker is open",
+            ErrorKind::ConcurrencyLimit => "too many requests in flight to the upstream",
             ErrorKind::ShuttingDown => "gateway is shutting down",
         }
     }
@@ -180,7 +190,9 @@ impl GatewayError {
             | ErrorKind::UpstreamBadResponse(_)
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamSaturated
-            | ErrorKind::NoHealthyUpstream => Side::Upstream,
+            | ErrorKind::NoHealthyUpstream
+            | ErrorKind::CircuitOpen
+            | ErrorKind::ConcurrencyLimit => Side::Upstream,
             ErrorKind::ShuttingDown => Side::Gateway,
         }
     }

@@ -132,6 +132,23 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     pub health_check: Option<HealthCheckConfig>,
     pub retry: Option<RetryConfig>,
+    pub breaker: Option<BreakerConfig>,
+}
+
+/// Circuit breaker of an upstream (see `upstream::breaker`). Ratios are in per mille.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerConfig {
+    pub consecutive_failures: u32,
+    pub failure_ratio_permille: u32,
+    pub slow_call_ratio_permille: u32,
+    pub slow_call_threshold: Duration,
+    pub window: Duration,
+    pub min_requests: u32,
+    pub failure_statuses: Vec<u16>,
+    pub open_duration: Duration,
+    pub max_open_duration: Duration,
+    pub half_open_probes: u32,
+    pub max_in_flight: u32,
 }
 
 /// When and how a failed try is repeated on another target.
@@ -219,6 +236,8 @@ pub enum RouteAction {
 #[derive(Debug, Clone)]
 pub struct ProxyAction {
     pub upstream: usize,
+    /// Used while `upstream`'s breaker is open.
+    pub fallback_upstream: Option<usize>,
     /// Replacement for the matched path prefix (`Some("")` strips it).
     pub rewrite_prefix: Option<String>,
     pub upstream_host: Option<String>,

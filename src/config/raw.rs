@@ -115,6 +115,33 @@ pub struct RawUpstream {
     pub health_check: Option<RawHealthCheck>,
     /// Retry policy.
     pub retry: Option<RawRetry>,
+    /// Circuit breaker and concurrency caps.
+    pub breaker: Option<RawBreaker>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Trip after this many failures in a row (0 = rule off).
+    pub consecutive_failures: Option<u32>,
+    /// Trip when failures / requests over `window` reach this (0 = rule off)...
+    pub failure_ratio: Option<f64>,
+    /// ...or calls slower than `slow_call_threshold` reach this share (0 = rule off)...
+    pub slow_call_ratio: Option<f64>,
+    pub slow_call_threshold: Option<Dur>,
+    /// ...over this sliding window...
+    pub window: Option<Dur>,
+    /// ...once it holds at least this many requests.
+    pub min_requests: Option<u32>,
+    /// Statuses that count as failures (connect errors, timeouts and resets always do).
+    pub failure_statuses: Option<Vec<u16>>,
+    /// Open time after the first trip; doubles with each trip in a row, up to `max_open_duration`.
+    pub open_duration: Option<Dur>,
+    pub max_open_duration: Option<Dur>,
+    /// Probe requests let through, node-wide, when half-open; this many successes close it.
+    pub half_open_probes: Option<u32>,
+    /// Requests in flight to the upstream at once (0 = unlimited); over it -> 503.
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +220,8 @@ pub struct RawRoute {
     pub max_body_size: Option<Size>,
     /// Let the upstream's retry policy retry non-idempotent requests (POST, PATCH) too.
     pub retry_non_idempotent: Option<bool>,
+    /// Upstream used while the route's upstream has an open circuit breaker.
+    pub fallback_upstream: Option<String>,
     /// Fixed response for a static route.
     pub respond: Option<RawRespond>,
 }

@@ -418,7 +418,85 @@ fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError>
             None => None,
             Some(r) => Some(retry(&name, r)?),
         },
+        breaker: match u.breaker {
+            None => None,
+            Some(b) => Some(breaker(&name, b)?),
+        },
         name,
+    })
+}
+
+fn breaker(upstream: &str, b: super::raw::RawBreaker) -> Result<BreakerConfig, ConfigError> {
+    let f = |k: &str| format!("upstreams.{upstream}.breaker.{k}");
+    let ratio = |v: Option<f64>, default: f64, k: &str| -> Result<u32, ConfigError> {
+        let r = v.unwrap_or(default);
+        if !(0.0..=1.0).contains(&r) {
+            return Err(ConfigError::invalid(
+                f(k),
+                format!("{r} is not a ratio between 0 and 1"),
+            ));
+        }
+        Ok((r * 1000.0).round() as u32)
+    };
+    let ms = Duration::from_millis;
+    let hour = Duration::from_secs(3600);
+    let open_duration = dur(
+        b.open_duration,
+        Duration::from_secs(5),
+        &f("open_duration"),
+        ms(1),
+        hour,
+    )?;
+    let max_open_duration = dur(
+        b.max_open_duration,
+        Duration::from_secs(60),
+        &f("max_open_duration"),
+        ms(1),
+        hour,
+    )?;
+    if max_open_duration < open_duration {
+        return Err(ConfigError::invalid(
+            f("max_open_duration"),
+            "must not be shorter than open_duration",
+        ));
+    }
+    let failure_statuses = b.failure_statuses.unwrap_or_else(|| vec![502, 503, 504]);
+    if let Some(bad) = failure_statuses.iter().find(|s| !(100..=599).contains(*s)) {
+        return Err(ConfigError::invalid(
+            f("failure_statuses"),
+            format!("{bad} is not an HTTP status"),
+        ));
+    }
+    Ok(BreakerConfig {
+        consecutive_failures: range(
+            b.consecutive_failures,
+            5,
+            &f("consecutive_failures"),
+            0,
+            1_000_000,
+        )?,
+        failure_ratio_permille: ratio(b.failure_ratio, 0.5, "failure_ratio")?,
+        slow_call_ratio_permille: ratio(b.slow_call_ratio, 0.0, "slow_call_ratio")?,
+        slow_call_threshold: dur(
+            b.slow_call_threshold,
+            Duration::from_secs(1),
+            &f("slow_call_threshold"),
+            ms(1),
+            hour,
+        )?,
+        window: dur(
+            b.window,
+            Duration::from_secs(10),
+            &f("window"),
+            ms(100),
+            hour,
+        )?,
+        min_requests: range(b.min_requests, 20, &f("min_requests"), 1, 1_000_000)?,
+        failure_statuses,
+        open_duration,
+        max_open_duration,
+        half_open_probes: range(b.half_open_probes, 3, &f("half_open_probes"), 1, 10_000)?,
+        max_in_flight: range(b.max_in_flight, 0, &f("max_in_flight"), 0, 10_000_000)?,
     })
 }
 
@@ -683,17 +761,33 @@ fn route(
                     Some(h)
                 }
             };
+            let fallback_upstream = match r.fallback_upstream {
+                None => None,
+                Some(name) => Some(upstreams.iter().position(|x| x.name == name).ok_or_else(
+                    || {
+                        ConfigError::invalid(
+                            f("fallback_upstream"),
+                            format!("unknown upstream {name:?}"),
+                        )
+                    },
+                )?),
+            };
             RouteAction::Proxy(ProxyAction {
+                fallback_upstream,
                 upstream,
                 rewrite_prefix,
                 upstream_host,
             })
         }
         (None, Some(resp)) => {
-            if r.strip_prefix.is_some() || r.rewrite_prefix.is_some() || r.upstream_host.is_some() {
+            if r.strip_prefix.is_some()
+                || r.rewrite_prefix.is_some()
+                || r.upstream_host.is_some()
+                || r.fallback_upstream.is_some()
+            {
                 return Err(ConfigError::invalid(
                     f("respond"),
-                    "strip_prefix, rewrite_prefix and upstream_host only apply to proxy routes",
+                    "strip_prefix, rewrite_prefix, upstream_host and fallback_upstream only apply to proxy routes",
                 ));
             }
             RouteAction::Respond(respond(i, resp)?)

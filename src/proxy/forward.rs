@@ -27,10 +27,10 @@ use crate::runtime::ShardState;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Shut, now_ms};
 use crate::upstream::retry::{self, Failure};
-use crate::upstream::{Lease, request_key};
+use crate::upstream::{Lease, Refusal, request_key};
 
 use super::conn::Conn;
-use super::pipeline::{Next, Upgraded, client_keep_alive, reply_error};
+use super::pipeline::{Next, Upgraded, client_keep_alive, reply_error, reply_error_with};
 use super::relay::{Body, Ends, RelayError, relay};
 
 pub async fn forward(
@@ -41,7 +41,22 @@ pub async fn forward(
     action: &ProxyAction,
     matched: usize,
 ) -> Next {
-    let up = state.upstreams[action.upstream].clone();
+    // 0. Circuit breaker and concurrency cap (while the breaker is open, the route's fallback
+    //    upstream serves, if it has one).
+    let primary = state.upstreams[action.upstream].clone();
+    let (up, permit) = match primary.admit(now_ms()) {
+        Ok(p) => (primary, p),
+        Err(refusal) => {
+            let fallback = action
+                .fallback_upstream
+                .filter(|_| refusal.error.kind == ErrorKind::CircuitOpen)
+                .map(|i| state.upstreams[i].clone());
+            match fallback.map(|fb| fb.admit(now_ms()).map(|p| (fb, p))) {
+                Some(Ok(x)) => x,
+                _ => return reply_refused(conn, kit, refusal, &primary.config.name).await,
+            }
+        }
+    };
     let http = &state.snap.config.http;
     let head_len = kit.req.len;
 
@@ -90,6 +105,11 @@ pub async fn forward(
     let mut exclude = None;
     let mut stale_retried = false;
     let (mut lease, ubuf) = loop {
+        let try_start = now_ms();
+        let record = |failed: bool| {
+            let now = now_ms();
+            permit.record(failed, now.saturating_sub(try_start), now);
+        };
         // 2. A connection.
         let mut lease = match up.checkout(&conn.watch, hash, exclude).await {
             Ok(l) => l,
@@ -98,6 +118,9 @@ pub async fn forward(
                     e.kind,
                     ErrorKind::UpstreamConnect | ErrorKind::UpstreamConnectTimeout
                 );
+                if connect {
+                    record(true);
+                }
                 if let Some(pause) = connect
                     .then(|| retry_after(Failure::Connect, tries))
                     .flatten()
@@ -152,6 +175,7 @@ pub async fn forward(
                 stale_retried = true;
                 continue;
             }
+            record(true);
             if let Some(pause) = retry_after(Failure::Reset, tries) {
                 drop(lease);
                 backoff(&up.config.name, pause, Failure::Reset, tries).await;
@@ -219,6 +243,7 @@ pub async fn forward(
         match read_response_head(conn, kit, &mut lease, &mut ubuf, response_timeout).await {
             Ok(()) => {
                 let status = kit.resp.status;
+                record(permit.failure_status(status));
                 if let Some(pause) = policy
                     .filter(|p| p.statuses.contains(&status))
                     .and_then(|_| retry_after(Failure::Status(status), tries))
@@ -240,6 +265,7 @@ pub async fn forward(
                     stale_retried = true;
                     continue;
                 }
+                record(true);
                 let failure = match e.kind {
                     ErrorKind::UpstreamTimeout => Some(Failure::Timeout),
                     ErrorKind::UpstreamReset => Some(Failure::Reset),
@@ -370,6 +396,14 @@ pub async fn forward(
     }
     tracing::trace!(peer = %conn.peer, status, "proxied");
     if keep { Next::KeepAlive } else { Next::Close }
+}
+
+/// Answers a request the breaker or the concurrency cap refused: 503 with `Retry-After` and the
+/// breaker's name.
+async fn reply_refused(conn: &mut Conn, kit: &mut Kit, refusal: Refusal, upstream: &str) -> Next {
+    let secs = refusal.retry_after_ms.div_ceil(1000).max(1);
+    let headers = format!("retry-after: {secs}\r\nx-ringway-breaker: {upstream}\r\n");
+    reply_error_with(conn, kit, refusal.error, headers.as_bytes()).await
 }
 
 /// Waits out a retry's backoff.

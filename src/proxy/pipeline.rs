@@ -131,6 +131,16 @@ async fn reply_static(conn: &mut Conn, kit: &mut Kit, r: &respond::RenderedStati
 
 /// Answers `e` for the current request (parsed head in `kit.req`).
 pub async fn reply_error(conn: &mut Conn, kit: &mut Kit, e: GatewayError) -> Next {
+    reply_error_with(conn, kit, e, b"").await
+}
+
+/// [`reply_error`] with extra header lines (`"name: value\r\n"`).
+pub async fn reply_error_with(
+    conn: &mut Conn,
+    kit: &mut Kit,
+    e: GatewayError,
+    headers: &[u8],
+) -> Next {
     let whole = whole_request_len(kit);
     let keep = client_keep_alive(conn, kit) && whole.is_some() && e.kind != ErrorKind::BadPath;
     let mut id = [0u8; 24];
@@ -146,7 +156,7 @@ pub async fn reply_error(conn: &mut Conn, kit: &mut Kit, e: GatewayError) -> Nex
         if e.kind == ErrorKind::MethodNotAllowed || e.kind == ErrorKind::Head(HeadError::Connect) {
             b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
         } else {
-            b""
+            headers
         };
     let req_id = req_id.to_vec();
     let reply = Reply {

@@ -54,6 +54,11 @@ impl Control {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.applied.len()
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }

@@ -76,7 +76,7 @@ impl Shard {
             return;
         }
         let snap = self.control.snapshot();
-        let next = ShardState::new(snap, Some(&self.state.borrow()));
+        let next = ShardState::new(snap, Some(&self.state.borrow()), self.control.shards());
         let generation = next.snap.generation;
         *self.state.borrow_mut() = Rc::new(next);
         self.control.set_applied(self.id, generation);
@@ -154,7 +154,11 @@ pub fn run(
     let shard = Rc::new(Shard {
         id,
         control: control.clone(),
-        state: RefCell::new(Rc::new(ShardState::new(snap.clone(), None))),
+        state: RefCell::new(Rc::new(ShardState::new(
+            snap.clone(),
+            None,
+            control.shards(),
+        ))),
         watchdog: Rc::new(Watchdog::default()),
         pools: Pools::new(http.buffer_size, http.response_buffer_size, POOL_KEEP),
         draining: Cell::new(false),

@@ -5,11 +5,12 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, RouteAction};
+use crate::config::{Config, ConfigError, RouteAction, UpstreamConfig};
 use crate::http::respond::RenderedStatic;
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
-use crate::upstream::health::{Health, health_for};
+use crate::upstream::breaker::Breaker;
+use crate::upstream::health::Health;
 
 pub struct Snapshot {
     pub config: Config,
@@ -18,27 +19,55 @@ pub struct Snapshot {
     pub statics: Vec<Option<RenderedStatic>>,
     /// Health state by upstream index (for upstreams with health checks), shared with the checker.
     pub health: Vec<Option<Arc<Health>>>,
+    /// Circuit breakers by upstream index (node-global, shared by every shard).
+    pub breakers: Vec<Option<Arc<Breaker>>>,
     pub generation: u64,
 }
 
+/// Node-global per-upstream state for a new config: reused from `prev` for each upstream whose
+/// config is unchanged (so a reload neither resets health nor closes an open breaker), else made.
+fn carry<T>(
+    config: &Config,
+    prev: Option<&Snapshot>,
+    field: impl Fn(&Snapshot) -> &Vec<Option<Arc<T>>>,
+    make: impl Fn(&UpstreamConfig) -> Option<T>,
+) -> Vec<Option<Arc<T>>> {
+    config
+        .upstreams
+        .iter()
+        .map(|u| {
+            let old = prev.and_then(|p| {
+                let i = p.config.upstreams.iter().position(|c| c == u)?;
+                field(p).get(i).cloned().flatten()
+            });
+            old.or_else(|| make(u).map(Arc::new))
+        })
+        .collect()
+}
+
 impl Snapshot {
-    /// Builds a snapshot; health state of upstreams unchanged since `prev` carries over.
+    /// Builds a snapshot; node-global state of upstreams unchanged since `prev` carries over.
     pub fn build(
         config: Config,
         generation: u64,
         prev: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
-        let carried: Vec<_> = prev
-            .map(|p| {
-                p.config
-                    .upstreams
-                    .iter()
-                    .cloned()
-                    .zip(p.health.iter().cloned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let health = health_for(&config.upstreams, &carried);
+        let health = carry(
+            &config,
+            prev,
+            |p| &p.health,
+            |u| {
+                u.health_check
+                    .as_ref()
+                    .map(|h| Health::new(u.targets.len(), h.fail_open))
+            },
+        );
+        let breakers = carry(
+            &config,
+            prev,
+            |p| &p.breakers,
+            |u| u.breaker.clone().map(|b| Breaker::new(&u.name, b)),
+        );
         let routes = RouteTable::build(&config)?;
         let statics = config
             .routes
@@ -53,6 +82,7 @@ impl Snapshot {
             routes,
             statics,
             health,
+            breakers,
             generation,
         })
     }
@@ -68,7 +98,8 @@ pub struct ShardState {
 impl ShardState {
     /// Builds the shard state for `snap`, keeping the upstream objects (and their warm pools and
     /// balancer positions) of `prev` whose config did not change.
-    pub fn new(snap: Arc<Snapshot>, prev: Option<&ShardState>) -> ShardState {
+    /// `shards`: how many shards share the node (for per-shard shares of concurrency caps).
+    pub fn new(snap: Arc<Snapshot>, prev: Option<&ShardState>, shards: usize) -> ShardState {
         let upstreams = snap
             .config
             .upstreams
@@ -77,7 +108,14 @@ impl ShardState {
             .map(|(i, u)| {
                 prev.and_then(|p| p.upstreams.iter().find(|old| old.config == *u))
                     .cloned()
-                    .unwrap_or_else(|| Upstream::new(u, snap.health.get(i).cloned().flatten()))
+                    .unwrap_or_else(|| {
+                        Upstream::new(
+                            u,
+                            snap.health.get(i).cloned().flatten(),
+                            snap.breakers.get(i).cloned().flatten(),
+                            shards,
+                        )
+                    })
             })
             .collect();
         ShardState { snap, upstreams }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::config::{HealthCheckConfig, UpstreamConfig};
+use crate::config::HealthCheckConfig;
 use crate::runtime::Control;
 
 /// Health of one upstream's targets, shared by the checker and every shard.
@@ -65,23 +65,6 @@ impl Health {
             }
         }
     }
-}
-
-/// Health state for each upstream of a new config: reused from `prev` for unchanged upstreams.
-pub fn health_for(
-    config: &[UpstreamConfig],
-    prev: &[(UpstreamConfig, Option<Arc<Health>>)],
-) -> Vec<Option<Arc<Health>>> {
-    config
-        .iter()
-        .map(|u| {
-            let hc = u.health_check.as_ref()?;
-            prev.iter()
-                .find(|(c, _)| c == u)
-                .and_then(|(_, h)| h.clone())
-                .or_else(|| Some(Arc::new(Health::new(u.targets.len(), hc.fail_open))))
-        })
-        .collect()
 }
 
 /// Consecutive results of one target.

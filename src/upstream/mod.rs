@@ -8,6 +8,7 @@
 //! Upstream objects survive a config reload when their config is unchanged, so their pools stay warm.
 
 mod balance;
+pub mod breaker;
 mod connect;
 pub mod hash_ring;
 pub mod health;
@@ -23,6 +24,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 pub use balance::{Balancer, request_key};
+pub use breaker::Breaker;
 pub use health::Health;
 pub use pool::{Lease, Pool, SlotGuard};
 
@@ -52,10 +54,67 @@ pub struct Upstream {
     health: Option<Arc<Health>>,
     /// Retry budget of this upstream on this shard.
     pub retry_budget: retry::RetryBudget,
+    /// Node-global circuit breaker, when configured.
+    pub breaker: Option<Arc<Breaker>>,
+    /// This shard's breaker counts and requests in flight.
+    local: breaker::LocalCounts,
+    /// This shard's share of `max_in_flight` (0 = unlimited).
+    in_flight_cap: u32,
+}
+
+/// A request admitted by the breaker and the concurrency cap. Dropping it ends the request.
+pub struct Permit {
+    up: Rc<Upstream>,
+    probe: Cell<bool>,
+}
+
+impl Permit {
+    /// Counts one try's outcome; `failed` per the breaker's rules, `elapsed_ms` for slow calls.
+    pub fn record(&self, failed: bool, elapsed_ms: u64, now: u64) {
+        let Some(b) = self.up.breaker.as_deref() else {
+            return;
+        };
+        let slow = elapsed_ms >= b.config.slow_call_threshold.as_millis() as u64;
+        self.up.local.record(failed, slow);
+        if self.probe.replace(false) {
+            b.probe_result(!failed, now);
+        }
+    }
+
+    /// Whether a response status counts as a failure for the breaker.
+    pub fn failure_status(&self, status: u16) -> bool {
+        self.up
+            .breaker
+            .as_deref()
+            .is_some_and(|b| b.config.failure_statuses.contains(&status))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let n = &self.up.local.in_flight;
+        n.set(n.get().saturating_sub(1));
+        // A probe that ended without an upstream outcome (the client left, a bad request body)
+        // gives its permit back so the breaker does not wait for it forever.
+        if self.probe.get() {
+            b_release_probe(self.up.breaker.as_deref());
+        }
+    }
+}
+
+/// Why a request was refused before reaching the upstream.
+pub struct Refusal {
+    pub error: GatewayError,
+    pub retry_after_ms: u64,
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig, health: Option<Arc<Health>>) -> Rc<Upstream> {
+    pub fn new(
+        config: &UpstreamConfig,
+        health: Option<Arc<Health>>,
+        breaker: Option<Arc<Breaker>>,
+        shards: usize,
+    ) -> Rc<Upstream> {
         let targets = config
             .targets
             .iter()
@@ -82,6 +141,43 @@ impl Upstream {
             balancer,
             health,
             retry_budget: retry::RetryBudget::default(),
+            in_flight_cap: config
+                .breaker
+                .as_ref()
+                .map_or(0, |b| b.max_in_flight.div_ceil(shards.max(1) as u32)),
+            breaker,
+            local: breaker::LocalCounts::default(),
+        })
+    }
+
+    /// Breaker and concurrency-cap check for one request (a relaxed load when closed).
+    pub fn admit(self: &Rc<Self>, now: u64) -> Result<Permit, Refusal> {
+        let mut probe = false;
+        if let Some(b) = self.breaker.as_deref() {
+            match b.admit(now) {
+                breaker::Admit::Yes { probe: p } => probe = p,
+                breaker::Admit::No { retry_after_ms } => {
+                    return Err(Refusal {
+                        error: GatewayError::new(ErrorKind::CircuitOpen),
+                        retry_after_ms,
+                    });
+                }
+            }
+        }
+        let n = self.local.in_flight.get();
+        if self.in_flight_cap != 0 && n >= self.in_flight_cap {
+            if probe {
+                b_release_probe(self.breaker.as_deref());
+            }
+            return Err(Refusal {
+                error: GatewayError::new(ErrorKind::ConcurrencyLimit),
+                retry_after_ms: 1000,
+            });
+        }
+        self.local.in_flight.set(n + 1);
+        Ok(Permit {
+            up: self.clone(),
+            probe: Cell::new(probe),
         })
     }
 
@@ -158,8 +254,11 @@ impl Upstream {
         }
     }
 
-    /// Tick: pool expiry and dead-connection checks.
+    /// Tick: pool expiry and dead-connection checks, breaker counts published and rules evaluated.
     pub fn maintain(&self, now: u64) {
+        if let Some(b) = self.breaker.as_deref() {
+            b.tick(&self.local, now);
+        }
         for t in &self.targets {
             t.pool.maintain(now);
         }
@@ -170,6 +269,13 @@ impl Upstream {
         for t in &self.targets {
             t.pool.clear();
         }
+    }
+}
+
+/// A probe permit taken but not used (the request was refused by the concurrency cap) goes back.
+fn b_release_probe(b: Option<&Breaker>) {
+    if let Some(b) = b {
+        b.release_probe();
     }
 }
 
