@@ -7,6 +7,7 @@
 mod raw;
 pub mod units;
 mod validate;
+mod validate_upstream;
 
 use std::net::SocketAddr;
 use std::path::Path;
