@@ -44,14 +44,14 @@ pub async fn forward(
     // 0. Circuit breaker and concurrency cap (while the breaker is open, the route's fallback
     //    upstream serves, if it has one).
     let primary = state.upstreams[action.upstream].clone();
-    let (up, permit) = match primary.admit(now_ms()) {
+    let (up, permit) = match primary.admit() {
         Ok(p) => (primary, p),
         Err(refusal) => {
             let fallback = action
                 .fallback_upstream
                 .filter(|_| refusal.error.kind == ErrorKind::CircuitOpen)
                 .map(|i| state.upstreams[i].clone());
-            match fallback.map(|fb| fb.admit(now_ms()).map(|p| (fb, p))) {
+            match fallback.map(|fb| fb.admit().map(|p| (fb, p))) {
                 Some(Ok(x)) => x,
                 _ => return reply_refused(conn, kit, refusal, &primary.config.name).await,
             }
@@ -105,11 +105,8 @@ pub async fn forward(
     let mut exclude = None;
     let mut stale_retried = false;
     let (mut lease, ubuf) = loop {
-        let try_start = now_ms();
-        let record = |failed: bool| {
-            let now = now_ms();
-            permit.record(failed, now.saturating_sub(try_start), now);
-        };
+        let try_start = permit.try_started();
+        let record = |failed: bool| permit.record(failed, try_start);
         // 2. A connection.
         let mut lease = match up.checkout(&conn.watch, hash, exclude).await {
             Ok(l) => l,

@@ -19,6 +19,7 @@ use std::rc::Rc;
 
 use super::Target;
 use super::hash_ring::{HashRing, hash64};
+use super::rng::Rng;
 use crate::config::{Balance, HashKey};
 use crate::http::RequestHead;
 use crate::http::headers::{HeaderKind, trim_ows};
@@ -32,7 +33,7 @@ pub struct Balancer {
     scores: RefCell<Vec<i64>>,
     total_weight: i64,
     cursor: Cell<usize>,
-    rng: Cell<u64>,
+    rng: Rng,
     ring: Option<HashRing>,
 }
 
@@ -46,16 +47,12 @@ impl Balancer {
                     .collect::<Vec<_>>(),
             )
         });
-        // Seed per balancer so shards do not walk the same random sequence.
-        let seed = hash64(
-            &(targets.as_ptr() as usize as u64 ^ crate::runtime::watchdog::now_ms()).to_le_bytes(),
-        ) | 1;
         Balancer {
             kind,
             scores: RefCell::new(vec![0; targets.len()]),
             total_weight: targets.iter().map(|t| i64::from(t.weight)).sum(),
             cursor: Cell::new(0),
-            rng: Cell::new(seed),
+            rng: Rng::default(),
             ring,
         }
     }
@@ -114,7 +111,7 @@ impl Balancer {
             let a = self.random(targets, &skip);
             let mut b = self.random(targets, &skip);
             if b == a {
-                b = (a + 1 + (self.next_rand() as usize % (n - 1))) % n;
+                b = (a + 1 + (self.rng.next() as usize % (n - 1))) % n;
                 if skip(b) {
                     b = a;
                 }
@@ -136,7 +133,7 @@ impl Balancer {
     fn random(&self, targets: &[Rc<Target>], skip: impl Fn(usize) -> bool) -> usize {
         let total = self.total_weight.max(1) as u64;
         for _ in 0..4 {
-            let mut r = (self.next_rand() % total) as i64;
+            let mut r = (self.rng.next() % total) as i64;
             for (i, t) in targets.iter().enumerate() {
                 r -= i64::from(t.weight);
                 if r < 0 {
@@ -148,16 +145,6 @@ impl Balancer {
             }
         }
         (0..targets.len()).find(|&i| !skip(i)).unwrap_or(0)
-    }
-
-    fn next_rand(&self) -> u64 {
-        // xorshift64*
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod hash_ring;
 pub mod health;
 pub mod pool;
 pub mod retry;
+mod rng;
 
 use std::cell::Cell;
 use std::future::poll_fn;
@@ -30,7 +31,7 @@ pub use pool::{Lease, Pool, SlotGuard};
 
 use crate::config::UpstreamConfig;
 use crate::error::{ErrorKind, GatewayError};
-use crate::runtime::watchdog::Watch;
+use crate::runtime::watchdog::{Watch, now_ms};
 
 /// One target of an upstream, on one shard.
 pub struct Target {
@@ -69,12 +70,23 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// Counts one try's outcome; `failed` per the breaker's rules, `elapsed_ms` for slow calls.
-    pub fn record(&self, failed: bool, elapsed_ms: u64, now: u64) {
+    /// Start time of a try, for slow-call accounting (0, and no clock read, without a breaker).
+    pub fn try_started(&self) -> u64 {
+        if self.up.breaker.is_some() {
+            now_ms()
+        } else {
+            0
+        }
+    }
+
+    /// Counts one try's outcome; `failed` per the breaker's rules, `started` from
+    /// [`Permit::try_started`].
+    pub fn record(&self, failed: bool, started: u64) {
         let Some(b) = self.up.breaker.as_deref() else {
             return;
         };
-        let slow = elapsed_ms >= b.config.slow_call_threshold.as_millis() as u64;
+        let now = now_ms();
+        let slow = now.saturating_sub(started) >= b.config.slow_call_threshold.as_millis() as u64;
         self.up.local.record(failed, slow);
         if self.probe.replace(false) {
             b.probe_result(!failed, now);
@@ -151,10 +163,10 @@ impl Upstream {
     }
 
     /// Breaker and concurrency-cap check for one request (a relaxed load when closed).
-    pub fn admit(self: &Rc<Self>, now: u64) -> Result<Permit, Refusal> {
+    pub fn admit(self: &Rc<Self>) -> Result<Permit, Refusal> {
         let mut probe = false;
         if let Some(b) = self.breaker.as_deref() {
-            match b.admit(now) {
+            match b.admit(now_ms()) {
                 breaker::Admit::Yes { probe: p } => probe = p,
                 breaker::Admit::No { retry_after_ms } => {
                     return Err(Refusal {

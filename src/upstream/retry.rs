@@ -15,6 +15,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
+use super::rng::Rng;
 use crate::config::RetryConfig;
 use crate::runtime::watchdog::now_ms;
 
@@ -33,7 +34,7 @@ pub struct RetryBudget {
     window: Cell<u64>,
     requests: Cell<u32>,
     retries: Cell<u32>,
-    rng: Cell<u64>,
+    rng: Rng,
 }
 
 impl RetryBudget {
@@ -62,21 +63,6 @@ impl RetryBudget {
         self.retries.set(self.retries.get() + 1);
         true
     }
-
-    fn jitter(&self, max_ms: u64) -> u64 {
-        if max_ms == 0 {
-            return 0;
-        }
-        let mut x = self.rng.get();
-        if x == 0 {
-            x = now_ms() | 1;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.set(x);
-        x % (max_ms + 1)
-    }
 }
 
 /// Whether to retry after `failure` on try number `tries` (0 = the first), and after what pause.
@@ -103,7 +89,7 @@ pub fn decide(
     }
     let base = cfg.backoff_base.as_millis() as u64;
     let cap = (base.saturating_mul(1 << tries.min(20))).min(cfg.backoff_max.as_millis() as u64);
-    Some(Duration::from_millis(budget.jitter(cap)))
+    Some(Duration::from_millis(budget.rng.below_or_eq(cap)))
 }
 
 #[cfg(test)]
