@@ -19,7 +19,7 @@ use monoio::io::AsyncReadRent;
 
 use crate::config::{ProxyAction, RouteConfig};
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::buf::{Buf, Gather, StaticBytes, write_gather};
+use crate::http::buf::{Buf, StaticBytes};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::rewrite::{self, RequestRewrite, ResponseRewrite};
 use crate::http::{Framing, Method, parse_response};
@@ -31,7 +31,7 @@ use crate::upstream::{Lease, Refusal, request_key};
 
 use super::conn::Conn;
 use super::pipeline::{Next, Upgraded, client_keep_alive, reply_error, reply_error_with};
-use super::relay::{Body, Ends, RelayError, relay};
+use super::relay::{Body, Ends, RelayError, relay, send};
 
 pub async fn forward(
     conn: &mut Conn,
@@ -142,26 +142,28 @@ pub async fn forward(
         }
 
         // 3. Head and buffered body.
+        // The head is laid out during the write, which borrows the lease mutably.
+        let upstream_target = lease.target.clone();
         let rw = RequestRewrite {
             client_ip: conn.peer.ip(),
             via: http.via.as_deref(),
             forwarded_headers: http.forwarded_headers,
             path_rewrite: action.rewrite_prefix.as_deref().map(|r| (matched, r)),
             upstream_host: action.upstream_host.as_deref(),
-            fallback_host: &lease.target.name,
+            fallback_host: &upstream_target.name,
             body_prefix: prefix,
         };
-        let mut g = std::mem::take(&mut kit.g);
-        g.main = std::mem::take(&mut kit.buf);
-        rewrite::request_head(&mut g, &kit.req, &rw);
-        let (res, mut g) = {
-            let _armed = conn
-                .watch
-                .arm(up_fd, Shut::Both, now_ms() + response_timeout);
-            write_gather(lease.stream(), g).await
-        };
-        kit.buf = std::mem::take(&mut g.main);
-        kit.g = g;
+        let req = &kit.req;
+        let res = send(
+            lease.stream(),
+            up_fd,
+            response_timeout,
+            &conn.watch,
+            &mut kit.g,
+            &mut kit.buf,
+            |g| rewrite::request_head(g, req, &rw),
+        )
+        .await;
         if let Err(e) = res {
             if conn.watch.fired() {
                 return reply_error(conn, kit, GatewayError::new(ErrorKind::UpstreamTimeout)).await;
@@ -331,21 +333,24 @@ pub async fn forward(
         dechunk,
         body_prefix: if dechunk { 0 } else { body_prefix },
     };
-    let mut g: Gather = std::mem::take(&mut kit.g);
-    g.main = ubuf;
-    rewrite::response_head(&mut g, &kit.resp, &rw);
-    for &(s, e) in &ranges {
-        g.push_main(resp_len + s, resp_len + e);
-    }
     let client_timeout = http.body_timeout.as_millis() as u64;
-    let (res, mut g) = {
-        let _armed = conn
-            .watch
-            .arm(conn.fd, Shut::Both, now_ms() + client_timeout);
-        write_gather(&mut conn.stream, g).await
-    };
-    let mut ubuf: Buf = std::mem::take(&mut g.main);
-    kit.g = g;
+    let mut ubuf = ubuf;
+    let resp = &kit.resp;
+    let res = send(
+        &mut conn.stream,
+        conn.fd,
+        client_timeout,
+        &conn.watch,
+        &mut kit.g,
+        &mut ubuf,
+        |g| {
+            rewrite::response_head(g, resp, &rw);
+            for &(s, e) in &ranges {
+                g.push_main(resp_len + s, resp_len + e);
+            }
+        },
+    )
+    .await;
     let status = kit.resp.status;
     let upstream_close = kit.resp.close;
     if res.is_err() {
@@ -478,14 +483,21 @@ async fn relay_interim(
     ubuf: &mut Buf,
     len: usize,
 ) -> Result<(), GatewayError> {
-    let mut g = std::mem::take(&mut kit.g);
-    g.reset();
-    g.main = std::mem::take(ubuf);
-    g.push_main(0, len);
-    let (res, mut g) = write_gather(&mut conn.stream, g).await;
-    *ubuf = std::mem::take(&mut g.main);
-    kit.g = g;
-    res.map_err(|_| GatewayError::new(ErrorKind::ClientGone))
+    let timeout = conn.shard.state().snap.config.http.body_timeout.as_millis() as u64;
+    send(
+        &mut conn.stream,
+        conn.fd,
+        timeout,
+        &conn.watch,
+        &mut kit.g,
+        ubuf,
+        |g| {
+            g.reset();
+            g.push_main(0, len);
+        },
+    )
+    .await
+    .map_err(|_| GatewayError::new(ErrorKind::ClientGone))
 }
 
 /// 101 from upstream: forward it, then hand both sockets to the tunnel.
@@ -519,12 +531,19 @@ async fn switch_protocols(
         dechunk: false,
         body_prefix: rest,
     };
-    let mut g = std::mem::take(&mut kit.g);
-    g.main = ubuf;
-    rewrite::response_head(&mut g, &kit.resp, &rw);
-    let (res, mut g) = write_gather(&mut conn.stream, g).await;
-    let ubuf = std::mem::take(&mut g.main);
-    kit.g = g;
+    let mut ubuf = ubuf;
+    let timeout = conn.shard.state().snap.config.http.body_timeout.as_millis() as u64;
+    let resp = &kit.resp;
+    let res = send(
+        &mut conn.stream,
+        conn.fd,
+        timeout,
+        &conn.watch,
+        &mut kit.g,
+        &mut ubuf,
+        |g| rewrite::response_head(g, resp, &rw),
+    )
+    .await;
     conn.shard.pools.put_buf(ubuf);
     if res.is_err() {
         return Next::Close;

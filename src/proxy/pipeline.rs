@@ -12,16 +12,15 @@
 
 use crate::config::{RouteAction, RouteConfig};
 use crate::error::{ErrorKind, GatewayError, Side};
-use crate::http::buf::write_gather;
 use crate::http::respond::{self, Reply};
 use crate::http::{Framing, HeadError};
 use crate::route::{Lookup, has_dot_segment};
 use crate::runtime::pools::Kit;
-use crate::runtime::watchdog::{Shut, now_ms};
 use crate::upstream::{Lease, SlotGuard};
 
 use super::conn::Conn;
 use super::forward;
+use super::relay::send;
 
 /// What the connection does after a request.
 pub enum Next {
@@ -202,17 +201,20 @@ pub async fn refuse_head(conn: &mut Conn, kit: &mut Kit, e: GatewayError) {
     kit.buf.clear();
 }
 
-/// Writes `kit.g` (extra bytes only) to the client under the body timeout.
+/// Writes the reply already laid out in `kit.g` to the client under the body timeout.
 async fn write_reply(conn: &mut Conn, kit: &mut Kit) -> bool {
-    let state = conn.shard.state();
-    let timeout = state.snap.config.http.body_timeout.as_millis() as u64;
-    let g = std::mem::take(&mut kit.g);
-    let (res, g) = {
-        let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + timeout);
-        write_gather(&mut conn.stream, g).await
-    };
-    kit.g = g;
-    res.is_ok()
+    let timeout = conn.shard.state().snap.config.http.body_timeout.as_millis() as u64;
+    send(
+        &mut conn.stream,
+        conn.fd,
+        timeout,
+        &conn.watch,
+        &mut kit.g,
+        &mut kit.buf,
+        |_| {},
+    )
+    .await
+    .is_ok()
 }
 
 /// Consumes the request from the buffer when the connection stays open.

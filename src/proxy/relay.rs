@@ -98,6 +98,30 @@ pub struct Ends<'a> {
     pub dst_timeout_ms: u64,
 }
 
+/// Writes bytes of `buf`, laid out in the gather list `g` by `layout` (a rewritten head, body
+/// ranges), in one vectored write: `buf` is lent to the gather for the write and comes back with it.
+/// The write is armed with a stall deadline of `timeout_ms` on `fd`. An empty layout writes nothing.
+pub async fn send(
+    dst: &mut TcpStream,
+    fd: RawFd,
+    timeout_ms: u64,
+    watch: &Watch,
+    g: &mut Gather,
+    buf: &mut Buf,
+    layout: impl FnOnce(&mut Gather),
+) -> io::Result<()> {
+    let mut out = std::mem::take(g);
+    out.main = std::mem::take(buf);
+    layout(&mut out);
+    let (res, mut out) = {
+        let _armed = watch.arm(fd, Shut::Both, now_ms() + timeout_ms);
+        write_gather(dst, out).await
+    };
+    *buf = std::mem::take(&mut out.main);
+    *g = out;
+    res
+}
+
 /// Relays the rest of `body` from `ends.src` to `ends.dst`. `buf` may hold body bytes already read.
 /// `dechunk`: remove chunked framing. `limit`: most data bytes of a chunked body.
 pub async fn relay(
@@ -120,25 +144,25 @@ pub async fn relay(
                 return Err(RelayError::TooLarge);
             }
             if consumed > 0 {
-                let mut out = std::mem::take(g);
-                out.reset();
-                out.main = std::mem::take(buf);
-                if dechunk {
-                    for &(s, e) in &ranges {
-                        out.push_main(s, e);
-                    }
-                } else {
-                    out.push_main(0, consumed);
-                }
-                let res = if out.is_empty() {
-                    (Ok(()), out)
-                } else {
-                    let _armed = watch.arm(ends.dst_fd, Shut::Both, now_ms() + ends.dst_timeout_ms);
-                    write_gather(ends.dst, out).await
-                };
-                let (res, mut out) = res;
-                *buf = std::mem::take(&mut out.main);
-                *g = out;
+                let res = send(
+                    ends.dst,
+                    ends.dst_fd,
+                    ends.dst_timeout_ms,
+                    watch,
+                    g,
+                    buf,
+                    |out| {
+                        out.reset();
+                        if dechunk {
+                            for &(s, e) in &ranges {
+                                out.push_main(s, e);
+                            }
+                        } else {
+                            out.push_main(0, consumed);
+                        }
+                    },
+                )
+                .await;
                 if let Err(e) = res {
                     return Err(if watch.fired() {
                         RelayError::DstTimeout
