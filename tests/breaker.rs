@@ -38,15 +38,8 @@ fn config(up: SocketAddr, breaker: &str, extra: &str) -> String {
 
 const BREAKER: &str = "consecutive_failures = 5\nfailure_statuses = [500]\nopen_duration = \"400ms\"\nmax_open_duration = \"2s\"\nhalf_open_probes = 2";
 
-/// GETs on new connections (so the kernel spreads them over both shards) until `pred` holds.
 fn until(at: SocketAddr, pred: impl Fn(&Response) -> bool) -> Response {
-    let t = Instant::now();
-    loop {
-        let r = get(at, "/");
-        if pred(&r) || t.elapsed() > IO_TIMEOUT {
-            return r;
-        }
-    }
+    get_until(at, 1, pred).expect("condition not reached in time")
 }
 
 both_drivers!(trips_on_every_shard_and_recovers, |d| {

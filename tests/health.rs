@@ -38,23 +38,8 @@ fn config(a: SocketAddr, b: SocketAddr, fail_open: bool) -> String {
     )
 }
 
-/// Polls until `n` consecutive requests satisfy `ok` (bounded by IO_TIMEOUT).
 fn until(at: SocketAddr, n: usize, ok: impl Fn(&Response) -> bool) -> bool {
-    let t = Instant::now();
-    let mut streak = 0;
-    while t.elapsed() < IO_TIMEOUT {
-        if ok(&get(at, "/")) {
-            streak += 1;
-            if streak == n {
-                return true;
-            }
-        } else {
-            streak = 0;
-            // The checker runs every 20 ms; poll at a matching pace.
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    false
+    get_until(at, n, ok).is_some()
 }
 
 both_drivers!(unhealthy_target_leaves_and_returns, |d| {

@@ -512,6 +512,31 @@ pub fn raw_request(addr: SocketAddr, bytes: &[u8]) -> Option<Response> {
     c.response(bytes.starts_with(b"HEAD "))
 }
 
+/// GETs `/` on new connections (the kernel spreads them over the shards) until `in_a_row`
+/// consecutive responses satisfy `pred`; returns the last of them, or `None` after IO_TIMEOUT.
+/// Between misses it waits 10 ms: what it waits for (a health check, a breaker) runs on a timer.
+pub fn get_until(
+    at: SocketAddr,
+    in_a_row: usize,
+    pred: impl Fn(&Response) -> bool,
+) -> Option<Response> {
+    let t = std::time::Instant::now();
+    let mut streak = 0;
+    while t.elapsed() < IO_TIMEOUT {
+        let r = get(at, "/");
+        if pred(&r) {
+            streak += 1;
+            if streak == in_a_row {
+                return Some(r);
+            }
+        } else {
+            streak = 0;
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    None
+}
+
 /// One GET on a new connection.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     Client::connect(addr).get(path)
