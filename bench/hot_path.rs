@@ -117,6 +117,7 @@ fn rewrite(c: &mut Criterion) {
     g.main.extend_from_slice(NGINX_RESPONSE);
     parse_response(g.main.data(), false, &mut resp).unwrap();
     let rrw = ResponseRewrite {
+        extra: b"",
         keep_alive: true,
         client_http10: false,
         dechunk: false,

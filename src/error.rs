@@ -59,6 +59,10 @@ pub enum ErrorKind {
     ConcurrencyLimit,
     /// 503: the gateway is shutting down.
     ShuttingDown,
+    /// 429: a rate limit of the route refused the request.
+    RateLimited,
+    /// 429: the caller has too many requests in flight on the route.
+    TooManyConcurrent,
 }
 
 /// A request-path error: a kind, plus the I/O error behind it when there is one (for logs).
@@ -109,6 +113,7 @@ impl GatewayError {
             | ErrorKind::CircuitOpen
             | ErrorKind::ConcurrencyLimit
             | ErrorKind::ShuttingDown => 503,
+            ErrorKind::RateLimited | ErrorKind::TooManyConcurrent => 429,
         }
     }
 
@@ -145,6 +150,8 @@ impl GatewayError {
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::ConcurrencyLimit => "concurrency_limit",
             ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::TooManyConcurrent => "too_many_concurrent_requests",
         }
     }
 
@@ -170,6 +177,8 @@ impl GatewayError {
             ErrorKind::CircuitOpen => "the upstream's circuit breaker is open",
             ErrorKind::ConcurrencyLimit => "too many requests in flight to the upstream",
             ErrorKind::ShuttingDown => "gateway is shutting down",
+            ErrorKind::RateLimited => "rate limit exceeded",
+            ErrorKind::TooManyConcurrent => "too many requests in flight for this caller",
         }
     }
 
@@ -183,7 +192,9 @@ impl GatewayError {
             | ErrorKind::BodyTimeout
             | ErrorKind::RouteNotFound
             | ErrorKind::MethodNotAllowed
-            | ErrorKind::ClientGone => Side::Client,
+            | ErrorKind::ClientGone
+            | ErrorKind::RateLimited
+            | ErrorKind::TooManyConcurrent => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset

@@ -19,6 +19,7 @@ pub mod check;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limit;
 pub mod proxy;
 pub mod route;
 pub mod runtime;

@@ -4,6 +4,7 @@
 //! name the field (`routes[2].upstream`) and the reason. Loading also resolves upstream host names
 //! (blocking DNS happens here, on the control thread, never on an event loop).
 
+pub mod limits;
 mod raw;
 pub mod units;
 mod validate;
@@ -13,6 +14,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use limits::{
+    ConcurrencyLimitConfig, LimitAlgorithm, LimitKey, RateLimitConfig, RouteLimitsConfig,
+};
 pub use raw::RawConfig;
 
 use crate::http::Method;
@@ -225,6 +229,8 @@ pub struct RouteConfig {
     pub methods: Vec<Method>,
     pub max_body_size: u64,
     pub retry_non_idempotent: bool,
+    /// Rate and concurrency limits (empty = none).
+    pub limits: RouteLimitsConfig,
     pub action: RouteAction,
 }
 

@@ -224,6 +224,39 @@ pub struct RawRoute {
     pub fallback_upstream: Option<String>,
     /// Fixed response for a static route.
     pub respond: Option<RawRespond>,
+    /// Request-rate limits; all must admit a request (e.g. 10/s and 1000/h).
+    pub rate_limits: Option<Vec<RawRateLimit>>,
+    /// Limits on requests in flight per key.
+    pub concurrency_limits: Option<Vec<RawConcurrencyLimit>>,
+    /// Send RateLimit-Limit/-Remaining/-Reset on the route's responses (default true).
+    pub rate_limit_headers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// `client_ip` (default), `path`, `route` or `header:NAME`.
+    pub key: Option<String>,
+    /// `token_bucket` (default) or `sliding_window`.
+    pub algorithm: Option<String>,
+    /// Requests allowed per `per`.
+    pub limit: Option<u64>,
+    /// `second`, `minute`, `hour`, `day` or a duration such as `"10s"`.
+    pub per: Option<String>,
+    /// Token bucket only: most requests at once (default `limit`).
+    pub burst: Option<u64>,
+    /// Keys tracked at once; beyond, the least recently used idle key is forgotten.
+    pub max_keys: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConcurrencyLimit {
+    /// As for rate limits.
+    pub key: Option<String>,
+    /// Requests in flight per key.
+    pub max: Option<u32>,
+    pub max_keys: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

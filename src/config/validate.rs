@@ -355,6 +355,12 @@ fn route(
             "only applies to proxy routes",
         ));
     }
+    let limits = limits::route_limits(
+        &f,
+        r.rate_limits,
+        r.concurrency_limits,
+        r.rate_limit_headers,
+    )?;
     let action = match (r.upstream, r.respond) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::invalid(
@@ -441,6 +447,7 @@ fn route(
         methods,
         max_body_size,
         retry_non_idempotent,
+        limits,
         action,
     })
 }
@@ -498,7 +505,7 @@ pub(crate) fn check_header_value(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

@@ -144,11 +144,12 @@ impl RenderedStatic {
         self.status
     }
 
-    /// Renders into `g` (which must be reset).
-    pub fn render(&self, g: &mut Gather, reply: Reply) {
+    /// Renders into `g` (which must be reset), with `extra` header lines.
+    pub fn render(&self, g: &mut Gather, reply: Reply, extra: &[u8]) {
         g.reset();
         let from = g.begin_extra();
         g.extra.extend_from_slice(&self.head);
+        g.extra.extend_from_slice(extra);
         connection(&mut g.extra, reply);
         g.extra.extend_from_slice(b"\r\n");
         if !reply.head_only {

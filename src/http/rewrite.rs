@@ -137,7 +137,9 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
 }
 
 /// What the response rewrite needs to know about the client side.
-pub struct ResponseRewrite {
+pub struct ResponseRewrite<'a> {
+    /// Header lines the gateway adds (`"name: value\r\n"`, e.g. RateLimit-*).
+    pub extra: &'a [u8],
     /// Keep the client connection open after this response.
     pub keep_alive: bool,
     pub client_http10: bool,
@@ -172,6 +174,7 @@ pub fn response_head(g: &mut Gather, resp: &ResponseHead, rw: &ResponseRewrite) 
         h.drop || (dechunk && h.kind == HeaderKind::TransferEncoding)
     });
     let from = g.begin_extra();
+    g.extra.extend_from_slice(rw.extra);
     if resp.status != 101 {
         if !rw.keep_alive {
             g.extra.extend_from_slice(b"connection: close\r\n");

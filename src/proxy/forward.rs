@@ -328,6 +328,7 @@ pub async fn forward(
         }
     };
     let rw = ResponseRewrite {
+        extra: &kit.limit_headers,
         keep_alive: keep,
         client_http10: kit.req.http10,
         dechunk,
@@ -526,6 +527,7 @@ async fn switch_protocols(
     let resp_len = kit.resp.len;
     let rest = ubuf.len() - resp_len;
     let rw = ResponseRewrite {
+        extra: &kit.limit_headers,
         keep_alive: true,
         client_http10: false,
         dechunk: false,

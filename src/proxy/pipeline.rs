@@ -2,13 +2,15 @@
 //!
 //! 1. route the request (host → path → method) in the snapshot's compiled table;
 //! 2. check the route's limits (body size);
-//! 3. answer from a static route, or forward to the route's upstream ([`super::forward`]);
-//! 4. decide whether the client connection stays open.
+//! 3. rate and concurrency limits of the route (`crate::limit`): 429 when one refuses;
+//! 4. answer from a static route, or forward to the route's upstream ([`super::forward`]), whose
+//!    circuit breaker and concurrency cap come first;
+//! 5. decide whether the client connection stays open.
 //!
 //! Every failure becomes a [`GatewayError`] and is answered here, by [`reply_error`], with the status
 //! and JSON body from `crate::error`, an `x-request-id`, and a log line.
 //!
-//! Later policy stages (auth, rate limits, breakers) slot in between 2 and 3 with the same shape.
+//! Later policy stages (auth, subscriptions) slot in before 3 with the same shape.
 
 use crate::config::{RouteAction, RouteConfig};
 use crate::error::{ErrorKind, GatewayError, Side};
@@ -51,6 +53,7 @@ impl Upgraded {
 /// Serves one parsed request.
 pub async fn handle(conn: &mut Conn, kit: &mut Kit) -> Next {
     let state = conn.shard.state();
+    kit.limit_headers.clear();
     let data = kit.buf.data();
     let req = &kit.req;
 
@@ -78,7 +81,28 @@ pub async fn handle(conn: &mut Conn, kit: &mut Kit) -> Next {
         }
     }
 
-    // 3. Answer.
+    // 3. Rate and concurrency limits; the guard holds the request's concurrency slots.
+    let _limits = match &state.limits[route_idx] {
+        None => None,
+        Some(l) => {
+            let now = crate::limit::clock_ns();
+            match l.check(req, data, conn.peer.ip(), now, &mut kit.limit_headers) {
+                Ok(guard) => Some(guard),
+                Err(refused) => {
+                    let mut headers = Vec::with_capacity(24);
+                    headers.extend_from_slice(b"retry-after: ");
+                    headers.extend_from_slice(
+                        itoa::Buffer::new().format(refused.retry_after_s).as_bytes(),
+                    );
+                    headers.extend_from_slice(b"\r\n");
+                    let e = GatewayError::new(refused.kind);
+                    return reply_error_with(conn, kit, e, &headers).await;
+                }
+            }
+        }
+    };
+
+    // 4. Answer.
     match &route.action {
         RouteAction::Respond(_) => match &state.snap.statics[route_idx] {
             Some(r) => reply_static(conn, kit, r).await,
@@ -120,7 +144,7 @@ async fn reply_static(conn: &mut Conn, kit: &mut Kit, r: &respond::RenderedStati
         keep_alive_10: kit.req.keep_alive_10,
         head_only: kit.req.method == crate::http::Method::Head,
     };
-    r.render(&mut kit.g, reply);
+    r.render(&mut kit.g, reply, &kit.limit_headers);
     if !write_reply(conn, kit).await {
         return Next::Close;
     }
@@ -151,12 +175,13 @@ pub async fn reply_error_with(
         }
     };
     log_error(conn, &e, req_id);
-    let allow: &[u8] =
-        if e.kind == ErrorKind::MethodNotAllowed || e.kind == ErrorKind::Head(HeadError::Connect) {
-            b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
-        } else {
-            headers
-        };
+    let mut extra = Vec::with_capacity(headers.len() + kit.limit_headers.len());
+    if e.kind == ErrorKind::MethodNotAllowed || e.kind == ErrorKind::Head(HeadError::Connect) {
+        extra.extend_from_slice(b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
+    } else {
+        extra.extend_from_slice(headers);
+    }
+    extra.extend_from_slice(&kit.limit_headers);
     let req_id = req_id.to_vec();
     let reply = Reply {
         close: !keep,
@@ -169,7 +194,7 @@ pub async fn reply_error_with(
         e.code(),
         e.message(),
         &req_id,
-        allow,
+        &extra,
         reply,
     );
     if !write_reply(conn, kit).await {

@@ -20,6 +20,8 @@ pub struct Kit {
     pub g: Gather,
     pub req: RequestHead,
     pub resp: ResponseHead,
+    /// Header lines added to the current request's response (RateLimit-*); cleared per request.
+    pub limit_headers: Vec<u8>,
 }
 
 pub struct Pools {

@@ -104,9 +104,14 @@ impl Shard {
             close_all: draining && now >= self.control.drain_deadline(),
         };
         self.watchdog.sweep(now, mode);
-        for u in self.state.borrow().upstreams.iter() {
+        let state = self.state.borrow();
+        for u in state.upstreams.iter() {
             u.maintain(now);
         }
+        for l in state.limits.iter().flatten() {
+            l.tick(now * 1_000_000);
+        }
+        drop(state);
         let open = self.watchdog.len();
         self.control.set_connections(self.id, open);
         if now.saturating_sub(self.last_collect.get()) >= COLLECT_EVERY_MS {

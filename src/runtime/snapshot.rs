@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, RouteAction, UpstreamConfig};
 use crate::http::respond::RenderedStatic;
+use crate::limit::{NodeRouteLimits, RouteLimits};
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
 use crate::upstream::breaker::Breaker;
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub health: Vec<Option<Arc<Health>>>,
     /// Circuit breakers by upstream index (node-global, shared by every shard).
     pub breakers: Vec<Option<Arc<Breaker>>>,
+    /// Rate and concurrency limit tables by route index (node-global).
+    pub limits: Vec<Option<Arc<NodeRouteLimits>>>,
     pub generation: u64,
 }
 
@@ -68,6 +71,22 @@ impl Snapshot {
             |p| &p.breakers,
             |u| u.breaker.clone().map(|b| Breaker::new(&u.name, b)),
         );
+        // A route keeps its limit tables (and what callers have spent) across a reload while its
+        // name and limits are unchanged.
+        let limits = config
+            .routes
+            .iter()
+            .map(|r| {
+                if r.limits.is_empty() {
+                    return None;
+                }
+                let old = prev.and_then(|p| {
+                    let i = p.config.routes.iter().position(|o| o.name == r.name)?;
+                    p.limits[i].clone().filter(|l| l.config == r.limits)
+                });
+                Some(old.unwrap_or_else(|| Arc::new(NodeRouteLimits::new(&r.limits))))
+            })
+            .collect();
         let routes = RouteTable::build(&config)?;
         let statics = config
             .routes
@@ -83,6 +102,7 @@ impl Snapshot {
             statics,
             health,
             breakers,
+            limits,
             generation,
         })
     }
@@ -93,6 +113,8 @@ pub struct ShardState {
     pub snap: Arc<Snapshot>,
     /// By upstream index of `snap.config.upstreams`.
     pub upstreams: Vec<Rc<Upstream>>,
+    /// This shard's leases of the route limits, by route index.
+    pub limits: Vec<Option<Rc<RouteLimits>>>,
 }
 
 impl ShardState {
@@ -118,6 +140,25 @@ impl ShardState {
                     })
             })
             .collect();
-        ShardState { snap, upstreams }
+        let limits = snap
+            .limits
+            .iter()
+            .map(|l| {
+                let node = l.as_ref()?;
+                let same = prev
+                    .into_iter()
+                    .flat_map(|p| p.limits.iter().flatten())
+                    .find(|old| Arc::ptr_eq(&old.node, node));
+                Some(
+                    same.cloned()
+                        .unwrap_or_else(|| Rc::new(RouteLimits::new(node.clone(), shards))),
+                )
+            })
+            .collect();
+        ShardState {
+            snap,
+            upstreams,
+            limits,
+        }
     }
 }
