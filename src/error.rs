@@ -57,6 +57,8 @@ pub enum ErrorKind {
     CircuitOpen,
     /// 503: the upstream's `max_in_flight` is reached.
     ConcurrencyLimit,
+    /// 503: `max_pending` requests already wait for an upstream connection.
+    PendingLimit,
     /// 503: the gateway is shutting down.
     ShuttingDown,
     /// 429: a rate limit of the route refused the request.
@@ -112,6 +114,7 @@ impl GatewayError {
             | ErrorKind::NoHealthyUpstream
             | ErrorKind::CircuitOpen
             | ErrorKind::ConcurrencyLimit
+            | ErrorKind::PendingLimit
             | ErrorKind::ShuttingDown => 503,
             ErrorKind::RateLimited | ErrorKind::TooManyConcurrent => 429,
         }
@@ -149,6 +152,7 @@ impl GatewayError {
             ErrorKind::NoHealthyUpstream => "no_healthy_upstream",
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::ConcurrencyLimit => "concurrency_limit",
+            ErrorKind::PendingLimit => "pending_limit",
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooManyConcurrent => "too_many_concurrent_requests",
@@ -176,6 +180,7 @@ impl GatewayError {
             ErrorKind::NoHealthyUpstream => "no healthy upstream target",
             ErrorKind::CircuitOpen => "the upstream's circuit breaker is open",
             ErrorKind::ConcurrencyLimit => "too many requests in flight to the upstream",
+            ErrorKind::PendingLimit => "too many requests waiting for an upstream connection",
             ErrorKind::ShuttingDown => "gateway is shutting down",
             ErrorKind::RateLimited => "rate limit exceeded",
             ErrorKind::TooManyConcurrent => "too many requests in flight for this caller",
@@ -203,7 +208,8 @@ impl GatewayError {
             | ErrorKind::UpstreamSaturated
             | ErrorKind::NoHealthyUpstream
             | ErrorKind::CircuitOpen
-            | ErrorKind::ConcurrencyLimit => Side::Upstream,
+            | ErrorKind::ConcurrencyLimit
+            | ErrorKind::PendingLimit => Side::Upstream,
             ErrorKind::ShuttingDown => Side::Gateway,
         }
     }

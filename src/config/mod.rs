@@ -138,6 +138,16 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheckConfig>,
     pub retry: Option<RetryConfig>,
     pub breaker: Option<BreakerConfig>,
+    pub outlier: Option<OutlierConfig>,
+}
+
+/// Passive outlier ejection of an upstream's targets (see `upstream::outlier`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierConfig {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejected_percent: u32,
 }
 
 /// Circuit breaker of an upstream (see `upstream::breaker`). Ratios are in per mille.
@@ -154,6 +164,8 @@ pub struct BreakerConfig {
     pub max_open_duration: Duration,
     pub half_open_probes: u32,
     pub max_in_flight: u32,
+    /// `None` = unlimited.
+    pub max_pending: Option<u32>,
 }
 
 /// When and how a failed try is repeated on another target.

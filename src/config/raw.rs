@@ -117,6 +117,21 @@ pub struct RawUpstream {
     pub retry: Option<RawRetry>,
     /// Circuit breaker and concurrency caps.
     pub breaker: Option<RawBreaker>,
+    /// Passive outlier ejection of failing targets.
+    pub outlier: Option<RawOutlier>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    /// Failures in a row (connect errors, timeouts, resets, 5xx) that eject a target.
+    pub consecutive_failures: Option<u32>,
+    /// First ejection lasts this long; the n-th in a row n times as long...
+    pub base_ejection: Option<Dur>,
+    /// ...up to this.
+    pub max_ejection: Option<Dur>,
+    /// At most this share of the targets is ejected at once (at least one target may be).
+    pub max_ejected_percent: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +157,8 @@ pub struct RawBreaker {
     pub half_open_probes: Option<u32>,
     /// Requests in flight to the upstream at once (0 = unlimited); over it -> 503.
     pub max_in_flight: Option<u32>,
+    /// Requests waiting for a connection (targets at max_connections); over it -> 503 at once.
+    pub max_pending: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -129,6 +129,10 @@ pub(super) fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, C
             None => None,
             Some(b) => Some(breaker(&name, b)?),
         },
+        outlier: match u.outlier {
+            None => None,
+            Some(o) => Some(outlier(&name, o)?),
+        },
         name,
     })
 }
@@ -204,6 +208,46 @@ fn breaker(upstream: &str, b: super::raw::RawBreaker) -> Result<BreakerConfig, C
         max_open_duration,
         half_open_probes: range(b.half_open_probes, 3, &f("half_open_probes"), 1, 10_000)?,
         max_in_flight: range(b.max_in_flight, 0, &f("max_in_flight"), 0, 10_000_000)?,
+        max_pending: match b.max_pending {
+            None => None,
+            Some(n) => Some(range(Some(n), 0, &f("max_pending"), 0, 10_000_000)?),
+        },
+    })
+}
+
+fn outlier(upstream: &str, o: super::raw::RawOutlier) -> Result<OutlierConfig, ConfigError> {
+    let f = |k: &str| format!("upstreams.{upstream}.outlier.{k}");
+    let base_ejection = dur(
+        o.base_ejection,
+        Duration::from_secs(30),
+        &f("base_ejection"),
+        Duration::from_millis(10),
+        Duration::from_secs(86_400),
+    )?;
+    let max_ejection = dur(
+        o.max_ejection,
+        Duration::from_secs(300).max(base_ejection),
+        &f("max_ejection"),
+        Duration::from_millis(10),
+        Duration::from_secs(86_400),
+    )?;
+    if max_ejection < base_ejection {
+        return Err(ConfigError::invalid(
+            f("max_ejection"),
+            "must not be shorter than base_ejection",
+        ));
+    }
+    Ok(OutlierConfig {
+        consecutive_failures: range(
+            o.consecutive_failures,
+            5,
+            &f("consecutive_failures"),
+            1,
+            1_000_000,
+        )?,
+        base_ejection,
+        max_ejection,
+        max_ejected_percent: range(o.max_ejected_percent, 50, &f("max_ejected_percent"), 0, 100)?,
     })
 }
 

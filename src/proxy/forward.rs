@@ -27,7 +27,7 @@ use crate::runtime::ShardState;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Shut, now_ms};
 use crate::upstream::retry::{self, Failure};
-use crate::upstream::{Lease, Refusal, request_key};
+use crate::upstream::{Lease, Outcome, Refusal, request_key};
 
 use super::conn::Conn;
 use super::pipeline::{Next, Upgraded, client_keep_alive, reply_error, reply_error_with};
@@ -106,7 +106,7 @@ pub async fn forward(
     let mut stale_retried = false;
     let (mut lease, ubuf) = loop {
         let try_start = permit.try_started();
-        let record = |failed: bool| permit.record(failed, try_start);
+        let record = |target: Option<usize>, o: Outcome| permit.record(target, o, try_start);
         // 2. A connection.
         let mut lease = match up.checkout(&conn.watch, hash, exclude).await {
             Ok(l) => l,
@@ -116,7 +116,7 @@ pub async fn forward(
                     ErrorKind::UpstreamConnect | ErrorKind::UpstreamConnectTimeout
                 );
                 if connect {
-                    record(true);
+                    record(failed, Outcome::Failed);
                 }
                 if let Some(pause) = connect
                     .then(|| retry_after(Failure::Connect, tries))
@@ -174,7 +174,7 @@ pub async fn forward(
                 stale_retried = true;
                 continue;
             }
-            record(true);
+            record(Some(target), Outcome::Failed);
             if let Some(pause) = retry_after(Failure::Reset, tries) {
                 drop(lease);
                 backoff(&up.config.name, pause, Failure::Reset, tries).await;
@@ -242,7 +242,7 @@ pub async fn forward(
         match read_response_head(conn, kit, &mut lease, &mut ubuf, response_timeout).await {
             Ok(()) => {
                 let status = kit.resp.status;
-                record(permit.failure_status(status));
+                record(Some(target), Outcome::Status(status));
                 if let Some(pause) = policy
                     .filter(|p| p.statuses.contains(&status))
                     .and_then(|_| retry_after(Failure::Status(status), tries))
@@ -264,7 +264,7 @@ pub async fn forward(
                     stale_retried = true;
                     continue;
                 }
-                record(true);
+                record(Some(target), Outcome::Failed);
                 let failure = match e.kind {
                     ErrorKind::UpstreamTimeout => Some(Failure::Timeout),
                     ErrorKind::UpstreamReset => Some(Failure::Reset),

@@ -12,6 +12,7 @@ use crate::route::RouteTable;
 use crate::upstream::Upstream;
 use crate::upstream::breaker::Breaker;
 use crate::upstream::health::Health;
+use crate::upstream::outlier::Outlier;
 
 pub struct Snapshot {
     pub config: Config,
@@ -22,6 +23,8 @@ pub struct Snapshot {
     pub health: Vec<Option<Arc<Health>>>,
     /// Circuit breakers by upstream index (node-global, shared by every shard).
     pub breakers: Vec<Option<Arc<Breaker>>>,
+    /// Outlier ejection state by upstream index (node-global).
+    pub outliers: Vec<Option<Arc<Outlier>>>,
     /// Rate and concurrency limit tables by route index (node-global).
     pub limits: Vec<Option<Arc<NodeRouteLimits>>>,
     pub generation: u64,
@@ -71,6 +74,16 @@ impl Snapshot {
             |p| &p.breakers,
             |u| u.breaker.clone().map(|b| Breaker::new(&u.name, b)),
         );
+        let outliers = carry(
+            &config,
+            prev,
+            |p| &p.outliers,
+            |u| {
+                u.outlier
+                    .clone()
+                    .map(|o| Outlier::new(&u.name, o, u.targets.len()))
+            },
+        );
         // A route keeps its limit tables (and what callers have spent) across a reload while its
         // name and limits are unchanged.
         let limits = config
@@ -102,6 +115,7 @@ impl Snapshot {
             statics,
             health,
             breakers,
+            outliers,
             limits,
             generation,
         })
@@ -135,6 +149,7 @@ impl ShardState {
                             u,
                             snap.health.get(i).cloned().flatten(),
                             snap.breakers.get(i).cloned().flatten(),
+                            snap.outliers.get(i).cloned().flatten(),
                             shards,
                         )
                     })

@@ -199,6 +199,7 @@ mod tests {
                     weight: w,
                     pool: Pool::new(1, 0, 1000),
                     in_flight: Cell::new(0),
+                    outcomes: Default::default(),
                 })
             })
             .collect()

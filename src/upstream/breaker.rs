@@ -300,6 +300,7 @@ mod tests {
             max_open_duration: Duration::from_millis(300),
             half_open_probes: 2,
             max_in_flight: 0,
+            max_pending: None,
         }
     }
 

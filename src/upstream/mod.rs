@@ -5,13 +5,16 @@
 //! one, else a new one (bounded by `max_connections`, waiting up to `connect_timeout` for a free
 //! slot). A failed connect moves on to another target once, since nothing was sent yet.
 //!
-//! Upstream objects survive a config reload when their config is unchanged, so their pools stay warm.
+//! Targets leave rotation when health checks fail ([`health`]) or passive outlier detection ejects
+//! them ([`outlier`]). Upstream objects survive a config reload when their config is unchanged, so
+//! their pools stay warm.
 
 mod balance;
 pub mod breaker;
 mod connect;
 pub mod hash_ring;
 pub mod health;
+pub mod outlier;
 pub mod pool;
 pub mod retry;
 mod rng;
@@ -27,6 +30,7 @@ use std::time::Duration;
 pub use balance::{Balancer, request_key};
 pub use breaker::Breaker;
 pub use health::Health;
+pub use outlier::Outlier;
 pub use pool::{Lease, Pool, SlotGuard};
 
 use crate::config::UpstreamConfig;
@@ -44,6 +48,8 @@ pub struct Target {
     pub pool: Pool,
     /// Requests currently using a connection to this target (least-in-flight balancing).
     pub in_flight: Cell<u32>,
+    /// Outcomes since the last tick, for outlier ejection.
+    pub outcomes: outlier::LocalOutcomes,
 }
 
 /// One upstream, on one shard.
@@ -57,10 +63,25 @@ pub struct Upstream {
     pub retry_budget: retry::RetryBudget,
     /// Node-global circuit breaker, when configured.
     pub breaker: Option<Arc<Breaker>>,
+    /// Node-global outlier ejection state, when configured.
+    pub outlier: Option<Arc<Outlier>>,
     /// This shard's breaker counts and requests in flight.
     local: breaker::LocalCounts,
     /// This shard's share of `max_in_flight` (0 = unlimited).
     in_flight_cap: u32,
+    /// Requests on this shard waiting for a connection slot, and this shard's share of
+    /// `max_pending` (`u32::MAX` = unlimited).
+    pending: Cell<u32>,
+    pending_cap: u32,
+}
+
+/// How a try ended, for the breaker and outlier detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Connect error, timeout or reset: no usable response.
+    Failed,
+    /// A response head with this status.
+    Status(u16),
 }
 
 /// A request admitted by the breaker and the concurrency cap. Dropping it ends the request.
@@ -79,11 +100,21 @@ impl Permit {
         }
     }
 
-    /// Counts one try's outcome; `failed` per the breaker's rules, `started` from
-    /// [`Permit::try_started`].
-    pub fn record(&self, failed: bool, started: u64) {
+    /// Counts one try's outcome for the breaker and, when the target is known, outlier detection;
+    /// `started` from [`Permit::try_started`].
+    pub fn record(&self, target: Option<usize>, outcome: Outcome, started: u64) {
+        if self.up.outlier.is_some() {
+            if let Some(t) = target.and_then(|i| self.up.targets.get(i)) {
+                t.outcomes
+                    .record(matches!(outcome, Outcome::Failed | Outcome::Status(500..)));
+            }
+        }
         let Some(b) = self.up.breaker.as_deref() else {
             return;
+        };
+        let failed = match outcome {
+            Outcome::Failed => true,
+            Outcome::Status(s) => b.config.failure_statuses.contains(&s),
         };
         let now = now_ms();
         let slow = now.saturating_sub(started) >= b.config.slow_call_threshold.as_millis() as u64;
@@ -91,14 +122,6 @@ impl Permit {
         if self.probe.replace(false) {
             b.probe_result(!failed, now);
         }
-    }
-
-    /// Whether a response status counts as a failure for the breaker.
-    pub fn failure_status(&self, status: u16) -> bool {
-        self.up
-            .breaker
-            .as_deref()
-            .is_some_and(|b| b.config.failure_statuses.contains(&status))
     }
 }
 
@@ -125,6 +148,7 @@ impl Upstream {
         config: &UpstreamConfig,
         health: Option<Arc<Health>>,
         breaker: Option<Arc<Breaker>>,
+        outlier: Option<Arc<Outlier>>,
         shards: usize,
     ) -> Rc<Upstream> {
         let targets = config
@@ -143,6 +167,7 @@ impl Upstream {
                         config.idle_timeout.as_millis() as u64,
                     ),
                     in_flight: Cell::new(0),
+                    outcomes: outlier::LocalOutcomes::default(),
                 })
             })
             .collect::<Vec<_>>();
@@ -157,7 +182,14 @@ impl Upstream {
                 .breaker
                 .as_ref()
                 .map_or(0, |b| b.max_in_flight.div_ceil(shards.max(1) as u32)),
+            pending: Cell::new(0),
+            pending_cap: config
+                .breaker
+                .as_ref()
+                .and_then(|b| b.max_pending)
+                .map_or(u32::MAX, |p| p.div_ceil(shards.max(1) as u32)),
             breaker,
+            outlier,
             local: breaker::LocalCounts::default(),
         })
     }
@@ -216,7 +248,12 @@ impl Upstream {
             }
             other => other,
         };
-        let down = |i: usize| health.is_some_and(|h| !h.is_healthy(i));
+        let ejected = self.outlier.as_deref().filter(|o| o.any_ejected());
+        let now = if ejected.is_some() { now_ms() } else { 0 };
+        let down = |i: usize| {
+            health.is_some_and(|h| !h.is_healthy(i))
+                || ejected.is_some_and(|o| o.is_ejected(i, now))
+        };
         let first = self
             .balancer
             .pick(&self.targets, key, &|i| Some(i) == exclude || down(i));
@@ -228,6 +265,9 @@ impl Upstream {
                     && e.kind == ErrorKind::UpstreamConnect =>
             {
                 let addr = self.targets[first].addr;
+                if self.outlier.is_some() {
+                    self.targets[first].outcomes.record(true);
+                }
                 tracing::warn!(upstream = %self.config.name, target = %addr, error = %e, "connect failed, trying another target");
                 let next = self
                     .balancer
@@ -257,12 +297,19 @@ impl Upstream {
                     }
                 };
             }
-            // Saturated: wait for a returned connection or a free slot, until the connect deadline.
+            // Saturated: wait for a returned connection or a free slot, until the connect deadline,
+            // unless `max_pending` requests are waiting already.
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return Err(GatewayError::new(ErrorKind::UpstreamSaturated));
             }
+            let waiting = self.pending.get();
+            if waiting >= self.pending_cap {
+                return Err(GatewayError::new(ErrorKind::PendingLimit));
+            }
+            self.pending.set(waiting + 1);
             wait_for_slot(&target.pool, left).await;
+            self.pending.set(self.pending.get().saturating_sub(1));
         }
     }
 
@@ -273,6 +320,9 @@ impl Upstream {
         }
         for t in &self.targets {
             t.pool.maintain(now);
+            if let Some(o) = self.outlier.as_deref() {
+                o.tick(t.index, &t.outcomes, &t.addr, now);
+            }
         }
     }
 

@@ -85,8 +85,30 @@ pub fn gateway_workers(driver: Driver, toml: &str, workers: usize) -> Gateway {
 }
 
 fn server_table(driver: Driver, workers: usize) -> String {
+    server_table_at(driver, workers, "127.0.0.1:0")
+}
+
+/// A gateway with one worker listening on `listen` (to restart one on the address it had).
+pub fn gateway_listen(driver: Driver, toml: &str, listen: SocketAddr) -> Gateway {
+    let text = format!(
+        "{}\n{toml}",
+        server_table_at(driver, 1, &listen.to_string())
+    );
+    let config =
+        Config::from_toml(&text).unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
+    Gateway::start(
+        config,
+        StartOptions {
+            workers: Some(1),
+            cpus: Some(ringway::runtime::available_cpus().unwrap()),
+        },
+    )
+    .expect("gateway start")
+}
+
+fn server_table_at(driver: Driver, workers: usize, listen: &str) -> String {
     format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\ndriver = \"{}\"\nworkers = {workers}\ntick = \"10ms\"\nshutdown_timeout = \"2s\"\n",
+        "[server]\nlisten = [\"{listen}\"]\ndriver = \"{}\"\nworkers = {workers}\ntick = \"10ms\"\nshutdown_timeout = \"2s\"\n",
         driver.name()
     )
 }
