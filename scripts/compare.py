@@ -11,6 +11,9 @@ proxy named `nginx` (or the first proxy).
 Usage:
   scripts/compare.py [--proxy NAME='CMD {port} {backend}'] ... [--nginx] [--size BYTES] [--conns N]
                      [--secs S] [--rounds R] [--tool wrk|oha] [--proxy-cpus 0] [--load-cpus 1]
+                     [--header 'NAME: VALUE'] ...
+  CMD may use {port} (where to listen), {backend} (host:port of the backend) and {dir} (a scratch
+  directory).
   e.g. scripts/compare.py --nginx --proxy ringway='target/release/ringway proxy --listen 127.0.0.1:{port} --upstream {backend} --workers 1'
 
 Needs nginx and wrk (or oha); `scripts/compare-nginx.sh` installs them and picks sensible defaults.
@@ -72,10 +75,11 @@ def group_cpu_seconds(pgid):
     return user / HZ, system / HZ
 
 
-def run_load(tool, port, conns, secs, path, cpus):
+def run_load(tool, port, conns, secs, path, cpus, headers=()):
     url = f"http://127.0.0.1:{port}{path}"
+    hdr = [x for h in headers for x in ("-H", h)]
     if tool == "oha":
-        out = subprocess.run(["taskset", "-c", cpus, "oha", "--no-tui", "--json", "-c", str(conns), "-z", f"{secs}s", url],
+        out = subprocess.run(["taskset", "-c", cpus, "oha", "--no-tui", "--json", "-c", str(conns), "-z", f"{secs}s", *hdr, url],
                              capture_output=True, text=True).stdout
         try:
             j = json.loads(out)
@@ -87,7 +91,7 @@ def run_load(tool, port, conns, secs, path, cpus):
         pct = j.get("latencyPercentiles", {})
         return {"requests": total, "rps": j["summary"]["requestsPerSec"], "errors": total - ok + sum(j.get("errorDistribution", {}).values()),
                 "p50_ms": (pct.get("p50") or 0) * 1e3, "p99_ms": (pct.get("p99") or 0) * 1e3}
-    out = subprocess.run(["taskset", "-c", cpus, "wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", url],
+    out = subprocess.run(["taskset", "-c", cpus, "wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", *hdr, url],
                          capture_output=True, text=True).stdout
     m = re.search(r"(\d+) requests in", out)
     if not m:
@@ -113,9 +117,9 @@ def measure(name, cmd, port, a, d, path):
         if not wait_listening(port):
             print(f"{name}: not listening on {port} (see {d}/{name}.log)", file=sys.stderr)
             return None
-        run_load(a.tool, port, a.conns, 1, path, a.load_cpus)  # warm-up: pools and buffers filled
+        run_load(a.tool, port, a.conns, 1, path, a.load_cpus, a.header)  # warm-up: pools and buffers filled
         u0, s0 = group_cpu_seconds(p.pid)
-        r = run_load(a.tool, port, a.conns, a.secs, path, a.load_cpus)
+        r = run_load(a.tool, port, a.conns, a.secs, path, a.load_cpus, a.header)
         u1, s1 = group_cpu_seconds(p.pid)
         if not r or not r["requests"]:
             return None
@@ -148,6 +152,8 @@ def main():
     ap.add_argument("--proxy-cpus", default="0")
     ap.add_argument("--load-cpus", default="1")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                    help="request header sent by the load generator (repeatable)")
     a = ap.parse_args()
     for tool in ("nginx", a.tool, "taskset"):
         if not shutil.which(tool):

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Config, DriverChoice, HostPattern, PathMatch, RouteAction};
+use crate::config::{Config, DriverChoice, HostPattern, LimitAlgorithm, PathMatch, RouteAction};
 use crate::runtime::driver;
 
 /// Renders the report. Returns it with the number of warnings.
@@ -62,6 +62,27 @@ pub fn report(config: &Config) -> (String, usize) {
             "  [{i}] {:<16} host={hosts:<20} path={path:<16} methods={methods:<10} {action}",
             r.name
         );
+        for l in &r.limits.rate {
+            let algo = match l.algorithm {
+                LimitAlgorithm::TokenBucket { burst } => format!("token bucket, burst {burst}"),
+                LimitAlgorithm::SlidingWindow => "sliding window".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "        rate limit {} per {} by {:?} ({algo}, {} keys)",
+                l.limit,
+                humantime::format_duration(l.period),
+                l.key,
+                l.max_keys
+            );
+        }
+        for l in &r.limits.concurrency {
+            let _ = writeln!(
+                out,
+                "        concurrency limit {} in flight by {:?} ({} keys)",
+                l.max, l.key, l.max_keys
+            );
+        }
     }
     let _ = writeln!(out, "\nupstreams:");
     for u in &config.upstreams {
@@ -78,6 +99,32 @@ pub fn report(config: &Config) -> (String, usize) {
             crate::config::Balance::ConsistentHash(k) => format!("consistent_hash({k:?})"),
         };
         let _ = writeln!(out, "  {:<16} {balance}: {targets}", u.name);
+        if let Some(b) = &u.breaker {
+            let _ = writeln!(
+                out,
+                "        breaker: {} failures in a row, failure ratio {}‰ / slow ratio {}‰ over {} (min {}), open {}..{}, {} probes, max in flight {}, max pending {}",
+                b.consecutive_failures,
+                b.failure_ratio_permille,
+                b.slow_call_ratio_permille,
+                humantime::format_duration(b.window),
+                b.min_requests,
+                humantime::format_duration(b.open_duration),
+                humantime::format_duration(b.max_open_duration),
+                b.half_open_probes,
+                b.max_in_flight,
+                b.max_pending.map_or("unlimited".to_string(), |p| p.to_string()),
+            );
+        }
+        if let Some(o) = &u.outlier {
+            let _ = writeln!(
+                out,
+                "        outlier ejection: {} failures in a row, {} × n up to {}, at most {}% of targets",
+                o.consecutive_failures,
+                humantime::format_duration(o.base_ejection),
+                humantime::format_duration(o.max_ejection),
+                o.max_ejected_percent
+            );
+        }
     }
 
     let _ = writeln!(out, "\nhost:");

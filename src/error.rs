@@ -187,6 +187,19 @@ impl GatewayError {
         }
     }
 
+    /// A request refused by a policy on purpose (breaker open, a concurrency or pending cap, a rate
+    /// limit), as opposed to something failing.
+    pub fn is_policy_refusal(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::CircuitOpen
+                | ErrorKind::ConcurrencyLimit
+                | ErrorKind::PendingLimit
+                | ErrorKind::RateLimited
+                | ErrorKind::TooManyConcurrent
+        )
+    }
+
     pub fn side(&self) -> Side {
         match self.kind {
             ErrorKind::Head(_)

@@ -253,8 +253,15 @@ fn finish(kit: &mut Kit, whole: Option<usize>, keep: bool) -> Next {
     }
 }
 
+/// Logs an answered error. Refusals by a policy (breaker, caps, rate limits) are expected under
+/// load and can come at the full request rate, so they are logged at debug; the policy logs its
+/// own state changes (a breaker opening, a target ejected) at warn.
 pub fn log_error(conn: &Conn, e: &GatewayError, request_id: &[u8]) {
     let rid = String::from_utf8_lossy(request_id);
+    if e.is_policy_refusal() {
+        tracing::debug!(peer = %conn.peer, request_id = %rid, status = e.status(), code = e.code(), "{}", e.message());
+        return;
+    }
     match e.side() {
         Side::Upstream | Side::Gateway => {
             tracing::warn!(peer = %conn.peer, request_id = %rid, status = e.status(), code = e.code(), io = ?e.io, "{}", e.message())
