@@ -112,7 +112,8 @@ pub fn report(config: &Config) -> (String, usize) {
                 humantime::format_duration(b.max_open_duration),
                 b.half_open_probes,
                 b.max_in_flight,
-                b.max_pending.map_or("unlimited".to_string(), |p| p.to_string()),
+                b.max_pending
+                    .map_or("unlimited".to_string(), |p| p.to_string()),
             );
         }
         if let Some(o) = &u.outlier {
