@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 ensure_tools nginx:nginx-light
 cargo build --release --quiet
 exec python3 - "$PWD/target/release/ringway" "$@" <<'PY'
+import sys; sys.path.insert(0, "scripts")
+from compare import free_port, wait_listening
 import argparse, collections, http.client, json, os, signal, socket, subprocess, sys, tempfile, threading, time
 from datetime import datetime
 
@@ -20,21 +22,6 @@ ap.add_argument("--kill-at", type=float, default=5)
 ap.add_argument("--restart-at", type=float, default=12)
 ap.add_argument("--clients", type=int, default=8)
 a = ap.parse_args()
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-def wait_listening(port, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.02)
-    return False
 
 d = tempfile.mkdtemp(prefix="ringway-chaos-")
 be_port, gw_port = free_port(), free_port()

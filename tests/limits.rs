@@ -244,3 +244,17 @@ both_drivers!(reload_keeps_what_was_spent, |d| {
     assert_eq!(r.status, 200);
     assert_eq!(num(&r, "ratelimit-limit"), 6);
 });
+
+both_drivers!(static_routes_are_limited_too, |d| {
+    let g = gateway(
+        d,
+        "[[routes]]\n[routes.respond]\nbody = \"x\"\n[[routes.rate_limits]]\nkey = \"route\"\nlimit = 2\nper = \"hour\"\n",
+    );
+    let mut c = Client::connect(addr(&g));
+    let r = c.get("/");
+    assert_eq!((r.status, num(&r, "ratelimit-remaining")), (200, 1));
+    assert_eq!(c.get("/").status, 200);
+    let r = c.get("/");
+    assert_eq!(r.status, 429);
+    assert!(num(&r, "retry-after") > 1000, "one token every 30 minutes");
+});

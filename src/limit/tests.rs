@@ -142,18 +142,22 @@ proptest! {
     }
 }
 
-#[test]
-fn one_shard_spends_the_whole_budget_others_hold_nothing() {
-    // 100 per hour: practically no refill during the test.
+/// A bucket of 100 per hour shared by `shards`: practically no refill during a test.
+fn hundred_per_hour(shards: usize) -> Sim {
     let interval = 3600 * S / 100;
-    let mut sim = Sim::new(
+    Sim::new(
         Kind::Bucket {
             interval,
             span: interval * 100,
         },
-        2,
+        shards,
         64,
-    );
+    )
+}
+
+#[test]
+fn one_shard_spends_the_whole_budget_others_hold_nothing() {
+    let mut sim = hundred_per_hour(2);
     let now = 10 * S;
     sim.advance(now);
     let ok = (0..300)
@@ -165,15 +169,7 @@ fn one_shard_spends_the_whole_budget_others_hold_nothing() {
 
 #[test]
 fn spread_load_admits_the_budget_once_leases_return() {
-    let interval = 3600 * S / 100;
-    let mut sim = Sim::new(
-        Kind::Bucket {
-            interval,
-            span: interval * 100,
-        },
-        2,
-        64,
-    );
+    let mut sim = hundred_per_hour(2);
     let mut now = 10 * S;
     let mut ok = 0;
     for i in 0..300 {

@@ -78,11 +78,8 @@ pub enum State {
 #[derive(Default)]
 pub struct LocalCounts {
     total: Cell<u64>,
-    failures: Cell<u64>,
     slow: Cell<u64>,
-    /// Failures since this shard's last success.
-    tail: Cell<u64>,
-    saw_success: Cell<bool>,
+    streak: super::streak::Streak,
     /// Requests in flight on this shard (for `max_in_flight`).
     pub in_flight: Cell<u32>,
 }
@@ -91,13 +88,7 @@ impl LocalCounts {
     /// Counts one try's outcome.
     pub fn record(&self, failed: bool, slow: bool) {
         self.total.set(self.total.get() + 1);
-        if failed {
-            self.failures.set(self.failures.get() + 1);
-            self.tail.set(self.tail.get() + 1);
-        } else {
-            self.saw_success.set(true);
-            self.tail.set(0);
-        }
+        self.streak.record(failed);
         if slow {
             self.slow.set(self.slow.get() + 1);
         }
@@ -226,9 +217,8 @@ impl Breaker {
 
     /// Sync tick of one shard: publish its counts, then evaluate the trip rules on the node totals.
     pub fn tick(&self, local: &LocalCounts, now: u64) {
-        let (total, failures, slow) =
-            (local.total.take(), local.failures.take(), local.slow.take());
-        let (tail, saw_success) = (local.tail.get(), local.saw_success.take());
+        let (total, slow) = (local.total.take(), local.slow.take());
+        let failures = local.streak.publish(&self.consecutive);
         if total > 0 {
             let epoch = now / self.bucket_ms + 1;
             let b = &self.buckets[(epoch % BUCKETS) as usize];
@@ -245,11 +235,6 @@ impl Breaker {
             b.total.fetch_add(total, Relaxed);
             b.failures.fetch_add(failures, Relaxed);
             b.slow.fetch_add(slow, Relaxed);
-            if saw_success {
-                self.consecutive.store(tail, Relaxed);
-            } else {
-                self.consecutive.fetch_add(failures, Relaxed);
-            }
         }
         if self.state.load(Relaxed) != 0 {
             return;

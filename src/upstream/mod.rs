@@ -18,6 +18,7 @@ pub mod outlier;
 pub mod pool;
 pub mod retry;
 mod rng;
+mod streak;
 
 use std::cell::Cell;
 use std::future::poll_fn;

@@ -11,7 +11,6 @@
 //! node-global atomics here and evaluates ejection and return (the same reconciliation as the
 //! upstream breaker: a success on one shard resets the count at that shard's tick).
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
@@ -39,26 +38,7 @@ pub struct Outlier {
 }
 
 /// One shard's outcomes for one target since its last tick.
-#[derive(Default)]
-pub struct LocalOutcomes {
-    failures: Cell<u64>,
-    /// Failures since this shard's last success.
-    tail: Cell<u64>,
-    saw_success: Cell<bool>,
-}
-
-impl LocalOutcomes {
-    #[inline]
-    pub fn record(&self, failed: bool) {
-        if failed {
-            self.failures.set(self.failures.get() + 1);
-            self.tail.set(self.tail.get() + 1);
-        } else {
-            self.saw_success.set(true);
-            self.tail.set(0);
-        }
-    }
-}
+pub use super::streak::Streak as LocalOutcomes;
 
 impl Outlier {
     pub fn new(name: &str, config: OutlierConfig, targets: usize) -> Outlier {
@@ -95,12 +75,7 @@ impl Outlier {
         let Some(t) = self.targets.get(i) else {
             return;
         };
-        let (failures, tail) = (local.failures.take(), local.tail.get());
-        if local.saw_success.take() {
-            t.consecutive.store(tail, Relaxed);
-        } else if failures > 0 {
-            t.consecutive.fetch_add(failures, Relaxed);
-        }
+        local.publish(&t.consecutive);
         let until = t.until.load(Relaxed);
         if until != 0 {
             if until <= now && t.until.compare_exchange(until, 0, Relaxed, Relaxed).is_ok() {
