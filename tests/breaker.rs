@@ -113,6 +113,25 @@ both_drivers!(open_breaker_uses_the_fallback_upstream, |d| {
     assert_eq!(r.status, 200);
 });
 
+both_drivers!(open_breaker_serves_the_fallback_response, |d| {
+    let (up, mode) = switchable();
+    let g = gateway(
+        d,
+        &format!(
+            "[upstreams.be]\ntargets = [\"{}\"]\n[upstreams.be.breaker]\n{BREAKER}\n[[routes]]\nupstream = \"be\"\n[routes.fallback_respond]\nstatus = 200\nbody = \"cached catalogue\"\nheaders = {{ \"cache-control\" = \"no-store\" }}\n",
+            up.addr
+        ),
+    );
+    let r = until(addr(&g), |r| r.text() == "cached catalogue");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ringway-breaker"), Some("be"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(!r.closes());
+    // Recovered: the upstream answers again once probes succeed.
+    mode.store(1, Ordering::SeqCst);
+    until(addr(&g), |r| r.text() == "fine");
+});
+
 both_drivers!(max_in_flight_refuses_the_excess, |d| {
     let slow = Mock::start(|_| {
         Reply::Delay(
@@ -165,4 +184,15 @@ fn breaker_config_errors_name_the_field() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("routes[0].fallback_upstream"), "{err}");
+    let err = ringway::Config::from_toml("[upstreams.be]\ntargets = [\"127.0.0.1:1\"]\n[[routes]]\nupstream = \"be\"\nfallback_upstream = \"be\"\n[routes.fallback_respond]\nbody = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("routes[0].fallback_respond"), "{err}");
+    let err = ringway::Config::from_toml("[upstreams.be]\ntargets = [\"127.0.0.1:1\"]\n[[routes]]\nupstream = \"be\"\n[routes.fallback_respond]\nstatus = 99\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("routes[0].fallback_respond.status"),
+        "{err}"
+    );
 }

@@ -255,8 +255,10 @@ pub enum RouteAction {
 #[derive(Debug, Clone)]
 pub struct ProxyAction {
     pub upstream: usize,
-    /// Used while `upstream`'s breaker is open.
+    /// Used while `upstream`'s breaker is open...
     pub fallback_upstream: Option<usize>,
+    /// ...or this response is served.
+    pub fallback_respond: Option<StaticResponse>,
     /// Replacement for the matched path prefix (`Some("")` strips it).
     pub rewrite_prefix: Option<String>,
     pub upstream_host: Option<String>,

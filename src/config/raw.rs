@@ -237,8 +237,10 @@ pub struct RawRoute {
     pub max_body_size: Option<Size>,
     /// Let the upstream's retry policy retry non-idempotent requests (POST, PATCH) too.
     pub retry_non_idempotent: Option<bool>,
-    /// Upstream used while the route's upstream has an open circuit breaker.
+    /// Upstream used while the route's upstream has an open circuit breaker...
     pub fallback_upstream: Option<String>,
+    /// ...or a fixed response served then.
+    pub fallback_respond: Option<RawRespond>,
     /// Fixed response for a static route.
     pub respond: Option<RawRespond>,
     /// Request-rate limits; all must admit a request (e.g. 10/s and 1000/h).

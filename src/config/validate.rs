@@ -419,8 +419,19 @@ fn route(
                     },
                 )?),
             };
+            let fallback_respond = match r.fallback_respond {
+                None => None,
+                Some(_) if fallback_upstream.is_some() => {
+                    return Err(ConfigError::invalid(
+                        f("fallback_respond"),
+                        "set either fallback_upstream or fallback_respond, not both",
+                    ));
+                }
+                Some(resp) => Some(respond_at(&f("fallback_respond"), resp)?),
+            };
             RouteAction::Proxy(ProxyAction {
                 fallback_upstream,
+                fallback_respond,
                 upstream,
                 rewrite_prefix,
                 upstream_host,
@@ -431,10 +442,11 @@ fn route(
                 || r.rewrite_prefix.is_some()
                 || r.upstream_host.is_some()
                 || r.fallback_upstream.is_some()
+                || r.fallback_respond.is_some()
             {
                 return Err(ConfigError::invalid(
                     f("respond"),
-                    "strip_prefix, rewrite_prefix, upstream_host and fallback_upstream only apply to proxy routes",
+                    "strip_prefix, rewrite_prefix, upstream_host and fallbacks only apply to proxy routes",
                 ));
             }
             RouteAction::Respond(respond(i, resp)?)
@@ -512,7 +524,12 @@ pub(crate) fn is_token(s: &str) -> bool {
 }
 
 fn respond(i: usize, r: RawRespond) -> Result<StaticResponse, ConfigError> {
-    let f = |k: &str| format!("routes[{i}].respond.{k}");
+    respond_at(&format!("routes[{i}].respond"), r)
+}
+
+/// A static response table at `at` (`routes[0].respond`, `routes[0].fallback_respond`).
+fn respond_at(at: &str, r: RawRespond) -> Result<StaticResponse, ConfigError> {
+    let f = |k: &str| format!("{at}.{k}");
     let status = r.status.unwrap_or(200);
     if !(200..=599).contains(&status) {
         return Err(ConfigError::invalid(
@@ -538,7 +555,7 @@ fn respond(i: usize, r: RawRespond) -> Result<StaticResponse, ConfigError> {
         ));
     }
     for (k, v) in r.headers {
-        let field = format!("routes[{i}].respond.headers.{k}");
+        let field = format!("{at}.headers.{k}");
         if !is_token(&k) {
             return Err(ConfigError::invalid(field, "is not a valid header name"));
         }

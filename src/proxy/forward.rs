@@ -30,19 +30,22 @@ use crate::upstream::retry::{self, Failure};
 use crate::upstream::{Lease, Outcome, Refusal, request_key};
 
 use super::conn::Conn;
-use super::pipeline::{Next, Upgraded, client_keep_alive, reply_error, reply_error_with};
+use super::pipeline::{
+    Next, Upgraded, client_keep_alive, reply_error, reply_error_with, reply_static_with,
+};
 use super::relay::{Body, Ends, RelayError, relay, send};
 
 pub async fn forward(
     conn: &mut Conn,
     kit: &mut Kit,
     state: &ShardState,
-    route: &RouteConfig,
+    route_idx: usize,
     action: &ProxyAction,
     matched: usize,
 ) -> Next {
+    let route: &RouteConfig = &state.snap.config.routes[route_idx];
     // 0. Circuit breaker and concurrency cap (while the breaker is open, the route's fallback
-    //    upstream serves, if it has one).
+    //    upstream or fallback response serves, if it has one).
     let primary = state.upstreams[action.upstream].clone();
     let (up, permit) = match primary.admit() {
         Ok(p) => (primary, p),
@@ -53,7 +56,17 @@ pub async fn forward(
                 .map(|i| state.upstreams[i].clone());
             match fallback.map(|fb| fb.admit().map(|p| (fb, p))) {
                 Some(Ok(x)) => x,
-                _ => return reply_refused(conn, kit, refusal, &primary.config.name).await,
+                _ => {
+                    let name = &primary.config.name;
+                    if let (ErrorKind::CircuitOpen, Some(r)) =
+                        (refusal.error.kind, &state.snap.fallbacks[route_idx])
+                    {
+                        tracing::debug!(upstream = %name, "circuit open: serving the fallback response");
+                        let header = format!("x-ringway-breaker: {name}\r\n");
+                        return reply_static_with(conn, kit, r, header.as_bytes()).await;
+                    }
+                    return reply_refused(conn, kit, refusal, name).await;
+                }
             }
         }
     };

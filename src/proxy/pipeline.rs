@@ -109,7 +109,7 @@ pub async fn handle(conn: &mut Conn, kit: &mut Kit) -> Next {
             None => reply_error(conn, kit, GatewayError::new(ErrorKind::RouteNotFound)).await,
         },
         RouteAction::Proxy(action) => {
-            forward::forward(conn, kit, &state, route, action, matched).await
+            forward::forward(conn, kit, &state, route_idx, action, matched).await
         }
     }
 }
@@ -137,6 +137,16 @@ fn whole_request_len(kit: &Kit) -> Option<usize> {
 
 /// Answers a static route.
 async fn reply_static(conn: &mut Conn, kit: &mut Kit, r: &respond::RenderedStatic) -> Next {
+    reply_static_with(conn, kit, r, b"").await
+}
+
+/// A static response with extra header lines (the route's RateLimit-* fields are added too).
+pub async fn reply_static_with(
+    conn: &mut Conn,
+    kit: &mut Kit,
+    r: &respond::RenderedStatic,
+    headers: &[u8],
+) -> Next {
     let whole = whole_request_len(kit);
     let keep = client_keep_alive(conn, kit) && whole.is_some();
     let reply = Reply {
@@ -144,7 +154,8 @@ async fn reply_static(conn: &mut Conn, kit: &mut Kit, r: &respond::RenderedStati
         keep_alive_10: kit.req.keep_alive_10,
         head_only: kit.req.method == crate::http::Method::Head,
     };
-    r.render(&mut kit.g, reply, &kit.limit_headers);
+    let extra = [headers, &kit.limit_headers].concat();
+    r.render(&mut kit.g, reply, &extra);
     if !write_reply(conn, kit).await {
         return Next::Close;
     }

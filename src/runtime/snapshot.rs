@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Pre-rendered static responses, by route index.
     pub statics: Vec<Option<RenderedStatic>>,
+    /// Pre-rendered `fallback_respond` responses (served while the breaker is open), by route.
+    pub fallbacks: Vec<Option<RenderedStatic>>,
     /// Health state by upstream index (for upstreams with health checks), shared with the checker.
     pub health: Vec<Option<Arc<Health>>>,
     /// Circuit breakers by upstream index (node-global, shared by every shard).
@@ -109,10 +111,19 @@ impl Snapshot {
                 RouteAction::Proxy(_) => None,
             })
             .collect();
+        let fallbacks = config
+            .routes
+            .iter()
+            .map(|r| match &r.action {
+                RouteAction::Proxy(p) => p.fallback_respond.as_ref().map(RenderedStatic::new),
+                RouteAction::Respond(_) => None,
+            })
+            .collect();
         Ok(Snapshot {
             config,
             routes,
             statics,
+            fallbacks,
             health,
             breakers,
             outliers,
