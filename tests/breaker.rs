@@ -139,13 +139,15 @@ both_drivers!(max_in_flight_refuses_the_excess, |d| {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
         )
     });
-    let g = gateway(
+    // Two shards: the cap is node-wide, however the connections are spread.
+    let g = gateway_workers(
         d,
         &config(
             slow.addr,
             "max_in_flight = 2\nconsecutive_failures = 0\nfailure_ratio = 0.0",
             "",
         ),
+        2,
     );
     let at = addr(&g);
     let burst: Vec<_> = (0..6)

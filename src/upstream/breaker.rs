@@ -17,13 +17,19 @@
 //! lost, and the node-wide consecutive count is assembled from per-tick shard reports (a success on
 //! one shard resets it at that shard's next tick). Both err on the side of not tripping.
 //!
-//! `max_in_flight` is a concurrency cap checked per shard against its share of the cap
-//! (`ceil(max_in_flight / shards)`), with no shared counter on the request path.
+//! `max_in_flight` is a node-wide concurrency cap: shards lease its slots in batches from a
+//! node-global count, like rate-limit tokens (`crate::limit`), and return spare ones each tick, so
+//! requests in flight never exceed it whatever the skew between shards, with no shared counter
+//! touched per request.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use std::sync::Arc;
+
 use crossbeam_utils::CachePadded;
+
+use crate::limit::node::{Kind, NodeLimit};
 
 use crate::config::BreakerConfig;
 
@@ -42,6 +48,8 @@ struct Bucket {
 /// Node-global breaker state of one upstream, shared by every shard.
 pub struct Breaker {
     pub config: BreakerConfig,
+    /// Node-wide `max_in_flight` slots (when set).
+    pub in_flight: Option<Arc<NodeLimit>>,
     pub name: String,
     /// 0 = closed; OPEN | until_ms = open; HALF_OPEN = half-open.
     state: CachePadded<AtomicU64>,
@@ -80,8 +88,6 @@ pub struct LocalCounts {
     total: Cell<u64>,
     slow: Cell<u64>,
     streak: super::streak::Streak,
-    /// Requests in flight on this shard (for `max_in_flight`).
-    pub in_flight: Cell<u32>,
 }
 
 impl LocalCounts {
@@ -98,7 +104,12 @@ impl LocalCounts {
 impl Breaker {
     pub fn new(name: &str, config: BreakerConfig) -> Breaker {
         let bucket_ms = (config.window.as_millis() as u64 / BUCKETS).max(1);
+        let in_flight = (config.max_in_flight > 0).then(|| {
+            let max = u64::from(config.max_in_flight);
+            Arc::new(NodeLimit::new(Kind::Concurrency { max }, 1))
+        });
         Breaker {
+            in_flight,
             config,
             name: name.to_string(),
             state: CachePadded::new(AtomicU64::new(0)),

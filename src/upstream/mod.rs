@@ -36,6 +36,7 @@ pub use pool::{Lease, Pool, SlotGuard};
 
 use crate::config::UpstreamConfig;
 use crate::error::{ErrorKind, GatewayError};
+use crate::limit::shard::ShardLimit;
 use crate::runtime::watchdog::{Watch, now_ms};
 
 /// One target of an upstream, on one shard.
@@ -68,8 +69,8 @@ pub struct Upstream {
     pub outlier: Option<Arc<Outlier>>,
     /// This shard's breaker counts and requests in flight.
     local: breaker::LocalCounts,
-    /// This shard's share of `max_in_flight` (0 = unlimited).
-    in_flight_cap: u32,
+    /// This shard's leases of the node-wide `max_in_flight` slots.
+    in_flight_cap: Option<ShardLimit>,
     /// Requests on this shard waiting for a connection slot, and this shard's share of
     /// `max_pending` (`u32::MAX` = unlimited).
     pending: Cell<u32>,
@@ -89,6 +90,8 @@ pub enum Outcome {
 pub struct Permit {
     up: Rc<Upstream>,
     probe: Cell<bool>,
+    /// The `max_in_flight` slot this request holds.
+    slot: Option<usize>,
 }
 
 impl Permit {
@@ -128,8 +131,9 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let n = &self.up.local.in_flight;
-        n.set(n.get().saturating_sub(1));
+        if let (Some(cap), Some(slot)) = (&self.up.in_flight_cap, self.slot) {
+            cap.release(slot);
+        }
         // A probe that ended without an upstream outcome (the client left, a bad request body)
         // gives its permit back so the breaker does not wait for it forever.
         if self.probe.get() {
@@ -179,10 +183,10 @@ impl Upstream {
             balancer,
             health,
             retry_budget: retry::RetryBudget::default(),
-            in_flight_cap: config
-                .breaker
+            in_flight_cap: breaker
                 .as_ref()
-                .map_or(0, |b| b.max_in_flight.div_ceil(shards.max(1) as u32)),
+                .and_then(|b| b.in_flight.clone())
+                .map(|node| ShardLimit::new(node, 1, shards)),
             pending: Cell::new(0),
             pending_cap: config
                 .breaker
@@ -197,32 +201,45 @@ impl Upstream {
 
     /// Breaker and concurrency-cap check for one request (a relaxed load when closed).
     pub fn admit(self: &Rc<Self>) -> Result<Permit, Refusal> {
-        let mut probe = false;
-        if let Some(b) = self.breaker.as_deref() {
-            match b.admit(now_ms()) {
-                breaker::Admit::Yes { probe: p } => probe = p,
-                breaker::Admit::No { retry_after_ms } => {
-                    return Err(Refusal {
-                        error: GatewayError::new(ErrorKind::CircuitOpen),
-                        retry_after_ms,
-                    });
-                }
-            }
-        }
-        let n = self.local.in_flight.get();
-        if self.in_flight_cap != 0 && n >= self.in_flight_cap {
-            if probe {
-                b_release_probe(self.breaker.as_deref());
-            }
-            return Err(Refusal {
-                error: GatewayError::new(ErrorKind::ConcurrencyLimit),
-                retry_after_ms: 1000,
+        let Some(b) = self.breaker.as_deref() else {
+            return Ok(Permit {
+                up: self.clone(),
+                probe: Cell::new(false),
+                slot: None,
             });
-        }
-        self.local.in_flight.set(n + 1);
+        };
+        let now = now_ms();
+        let probe = match b.admit(now) {
+            breaker::Admit::Yes { probe } => probe,
+            breaker::Admit::No { retry_after_ms } => {
+                return Err(Refusal {
+                    error: GatewayError::new(ErrorKind::CircuitOpen),
+                    retry_after_ms,
+                });
+            }
+        };
+        // One key: the upstream. Slots are leased node-wide like rate-limit tokens.
+        let slot = match self
+            .in_flight_cap
+            .as_ref()
+            .map(|c| c.acquire(1, now * 1_000_000))
+        {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(slot))) => Some(slot),
+            Some(Err(_)) => {
+                if probe {
+                    b.release_probe();
+                }
+                return Err(Refusal {
+                    error: GatewayError::new(ErrorKind::ConcurrencyLimit),
+                    retry_after_ms: 1000,
+                });
+            }
+        };
         Ok(Permit {
             up: self.clone(),
             probe: Cell::new(probe),
+            slot,
         })
     }
 
@@ -318,6 +335,9 @@ impl Upstream {
     pub fn maintain(&self, now: u64) {
         if let Some(b) = self.breaker.as_deref() {
             b.tick(&self.local, now);
+        }
+        if let Some(cap) = &self.in_flight_cap {
+            cap.tick(now * 1_000_000);
         }
         for t in &self.targets {
             t.pool.maintain(now);
