@@ -162,13 +162,16 @@ impl RouteLimits {
         headers: &mut Vec<u8>,
     ) -> Result<LimitGuard, Refused> {
         let cfg = &self.node.config;
+        // Stacked limits usually share their key: hash it once.
+        let mut last = None;
+        let mut key = |k| cached_key(&mut last, k, req, data, client);
         let mut guard = LimitGuard {
             limits: self.clone(),
             held: [(0, 0); MAX_PER_ROUTE],
             n: 0,
         };
         for (j, (c, l)) in cfg.concurrency.iter().zip(&self.concurrency).enumerate() {
-            match l.acquire(key_of(&c.key, req, data, client), now) {
+            match l.acquire(key(&c.key), now) {
                 Ok(Some(entry)) => {
                     guard.held[usize::from(guard.n)] = (j as u8, entry as u32);
                     guard.n += 1;
@@ -191,7 +194,7 @@ impl RouteLimits {
         }; MAX_PER_ROUTE];
         let mut closest: Option<(usize, Quota)> = None;
         for (j, (c, l)) in cfg.rate.iter().zip(&self.rate).enumerate() {
-            match l.take(key_of(&c.key, req, data, client), now) {
+            match l.take(key(&c.key), now) {
                 Ok(q) => {
                     taken[j] = q;
                     if q.entry != usize::MAX
@@ -240,6 +243,24 @@ impl RouteLimits {
     pub fn tick(&self, now: u64) {
         for l in self.rate.iter().chain(&self.concurrency) {
             l.tick(now);
+        }
+    }
+}
+
+/// [`key_of`], reusing the previous limit's hash when it has the same key.
+fn cached_key<'a>(
+    last: &mut Option<(&'a LimitKey, u64)>,
+    k: &'a LimitKey,
+    req: &RequestHead,
+    data: &[u8],
+    client: IpAddr,
+) -> u64 {
+    match *last {
+        Some((lk, h)) if lk == k => h,
+        _ => {
+            let h = key_of(k, req, data, client);
+            *last = Some((k, h));
+            h
         }
     }
 }
