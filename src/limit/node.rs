@@ -3,8 +3,8 @@
 //! The table is set-associative: a key hashes to one set of [`WAYS`] slots. A missing key claims
 //! an empty slot, else the least recently leased idle one (a full token bucket, a sliding window
 //! with nothing in the last two windows, no concurrency slots out), else, for rate limits, the
-//! least recently leased one. So memory is fixed at `max_keys` × 32 bytes whatever the number of
-//! distinct keys; forgetting a busy key under key pressure starts it again with a full budget.
+//! least recently leased one. So memory is bounded by `max_keys` × 32 bytes whatever the number of
+//! distinct keys (and only the pages keys have landed in are resident); forgetting a busy key under key pressure starts it again with a full budget.
 //! Concurrency slots that are out are never forgotten (their holder will return them); when every
 //! slot of a set is held, the key is not tracked and the request is admitted.
 //!
@@ -39,7 +39,7 @@ pub enum Kind {
 }
 
 #[derive(Default)]
-#[repr(align(32))]
+#[repr(C, align(32))]
 struct Slot {
     key: AtomicU64,
     a: AtomicU64,
@@ -47,6 +47,10 @@ struct Slot {
     /// Last lease (ns): the eviction order.
     used: AtomicU64,
 }
+
+// SAFETY: four AtomicU64 with no padding (32 bytes, 32-aligned); all-zero bytes are a valid empty
+// slot (key 0 = empty).
+unsafe impl bytemuck::Zeroable for Slot {}
 
 /// The outcome of a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,7 +96,9 @@ impl NodeLimit {
         let sets = sets_for(max_keys);
         NodeLimit {
             kind,
-            slots: (0..sets * WAYS).map(|_| Slot::default()).collect(),
+            // Zeroed memory straight from the allocator: pages are only committed once a key
+            // lands in them, so an idle limit costs next to nothing whatever its max_keys.
+            slots: bytemuck::zeroed_slice_box(sets * WAYS),
             set_mask: sets - 1,
         }
     }

@@ -15,6 +15,7 @@ use super::node::{Grant, Kind, NodeLimit, WAYS, set_of, sets_for};
 pub const LOCAL_KEYS: usize = 8192;
 
 #[derive(Default)]
+#[repr(C)]
 struct Entry {
     key: Cell<u64>,
     /// Slot in the node table (a hint; `usize::MAX` = unknown).
@@ -33,6 +34,10 @@ struct Entry {
     used: Cell<u64>,
     listed: Cell<bool>,
 }
+
+// SAFETY: Cells of integers and a bool: all-zero bytes are a valid empty entry (key 0 = empty; the
+// other fields are set when a key claims the entry).
+unsafe impl bytemuck::Zeroable for Entry {}
 
 /// What a request learned from a rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +64,8 @@ impl ShardLimit {
         ShardLimit {
             node,
             shards: shards.max(1) as u64,
-            entries: (0..sets * WAYS).map(|_| Entry::default()).collect(),
+            // Zeroed by the allocator: untouched pages stay uncommitted (see `node`).
+            entries: bytemuck::zeroed_slice_box(sets * WAYS),
             set_mask: sets - 1,
             listed: RefCell::new(Vec::new()),
         }
