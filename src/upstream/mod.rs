@@ -67,7 +67,7 @@ pub struct Upstream {
     pub breaker: Option<Arc<Breaker>>,
     /// Node-global outlier ejection state, when configured.
     pub outlier: Option<Arc<Outlier>>,
-    /// This shard's breaker counts and requests in flight.
+    /// This shard's breaker counts since its last tick.
     local: breaker::LocalCounts,
     /// This shard's leases of the node-wide `max_in_flight` slots.
     in_flight_cap: Option<ShardLimit>,
