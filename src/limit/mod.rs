@@ -131,20 +131,9 @@ impl Drop for LimitGuard {
 
 impl RouteLimits {
     pub fn new(node: Arc<NodeRouteLimits>, shards: usize) -> RouteLimits {
-        let rate = node
-            .config
-            .rate
-            .iter()
-            .zip(&node.rate)
-            .map(|(c, n)| ShardLimit::new(n.clone(), c.max_keys, shards))
-            .collect();
-        let concurrency = node
-            .config
-            .concurrency
-            .iter()
-            .zip(&node.concurrency)
-            .map(|(c, n)| ShardLimit::new(n.clone(), c.max_keys, shards))
-            .collect();
+        let shard = |n: &Arc<NodeLimit>| ShardLimit::new(n.clone(), shards);
+        let rate = node.rate.iter().map(shard).collect();
+        let concurrency = node.concurrency.iter().map(shard).collect();
         RouteLimits {
             node,
             rate,

@@ -59,8 +59,9 @@ pub struct ShardLimit {
 }
 
 impl ShardLimit {
-    pub fn new(node: Arc<NodeLimit>, max_keys: usize, shards: usize) -> ShardLimit {
-        let sets = sets_for(max_keys.min(LOCAL_KEYS));
+    /// A shard's table for `node`: as many keys as the node holds, at most [`LOCAL_KEYS`].
+    pub fn new(node: Arc<NodeLimit>, shards: usize) -> ShardLimit {
+        let sets = sets_for(node.capacity().min(LOCAL_KEYS));
         ShardLimit {
             node,
             shards: shards.max(1) as u64,

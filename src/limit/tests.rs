@@ -21,7 +21,7 @@ impl Sim {
         let node = Arc::new(NodeLimit::new(kind, max_keys));
         Sim {
             shards: (0..shards)
-                .map(|_| ShardLimit::new(node.clone(), max_keys, shards))
+                .map(|_| ShardLimit::new(node.clone(), shards))
                 .collect(),
             next_tick: (0..shards as u64).map(|s| TICK + s * TICK / 3).collect(),
         }

@@ -186,7 +186,7 @@ impl Upstream {
             in_flight_cap: breaker
                 .as_ref()
                 .and_then(|b| b.in_flight.clone())
-                .map(|node| ShardLimit::new(node, 1, shards)),
+                .map(|node| ShardLimit::new(node, shards)),
             pending: Cell::new(0),
             pending_cap: config
                 .breaker
