@@ -27,8 +27,9 @@ use monoio::io::{AsyncReadRent, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 
 use super::pipeline::{self, Next, Upgraded};
-use super::tunnel;
+use super::{relay, tunnel};
 use crate::error::{ErrorKind, GatewayError};
+use crate::http::buf::{Buf, Gather};
 use crate::http::request::{early_uri_too_long, incomplete_error};
 use crate::http::{Limits, parse_request};
 use crate::runtime::Shard;
@@ -48,6 +49,28 @@ pub struct Conn {
     head_deadline: u64,
     /// The head deadline passed while the connection was parked: answer 408.
     head_timed_out: bool,
+}
+
+impl Conn {
+    /// Writes what `layout` lays out in `g` (over `buf`) to the client, under the body timeout.
+    pub async fn send(
+        &mut self,
+        g: &mut Gather,
+        buf: &mut Buf,
+        layout: impl FnOnce(&mut Gather),
+    ) -> std::io::Result<()> {
+        let timeout = self.shard.state().snap.config.http.body_timeout.as_millis() as u64;
+        relay::send(
+            &mut self.stream,
+            self.fd,
+            timeout,
+            &self.watch,
+            g,
+            buf,
+            layout,
+        )
+        .await
+    }
 }
 
 /// Outcome of waiting for a request head.

@@ -350,21 +350,14 @@ pub async fn forward(
     let client_timeout = http.body_timeout.as_millis() as u64;
     let mut ubuf = ubuf;
     let resp = &kit.resp;
-    let res = send(
-        &mut conn.stream,
-        conn.fd,
-        client_timeout,
-        &conn.watch,
-        &mut kit.g,
-        &mut ubuf,
-        |g| {
+    let res = conn
+        .send(&mut kit.g, &mut ubuf, |g| {
             rewrite::response_head(g, resp, &rw);
             for &(s, e) in &ranges {
                 g.push_main(resp_len + s, resp_len + e);
             }
-        },
-    )
-    .await;
+        })
+        .await;
     let status = kit.resp.status;
     let upstream_close = kit.resp.close;
     if res.is_err() {
@@ -497,19 +490,10 @@ async fn relay_interim(
     ubuf: &mut Buf,
     len: usize,
 ) -> Result<(), GatewayError> {
-    let timeout = conn.shard.state().snap.config.http.body_timeout.as_millis() as u64;
-    send(
-        &mut conn.stream,
-        conn.fd,
-        timeout,
-        &conn.watch,
-        &mut kit.g,
-        ubuf,
-        |g| {
-            g.reset();
-            g.push_main(0, len);
-        },
-    )
+    conn.send(&mut kit.g, ubuf, |g| {
+        g.reset();
+        g.push_main(0, len);
+    })
     .await
     .map_err(|_| GatewayError::new(ErrorKind::ClientGone))
 }
@@ -547,18 +531,12 @@ async fn switch_protocols(
         body_prefix: rest,
     };
     let mut ubuf = ubuf;
-    let timeout = conn.shard.state().snap.config.http.body_timeout.as_millis() as u64;
     let resp = &kit.resp;
-    let res = send(
-        &mut conn.stream,
-        conn.fd,
-        timeout,
-        &conn.watch,
-        &mut kit.g,
-        &mut ubuf,
-        |g| rewrite::response_head(g, resp, &rw),
-    )
-    .await;
+    let res = conn
+        .send(&mut kit.g, &mut ubuf, |g| {
+            rewrite::response_head(g, resp, &rw)
+        })
+        .await;
     conn.shard.pools.put_buf(ubuf);
     if res.is_err() {
         return Next::Close;

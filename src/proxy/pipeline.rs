@@ -22,7 +22,6 @@ use crate::upstream::{Lease, SlotGuard};
 
 use super::conn::Conn;
 use super::forward;
-use super::relay::send;
 
 /// What the connection does after a request.
 pub enum Next {
@@ -239,18 +238,7 @@ pub async fn refuse_head(conn: &mut Conn, kit: &mut Kit, e: GatewayError) {
 
 /// Writes the reply already laid out in `kit.g` to the client under the body timeout.
 async fn write_reply(conn: &mut Conn, kit: &mut Kit) -> bool {
-    let timeout = conn.shard.state().snap.config.http.body_timeout.as_millis() as u64;
-    send(
-        &mut conn.stream,
-        conn.fd,
-        timeout,
-        &conn.watch,
-        &mut kit.g,
-        &mut kit.buf,
-        |_| {},
-    )
-    .await
-    .is_ok()
+    conn.send(&mut kit.g, &mut kit.buf, |_| {}).await.is_ok()
 }
 
 /// Consumes the request from the buffer when the connection stays open.
