@@ -38,7 +38,6 @@ pub enum Kind {
     Concurrency { max: u64 },
 }
 
-#[derive(Default)]
 #[repr(C, align(32))]
 struct Slot {
     key: AtomicU64,

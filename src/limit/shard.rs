@@ -14,7 +14,6 @@ use super::node::{Grant, Kind, NodeLimit, WAYS, set_of, sets_for};
 /// Most keys a shard table holds per limit (fewer when the limit's `max_keys` is smaller).
 pub const LOCAL_KEYS: usize = 8192;
 
-#[derive(Default)]
 #[repr(C)]
 struct Entry {
     key: Cell<u64>,

@@ -88,14 +88,9 @@ pub async fn handle(conn: &mut Conn, kit: &mut Kit) -> Next {
             match l.check(req, data, conn.peer.ip(), now, &mut kit.limit_headers) {
                 Ok(guard) => Some(guard),
                 Err(refused) => {
-                    let mut headers = Vec::with_capacity(24);
-                    headers.extend_from_slice(b"retry-after: ");
-                    headers.extend_from_slice(
-                        itoa::Buffer::new().format(refused.retry_after_s).as_bytes(),
-                    );
-                    headers.extend_from_slice(b"\r\n");
+                    let headers = format!("retry-after: {}\r\n", refused.retry_after_s);
                     let e = GatewayError::new(refused.kind);
-                    return reply_error_with(conn, kit, e, &headers).await;
+                    return reply_error_with(conn, kit, e, headers.as_bytes()).await;
                 }
             }
         }
