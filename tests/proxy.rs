@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::sync::{Arc, Barrier};
 
 fn proxy_config(up: std::net::SocketAddr) -> String {
     format!("{}\n[[routes]]\nupstream = \"be\"\n", upstream("be", up))
@@ -144,6 +145,76 @@ both_drivers!(close_delimited_response, |d| {
     let r = c.get("/");
     assert_eq!(r.text(), "until the end");
     assert!(r.closes());
+});
+
+both_drivers!(body_arriving_after_its_head, |d| {
+    // A Content-Length body that comes after its head (the gateway may wait for a short one so head
+    // and body leave in one write) and a chunked stream, whose first chunk must reach the client while
+    // the upstream is still silent: streams are never held back.
+    let gate = Arc::new(Barrier::new(2));
+    let mock_gate = gate.clone();
+    let up = Mock::start(move |req| {
+        let (first, rest): (&[u8], &[u8]) = match req.target.as_str() {
+            "/late" => (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+                b"late body",
+            ),
+            _ => (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+                b"4\r\nlast\r\n0\r\n\r\n",
+            ),
+        };
+        Reply::Gated(first.to_vec(), mock_gate.clone(), rest.to_vec())
+    });
+    let g = gateway(d, &proxy_config(up.addr));
+    let mut c = Client::connect(addr(&g));
+    c.send(b"GET /late HTTP/1.1\r\nHost: h\r\n\r\n");
+    gate.wait();
+    assert_eq!(c.response(false).unwrap().text(), "late body");
+
+    c.send(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n");
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !seen.ends_with(b"5\r\nfirst\r\n") {
+        let n =
+            std::io::Read::read(&mut c.r, &mut chunk).expect("the first chunk, before the rest");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    gate.wait();
+    while !seen.ends_with(b"0\r\n\r\n") {
+        let n = std::io::Read::read(&mut c.r, &mut chunk).unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("4\r\nlast\r\n"));
+});
+
+both_drivers!(request_body_sent_after_its_head, |d| {
+    let up = Mock::start(|req| ok(&format!("got {}", String::from_utf8_lossy(&req.body))));
+    let g = gateway(d, &proxy_config(up.addr));
+    let mut c = Client::connect(addr(&g));
+    c.send(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n");
+    c.send(b"hello");
+    c.send(b" world");
+    assert_eq!(c.response(false).unwrap().text(), "got hello world");
+
+    // A client that gives up halfway through a short body: the client connection closes and nothing
+    // is sent upstream (the gateway waits for the whole body before it takes a connection), so the
+    // pooled upstream connection stays clean and serves the next request.
+    let mut c = Client::connect(addr(&g));
+    c.send(b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhalf");
+    c.w.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut c.r, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(get(addr(&g), "/c").text(), "got ");
+    assert_eq!(up.requests().len(), 2);
+    assert_eq!(
+        up.connections(),
+        1,
+        "the pooled connection was spoiled by the cut request"
+    );
 });
 
 both_drivers!(bodiless_responses, |d| {

@@ -33,7 +33,7 @@ use super::conn::Conn;
 use super::pipeline::{
     Next, Upgraded, client_keep_alive, reply_error, reply_error_with, reply_static_with,
 };
-use super::relay::{Body, Ends, RelayError, relay, send};
+use super::relay::{Body, Ends, RelayError, read_short_body, relay, send};
 
 pub async fn forward(
     conn: &mut Conn,
@@ -79,12 +79,34 @@ pub async fn forward(
         Framing::Chunked => Body::Chunked(ChunkedDecoder::new(http.max_head_size)),
         Framing::None | Framing::Close => Body::Length(0),
     };
-    let prefix = match body.take(&kit.buf.data()[head_len..], None) {
+    let mut prefix = match body.take(&kit.buf.data()[head_len..], None) {
         Ok(p) => p,
         Err(e) => return reply_error(conn, kit, e.into()).await,
     };
     if body.chunked_data_len() > route.max_body_size {
         return reply_error(conn, kit, GatewayError::new(ErrorKind::BodyTooLarge)).await;
+    }
+    // A short body still on its way is read first: the request then leaves in one write, and being
+    // whole in the buffer, it can be retried. (Not with `Expect: 100-continue`: that client waits.)
+    if !kit.req.expect_continue {
+        let (more, filled) = read_short_body(
+            &mut conn.stream,
+            conn.fd,
+            Shut::Read,
+            http.body_timeout.as_millis() as u64,
+            &conn.watch,
+            &mut kit.buf,
+            &mut body,
+        )
+        .await;
+        match filled {
+            Ok(()) => prefix += more,
+            Err(RelayError::SrcTimeout) => {
+                return close_with_error(conn, kit, GatewayError::new(ErrorKind::BodyTimeout))
+                    .await;
+            }
+            Err(_) => return Next::Close,
+        }
     }
     let whole = body.is_done();
     let hash = up
@@ -340,6 +362,21 @@ pub async fn forward(
             return reply_error(conn, kit, err).await;
         }
     };
+    // A short body still on its way is awaited, so that head and body leave in one write.
+    let mut ubuf = ubuf;
+    let up_fd = lease.fd();
+    let read_timeout = up.config.read_timeout.as_millis() as u64;
+    let (more, filled) = read_short_body(
+        lease.stream(),
+        up_fd,
+        Shut::Both,
+        read_timeout,
+        &conn.watch,
+        &mut ubuf,
+        &mut rbody,
+    )
+    .await;
+    let body_prefix = body_prefix + more;
     let rw = ResponseRewrite {
         extra: &kit.limit_headers,
         keep_alive: keep,
@@ -348,7 +385,6 @@ pub async fn forward(
         body_prefix: if dechunk { 0 } else { body_prefix },
     };
     let client_timeout = http.body_timeout.as_millis() as u64;
-    let mut ubuf = ubuf;
     let resp = &kit.resp;
     let res = conn
         .send(&mut kit.g, &mut ubuf, |g| {
@@ -365,35 +401,36 @@ pub async fn forward(
         return Next::Close;
     }
     ubuf.consume(resp_len + body_prefix);
-    if !rbody.is_done() {
-        let up_fd = lease.fd();
-        let ends = Ends {
-            src: lease.stream(),
-            src_fd: up_fd,
-            src_timeout_ms: up.config.read_timeout.as_millis() as u64,
-            src_shut: Shut::Both,
-            dst: &mut conn.stream,
-            dst_fd: conn.fd,
-            dst_timeout_ms: client_timeout,
-        };
-        let res = relay(
-            ends,
-            &mut ubuf,
-            &mut kit.g,
-            &mut rbody,
-            &conn.watch,
-            dechunk,
-            u64::MAX,
-        )
-        .await;
-        if let Err(e) = res {
-            let close_body_ok = matches!(rbody, Body::Close);
-            if !close_body_ok {
-                tracing::warn!(peer = %conn.peer, target = %lease.target.addr, status, error = ?e, "response body relay failed; closing the client connection");
-            }
-            conn.shard.pools.put_buf(ubuf);
-            return Next::Close;
+    let relayed = match filled {
+        Ok(()) if !rbody.is_done() => {
+            let ends = Ends {
+                src: lease.stream(),
+                src_fd: up_fd,
+                src_timeout_ms: read_timeout,
+                src_shut: Shut::Both,
+                dst: &mut conn.stream,
+                dst_fd: conn.fd,
+                dst_timeout_ms: client_timeout,
+            };
+            relay(
+                ends,
+                &mut ubuf,
+                &mut kit.g,
+                &mut rbody,
+                &conn.watch,
+                dechunk,
+                u64::MAX,
+            )
+            .await
         }
+        other => other,
+    };
+    if let Err(e) = relayed {
+        if !matches!(rbody, Body::Close) {
+            tracing::warn!(peer = %conn.peer, target = %lease.target.addr, status, error = ?e, "response body relay failed; closing the client connection");
+        }
+        conn.shard.pools.put_buf(ubuf);
+        return Next::Close;
     }
 
     // 7. Clean-up.

@@ -182,30 +182,77 @@ pub async fn relay(
             // Only reachable with a full buffer the decoder could not consume, which it always can.
             return Err(RelayError::Chunk(ChunkError::BadSize));
         }
-        let b = std::mem::take(buf);
-        let (res, b) = {
-            let _armed = watch.arm(ends.src_fd, ends.src_shut, now_ms() + ends.src_timeout_ms);
-            ends.src.read(b).await
-        };
-        *buf = b;
-        match res {
-            Ok(0) => {
-                if watch.fired() {
-                    return Err(RelayError::SrcTimeout);
-                }
-                if matches!(body, Body::Close) {
-                    return Ok(());
-                }
-                return Err(RelayError::SrcClosed);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(if watch.fired() {
-                    RelayError::SrcTimeout
-                } else {
-                    RelayError::SrcIo(e)
-                });
-            }
+        let more = read_src(
+            ends.src,
+            ends.src_fd,
+            ends.src_shut,
+            ends.src_timeout_ms,
+            watch,
+            buf,
+        )
+        .await?;
+        if !more {
+            return if matches!(body, Body::Close) {
+                Ok(())
+            } else {
+                Err(RelayError::SrcClosed)
+            };
         }
+    }
+}
+
+/// Reads the rest of a short Content-Length body into `buf` as long as it fits in the free room, so
+/// that the head it follows can leave together with the whole body in one write: one segment and
+/// one wake-up for the receiver instead of two (what nginx's `postpone_output` buys it). Chunked and
+/// close-delimited bodies (streams, server-sent events) are never waited for. Returns the body bytes
+/// read and, if reading failed, how; bytes read before a failure still count.
+pub async fn read_short_body(
+    src: &mut TcpStream,
+    fd: RawFd,
+    shut: Shut,
+    timeout_ms: u64,
+    watch: &Watch,
+    buf: &mut Buf,
+    body: &mut Body,
+) -> (usize, Result<(), RelayError>) {
+    let mut got = 0;
+    while let Body::Length(left) = body {
+        if *left == 0 || *left > buf.spare() as u64 {
+            break;
+        }
+        let before = buf.len();
+        match read_src(src, fd, shut, timeout_ms, watch, buf).await {
+            Ok(true) => {
+                let t = ((buf.len() - before) as u64).min(*left);
+                *left -= t;
+                got += t as usize;
+            }
+            Ok(false) => return (got, Err(RelayError::SrcClosed)),
+            Err(e) => return (got, Err(e)),
+        }
+    }
+    (got, Ok(()))
+}
+
+/// One read from `src` into `buf` under its stall deadline. `Ok(false)`: the source closed.
+async fn read_src(
+    src: &mut TcpStream,
+    fd: RawFd,
+    shut: Shut,
+    timeout_ms: u64,
+    watch: &Watch,
+    buf: &mut Buf,
+) -> Result<bool, RelayError> {
+    let b = std::mem::take(buf);
+    let (res, b) = {
+        let _armed = watch.arm(fd, shut, now_ms() + timeout_ms);
+        src.read(b).await
+    };
+    *buf = b;
+    match res {
+        Ok(n) if n > 0 => Ok(true),
+        Ok(_) | Err(_) if watch.fired() => Err(RelayError::SrcTimeout),
+        Ok(_) => Ok(false),
+        Err(e) => Err(RelayError::SrcIo(e)),
     }
 }

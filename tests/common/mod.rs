@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -165,6 +165,9 @@ pub enum Reply {
     Echo(Vec<u8>),
     /// Write the bytes, then go silent for the duration before closing (a stalled response).
     Stall(Vec<u8>, Duration),
+    /// Write the first bytes, wait until the test passes the barrier too, then write the rest and
+    /// keep the connection (a response whose parts arrive apart, in an order the test controls).
+    Gated(Vec<u8>, Arc<Barrier>, Vec<u8>),
 }
 
 pub fn ok(body: &str) -> Reply {
@@ -276,6 +279,13 @@ fn serve_mock(s: TcpStream, id: usize, handler: Arc<Handler>, seen: Arc<Mutex<Ve
             Reply::Delay(d, b) => {
                 thread::sleep(d);
                 if w.write_all(&b).is_err() {
+                    return;
+                }
+            }
+            Reply::Gated(first, gate, rest) => {
+                let ok = w.write_all(&first).is_ok();
+                gate.wait();
+                if !ok || w.write_all(&rest).is_err() {
                     return;
                 }
             }
