@@ -300,7 +300,9 @@ impl Upstream {
 
     /// A connection to `target`: pooled, new, or (at `max_connections`) the first one freed.
     async fn lease(&self, target: &Rc<Target>, watch: &Watch) -> Result<Lease, GatewayError> {
-        let deadline = std::time::Instant::now() + self.config.connect_timeout;
+        // Set when the pool is first found saturated: the common path (an idle pooled connection)
+        // reads no clock.
+        let mut deadline = None;
         loop {
             if let Some(s) = target.pool.take_idle() {
                 return Ok(Lease::new(s, target.clone(), true));
@@ -317,7 +319,10 @@ impl Upstream {
             }
             // Saturated: wait for a returned connection or a free slot, until the connect deadline,
             // unless `max_pending` requests are waiting already.
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let now = std::time::Instant::now();
+            let left = deadline
+                .get_or_insert(now + self.config.connect_timeout)
+                .saturating_duration_since(now);
             if left.is_zero() {
                 return Err(GatewayError::new(ErrorKind::UpstreamSaturated));
             }
