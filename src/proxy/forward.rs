@@ -33,7 +33,7 @@ use super::conn::Conn;
 use super::pipeline::{
     Next, Upgraded, client_keep_alive, reply_error, reply_error_with, reply_static_with,
 };
-use super::relay::{Body, Ends, RelayError, read_short_body, relay, send};
+use super::relay::{Body, Ends, RelayError, Source, read_short_body, relay, send};
 
 pub async fn forward(
     conn: &mut Conn,
@@ -89,16 +89,13 @@ pub async fn forward(
     // A short body still on its way is read first: the request then leaves in one write, and being
     // whole in the buffer, it can be retried. (Not with `Expect: 100-continue`: that client waits.)
     if !kit.req.expect_continue {
-        let (more, filled) = read_short_body(
-            &mut conn.stream,
-            conn.fd,
-            Shut::Read,
-            http.body_timeout.as_millis() as u64,
-            &conn.watch,
-            &mut kit.buf,
-            &mut body,
-        )
-        .await;
+        let src = Source {
+            stream: &mut conn.stream,
+            fd: conn.fd,
+            timeout_ms: http.body_timeout.as_millis() as u64,
+            shut: Shut::Read,
+        };
+        let (more, filled) = read_short_body(src, &conn.watch, &mut kit.buf, &mut body).await;
         match filled {
             Ok(()) => prefix += more,
             Err(RelayError::SrcTimeout) => {
@@ -241,10 +238,12 @@ pub async fn forward(
             }
             kit.buf.consume(head_len + prefix);
             let ends = Ends {
-                src: &mut conn.stream,
-                src_fd: conn.fd,
-                src_timeout_ms: http.body_timeout.as_millis() as u64,
-                src_shut: Shut::Read,
+                src: Source {
+                    stream: &mut conn.stream,
+                    fd: conn.fd,
+                    timeout_ms: http.body_timeout.as_millis() as u64,
+                    shut: Shut::Read,
+                },
                 dst: lease.stream(),
                 dst_fd: up_fd,
                 dst_timeout_ms: response_timeout,
@@ -366,16 +365,13 @@ pub async fn forward(
     let mut ubuf = ubuf;
     let up_fd = lease.fd();
     let read_timeout = up.config.read_timeout.as_millis() as u64;
-    let (more, filled) = read_short_body(
-        lease.stream(),
-        up_fd,
-        Shut::Both,
-        read_timeout,
-        &conn.watch,
-        &mut ubuf,
-        &mut rbody,
-    )
-    .await;
+    let src = Source {
+        stream: lease.stream(),
+        fd: up_fd,
+        timeout_ms: read_timeout,
+        shut: Shut::Both,
+    };
+    let (more, filled) = read_short_body(src, &conn.watch, &mut ubuf, &mut rbody).await;
     let body_prefix = body_prefix + more;
     let rw = ResponseRewrite {
         extra: &kit.limit_headers,
@@ -404,10 +400,12 @@ pub async fn forward(
     let relayed = match filled {
         Ok(()) if !rbody.is_done() => {
             let ends = Ends {
-                src: lease.stream(),
-                src_fd: up_fd,
-                src_timeout_ms: read_timeout,
-                src_shut: Shut::Both,
+                src: Source {
+                    stream: lease.stream(),
+                    fd: up_fd,
+                    timeout_ms: read_timeout,
+                    shut: Shut::Both,
+                },
                 dst: &mut conn.stream,
                 dst_fd: conn.fd,
                 dst_timeout_ms: client_timeout,

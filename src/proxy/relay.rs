@@ -87,12 +87,17 @@ pub enum RelayError {
     TooLarge,
 }
 
-pub struct Ends<'a> {
-    pub src: &'a mut TcpStream,
-    pub src_fd: RawFd,
-    pub src_timeout_ms: u64,
+/// The socket a body is read from, with its stall timeout.
+pub struct Source<'a> {
+    pub stream: &'a mut TcpStream,
+    pub fd: RawFd,
+    pub timeout_ms: u64,
     /// How a stalled source is shut: `Read` for a client, so its 408 can still be written.
-    pub src_shut: Shut,
+    pub shut: Shut,
+}
+
+pub struct Ends<'a> {
+    pub src: Source<'a>,
     pub dst: &'a mut TcpStream,
     pub dst_fd: RawFd,
     pub dst_timeout_ms: u64,
@@ -125,7 +130,7 @@ pub async fn send(
 /// Relays the rest of `body` from `ends.src` to `ends.dst`. `buf` may hold body bytes already read.
 /// `dechunk`: remove chunked framing. `limit`: most data bytes of a chunked body.
 pub async fn relay(
-    ends: Ends<'_>,
+    mut ends: Ends<'_>,
     buf: &mut Buf,
     g: &mut Gather,
     body: &mut Body,
@@ -182,16 +187,7 @@ pub async fn relay(
             // Only reachable with a full buffer the decoder could not consume, which it always can.
             return Err(RelayError::Chunk(ChunkError::BadSize));
         }
-        let more = read_src(
-            ends.src,
-            ends.src_fd,
-            ends.src_shut,
-            ends.src_timeout_ms,
-            watch,
-            buf,
-        )
-        .await?;
-        if !more {
+        if !read_src(&mut ends.src, watch, buf).await? {
             return if matches!(body, Body::Close) {
                 Ok(())
             } else {
@@ -207,10 +203,7 @@ pub async fn relay(
 /// close-delimited bodies (streams, server-sent events) are never waited for. Returns the body bytes
 /// read and, if reading failed, how; bytes read before a failure still count.
 pub async fn read_short_body(
-    src: &mut TcpStream,
-    fd: RawFd,
-    shut: Shut,
-    timeout_ms: u64,
+    mut src: Source<'_>,
     watch: &Watch,
     buf: &mut Buf,
     body: &mut Body,
@@ -221,7 +214,7 @@ pub async fn read_short_body(
             break;
         }
         let before = buf.len();
-        match read_src(src, fd, shut, timeout_ms, watch, buf).await {
+        match read_src(&mut src, watch, buf).await {
             Ok(true) => {
                 let t = ((buf.len() - before) as u64).min(*left);
                 *left -= t;
@@ -235,18 +228,11 @@ pub async fn read_short_body(
 }
 
 /// One read from `src` into `buf` under its stall deadline. `Ok(false)`: the source closed.
-async fn read_src(
-    src: &mut TcpStream,
-    fd: RawFd,
-    shut: Shut,
-    timeout_ms: u64,
-    watch: &Watch,
-    buf: &mut Buf,
-) -> Result<bool, RelayError> {
+async fn read_src(src: &mut Source<'_>, watch: &Watch, buf: &mut Buf) -> Result<bool, RelayError> {
     let b = std::mem::take(buf);
     let (res, b) = {
-        let _armed = watch.arm(fd, shut, now_ms() + timeout_ms);
-        src.read(b).await
+        let _armed = watch.arm(src.fd, src.shut, now_ms() + src.timeout_ms);
+        src.stream.read(b).await
     };
     *buf = b;
     match res {
