@@ -20,10 +20,10 @@ use super::pools::Pools;
 use super::snapshot::ShardState;
 use super::watchdog::{SweepMode, Watchdog, now_ms};
 
-/// Free kits and response buffers each shard keeps for reuse. Kept small on purpose: busy
-/// connections hold their kit anyway, the allocator's thread cache recycles freed buffers just as
-/// fast (no measurable difference at 64 connections), and every buffer kept pins a 512 KiB allocator
-/// page: with 64 kept, 10,000 idle connections cost 2.6 KiB each after a burst instead of 1.3 KiB.
+/// Free kits and response buffers each shard keeps through an idle second. The lists grow to what
+/// the load needs and are trimmed back to this once a second (see `Pools::trim`): every buffer kept
+/// pins a 512 KiB allocator page, so with 64 kept, 10,000 idle connections cost 2.6 KiB each after a
+/// burst instead of 1.3 KiB.
 const POOL_KEEP: usize = 8;
 
 /// How often a shard asks the allocator to return freed memory to the OS.
@@ -116,6 +116,7 @@ impl Shard {
         self.control.set_connections(self.id, open);
         if now.saturating_sub(self.last_collect.get()) >= COLLECT_EVERY_MS {
             self.last_collect.set(now);
+            self.pools.trim();
             // Buffers freed after a burst (parked idle connections, trimmed pools) sit in the
             // allocator's free pages until something asks for them; this returns the pages whose
             // purge delay has passed. Off the request path, once a second.
