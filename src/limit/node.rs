@@ -4,7 +4,8 @@
 //! an empty slot, else the least recently leased idle one (a full token bucket, a sliding window
 //! with nothing in the last two windows, no concurrency slots out), else, for rate limits, the
 //! least recently leased one. So memory is bounded by `max_keys` × 32 bytes whatever the number of
-//! distinct keys (and only the pages keys have landed in are resident); forgetting a busy key under key pressure starts it again with a full budget.
+//! distinct keys (and only the pages keys have landed in are resident); forgetting a busy key under
+//! key pressure starts it again with a full budget.
 //! Concurrency slots that are out are never forgotten (their holder will return them); when every
 //! slot of a set is held, the key is not tracked and the request is admitted.
 //!
