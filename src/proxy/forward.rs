@@ -89,13 +89,13 @@ pub async fn forward(
     // A short body still on its way is read first: the request then leaves in one write, and being
     // whole in the buffer, it can be retried. (Not with `Expect: 100-continue`: that client waits.)
     if !kit.req.expect_continue {
-        let src = Source {
+        let mut src = Source {
             stream: &mut conn.stream,
             fd: conn.fd,
             timeout_ms: http.body_timeout.as_millis() as u64,
             shut: Shut::Read,
         };
-        let (more, filled) = read_short_body(src, &conn.watch, &mut kit.buf, &mut body).await;
+        let (more, filled) = read_short_body(&mut src, &conn.watch, &mut kit.buf, &mut body).await;
         match filled {
             Ok(()) => prefix += more,
             Err(RelayError::SrcTimeout) => {
@@ -362,16 +362,17 @@ pub async fn forward(
         }
     };
     // A short body still on its way is awaited, so that head and body leave in one write.
+    // The same source then feeds the relay of the rest, if any.
     let mut ubuf = ubuf;
+    let upstream_addr = lease.target.addr;
     let up_fd = lease.fd();
-    let read_timeout = up.config.read_timeout.as_millis() as u64;
-    let src = Source {
+    let mut src = Source {
         stream: lease.stream(),
         fd: up_fd,
-        timeout_ms: read_timeout,
+        timeout_ms: up.config.read_timeout.as_millis() as u64,
         shut: Shut::Both,
     };
-    let (more, filled) = read_short_body(src, &conn.watch, &mut ubuf, &mut rbody).await;
+    let (more, filled) = read_short_body(&mut src, &conn.watch, &mut ubuf, &mut rbody).await;
     let body_prefix = body_prefix + more;
     let rw = ResponseRewrite {
         extra: &kit.limit_headers,
@@ -400,12 +401,7 @@ pub async fn forward(
     let relayed = match filled {
         Ok(()) if !rbody.is_done() => {
             let ends = Ends {
-                src: Source {
-                    stream: lease.stream(),
-                    fd: up_fd,
-                    timeout_ms: read_timeout,
-                    shut: Shut::Both,
-                },
+                src,
                 dst: &mut conn.stream,
                 dst_fd: conn.fd,
                 dst_timeout_ms: client_timeout,
@@ -425,7 +421,7 @@ pub async fn forward(
     };
     if let Err(e) = relayed {
         if !matches!(rbody, Body::Close) {
-            tracing::warn!(peer = %conn.peer, target = %lease.target.addr, status, error = ?e, "response body relay failed; closing the client connection");
+            tracing::warn!(peer = %conn.peer, target = %upstream_addr, status, error = ?e, "response body relay failed; closing the client connection");
         }
         conn.shard.pools.put_buf(ubuf);
         return Next::Close;

@@ -203,7 +203,7 @@ pub async fn relay(
 /// close-delimited bodies (streams, server-sent events) are never waited for. Returns the body bytes
 /// read and, if reading failed, how; bytes read before a failure still count.
 pub async fn read_short_body(
-    mut src: Source<'_>,
+    src: &mut Source<'_>,
     watch: &Watch,
     buf: &mut Buf,
     body: &mut Body,
@@ -214,7 +214,7 @@ pub async fn read_short_body(
             break;
         }
         let before = buf.len();
-        match read_src(&mut src, watch, buf).await {
+        match read_src(src, watch, buf).await {
             Ok(true) => {
                 let t = ((buf.len() - before) as u64).min(*left);
                 *left -= t;
