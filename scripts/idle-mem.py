@@ -59,6 +59,23 @@ def proxy_pids(p, name):
     return [int(x) for x in out] or [p.pid]
 
 
+def settled_rss(pids, settle, limit=30.0):
+    """RSS once it has stopped falling: at least `settle` seconds after the last response, then until
+    it moved less than 0.5 % over the last 2 s (idle buffers are released after the gateway's
+    `idle_buffer_release`, and the allocator returns the pages at its next collection, so the drop
+    can come anywhere from 2 to 6 s after the last request). Returns (KiB, seconds waited)."""
+    start = time.time()
+    time.sleep(settle)
+    samples = [rss_kib(pids)]
+    while time.time() - start < limit:
+        time.sleep(0.5)
+        samples.append(rss_kib(pids))
+        window = samples[-5:]
+        if len(window) == 5 and max(window) - min(window) <= 0.005 * max(window):
+            break
+    return samples[-1], time.time() - start
+
+
 def measure(name, cmd, port, conns, settle, d):
     p = subprocess.Popen(["taskset", "-c", "0"] + cmd, cwd=d, stdout=open(f"{d}/{name}.log", "ab"),
                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -90,10 +107,10 @@ def measure(name, cmd, port, conns, settle, d):
                         sys.exit(f"{name}: connection closed before the response")
                     data += chunk
             socks.extend(group)
-        time.sleep(settle)
-        loaded = rss_kib(pids)
+        loaded, took = settled_rss(pids, settle)
         per = (loaded - base) * 1024 / conns
-        print(f"{name:8s} conns={conns} rss_rest={base} KiB rss_idle={loaded} KiB per_conn={per:.0f} B ({per/1024:.2f} KiB)")
+        print(f"{name:8s} conns={conns} rss_rest={base} KiB rss_idle={loaded} KiB per_conn={per:.0f} B ({per/1024:.2f} KiB)"
+              f" settled after {took:.1f} s")
         for s in socks:
             s.close()
         return per
@@ -110,7 +127,7 @@ def main():
     ap.add_argument("--conns", type=int, default=10000)
     ap.add_argument("--binary", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "ringway"))
     ap.add_argument("--no-nginx", action="store_true")
-    ap.add_argument("--settle", type=float, default=3.0, help="seconds to let buffers be released before measuring")
+    ap.add_argument("--settle", type=float, default=3.0, help="seconds to wait at least before measuring; then until RSS is stable")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

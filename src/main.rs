@@ -14,7 +14,7 @@ use ringway::config::{Config, DriverChoice, LogConfig, parse_cpu_list};
 use ringway::{Gateway, StartOptions};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ringway::runtime::alloc::MiAlloc = ringway::runtime::alloc::MiAlloc;
 
 #[derive(Parser)]
 #[command(

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::sync::{Arc, Barrier};
 
 fn proxy_config(up: std::net::SocketAddr) -> String {
     format!("{}\n[[routes]]\nupstream = \"be\"\n", upstream("be", up))
@@ -151,7 +150,7 @@ both_drivers!(body_arriving_after_its_head, |d| {
     // A Content-Length body that comes after its head (the gateway may wait for a short one so head
     // and body leave in one write) and a chunked stream, whose first chunk must reach the client while
     // the upstream is still silent: streams are never held back.
-    let gate = Arc::new(Barrier::new(2));
+    let gate = Gate::default();
     let mock_gate = gate.clone();
     let up = Mock::start(move |req| {
         let (first, rest): (&[u8], &[u8]) = match req.target.as_str() {
@@ -169,7 +168,7 @@ both_drivers!(body_arriving_after_its_head, |d| {
     let g = gateway(d, &proxy_config(up.addr));
     let mut c = Client::connect(addr(&g));
     c.send(b"GET /late HTTP/1.1\r\nHost: h\r\n\r\n");
-    gate.wait();
+    gate.expect("the upstream at the gate of /late");
     assert_eq!(c.response(false).unwrap().text(), "late body");
 
     c.send(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -181,7 +180,7 @@ both_drivers!(body_arriving_after_its_head, |d| {
         assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&chunk[..n]);
     }
-    gate.wait();
+    gate.expect("the upstream at the gate of /stream");
     while !seen.ends_with(b"0\r\n\r\n") {
         let n = std::io::Read::read(&mut c.r, &mut chunk).unwrap();
         assert!(n > 0);

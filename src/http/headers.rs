@@ -290,6 +290,37 @@ pub fn head_has_bare_lf(
         || headers.iter().any(|h| !ends_crlf(h.line.end as usize))
 }
 
+/// Bytes of a reg-name host (RFC 3986 §3.2.2: unreserved, sub-delims, `%` of pct-encoded), as a
+/// table: this check runs on every request, twice (parse and route lookup).
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        i += 1;
+    }
+    t
+};
+
 /// Checks a Host value (`uri-host [ ":" port ]`) and returns the host part, lower-casing is left to
 /// the caller. `None` when the value is not a valid authority for routing.
 pub fn host_without_port(v: &[u8]) -> Option<&[u8]> {
@@ -319,8 +350,9 @@ pub fn host_without_port(v: &[u8]) -> Option<&[u8]> {
             return None;
         }
     }
-    let reg_name_ok = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(b);
-    if host.first() != Some(&b'[') && (host.is_empty() || !host.iter().all(reg_name_ok)) {
+    if host.first() != Some(&b'[')
+        && (host.is_empty() || !host.iter().all(|&b| REG_NAME[b as usize]))
+    {
         return None;
     }
     Some(host)
@@ -329,6 +361,14 @@ pub fn host_without_port(v: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reg_name_table_is_rfc3986() {
+        for b in 0..=255u8 {
+            let rfc = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            assert_eq!(REG_NAME[b as usize], rfc, "byte {b:#04x}");
+        }
+    }
 
     #[test]
     fn content_length() {

@@ -9,12 +9,13 @@ use super::headers::{
     ConnectionTokens, HeaderKind, HeaderLine, Span, TransferCoding, TransferCodingAcc, classify,
     drop_connection_named, head_has_bare_lf, parse_content_length,
 };
-use super::request::{Framing, MAX_HEADERS_LIMIT};
+use super::request::{Framing, MAX_HEADERS_LIMIT, STACK_SLOTS, heap_slots};
 
 /// Why an upstream response head was refused (all map to 502).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseError {
     Malformed(&'static str),
+    TooManyHeaders,
     TooLarge,
     BadFraming(&'static str),
 }
@@ -23,6 +24,7 @@ impl ResponseError {
     pub fn reason(self) -> &'static str {
         match self {
             ResponseError::Malformed(r) | ResponseError::BadFraming(r) => r,
+            ResponseError::TooManyHeaders => "too many header fields",
             ResponseError::TooLarge => "response head is larger than the response buffer",
         }
     }
@@ -72,25 +74,38 @@ impl ResponseHead {
 }
 
 /// Parses a response head. `head_request`: the request was HEAD, so no body follows whatever the
-/// headers say.
+/// headers say. Up to [`MAX_HEADERS_LIMIT`] fields; not inlined, for the reason given at
+/// [`STACK_SLOTS`].
+#[inline(never)]
 pub fn parse_response(
     data: &[u8],
     head_request: bool,
     resp: &mut ResponseHead,
 ) -> Result<Option<()>, ResponseError> {
+    let mut small = [const { MaybeUninit::uninit() }; STACK_SLOTS];
+    match parse_response_into(data, head_request, resp, &mut small) {
+        Err(ResponseError::TooManyHeaders) => {
+            parse_response_into(data, head_request, resp, &mut heap_slots(MAX_HEADERS_LIMIT))
+        }
+        done => done,
+    }
+}
+
+fn parse_response_into<'d>(
+    data: &'d [u8],
+    head_request: bool,
+    resp: &mut ResponseHead,
+    slots: &mut [MaybeUninit<httparse::Header<'d>>],
+) -> Result<Option<()>, ResponseError> {
     resp.reset();
-    let mut storage: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_LIMIT] =
-        [const { MaybeUninit::uninit() }; MAX_HEADERS_LIMIT];
     let mut r = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut r,
-        data,
-        &mut storage,
-    ) {
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut r, data, slots)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(ResponseError::Malformed("too many header fields"));
+            return Err(ResponseError::TooManyHeaders);
         }
         Err(_) => return Err(ResponseError::Malformed("invalid response head")),
     };
@@ -197,6 +212,26 @@ mod tests {
         let mut r = ResponseHead::default();
         parse_response(s.as_bytes(), head, &mut r)?.ok_or(ResponseError::Malformed("partial"))?;
         Ok(r)
+    }
+
+    #[test]
+    fn responses_with_more_fields_than_the_stack_slots() {
+        let head = |n: usize| {
+            let mut s = String::from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+            for i in 1..n {
+                s.push_str(&format!("X-F{i}: v\r\n"));
+            }
+            s + "\r\n"
+        };
+        for n in [STACK_SLOTS, STACK_SLOTS + 1, MAX_HEADERS_LIMIT] {
+            let r = parse(&head(n), false).unwrap();
+            assert_eq!(r.headers.len(), n);
+            assert_eq!(r.framing.0, Framing::Length(0));
+        }
+        assert_eq!(
+            parse(&head(MAX_HEADERS_LIMIT + 1), false).err(),
+            Some(ResponseError::TooManyHeaders)
+        );
     }
 
     #[test]

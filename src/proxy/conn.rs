@@ -131,7 +131,16 @@ pub fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) -> impl Futu
 async fn serve_inner(guard: WatchGuard, mut conn: Conn) {
     let mut slot: Option<Box<Kit>> = None;
     loop {
-        match Box::pin(serve_one(&mut conn, &mut slot)).await {
+        // Written into its allocation rather than moved there: `Box::pin(fut)` copied the whole
+        // ~2.9 KiB future per request although only its two arguments are set before the first poll.
+        let fut = Box::write(Box::new_uninit(), serve_one(&mut conn, &mut slot));
+        // Every test request passes here: a monoio timer held inline anywhere on the request path
+        // would make this 128 (see `upstream::wait_for_slot`) and the allocation above slow.
+        debug_assert!(
+            std::mem::align_of_val(&*fut) <= 16,
+            "the request future is over-aligned"
+        );
+        match Box::into_pin(fut).await {
             Step::KeepAlive => {}
             Step::Close => break,
             Step::Park(p) => {

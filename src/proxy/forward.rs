@@ -456,7 +456,9 @@ async fn backoff(upstream: &str, pause: std::time::Duration, failure: Failure, t
         "retrying"
     );
     if !pause.is_zero() {
-        monoio::time::sleep(pause).await;
+        // Boxed for the reason given at `upstream::wait_for_slot`: keep the request future's
+        // alignment at 8.
+        Box::pin(monoio::time::sleep(pause)).await;
     }
 }
 

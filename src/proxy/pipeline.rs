@@ -61,8 +61,8 @@ pub async fn handle(conn: &mut Conn, kit: &mut Kit) -> Next {
     if has_dot_segment(path) {
         return reply_error(conn, kit, GatewayError::new(ErrorKind::BadPath)).await;
     }
-    let host = req.host.map_or(&b""[..], |h| h.of(data));
-    let (route_idx, matched) = match state.snap.routes.lookup(host, path, req.method) {
+    let host = req.host_name.map_or(&b""[..], |h| h.of(data));
+    let (route_idx, matched) = match state.snap.routes.lookup_name(host, path, req.method) {
         Lookup::Found { route, matched } => (route, matched),
         Lookup::MethodNotAllowed => {
             return reply_error(conn, kit, GatewayError::new(ErrorKind::MethodNotAllowed)).await;

@@ -158,13 +158,19 @@ impl RouteTable {
     /// Finds the route for a request. `host` is the Host value (port allowed), `path` the origin-form
     /// target (query allowed).
     pub fn lookup(&self, host: &[u8], path: &[u8], method: Method) -> Lookup {
+        let name = crate::http::headers::host_without_port(host).unwrap_or(b"");
+        self.lookup_name(name, path, method)
+    }
+
+    /// [`RouteTable::lookup`] with the host name already split from its port (as the request parser
+    /// records it in `RequestHead::host_name`); any case.
+    pub fn lookup_name(&self, host: &[u8], path: &[u8], method: Method) -> Lookup {
         let path = match path.iter().position(|&b| b == b'?') {
             Some(q) => &path[..q],
             None => path,
         };
         let mut denied = false;
         let mut lower = [0u8; MAX_HOST];
-        let host = crate::http::headers::host_without_port(host).unwrap_or(b"");
         let host = if host.len() <= MAX_HOST && !host.is_empty() {
             let l = &mut lower[..host.len()];
             l.copy_from_slice(host);

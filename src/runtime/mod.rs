@@ -4,6 +4,7 @@
 //! Nothing here is on the request path: shards talk to [`Control`] once per tick with relaxed atomic
 //! loads, and a reload builds the new snapshot on the calling (control) thread.
 
+pub mod alloc;
 pub mod driver;
 mod listen;
 pub mod pools;

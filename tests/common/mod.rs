@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -165,9 +165,38 @@ pub enum Reply {
     Echo(Vec<u8>),
     /// Write the bytes, then go silent for the duration before closing (a stalled response).
     Stall(Vec<u8>, Duration),
-    /// Write the first bytes, wait until the test passes the barrier too, then write the rest and
-    /// keep the connection (a response whose parts arrive apart, in an order the test controls).
-    Gated(Vec<u8>, Arc<Barrier>, Vec<u8>),
+    /// Write the first bytes, wait until the test passes the gate too, then write the rest and keep
+    /// the connection (a response whose parts arrive apart, in an order the test controls).
+    Gated(Vec<u8>, Gate, Vec<u8>),
+}
+
+/// A two-party meeting point like `std::sync::Barrier`, but bounded by [`IO_TIMEOUT`]: a gateway
+/// that never forwards the request must fail the test, not hang it (and CI) forever.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<(u64, u32)>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Waits until the other party arrives too; `false` after [`IO_TIMEOUT`] without it.
+    pub fn meet(&self) -> bool {
+        let (lock, cv) = &*self.0;
+        let mut st = lock.lock().unwrap();
+        let generation = st.0;
+        st.1 += 1;
+        if st.1 == 2 {
+            *st = (generation + 1, 0);
+            cv.notify_all();
+            return true;
+        }
+        let (st, timeout) = cv
+            .wait_timeout_while(st, IO_TIMEOUT, |st| st.0 == generation)
+            .unwrap();
+        !timeout.timed_out() || st.0 != generation
+    }
+
+    /// [`Gate::meet`] for the test's side: panics with `what` if the other side never came.
+    pub fn expect(&self, what: &str) {
+        assert!(self.meet(), "timed out waiting for {what}");
+    }
 }
 
 pub fn ok(body: &str) -> Reply {
@@ -284,8 +313,7 @@ fn serve_mock(s: TcpStream, id: usize, handler: Arc<Handler>, seen: Arc<Mutex<Ve
             }
             Reply::Gated(first, gate, rest) => {
                 let ok = w.write_all(&first).is_ok();
-                gate.wait();
-                if !ok || w.write_all(&rest).is_err() {
+                if !gate.meet() || !ok || w.write_all(&rest).is_err() {
                     return;
                 }
             }
