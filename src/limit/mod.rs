@@ -19,11 +19,11 @@
 //!   key never exceed `max`. A shard may hold spare slots until its next tick (other shards see
 //!   fewer, never more).
 //!
-//! Memory is bounded when the route is loaded: per limit, `max_keys` × 32 bytes on the node plus
-//! at most [`shard::LOCAL_KEYS`] × 72 bytes per shard, whatever the number of distinct keys (see
-//! `node` for eviction). The tables come zeroed from the allocator, so only pages that keys have
-//! landed in become resident: an idle limit costs a few KiB. The clock is the coarse monotonic
-//! clock (a few ms resolution).
+//! Memory is bounded when the route is loaded: per limit, `max_keys` × 32 bytes (and a claim flag
+//! per 8 keys) on the node plus at most [`shard::LOCAL_KEYS`] × 72 bytes per shard, whatever the
+//! number of distinct keys (see `node` for eviction). The tables come zeroed from the allocator, so
+//! only pages that keys have landed in become resident: an idle limit costs a few KiB. The clock is
+//! the coarse monotonic clock (a few ms resolution).
 //!
 //! Responses of a limited route carry `RateLimit-Limit`, `RateLimit-Remaining` and
 //! `RateLimit-Reset` (draft-ietf-httpapi-ratelimit-headers) for the limit closest to running

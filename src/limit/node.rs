@@ -3,19 +3,22 @@
 //! The table is set-associative: a key hashes to one set of [`WAYS`] slots. A missing key claims
 //! an empty slot, else the least recently leased idle one (a full token bucket, a sliding window
 //! with nothing in the last two windows, no concurrency slots out), else, for rate limits, the
-//! least recently leased one. So memory is bounded by `max_keys` × 32 bytes whatever the number of
-//! distinct keys (and only the pages keys have landed in are resident); forgetting a busy key under
-//! key pressure starts it again with a full budget.
+//! least recently leased one. So memory is bounded by `max_keys` × 32 bytes (and a claim flag per
+//! set of 8) whatever the number of distinct keys, and only the pages keys have landed in are
+//! resident; forgetting a busy key under key pressure starts it again with a full budget.
 //! Concurrency slots that are out are never forgotten (their holder will return them); when every
 //! slot of a set is held, the key is not tracked and the request is admitted.
 //!
-//! Every operation is one or a few compare-and-swaps on the slot, done once per lease (a batch of
-//! tokens), never per request. Two shards claiming a slot for the same key at once may leave a
-//! duplicate; lookups always use the first match, so the duplicate goes unused and is evicted
-//! first. A slot reused for another key while a shard still leases the old one may credit that one
-//! lease to the new key. Both err by at most one lease.
+//! Every lease is one or a few compare-and-swaps on the slot, done once per batch of tokens, never
+//! per request; a lease never waits. Claiming a slot for a missing key takes the set's claim flag
+//! for the handful of stores it needs: claims in one set are serialised, so two shards racing on
+//! the same new key both end up in one slot, and a key is only published once its slot's state is
+//! cleared (a lease made through the new key is never wiped). A slot reused for another key while
+//! a shard still leases the old one may credit that one lease to the new key.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Slots per set.
 pub const WAYS: usize = 8;
@@ -72,7 +75,38 @@ pub struct Grant {
 pub struct NodeLimit {
     pub kind: Kind,
     slots: Box<[Slot]>,
+    /// One claim flag per set (see [`NodeLimit::slot`]).
+    claiming: Box<[AtomicBool]>,
     set_mask: usize,
+}
+
+/// Holds a set's claim flag; dropping it lets the next claim in.
+struct Claim<'a>(&'a AtomicBool);
+
+impl<'a> Claim<'a> {
+    /// Waits for the flag. The holder does a few stores and no I/O, so the wait is a few
+    /// nanoseconds unless its thread was preempted in between; then this thread yields.
+    fn take(flag: &'a AtomicBool) -> Claim<'a> {
+        let mut spins = 0u32;
+        while flag
+            .compare_exchange_weak(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        Claim(flag)
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Release);
+    }
 }
 
 /// How many tokens to lease out of `avail` when `shards` share them: a fair share that shrinks as
@@ -99,6 +133,7 @@ impl NodeLimit {
             // Zeroed memory straight from the allocator: pages are only committed once a key
             // lands in them, so an idle limit costs next to nothing whatever its max_keys.
             slots: bytemuck::zeroed_slice_box(sets * WAYS),
+            claiming: bytemuck::zeroed_slice_box(sets),
             set_mask: sets - 1,
         }
     }
@@ -110,35 +145,40 @@ impl NodeLimit {
 
     /// The slot of `key`: `hint` if it still holds the key, else found or claimed in its set.
     /// `None` when every slot of the set is pinned (concurrency slots out).
+    ///
+    /// Only a claim takes the set's flag; finding a key never waits. Under the flag the set is
+    /// searched again (another shard may have just claimed the key), the victim is unpublished,
+    /// its state cleared, and the key published last (Release, paired with the Acquire loads of
+    /// lookups), so whoever finds the key leases from clean state.
     pub fn slot(&self, key: u64, hint: usize, now: u64) -> Option<usize> {
         if self
             .slots
             .get(hint)
-            .is_some_and(|s| s.key.load(Relaxed) == key)
+            .is_some_and(|s| s.key.load(Acquire) == key)
         {
             return Some(hint);
         }
-        let base = set_of(key, self.set_mask) * WAYS;
+        let set_index = set_of(key, self.set_mask);
+        let base = set_index * WAYS;
         let set = &self.slots[base..base + WAYS];
-        if let Some(w) = set.iter().position(|s| s.key.load(Relaxed) == key) {
+        let find = |order: Ordering| set.iter().position(|s| s.key.load(order) == key);
+        if let Some(w) = find(Acquire) {
             return Some(base + w);
         }
-        for _ in 0..WAYS {
-            let w = self.victim(set, now)?;
-            let s = &set[w];
-            let old = s.key.load(Relaxed);
-            if s.key.compare_exchange(old, key, Relaxed, Relaxed).is_ok() {
-                s.a.store(0, Relaxed);
-                s.b.store(0, Relaxed);
-                s.used.store(now, Relaxed);
-                return Some(base + w);
-            }
-            // Lost a race for this slot; the winner may have been claiming the same key.
-            if let Some(w) = set.iter().position(|s| s.key.load(Relaxed) == key) {
-                return Some(base + w);
-            }
+        let _claim = Claim::take(&self.claiming[set_index]);
+        if let Some(w) = find(Acquire) {
+            return Some(base + w);
         }
-        None
+        let w = self.victim(set, now)?;
+        let s = &set[w];
+        // Leases of the evicted key that already passed their key check may still land here;
+        // they only debit the new key (or, a give-back, credit it one lease).
+        s.key.store(0, Relaxed);
+        s.a.store(0, Relaxed);
+        s.b.store(0, Relaxed);
+        s.used.store(now, Relaxed);
+        s.key.store(key, Release);
+        Some(base + w)
     }
 
     /// The way to give to a new key: empty, else the least recently used idle one, else (rate
@@ -195,7 +235,7 @@ impl NodeLimit {
 
     /// Returns `n` unused tokens of a lease made in `epoch`.
     pub fn give_back(&self, key: u64, slot: usize, n: u64, epoch: u64, now: u64) {
-        let Some(s) = self.slots.get(slot).filter(|s| s.key.load(Relaxed) == key) else {
+        let Some(s) = self.slots.get(slot).filter(|s| s.key.load(Acquire) == key) else {
             return; // forgotten meanwhile: nothing to return to
         };
         if n == 0 {

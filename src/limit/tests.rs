@@ -240,3 +240,63 @@ fn a_million_keys_keep_memory_fixed() {
     // Other tests run in parallel threads of this process, so allow them some growth.
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB over 1M keys");
 }
+
+/// Two threads race to claim and drain each of many new keys at once: a key's budget is granted
+/// once in all, whether its slot was empty or taken over from an evicted key.
+#[test]
+fn racing_claims_grant_a_budget_once() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    const LIMIT: u64 = 150;
+    const ROUNDS: u64 = 4000;
+    for max_keys in [1 << 16, 16] {
+        let node = Arc::new(NodeLimit::new(
+            Kind::Window {
+                width: 3600 * S,
+                limit: LIMIT,
+            },
+            max_keys,
+        ));
+        let arrived = Arc::new(AtomicU64::new(0));
+        let granted: Arc<Vec<AtomicU64>> =
+            Arc::new((0..ROUNDS).map(|_| AtomicU64::new(0)).collect());
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (node, arrived, granted) = (node.clone(), arrived.clone(), granted.clone());
+                std::thread::spawn(move || {
+                    for r in 0..ROUNDS {
+                        // Both threads start each key together.
+                        arrived.fetch_add(1, SeqCst);
+                        let mut spins = 0u32;
+                        while arrived.load(SeqCst) < 2 * (r + 1) {
+                            spins += 1;
+                            if spins.is_multiple_of(64) {
+                                std::thread::yield_now();
+                            }
+                            std::hint::spin_loop();
+                        }
+                        let key = (r + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                        let mut hint = usize::MAX;
+                        loop {
+                            let g = node.lease(key, hint, 2, 10 * S);
+                            if g.n == 0 {
+                                break;
+                            }
+                            hint = g.slot;
+                            granted[r as usize].fetch_add(g.n, SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in racers {
+            t.join().unwrap();
+        }
+        for (r, g) in granted.iter().enumerate() {
+            let g = g.load(SeqCst);
+            assert_eq!(
+                g, LIMIT,
+                "key {r} (max_keys {max_keys}) was granted {g} of {LIMIT}"
+            );
+        }
+    }
+}
