@@ -234,6 +234,15 @@ pub struct ConnectionTokens {
 
 impl ConnectionTokens {
     pub fn add(&mut self, v: &[u8]) {
+        // The usual single-token values without splitting the list.
+        match v.len() {
+            10 if v.eq_ignore_ascii_case(b"keep-alive") => self.keep_alive = true,
+            5 if v.eq_ignore_ascii_case(b"close") => self.close = true,
+            _ => self.add_list(v),
+        }
+    }
+
+    fn add_list(&mut self, v: &[u8]) {
         for t in list_items(v) {
             if t.eq_ignore_ascii_case(b"close") {
                 self.close = true;
@@ -339,10 +348,16 @@ pub fn host_without_port(v: &[u8]) -> Option<&[u8]> {
         }
         (host, &v[close + 1..])
     } else {
-        match v.iter().position(|&b| b == b':') {
-            Some(c) => (&v[..c], &v[c..]),
-            None => (v, &v[v.len()..]),
+        // One pass: the name runs while the bytes are reg-name characters (':' is not one), and
+        // whatever follows must be the port.
+        let end = v
+            .iter()
+            .position(|&b| !REG_NAME[b as usize])
+            .unwrap_or(v.len());
+        if end == 0 {
+            return None;
         }
+        v.split_at(end)
     };
     if !port.is_empty() {
         let digits = port.strip_prefix(b":")?;
@@ -350,17 +365,46 @@ pub fn host_without_port(v: &[u8]) -> Option<&[u8]> {
             return None;
         }
     }
-    if host.first() != Some(&b'[')
-        && (host.is_empty() || !host.iter().all(|&b| REG_NAME[b as usize]))
-    {
-        return None;
-    }
     Some(host)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two-pass form `host_without_port` replaced: split at the first ':' and check both sides.
+    fn host_reference(v: &[u8]) -> Option<&[u8]> {
+        let v = trim_ows(v);
+        if v.is_empty() || v[0] == b'[' {
+            return host_without_port(v);
+        }
+        let (host, port) = match v.iter().position(|&b| b == b':') {
+            Some(c) => (&v[..c], &v[c..]),
+            None => (v, &v[v.len()..]),
+        };
+        if !port.is_empty() {
+            let digits = port.strip_prefix(b":")?;
+            if digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+        }
+        (!host.is_empty() && host.iter().all(|&b| REG_NAME[b as usize])).then_some(host)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn host_split_matches_the_two_pass_form(
+            v in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"aZ9-.:%@/ []\t~_".to_vec()),
+                    proptest::num::u8::ANY,
+                ],
+                0..24,
+            )
+        ) {
+            proptest::prop_assert_eq!(host_without_port(&v), host_reference(&v));
+        }
+    }
 
     #[test]
     fn reg_name_table_is_rfc3986() {
