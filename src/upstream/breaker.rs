@@ -23,7 +23,8 @@
 //! touched per request.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ use crate::config::BreakerConfig;
 const BUCKETS: u64 = 10;
 const OPEN: u64 = 1 << 63;
 const HALF_OPEN: u64 = 1 << 62;
+/// Half-open being set up: one shard resets the probe counts; the others refuse meanwhile.
+const OPENING_PROBES: u64 = HALF_OPEN | 1;
 
 #[derive(Default)]
 struct Bucket {
@@ -51,7 +54,7 @@ pub struct Breaker {
     /// Node-wide `max_in_flight` slots (when set).
     pub in_flight: Option<Arc<NodeLimit>>,
     pub name: String,
-    /// 0 = closed; OPEN | until_ms = open; HALF_OPEN = half-open.
+    /// 0 = closed; OPEN | until_ms = open; HALF_OPEN = half-open; OPENING_PROBES = turning half-open.
     state: CachePadded<AtomicU64>,
     permits: AtomicI64,
     probe_successes: AtomicU32,
@@ -139,7 +142,8 @@ impl Breaker {
     /// Request path: may this request go upstream?
     #[inline]
     pub fn admit(&self, now: u64) -> Admit {
-        let s = self.state.load(Relaxed);
+        // Acquire: a shard that sees HALF_OPEN also sees the permits set before it was published.
+        let s = self.state.load(Acquire);
         if s == 0 {
             return Admit::Yes { probe: false };
         }
@@ -150,17 +154,24 @@ impl Breaker {
                     retry_after_ms: until - now,
                 };
             }
-            // Open time is over: the first shard to notice lets probes through.
-            self.probe_successes.store(0, Relaxed);
-            self.permits
-                .store(i64::from(self.config.half_open_probes), Relaxed);
+            // Open time is over: the first shard to notice resets the probe counts and only then
+            // publishes half-open, so no shard spends a permit that a late reset would hand out
+            // again.
             if self
                 .state
-                .compare_exchange(s, HALF_OPEN, Relaxed, Relaxed)
+                .compare_exchange(s, OPENING_PROBES, Relaxed, Relaxed)
                 .is_ok()
             {
+                self.probe_successes.store(0, Relaxed);
+                self.permits
+                    .store(i64::from(self.config.half_open_probes), Relaxed);
+                self.state.store(HALF_OPEN, Release);
                 tracing::info!(upstream = %self.name, "circuit breaker half-open: letting probes through");
+            } else if self.state.load(Acquire) != HALF_OPEN {
+                return Admit::No { retry_after_ms: 1 };
             }
+        } else if s == OPENING_PROBES {
+            return Admit::No { retry_after_ms: 1 };
         }
         if self.permits.fetch_sub(1, Relaxed) > 0 {
             Admit::Yes { probe: true }
@@ -361,5 +372,55 @@ mod tests {
         assert_eq!(b.state(), State::Closed);
         assert_eq!(b.admit(1314), Admit::Yes { probe: false });
         assert_eq!(b.trips(), 2);
+    }
+    /// Two shards notice the end of the open time at once: the probes are let through once
+    /// node-wide, not once per shard.
+    #[test]
+    fn racing_shards_let_half_open_probes_through_once() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        const ROUNDS: usize = 3000;
+        let breakers: Arc<Vec<Breaker>> = Arc::new(
+            (0..ROUNDS)
+                .map(|_| {
+                    let b = Breaker::new("u", cfg());
+                    b.open(0, 1000, "test");
+                    b
+                })
+                .collect(),
+        );
+        let arrived = Arc::new(AtomicU64::new(0));
+        let probes: Arc<Vec<AtomicU64>> =
+            Arc::new((0..ROUNDS).map(|_| AtomicU64::new(0)).collect());
+        let shards: Vec<_> = (0..2)
+            .map(|_| {
+                let (breakers, arrived, probes) =
+                    (breakers.clone(), arrived.clone(), probes.clone());
+                std::thread::spawn(move || {
+                    for (r, b) in breakers.iter().enumerate() {
+                        arrived.fetch_add(1, SeqCst);
+                        let mut spins = 0u32;
+                        while arrived.load(SeqCst) < 2 * (r as u64 + 1) {
+                            spins += 1;
+                            if spins.is_multiple_of(64) {
+                                std::thread::yield_now();
+                            }
+                            std::hint::spin_loop();
+                        }
+                        for _ in 0..4 {
+                            if b.admit(1100) == (Admit::Yes { probe: true }) {
+                                probes[r].fetch_add(1, SeqCst);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for s in shards {
+            s.join().unwrap();
+        }
+        for (r, p) in probes.iter().enumerate() {
+            assert_eq!(p.load(SeqCst), 2, "round {r}: probes let through");
+        }
     }
 }
