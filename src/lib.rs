@@ -25,5 +25,8 @@ pub mod route;
 pub mod runtime;
 pub mod upstream;
 
+#[cfg(test)]
+mod testutil;
+
 pub use config::Config;
 pub use runtime::{Gateway, StartOptions};

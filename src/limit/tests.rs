@@ -264,16 +264,7 @@ fn racing_claims_grant_a_budget_once() {
                 let (node, arrived, granted) = (node.clone(), arrived.clone(), granted.clone());
                 std::thread::spawn(move || {
                     for r in 0..ROUNDS {
-                        // Both threads start each key together.
-                        arrived.fetch_add(1, SeqCst);
-                        let mut spins = 0u32;
-                        while arrived.load(SeqCst) < 2 * (r + 1) {
-                            spins += 1;
-                            if spins.is_multiple_of(64) {
-                                std::thread::yield_now();
-                            }
-                            std::hint::spin_loop();
-                        }
+                        crate::testutil::start_together(&arrived, 2, r);
                         let key = (r + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
                         let mut hint = usize::MAX;
                         loop {

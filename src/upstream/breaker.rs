@@ -398,15 +398,7 @@ mod tests {
                     (breakers.clone(), arrived.clone(), probes.clone());
                 std::thread::spawn(move || {
                     for (r, b) in breakers.iter().enumerate() {
-                        arrived.fetch_add(1, SeqCst);
-                        let mut spins = 0u32;
-                        while arrived.load(SeqCst) < 2 * (r as u64 + 1) {
-                            spins += 1;
-                            if spins.is_multiple_of(64) {
-                                std::thread::yield_now();
-                            }
-                            std::hint::spin_loop();
-                        }
+                        crate::testutil::start_together(&arrived, 2, r as u64);
                         for _ in 0..4 {
                             if b.admit(1100) == (Admit::Yes { probe: true }) {
                                 probes[r].fetch_add(1, SeqCst);
