@@ -89,12 +89,7 @@ pub async fn forward(
     // A short body still on its way is read first: the request then leaves in one write, and being
     // whole in the buffer, it can be retried. (Not with `Expect: 100-continue`: that client waits.)
     if !kit.req.expect_continue {
-        let mut src = Source {
-            stream: &mut conn.stream,
-            fd: conn.fd,
-            timeout_ms: http.body_timeout.as_millis() as u64,
-            shut: Shut::Read,
-        };
+        let mut src = Source::client(&mut conn.stream, conn.fd, http);
         let (more, filled) = read_short_body(&mut src, &conn.watch, &mut kit.buf, &mut body).await;
         match filled {
             Ok(()) => prefix += more,
@@ -238,12 +233,7 @@ pub async fn forward(
             }
             kit.buf.consume(head_len + prefix);
             let ends = Ends {
-                src: Source {
-                    stream: &mut conn.stream,
-                    fd: conn.fd,
-                    timeout_ms: http.body_timeout.as_millis() as u64,
-                    shut: Shut::Read,
-                },
+                src: Source::client(&mut conn.stream, conn.fd, http),
                 dst: lease.stream(),
                 dst_fd: up_fd,
                 dst_timeout_ms: response_timeout,

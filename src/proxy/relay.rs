@@ -13,6 +13,7 @@ use std::os::fd::RawFd;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
+use crate::config::HttpConfig;
 use crate::http::buf::{Buf, Gather, write_gather};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::runtime::watchdog::{Shut, Watch, now_ms};
@@ -94,6 +95,19 @@ pub struct Source<'a> {
     pub timeout_ms: u64,
     /// How a stalled source is shut: `Read` for a client, so its 408 can still be written.
     pub shut: Shut,
+}
+
+impl<'a> Source<'a> {
+    /// The client side of a request body: stalls are bounded by `http.body_timeout` and shut
+    /// only the reading side.
+    pub fn client(stream: &'a mut TcpStream, fd: RawFd, http: &HttpConfig) -> Source<'a> {
+        Source {
+            stream,
+            fd,
+            timeout_ms: http.body_timeout.as_millis() as u64,
+            shut: Shut::Read,
+        }
+    }
 }
 
 pub struct Ends<'a> {
