@@ -26,11 +26,23 @@ pub const MAX_HEADERS_LIMIT: usize = 512;
 /// those futures probed and dirtied 18 KiB of stack (measured: 12 B requests, see perf/RESULTS.md).
 pub const STACK_SLOTS: usize = 64;
 
-/// `n` uninitialised header slots on the heap, for heads with more than [`STACK_SLOTS`] fields.
-pub(super) fn heap_slots<'a>(n: usize) -> Vec<MaybeUninit<httparse::Header<'a>>> {
-    let mut v = Vec::with_capacity(n);
-    v.resize_with(n, MaybeUninit::uninit);
-    v
+/// Runs `parse` over [`STACK_SLOTS`] header slots on the stack (fewer if `max` is smaller) and, when
+/// that refuses the head for having too many fields and `max` allows more, once more over `max`
+/// slots on the heap. Shared by the request and response parsers.
+pub(super) fn with_header_slots<'d, T, E>(
+    max: usize,
+    too_many: impl Fn(&E) -> bool,
+    mut parse: impl FnMut(&mut [MaybeUninit<httparse::Header<'d>>]) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut small = [const { MaybeUninit::uninit() }; STACK_SLOTS];
+    match parse(&mut small[..max.min(STACK_SLOTS)]) {
+        Err(e) if max > STACK_SLOTS && too_many(&e) => {
+            let mut heap = Vec::with_capacity(max);
+            heap.resize_with(max, MaybeUninit::uninit);
+            parse(&mut heap)
+        }
+        done => done,
+    }
 }
 
 /// Limits applied while parsing a request head.
@@ -186,14 +198,11 @@ pub fn parse_request(
     limits: &Limits,
     head: &mut RequestHead,
 ) -> Result<Option<()>, HeadError> {
-    let max = limits.max_headers.clamp(1, MAX_HEADERS_LIMIT);
-    let mut small = [const { MaybeUninit::uninit() }; STACK_SLOTS];
-    match parse_request_into(data, limits, head, &mut small[..max.min(STACK_SLOTS)]) {
-        Err(HeadError::TooManyHeaders) if max > STACK_SLOTS => {
-            parse_request_into(data, limits, head, &mut heap_slots(max))
-        }
-        done => done,
-    }
+    with_header_slots(
+        limits.max_headers.clamp(1, MAX_HEADERS_LIMIT),
+        |e| *e == HeadError::TooManyHeaders,
+        |slots| parse_request_into(data, limits, head, slots),
+    )
 }
 
 fn parse_request_into<'d>(

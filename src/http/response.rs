@@ -9,7 +9,7 @@ use super::headers::{
     ConnectionTokens, HeaderKind, HeaderLine, Span, TransferCoding, TransferCodingAcc, classify,
     drop_connection_named, head_has_bare_lf, parse_content_length,
 };
-use super::request::{Framing, MAX_HEADERS_LIMIT, STACK_SLOTS, heap_slots};
+use super::request::{Framing, MAX_HEADERS_LIMIT, with_header_slots};
 
 /// Why an upstream response head was refused (all map to 502).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,20 +75,18 @@ impl ResponseHead {
 
 /// Parses a response head. `head_request`: the request was HEAD, so no body follows whatever the
 /// headers say. Up to [`MAX_HEADERS_LIMIT`] fields; not inlined, for the reason given at
-/// [`STACK_SLOTS`].
+/// [`STACK_SLOTS`](super::request::STACK_SLOTS).
 #[inline(never)]
 pub fn parse_response(
     data: &[u8],
     head_request: bool,
     resp: &mut ResponseHead,
 ) -> Result<Option<()>, ResponseError> {
-    let mut small = [const { MaybeUninit::uninit() }; STACK_SLOTS];
-    match parse_response_into(data, head_request, resp, &mut small) {
-        Err(ResponseError::TooManyHeaders) => {
-            parse_response_into(data, head_request, resp, &mut heap_slots(MAX_HEADERS_LIMIT))
-        }
-        done => done,
-    }
+    with_header_slots(
+        MAX_HEADERS_LIMIT,
+        |e| *e == ResponseError::TooManyHeaders,
+        |slots| parse_response_into(data, head_request, resp, slots),
+    )
 }
 
 fn parse_response_into<'d>(
@@ -207,6 +205,7 @@ fn parse_response_into<'d>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::request::STACK_SLOTS;
 
     fn parse(s: &str, head: bool) -> Result<ResponseHead, ResponseError> {
         let mut r = ResponseHead::default();
