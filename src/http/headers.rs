@@ -300,7 +300,7 @@ pub fn head_has_bare_lf(
 }
 
 /// Bytes of a reg-name host (RFC 3986 §3.2.2: unreserved, sub-delims, `%` of pct-encoded), as a
-/// table: this check runs on every request, twice (parse and route lookup).
+/// table: the request parser checks every Host with it.
 const REG_NAME: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;

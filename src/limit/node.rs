@@ -16,9 +16,8 @@
 //! cleared (a lease made through the new key is never wiped). A slot reused for another key while
 //! a shard still leases the old one may credit that one lease to the new key.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 /// Slots per set.
 pub const WAYS: usize = 8;
@@ -161,12 +160,12 @@ impl NodeLimit {
         let set_index = set_of(key, self.set_mask);
         let base = set_index * WAYS;
         let set = &self.slots[base..base + WAYS];
-        let find = |order: Ordering| set.iter().position(|s| s.key.load(order) == key);
-        if let Some(w) = find(Acquire) {
+        let find = || set.iter().position(|s| s.key.load(Acquire) == key);
+        if let Some(w) = find() {
             return Some(base + w);
         }
         let _claim = Claim::take(&self.claiming[set_index]);
-        if let Some(w) = find(Acquire) {
+        if let Some(w) = find() {
             return Some(base + w);
         }
         let w = self.victim(set, now)?;
