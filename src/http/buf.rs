@@ -140,7 +140,7 @@ struct Seg {
     end: u32,
 }
 
-/// One vectored write; see the module docs. Its vectors are reused from write to write.
+/// One write laid out as segments; see the module docs. Its vectors are reused from write to write.
 #[derive(Default)]
 pub struct Gather {
     pub main: Buf,
@@ -319,8 +319,9 @@ thread_local! {
     static FLAT_POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Buffers kept in [`FLAT_POOL`] at most; more are freed when returned.
-const FLAT_POOL_MAX: usize = 256;
+/// Buffers kept in [`FLAT_POOL`] at most (128 KiB a shard); more are freed when returned. A write
+/// holds one only while the socket has no room for it, which under a normal load is none or one.
+const FLAT_POOL_MAX: usize = 32;
 
 /// Writes every segment of `g`, resuming after short writes. Always hands `g` back.
 ///

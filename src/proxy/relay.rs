@@ -118,7 +118,8 @@ pub struct Ends<'a> {
 }
 
 /// Writes bytes of `buf`, laid out in the gather list `g` by `layout` (a rewritten head, body
-/// ranges), in one vectored write: `buf` is lent to the gather for the write and comes back with it.
+/// ranges), in one write (see [`write_gather`]): `buf` is lent to the gather for the write and comes
+/// back with it.
 /// The write is armed with a stall deadline of `timeout_ms` on `fd`. An empty layout writes nothing.
 pub async fn send(
     dst: &mut TcpStream,
