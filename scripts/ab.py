@@ -19,28 +19,11 @@ Usage:
   paths must be absolute or relative to the repository root. Needs nginx (the backend) and wrk.
 """
 
-import argparse, os, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import BACKEND_CONF, free_port, group_cpu_seconds, run_load, wait_listening  # noqa: E402
-
-
-def start(cmd, cpus, d, name):
-    log = open(os.path.join(d, f"{name}.log"), "ab")
-    return subprocess.Popen(["taskset", "-c", cpus, "sh", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def stop(p):
-    try:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait()
+from compare import (BACKEND_CONF, free_port, group_cpu_seconds, run_load, start_proxy,  # noqa: E402
+                     stop_group, wait_listening)
 
 
 def main():
@@ -82,7 +65,7 @@ def main():
         pids = {}
         for name, cmd in (("A", a.a), ("B", a.b)):
             ports[name] = free_port()
-            p = start(cmd.format(port=ports[name], backend=backend, dir=d), a.proxy_cpus, d, name)
+            p = start_proxy(name, cmd.format(port=ports[name], backend=backend, dir=d), a.proxy_cpus, d, cwd=os.getcwd())
             procs.append(p)
             pids[name] = p.pid
             if not wait_listening(ports[name]):
@@ -115,7 +98,7 @@ def main():
               f"{a.conns} connections each, body={a.size or 12} B)")
     finally:
         for p in reversed(procs):
-            stop(p)
+            stop_group(p)
 
 
 if __name__ == "__main__":

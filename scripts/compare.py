@@ -109,10 +109,29 @@ def run_load(tool, port, conns, secs, path, cpus, headers=()):
             "p50_ms": lat.get("50"), "p99_ms": lat.get("99")}
 
 
-def measure(name, cmd, port, a, d, path):
+def start_proxy(name, cmd, cpus, d, cwd=None):
+    """Runs `cmd` pinned to `cpus` in a process group of its own (in `cwd`, default `d`), logging to
+    {d}/{name}.log."""
     log = open(os.path.join(d, f"{name}.log"), "ab")
-    p = subprocess.Popen(["taskset", "-c", a.proxy_cpus, "sh", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
-                         cwd=d, start_new_session=True)
+    return subprocess.Popen(["taskset", "-c", cpus, "sh", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=cwd or d, start_new_session=True)
+
+
+def stop_group(p):
+    """SIGTERM to `p`'s process group, SIGKILL if it is still there 10 s later."""
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
+def measure(name, cmd, port, a, d, path):
+    p = start_proxy(name, cmd, a.proxy_cpus, d)
     try:
         if not wait_listening(port):
             print(f"{name}: not listening on {port} (see {d}/{name}.log)", file=sys.stderr)
@@ -128,15 +147,7 @@ def measure(name, cmd, port, a, d, path):
         r["kernel_share"] = (s1 - s0) / cpu if cpu else 0.0
         return r
     finally:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        stop_group(p)
         time.sleep(0.2)
 
 
