@@ -497,9 +497,10 @@ mod tests {
         for i in 0..WRITES {
             g.reset();
             g.main.clear();
-            g.main.extend_from_slice(&pattern(i).collect::<Vec<_>>());
+            let bytes: Vec<u8> = pattern(i).collect();
+            g.main.extend_from_slice(&bytes);
             g.push_main(0, 10);
-            g.push_extra(&g.main.data()[10..20].to_vec());
+            g.push_extra(&bytes[10..20]);
             g.push_main(20, LEN);
             let (res, back) = write_gather(&mut client, g).await;
             res.unwrap();
