@@ -19,10 +19,10 @@ Usage:
   paths must be absolute or relative to the repository root. Needs nginx (the backend) and wrk.
 """
 
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+import argparse, os, shutil, statistics, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import (BACKEND_CONF, free_port, group_cpu_seconds, run_load, start_proxy,  # noqa: E402
+from compare import (free_port, group_cpu_seconds, run_load, start_backend, start_proxy,  # noqa: E402
                      stop_group, wait_listening)
 
 
@@ -42,25 +42,9 @@ def main():
             sys.exit(f"{tool} not found (scripts/compare-nginx.sh installs what is needed)")
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-    d = tempfile.mkdtemp(prefix="ringway-ab-")
-    os.makedirs(f"{d}/www")
-    path = "/"
-    if a.size:
-        with open(f"{d}/www/body", "wb") as f:
-            f.write(os.urandom(a.size))
-        path = "/body"
-    for root, dirs, files in os.walk(d):
-        for x in [root] + [os.path.join(root, y) for y in dirs + files]:
-            os.chmod(x, 0o755)
-    be_port = free_port()
-    with open(f"{d}/backend.conf", "w") as f:
-        f.write(BACKEND_CONF.format(d=d, port=be_port))
-    procs = [subprocess.Popen(["taskset", "-c", a.load_cpus, "nginx", "-c", f"{d}/backend.conf"],
-                              start_new_session=True)]
+    d, path, backend_proc, backend = start_backend("ringway-ab-", a.size, a.load_cpus)
+    procs = [backend_proc]
     try:
-        if not wait_listening(be_port):
-            sys.exit("backend did not start")
-        backend = f"127.0.0.1:{be_port}"
         ports = {}
         pids = {}
         for name, cmd in (("A", a.a), ("B", a.b)):

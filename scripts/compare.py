@@ -130,6 +130,31 @@ def stop_group(p):
         p.wait()
 
 
+def start_backend(prefix, size, cpus):
+    """A scratch directory and the nginx backend pinned to `cpus`, serving `size` random bytes at
+    /body (or the 12-byte 'hello world' at / when `size` is 0). Returns (dir, path, process,
+    "127.0.0.1:port"); exits if the backend does not start."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(f"{d}/www")
+    path = "/"
+    if size:
+        with open(f"{d}/www/body", "wb") as f:
+            f.write(os.urandom(size))
+        path = "/body"
+    os.chmod(d, 0o755)
+    for root, dirs, files in os.walk(d):
+        for x in dirs + files:
+            os.chmod(os.path.join(root, x), 0o755)
+    port = free_port()
+    with open(f"{d}/backend.conf", "w") as f:
+        f.write(BACKEND_CONF.format(d=d, port=port))
+    p = subprocess.Popen(["taskset", "-c", cpus, "nginx", "-c", f"{d}/backend.conf"], start_new_session=True)
+    if not wait_listening(port):
+        stop_group(p)
+        sys.exit("backend did not start")
+    return d, path, p, f"127.0.0.1:{port}"
+
+
 def measure(name, cmd, port, a, d, path):
     p = start_proxy(name, cmd, a.proxy_cpus, d)
     try:
@@ -180,26 +205,9 @@ def main():
     if not proxies:
         sys.exit("nothing to compare: give --nginx and/or --proxy NAME=CMD")
 
-    d = tempfile.mkdtemp(prefix="ringway-compare-")
-    os.makedirs(f"{d}/www")
-    path = "/"
-    if a.size:
-        with open(f"{d}/www/body", "wb") as f:
-            f.write(os.urandom(a.size))
-        path = "/body"
-    os.chmod(d, 0o755)
-    for root, dirs, files in os.walk(d):
-        for x in dirs + files:
-            os.chmod(os.path.join(root, x), 0o755)
-    be_port = free_port()
-    with open(f"{d}/backend.conf", "w") as f:
-        f.write(BACKEND_CONF.format(d=d, port=be_port))
-    backend = subprocess.Popen(["taskset", "-c", a.load_cpus, "nginx", "-c", f"{d}/backend.conf"], start_new_session=True)
+    d, path, backend, backend_addr = start_backend("ringway-compare-", a.size, a.load_cpus)
     results = {name: [] for name, _ in proxies}
     try:
-        if not wait_listening(be_port):
-            sys.exit("backend did not start")
-        backend_addr = f"127.0.0.1:{be_port}"
         for rnd in range(a.rounds):
             for name, cmd in proxies:
                 port = free_port()
@@ -216,8 +224,7 @@ def main():
                     print(f"round {rnd + 1} {name:12s} {r['rps']:9.0f} req/s {r['us_per_req']:6.2f} us/req "
                           f"p99 {r['p99_ms']} ms errors {r['errors']}", file=sys.stderr)
     finally:
-        os.killpg(backend.pid, signal.SIGTERM)
-        backend.wait()
+        stop_group(backend)
 
     summary = {"size": a.size, "conns": a.conns, "secs": a.secs, "rounds": a.rounds, "tool": a.tool, "proxies": {}}
     for name, runs in results.items():
