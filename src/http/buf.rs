@@ -398,13 +398,19 @@ unsafe impl IoBuf for StaticBytes {
 mod tests {
     use super::*;
 
-    #[test]
-    fn gather_advances_across_segments() {
+    /// `main` "0123456789": its bytes 0..3, then "abc" from `extra`, then its bytes 5..10.
+    fn three_segments() -> Gather {
         let mut g = Gather::default();
         g.main.extend_from_slice(b"0123456789");
         g.push_main(0, 3);
         g.push_extra(b"abc");
         g.push_main(5, 10);
+        g
+    }
+
+    #[test]
+    fn gather_advances_across_segments() {
+        let mut g = three_segments();
         g.prepare();
         assert_eq!(g.iov.len(), 3);
         g.advance(4);
@@ -418,11 +424,7 @@ mod tests {
 
     #[test]
     fn flatten_keeps_segment_order() {
-        let mut g = Gather::default();
-        g.main.extend_from_slice(b"0123456789");
-        g.push_main(0, 3);
-        g.push_extra(b"abc");
-        g.push_main(5, 10);
+        let g = three_segments();
         let mut out = b"stale".to_vec();
         g.flatten_into(&mut out, g.total());
         assert_eq!(out, b"012abc56789");
