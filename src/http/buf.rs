@@ -430,14 +430,20 @@ mod tests {
         assert_eq!(out, b"012abc56789");
     }
 
+    /// A connected (client, server) pair of TCP sockets on 127.0.0.1.
+    async fn socket_pair() -> (monoio::net::TcpStream, monoio::net::TcpStream) {
+        let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = monoio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
     /// A short gather (copied and sent) and a long one (vectored), through a real socket.
     #[monoio::test_all]
     async fn write_gather_sends_every_segment_in_order() {
         use monoio::io::AsyncReadRentExt;
-        let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = monoio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (mut client, mut server) = socket_pair().await;
         for body in [10usize, 3 * FLAT_MAX] {
             let mut g = Gather::default();
             g.main
@@ -462,10 +468,7 @@ mod tests {
     #[monoio::test_all]
     async fn short_writes_resume_when_the_socket_is_full() {
         use monoio::io::AsyncReadRentExt;
-        let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = monoio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (mut client, mut server) = socket_pair().await;
         // A small send buffer, so that writes of ~4 KiB meet a full socket and go out in parts.
         let small = |fd: std::os::fd::RawFd, opt: libc::c_int| {
             let v: libc::c_int = 4096;
