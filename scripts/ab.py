@@ -49,7 +49,7 @@ def main():
         pids = {}
         for name, cmd in (("A", a.a), ("B", a.b)):
             ports[name] = free_port()
-            p = start_proxy(name, cmd.format(port=ports[name], backend=backend, dir=d), a.proxy_cpus, d, cwd=os.getcwd())
+            p = start_proxy(name, cmd.format(port=ports[name], backend=backend, dir=d), a.proxy_cpus, d)
             procs.append(p)
             pids[name] = p.pid
             if not wait_listening(ports[name]):

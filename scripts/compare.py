@@ -109,12 +109,12 @@ def run_load(tool, port, conns, secs, path, cpus, headers=()):
             "p50_ms": lat.get("50"), "p99_ms": lat.get("99")}
 
 
-def start_proxy(name, cmd, cpus, d, cwd=None):
-    """Runs `cmd` pinned to `cpus` in a process group of its own (in `cwd`, default `d`), logging to
-    {d}/{name}.log."""
+def start_proxy(name, cmd, cpus, d):
+    """Runs `cmd` pinned to `cpus` in a process group of its own, logging to {d}/{name}.log. It runs
+    in the caller's working directory, so relative paths in `cmd` mean what they meant there."""
     log = open(os.path.join(d, f"{name}.log"), "ab")
     return subprocess.Popen(["taskset", "-c", cpus, "sh", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=cwd or d, start_new_session=True)
+                            start_new_session=True)
 
 
 def stop_group(p):
