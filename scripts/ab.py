@@ -19,11 +19,11 @@ Usage:
   paths must be absolute or relative to the repository root. Needs nginx (the backend) and wrk.
 """
 
-import argparse, os, shutil, statistics, sys, threading, time
+import argparse, os, statistics, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import (free_port, group_cpu_seconds, run_load, start_backend, start_proxy,  # noqa: E402
-                     stop_group, wait_listening)
+from compare import (free_port, group_cpu_seconds, require_tools, run_load, start_backend,  # noqa: E402
+                     start_proxy, stop_group, wait_listening)
 
 
 def main():
@@ -37,9 +37,7 @@ def main():
     ap.add_argument("--proxy-cpus", default="0")
     ap.add_argument("--load-cpus", default="1")
     a = ap.parse_args()
-    for tool in ("nginx", "wrk", "taskset"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} not found (scripts/compare-nginx.sh installs what is needed)")
+    require_tools("nginx", "wrk", "taskset")
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
     d, path, backend_proc, backend = start_backend("ringway-ab-", a.size, a.load_cpus)

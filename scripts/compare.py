@@ -109,6 +109,13 @@ def run_load(tool, port, conns, secs, path, cpus, headers=()):
             "p50_ms": lat.get("50"), "p99_ms": lat.get("99")}
 
 
+def require_tools(*tools):
+    """Exits naming the first of `tools` that is not on PATH."""
+    for tool in tools:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found (scripts/compare-nginx.sh installs what is needed)")
+
+
 def start_proxy(name, cmd, cpus, d):
     """Runs `cmd` pinned to `cpus` in a process group of its own, logging to {d}/{name}.log. It runs
     in the caller's working directory, so relative paths in `cmd` mean what they meant there."""
@@ -191,9 +198,7 @@ def main():
     ap.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                     help="request header sent by the load generator (repeatable)")
     a = ap.parse_args()
-    for tool in ("nginx", a.tool, "taskset"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} not found (scripts/compare-nginx.sh installs what is needed)")
+    require_tools("nginx", a.tool, "taskset")
     proxies = []
     if a.nginx:
         proxies.append(("nginx", None))
