@@ -470,22 +470,19 @@ mod tests {
         use monoio::io::AsyncReadRentExt;
         let (mut client, mut server) = socket_pair().await;
         // A small send buffer, so that writes of ~4 KiB meet a full socket and go out in parts.
-        let small = |fd: std::os::fd::RawFd, opt: libc::c_int| {
-            let v: libc::c_int = 4096;
-            // Safety: a valid socket and a c_int option value of the right size.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&v as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(r, 0);
-        };
         use std::os::fd::AsRawFd;
-        small(client.as_raw_fd(), libc::SO_SNDBUF);
+        let sndbuf: libc::c_int = 4096;
+        // Safety: a valid socket and a c_int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&sndbuf as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
         const WRITES: usize = 512;
         const LEN: usize = FLAT_MAX - 100;
         let pattern = |i: usize| (0..LEN).map(move |j| (i * 31 + j) as u8);
