@@ -2,8 +2,9 @@
 //! a stable machine-readable `code`, and a message for the JSON body
 //! `{"error":{"code":"...","message":"..."}}`.
 //!
-//! Each error knows which side caused it (client, upstream, gateway); that decides the log level and
-//! whether the upstream connection may be reused.
+//! Each error knows which side caused it (client, upstream, gateway), which decides the log level;
+//! where it happened (a static context string for logs); whether repeating the request elsewhere is
+//! safe ([`Retry`]); and the I/O error behind it, if any (kind and errno, so the type stays `Copy`).
 
 use std::fmt;
 use std::io;
@@ -67,22 +68,86 @@ pub enum ErrorKind {
     TooManyConcurrent,
 }
 
-/// A request-path error: a kind, plus the I/O error behind it when there is one (for logs).
+/// Whether a request that failed with this error may be sent again (to another connection or
+/// target) without risk of the upstream acting on it twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Nothing reached an upstream application (refused connect, connect timeout).
+    Safe,
+    /// A pooled connection turned out dead before any response byte: the upstream most likely closed
+    /// it while idle, so the request was probably not seen, but that is not certain. Safe to resend
+    /// only when the request is idempotent (RFC 9110 §9.2.2).
+    IfIdempotent,
+    /// The upstream may have acted on the request.
+    Unsafe,
+}
+
+/// The I/O error behind a [`GatewayError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoSource {
+    pub kind: io::ErrorKind,
+    pub errno: Option<i32>,
+}
+
+impl fmt::Display for IoSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.errno {
+            Some(n) => write!(f, "{}", io::Error::from_raw_os_error(n)),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+/// A request-path error; see the module docs.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayError {
     pub kind: ErrorKind,
-    pub io: Option<io::ErrorKind>,
+    /// Where it happened ("reading the response head"); empty when the kind says it all.
+    pub context: &'static str,
+    pub retry: Retry,
+    pub io: Option<IoSource>,
 }
 
 impl GatewayError {
     pub fn new(kind: ErrorKind) -> GatewayError {
-        GatewayError { kind, io: None }
+        GatewayError {
+            kind,
+            context: "",
+            retry: Retry::Unsafe,
+            io: None,
+        }
     }
 
     pub fn io(kind: ErrorKind, e: &io::Error) -> GatewayError {
-        GatewayError {
-            kind,
-            io: Some(e.kind()),
+        GatewayError::new(kind).with_io(e)
+    }
+
+    /// The I/O error behind this one.
+    pub fn with_io(mut self, e: &io::Error) -> GatewayError {
+        self.io = Some(IoSource {
+            kind: e.kind(),
+            errno: e.raw_os_error(),
+        });
+        self
+    }
+
+    /// Where the error happened.
+    pub fn context(mut self, context: &'static str) -> GatewayError {
+        self.context = context;
+        self
+    }
+
+    pub fn retry(mut self, retry: Retry) -> GatewayError {
+        self.retry = retry;
+        self
+    }
+
+    /// Whether the request may be sent again after this error (`idempotent`: its method is).
+    pub fn retry_safe(&self, idempotent: bool) -> bool {
+        match self.retry {
+            Retry::Safe => true,
+            Retry::IfIdempotent => idempotent,
+            Retry::Unsafe => false,
         }
     }
 
@@ -243,8 +308,11 @@ impl From<ChunkError> for GatewayError {
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}): {}", self.code(), self.status(), self.message())?;
+        if !self.context.is_empty() {
+            write!(f, " while {}", self.context)?;
+        }
         if let Some(io) = self.io {
-            write!(f, " [{io}]")?;
+            write!(f, ": {io}")?;
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod limit;
+pub mod observe;
 pub mod proxy;
 pub mod route;
 pub mod runtime;

@@ -180,6 +180,12 @@ impl RequestHead {
         };
     }
 
+    /// Drops every span (they point into bytes about to be consumed): a stray read afterwards sees
+    /// empty fields instead of slicing past the buffer.
+    pub fn forget(&mut self) {
+        self.reset();
+    }
+
     /// Whether the request carries a body.
     pub fn has_body(&self) -> bool {
         matches!(self.framing, Framing::Chunked)

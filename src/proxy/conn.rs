@@ -26,7 +26,10 @@ use std::task::{Context, Poll};
 use monoio::io::{AsyncReadRent, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 
-use super::pipeline::{self, Next, Upgraded};
+use super::answer::{self, Answer};
+use super::chain::{self, Cx, Next, Upgraded};
+use super::ctx::{RequestCtx, clock_us};
+use super::finish::finish;
 use super::{relay, tunnel};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::buf::{Buf, Gather};
@@ -45,6 +48,8 @@ pub struct Conn {
     pub watch: Rc<Watch>,
     /// Requests served so far.
     pub served: u64,
+    /// When the connection was accepted ([`clock_us`]).
+    pub accepted: u64,
     /// Deadline of the request head being waited for (0 = none yet).
     head_deadline: u64,
     /// The head deadline passed while the connection was parked: answer 408.
@@ -77,6 +82,8 @@ impl Conn {
 enum HeadRead {
     Ready,
     Closed,
+    /// The client closed the connection with part of a head sent: a request that ends unanswered.
+    Abandoned,
     /// Idle long enough to give the buffer back: wait for readability without one.
     Parked(Parked),
 }
@@ -110,6 +117,7 @@ pub fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) -> impl Futu
         peer,
         watch,
         served: 0,
+        accepted: clock_us(),
         head_deadline: 0,
         head_timed_out: false,
     };
@@ -178,16 +186,26 @@ async fn serve_inner(guard: WatchGuard, mut conn: Conn) {
     drop(guard);
 }
 
-/// Reads one request head and serves it.
+/// Reads one request head and serves it. Every request that started (some head byte arrived, or the
+/// first head timed out) ends in [`finish`], here and nowhere else.
 async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
+    let mut ctx = RequestCtx::new(conn.peer, conn.accepted);
     match read_head(conn, slot).await {
         Ok(HeadRead::Ready) => {}
         Ok(HeadRead::Closed) => return Step::Close,
+        Ok(HeadRead::Abandoned) => {
+            ctx.fail(GatewayError::new(ErrorKind::ClientGone).context("reading the request head"));
+            finish(&conn.shard, &mut ctx);
+            return Step::Close;
+        }
         Ok(HeadRead::Parked(p)) => return Step::Park(p),
         Err(e) => {
             if let Some(kit) = slot.as_mut() {
-                pipeline::refuse_head(conn, kit, e).await;
+                refuse_head(conn, kit, &mut ctx, e).await;
+            } else {
+                ctx.fail(e);
             }
+            finish(&conn.shard, &mut ctx);
             return Step::Close;
         }
     }
@@ -195,7 +213,10 @@ async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
         return Step::Close;
     };
     conn.served += 1;
-    match pipeline::handle(conn, kit).await {
+    ctx.read_head(&kit.req, kit.buf.data());
+    let next = chain::serve(conn, kit, &mut ctx).await;
+    finish(&conn.shard, &mut ctx);
+    match next {
         Next::KeepAlive => Step::KeepAlive,
         Next::Close => Step::Close,
         Next::Upgrade(up) => match slot.take() {
@@ -203,6 +224,22 @@ async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
             None => Step::Close,
         },
     }
+}
+
+/// Answers a head that could not be parsed (or did not arrive in time); the connection closes
+/// afterwards (`ctx` says the client wants it closed, and nothing of the buffer is trusted).
+async fn refuse_head(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx, e: GatewayError) {
+    ctx.bytes_in = kit.buf.len() as u64;
+    let state = conn.shard.state();
+    let mut cx = Cx {
+        conn,
+        kit,
+        state: &state,
+        ctx,
+        limits: None,
+    };
+    let _ = answer::write(&mut cx, Answer::error(e)).await;
+    cx.kit.buf.clear();
 }
 
 /// Waits for a complete request head in the kit's buffer (taking a kit from the shard if the
@@ -313,7 +350,7 @@ fn closed_or_timeout(conn: &Conn, idle: bool, between: bool) -> Result<HeadRead,
         return Err(GatewayError::new(ErrorKind::HeaderTimeout));
     }
     if !idle {
-        tracing::debug!(peer = %conn.peer, "client closed the connection during a request head");
+        return Ok(HeadRead::Abandoned);
     }
     Ok(HeadRead::Closed)
 }

@@ -1,9 +1,19 @@
-//! The request path proper: a client connection ([`conn`]), the per-request orchestrator
-//! ([`pipeline`]), forwarding to upstreams ([`forward`], [`relay`]) and protocol-upgrade tunnels
-//! ([`tunnel`]).
+//! The request path proper:
+//!
+//! - [`conn`]: a client connection: read a head, hand it to the chain, end the request, repeat;
+//! - [`chain`]: the stages of a request, declared in order ([`stage`], one file each), over one
+//!   per-request context ([`ctx`]);
+//! - [`answer`]: the answers the gateway writes itself (errors, static responses);
+//! - [`forward`]: sending a request upstream and relaying the response ([`relay`]), in phases;
+//! - [`tunnel`]: protocol-upgrade tunnels;
+//! - [`finish`]: the one place every request ends.
 
+pub mod answer;
+pub mod chain;
 pub mod conn;
+pub mod ctx;
+pub mod finish;
 pub mod forward;
-pub mod pipeline;
 pub mod relay;
+pub mod stage;
 pub mod tunnel;

@@ -10,7 +10,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use monoio::io::AsyncReadRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use crate::config::HttpConfig;
@@ -110,9 +110,11 @@ impl<'a> Source<'a> {
     }
 }
 
-pub struct Ends<'a> {
+/// Both ends of a relay. The destination is any writer: a socket, or the write half of one whose
+/// read half waits for an early response meanwhile.
+pub struct Ends<'a, W> {
     pub src: Source<'a>,
-    pub dst: &'a mut TcpStream,
+    pub dst: &'a mut W,
     pub dst_fd: RawFd,
     pub dst_timeout_ms: u64,
 }
@@ -121,8 +123,8 @@ pub struct Ends<'a> {
 /// ranges), in one write (see [`write_gather`]): `buf` is lent to the gather for the write and comes
 /// back with it.
 /// The write is armed with a stall deadline of `timeout_ms` on `fd`. An empty layout writes nothing.
-pub async fn send(
-    dst: &mut TcpStream,
+pub async fn send<W: AsyncWriteRent>(
+    dst: &mut W,
     fd: RawFd,
     timeout_ms: u64,
     watch: &Watch,
@@ -143,15 +145,18 @@ pub async fn send(
 }
 
 /// Relays the rest of `body` from `ends.src` to `ends.dst`. `buf` may hold body bytes already read.
-/// `dechunk`: remove chunked framing. `limit`: most data bytes of a chunked body.
-pub async fn relay(
-    mut ends: Ends<'_>,
+/// `dechunk`: remove chunked framing. `limit`: most data bytes of a chunked body. `moved` counts
+/// the body bytes taken from the source (framing included).
+#[allow(clippy::too_many_arguments)]
+pub async fn relay<W: AsyncWriteRent>(
+    mut ends: Ends<'_, W>,
     buf: &mut Buf,
     g: &mut Gather,
     body: &mut Body,
     watch: &Watch,
     dechunk: bool,
     limit: u64,
+    moved: &mut u64,
 ) -> Result<(), RelayError> {
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     loop {
@@ -191,6 +196,7 @@ pub async fn relay(
                     });
                 }
                 buf.consume(consumed);
+                *moved += consumed as u64;
             }
             if body.is_done() {
                 return Ok(());

@@ -9,8 +9,8 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 
+use super::chain::Upgraded;
 use super::conn::Conn;
-use super::pipeline::Upgraded;
 use crate::http::buf::Buf;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Watch, now_ms};

@@ -26,6 +26,7 @@ pub use shard::Shard;
 pub use snapshot::{ShardState, Snapshot};
 
 use crate::config::{Config, ConfigError};
+use crate::observe::{RequestTotals, ShardRequests};
 
 /// State shared by all shards and the control thread.
 pub struct Control {
@@ -38,6 +39,8 @@ pub struct Control {
     applied: Vec<CachePadded<AtomicU64>>,
     /// Per shard: open client connections (published each tick).
     connections: Vec<CachePadded<AtomicUsize>>,
+    /// Per shard: finished requests (each row written by its shard only).
+    requests: Vec<CachePadded<ShardRequests>>,
     /// Random per process; prefix of generated request ids.
     pub instance: u32,
 }
@@ -66,6 +69,11 @@ impl Control {
 
     fn set_applied(&self, shard: usize, generation: u64) {
         self.applied[shard].store(generation, Ordering::Release);
+    }
+
+    /// Shard `shard`'s row of finished-request counters.
+    pub fn requests(&self, shard: usize) -> &ShardRequests {
+        &self.requests[shard]
     }
 
     fn set_connections(&self, shard: usize, n: usize) {
@@ -131,6 +139,9 @@ impl Gateway {
                 .collect(),
             connections: (0..workers)
                 .map(|_| CachePadded::new(AtomicUsize::new(0)))
+                .collect(),
+            requests: (0..workers)
+                .map(|_| CachePadded::new(ShardRequests::default()))
                 .collect(),
             instance: instance_id(),
         });
@@ -256,6 +267,11 @@ impl Gateway {
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Finished requests over all shards, by how they ended (see [`crate::proxy::finish`]).
+    pub fn requests(&self) -> RequestTotals {
+        crate::observe::totals(&self.control.requests)
     }
 
     /// Starts a graceful shutdown: shards stop accepting, close idle connections, let requests in

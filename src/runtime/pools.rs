@@ -23,6 +23,8 @@ pub struct Kit {
     pub resp: ResponseHead,
     /// Header lines added to the current request's response (RateLimit-*); cleared per request.
     pub limit_headers: Vec<u8>,
+    /// The normalized path (and query) when normalization changed it (`RequestCtx::path_rewritten`).
+    pub path: Vec<u8>,
 }
 
 /// Most free items a list holds, whatever the concurrency (a bound on what a burst leaves behind

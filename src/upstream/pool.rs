@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::Waker;
 
+use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
 use super::Target;
@@ -174,10 +175,26 @@ impl Lease {
 
     #[inline]
     pub fn stream(&mut self) -> &mut TcpStream {
-        // Invariant: `stream` is `Some` until `release`/`into_stream` consume the lease.
+        // Invariant: `stream` is `Some` until `release`/`into_stream` consume the lease, except
+        // between `split` and `unsplit`, where nothing calls this.
         self.stream
             .as_mut()
             .unwrap_or_else(|| unreachable!("lease used after release"))
+    }
+
+    /// Splits the connection into halves that can wait for a read while a write is in progress
+    /// (monoio's `Split`: a TCP socket's reads and writes are independent). Hand them back with
+    /// [`Lease::unsplit`].
+    pub fn split(&mut self) -> Option<(OwnedReadHalf<TcpStream>, OwnedWriteHalf<TcpStream>)> {
+        self.stream.take().map(Splitable::into_split)
+    }
+
+    /// Puts the halves of [`Lease::split`] back together. Halves that do not belong together (never
+    /// the case) are dropped, which closes both.
+    pub fn unsplit(&mut self, r: OwnedReadHalf<TcpStream>, w: OwnedWriteHalf<TcpStream>) {
+        if let Ok(s) = r.reunite(w) {
+            self.stream = Some(s);
+        }
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {

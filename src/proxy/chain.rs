@@ -1,0 +1,88 @@
+//! The request path, declared in one place. A parsed request goes through these stages in order;
+//! each reads and fills the request's [`RequestCtx`] and either lets the request go on (`Ok(())`)
+//! or answers it (`Err(Answer)`):
+//!
+//! ```text
+//! normalize → route → limits → respond (static routes) → upstream (breaker, LB, pool, retries)
+//! ```
+//!
+//! Auth and access (subscriptions, lifecycle) slot in between `route` and `limits`, a cache between
+//! `limits` and `upstream`: each one line here and one file in [`super::stage`].
+//!
+//! The answer (an error, a static response, or the proxied response already sent) is written by
+//! [`answer::write`]; the connection task then ends the request in [`super::finish`], the one
+//! place every request ends.
+
+use crate::limit::LimitGuard;
+use crate::runtime::ShardState;
+use crate::runtime::pools::Kit;
+use crate::upstream::{Lease, SlotGuard};
+
+use super::answer::{self, Answer};
+use super::conn::Conn;
+use super::ctx::RequestCtx;
+use super::stage;
+
+/// What the connection does after a request.
+pub enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream switched protocols: tunnel bytes both ways.
+    Upgrade(Upgraded),
+}
+
+/// The upstream side of a switched connection.
+pub struct Upgraded {
+    pub stream: monoio::net::TcpStream,
+    pub slot: SlotGuard,
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Upgraded {
+    pub fn from_lease(lease: Lease, idle_timeout: std::time::Duration) -> Upgraded {
+        let (stream, slot) = lease.into_stream();
+        Upgraded {
+            stream,
+            slot,
+            idle_timeout,
+        }
+    }
+}
+
+/// What every stage works with: the connection, its working set (buffer, parsed head), the config
+/// snapshot the request runs on, and the request's context.
+pub struct Cx<'a> {
+    pub conn: &'a mut Conn,
+    pub kit: &'a mut Kit,
+    pub state: &'a ShardState,
+    pub ctx: &'a mut RequestCtx,
+    /// Concurrency slots taken by the limits stage, held until the request ends.
+    pub limits: Option<LimitGuard>,
+}
+
+/// The stages before the terminal one, in order.
+fn stages(cx: &mut Cx<'_>) -> Result<(), Answer> {
+    stage::normalize::run(cx)?;
+    stage::route::run(cx)?;
+    stage::limits::run(cx)?;
+    stage::respond::run(cx)?;
+    Ok(())
+}
+
+/// Serves one parsed request (head in `kit.req`) and writes its answer.
+pub async fn serve(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx) -> Next {
+    let state = conn.shard.state();
+    kit.limit_headers.clear();
+    let mut cx = Cx {
+        conn,
+        kit,
+        state: &state,
+        ctx,
+        limits: None,
+    };
+    let answer = match stages(&mut cx) {
+        Ok(()) => stage::upstream::run(&mut cx).await,
+        Err(answer) => answer,
+    };
+    answer::write(&mut cx, answer).await
+}

@@ -1,0 +1,179 @@
+//! The per-request context: one typed record of what happened to a request, owned by the connection
+//! task, filled by the stages as the request moves through them and read once, complete, by
+//! [`super::finish`].
+//!
+//! Nothing in it points into the connection's buffer: the head's spans are only valid until the
+//! request's bytes are consumed (a body relay does that early), so whatever the end of a request
+//! needs from the head (its request id, method) is copied here when the head is read.
+//!
+//! Performance: a plain struct on the request future's stack (no allocation); timings are read from
+//! the monotonic clock only at the points that happen anyway.
+
+use std::net::SocketAddr;
+
+use crate::error::GatewayError;
+use crate::http::Method;
+
+/// Longest client `X-Request-Id` kept for the gateway's own answers and logs. A longer one is still
+/// forwarded upstream unchanged; the gateway then names the request by a generated id.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// A request's id: the client's `X-Request-Id` when it sent a usable one, else generated on demand
+/// (a request that succeeds and is not logged never pays for one).
+#[derive(Clone)]
+pub struct RequestId {
+    len: u8,
+    bytes: [u8; MAX_REQUEST_ID],
+}
+
+impl RequestId {
+    fn empty() -> RequestId {
+        RequestId {
+            len: 0,
+            bytes: [0; MAX_REQUEST_ID],
+        }
+    }
+
+    /// Keeps `v` if it fits; otherwise leaves the id to be generated.
+    pub fn set_client(&mut self, v: &[u8]) {
+        if !v.is_empty() && v.len() <= MAX_REQUEST_ID {
+            self.bytes[..v.len()].copy_from_slice(v);
+            self.len = v.len() as u8;
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.len != 0
+    }
+
+    /// Sets a generated id (24 hex digits).
+    pub fn set_generated(&mut self, id: &[u8; 24]) {
+        self.bytes[..24].copy_from_slice(id);
+        self.len = 24;
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// Microseconds of the monotonic clock (vDSO, no system call).
+pub fn clock_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: `ts` is a valid timespec to write into; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// When each phase of a request happened, in [`clock_us`] microseconds; 0 = did not happen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// The connection was accepted.
+    pub accepted: u64,
+    /// The request head was complete.
+    pub head: u64,
+    /// An upstream connection was in hand (leased from the pool or newly connected), last try.
+    pub upstream_connected: u64,
+    /// The first byte of the upstream's response head arrived (last try).
+    pub upstream_first_byte: u64,
+    /// The last byte of the response was written to the client (or the request ended otherwise).
+    pub last_byte: u64,
+}
+
+/// What the end of a request needs to know about its head, copied out of it when it is read (see the
+/// module docs: the head itself is gone once its bytes are consumed).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadFacts {
+    pub method: Method,
+    pub http10: bool,
+    /// The client asked to close after this request (or is HTTP/1.0 without keep-alive).
+    pub close: bool,
+    /// HTTP/1.0 client that asked for keep-alive (needs `connection: keep-alive` back).
+    pub keep_alive_10: bool,
+}
+
+/// What happened to the request, filled as it goes.
+pub struct RequestCtx {
+    pub id: RequestId,
+    pub head: HeadFacts,
+    /// The request's bytes (head and any body) are no longer in the connection buffer: the head's
+    /// spans must not be read, and the connection cannot be kept alive after an error.
+    pub consumed: bool,
+    pub peer: SocketAddr,
+    /// Index of the matched route in the snapshot's config.
+    pub route: Option<usize>,
+    /// Bytes of the (normalized) path the route's prefix matched.
+    pub matched: usize,
+    /// The routing path differs from the path as sent (the normalized form is in `Kit::path`).
+    pub path_rewritten: bool,
+    /// Index of the upstream that served (the fallback upstream when the breaker sent it there).
+    pub upstream: Option<usize>,
+    /// Target of the last try.
+    pub target: Option<SocketAddr>,
+    /// Tries made against the upstream (0 when it never got that far).
+    pub tries: u32,
+    pub timings: Timings,
+    /// Request bytes read from the client (head and body).
+    pub bytes_in: u64,
+    /// Response bytes written to the client (head and body).
+    pub bytes_out: u64,
+    /// Status sent to the client (0: none was sent).
+    pub status: u16,
+    /// Why the request did not end in a complete upstream response, when it did not.
+    pub error: Option<GatewayError>,
+}
+
+impl RequestCtx {
+    pub fn new(peer: SocketAddr, accepted: u64) -> RequestCtx {
+        RequestCtx {
+            id: RequestId::empty(),
+            head: HeadFacts {
+                method: Method::Get,
+                http10: false,
+                close: true,
+                keep_alive_10: false,
+            },
+            consumed: false,
+            peer,
+            route: None,
+            matched: 0,
+            path_rewritten: false,
+            upstream: None,
+            target: None,
+            tries: 0,
+            timings: Timings {
+                accepted,
+                ..Timings::default()
+            },
+            bytes_in: 0,
+            bytes_out: 0,
+            status: 0,
+            error: None,
+        }
+    }
+
+    /// Takes what the request's end needs from a freshly parsed head.
+    pub fn read_head(&mut self, req: &crate::http::RequestHead, data: &[u8]) {
+        self.head = HeadFacts {
+            method: req.method,
+            http10: req.http10,
+            close: req.close,
+            keep_alive_10: req.keep_alive_10,
+        };
+        self.bytes_in = req.len as u64;
+        self.timings.head = clock_us();
+        if let Some(id) = req.request_id {
+            self.id.set_client(id.of(data));
+        }
+    }
+
+    /// Records the error the request ended with (the first one wins: later ones are consequences).
+    pub fn fail(&mut self, e: GatewayError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The request side of forwarding: the body bytes already in hand, then the rewritten head and the
+//! body to the upstream.
+//!
+//! - [`prepare`]: takes the body bytes already in the buffer and, for a short Content-Length body
+//!   still on its way, waits for the rest, so the request leaves in one write and, whole in the
+//!   buffer, can be retried.
+//! - [`send`]: writes the head with the buffered body; a body still to come is streamed after it
+//!   while the upstream's answer is read at the same time. An upstream that answers early (a 401 or
+//!   413 before the upload ends) and stops reading gets its answer forwarded: the upload stops and
+//!   both connections close afterwards.
+//!
+//! Errors: a failed head write is the caller's to retry; failures while streaming the body end the
+//! request (its bytes are consumed): 408 `body_timeout`, 400 `bad_chunked_body`, 413
+//! `body_too_large`, 502/504 on the upstream side, nothing when the client is gone.
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+
+use crate::config::{ProxyAction, RouteConfig};
+use crate::error::{ErrorKind, GatewayError, Retry};
+use crate::http::Framing;
+use crate::http::buf::{Buf, StaticBytes};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::rewrite::{self, RequestRewrite};
+use crate::runtime::watchdog::{Shut, now_ms};
+use crate::upstream::Lease;
+
+use super::super::answer::Answer;
+use super::super::chain::Cx;
+use super::super::relay::{
+    Body, Ends, RelayError, Source, read_short_body, relay, send as send_gather,
+};
+
+/// The request body as forwarding sees it.
+pub struct ReqBody {
+    pub body: Body,
+    /// Body bytes in the buffer right after the head.
+    pub prefix: usize,
+    /// The whole request (head and body) is in the buffer: it can be sent again.
+    pub whole: bool,
+}
+
+/// Takes the body bytes already read and waits for a short rest (not with `Expect: 100-continue`:
+/// that client waits for a go-ahead).
+pub async fn prepare(cx: &mut Cx<'_>, route: &RouteConfig) -> Result<ReqBody, Answer> {
+    let http = &cx.state.snap.config.http;
+    let head_len = cx.kit.req.len;
+    let mut body = match cx.kit.req.framing {
+        Framing::Length(n) => Body::Length(n),
+        Framing::Chunked => Body::Chunked(ChunkedDecoder::new(http.max_head_size)),
+        Framing::None | Framing::Close => Body::Length(0),
+    };
+    let mut prefix = body
+        .take(&cx.kit.buf.data()[head_len..], None)
+        .map_err(|e| Answer::error(e.into()))?;
+    if body.chunked_data_len() > route.max_body_size {
+        return Err(Answer::kind(ErrorKind::BodyTooLarge));
+    }
+    if !cx.kit.req.expect_continue {
+        let conn = &mut *cx.conn;
+        let mut src = Source::client(&mut conn.stream, conn.fd, http);
+        let (more, filled) =
+            read_short_body(&mut src, &conn.watch, &mut cx.kit.buf, &mut body).await;
+        match filled {
+            Ok(()) => prefix += more,
+            Err(RelayError::SrcTimeout) => {
+                consume_request(cx, head_len + prefix + more);
+                return Err(Answer::kind(ErrorKind::BodyTimeout));
+            }
+            Err(_) => {
+                consume_request(cx, head_len + prefix + more);
+                cx.ctx.fail(client_gone("reading the request body"));
+                return Err(Answer::Sent(super::super::chain::Next::Close));
+            }
+        }
+    }
+    cx.ctx.bytes_in += prefix as u64;
+    let whole = body.is_done();
+    Ok(ReqBody {
+        body,
+        prefix,
+        whole,
+    })
+}
+
+/// How sending ended.
+pub enum Failed {
+    /// Writing the head (and buffered body) failed: nothing of the response was read. The error's
+    /// [`Retry`] says whether the request may go out again.
+    Head(GatewayError),
+    /// Streaming the rest of the body failed; the request is consumed and ends with this answer.
+    Body(Answer),
+}
+
+/// Sends the head and body. `Ok(Some(buf))`: the upstream's answer started arriving while the body
+/// was sent (`body.body.is_done()` says whether the upload finished first); `Ok(None)`: the request
+/// is out and nothing was read yet.
+pub async fn send(
+    cx: &mut Cx<'_>,
+    lease: &mut Lease,
+    body: &mut ReqBody,
+    action: &ProxyAction,
+    timeout_ms: u64,
+) -> Result<Option<Buf>, Failed> {
+    let http = &cx.state.snap.config.http;
+    let up_fd = lease.fd();
+    let target_name = lease.target.name.clone();
+    let rw = RequestRewrite {
+        client_ip: cx.conn.peer.ip(),
+        via: http.via.as_deref(),
+        forwarded_headers: http.forwarded_headers,
+        path_rewrite: action
+            .rewrite_prefix
+            .as_deref()
+            .map(|r| (cx.ctx.matched, r)),
+        upstream_host: action.upstream_host.as_deref(),
+        fallback_host: &target_name,
+        body_prefix: body.prefix,
+    };
+    let kit = &mut *cx.kit;
+    let req = &kit.req;
+    let res = send_gather(
+        lease.stream(),
+        up_fd,
+        timeout_ms,
+        &cx.conn.watch,
+        &mut kit.g,
+        &mut kit.buf,
+        |g| rewrite::request_head(g, req, &rw),
+    )
+    .await;
+    if let Err(e) = res {
+        if cx.conn.watch.fired() {
+            let e = GatewayError::new(ErrorKind::UpstreamTimeout).context("sending the request");
+            return Err(Failed::Head(e));
+        }
+        // A pooled connection that fails at once was most likely closed by the upstream while idle.
+        let retry = if lease.reused {
+            Retry::IfIdempotent
+        } else {
+            Retry::Unsafe
+        };
+        let e = GatewayError::io(ErrorKind::UpstreamReset, &e)
+            .context("sending the request head")
+            .retry(retry);
+        return Err(Failed::Head(e));
+    }
+    if body.whole {
+        return Ok(None);
+    }
+    stream_body(cx, lease, body, timeout_ms)
+        .await
+        .map_err(Failed::Body)
+}
+
+/// Streams the rest of the body while the upstream's first response bytes are read concurrently.
+async fn stream_body(
+    cx: &mut Cx<'_>,
+    lease: &mut Lease,
+    body: &mut ReqBody,
+    timeout_ms: u64,
+) -> Result<Option<Buf>, Answer> {
+    let http = &cx.state.snap.config.http;
+    let head_len = cx.kit.req.len;
+    if cx.kit.req.expect_continue && body.prefix == 0 {
+        let res = {
+            let conn = &mut *cx.conn;
+            let _armed = conn.watch.arm(
+                conn.fd,
+                Shut::Both,
+                now_ms() + http.body_timeout.as_millis() as u64,
+            );
+            conn.stream
+                .write_all(StaticBytes(b"HTTP/1.1 100 Continue\r\n\r\n"))
+                .await
+                .0
+        };
+        if res.is_err() {
+            consume_request(cx, head_len + body.prefix);
+            cx.ctx.fail(client_gone("sending 100 Continue"));
+            return Err(Answer::Sent(super::super::chain::Next::Close));
+        }
+    }
+    consume_request(cx, head_len + body.prefix);
+    let up_fd = lease.fd();
+    let Some((mut rd, mut wr)) = lease.split() else {
+        return Err(Answer::kind(ErrorKind::UpstreamReset));
+    };
+    let ubuf = cx.conn.shard.pools.buf();
+    let max_body = cx
+        .ctx
+        .route
+        .map_or(u64::MAX, |r| cx.state.snap.config.routes[r].max_body_size);
+    let mut moved = 0u64;
+    // Both futures live in this block; the halves are reunited after it.
+    let (relayed, early) = {
+        let conn = &mut *cx.conn;
+        let kit = &mut *cx.kit;
+        let ends = Ends {
+            src: Source::client(&mut conn.stream, conn.fd, http),
+            dst: &mut wr,
+            dst_fd: up_fd,
+            dst_timeout_ms: timeout_ms,
+        };
+        let mut upload = pin!(relay(
+            ends,
+            &mut kit.buf,
+            &mut kit.g,
+            &mut body.body,
+            &conn.watch,
+            false,
+            max_body,
+            &mut moved,
+        ));
+        let mut answer = pin!(rd.read(ubuf));
+        let mut early = None;
+        let relayed = poll_fn(|task| {
+            if early.is_none() {
+                if let Poll::Ready(r) = answer.as_mut().poll(task) {
+                    early = Some(r);
+                    return Poll::Ready(None);
+                }
+            }
+            upload.as_mut().poll(task).map(Some)
+        })
+        .await;
+        match (relayed, early) {
+            // The upload ended first: the response read goes on, now under the response timeout.
+            (Some(Ok(())), None) => {
+                let r = {
+                    let _armed = conn.watch.arm(up_fd, Shut::Both, now_ms() + timeout_ms);
+                    answer.await
+                };
+                (Ok(()), Some(r))
+            }
+            (Some(Err(e)), _) => (Err(e), None),
+            (_, early) => (Ok(()), early),
+        }
+    };
+    lease.unsplit(rd, wr);
+    cx.ctx.bytes_in += moved;
+    if let Err(e) = relayed {
+        return Err(body_failed(cx, e));
+    }
+    let Some((res, ubuf)) = early else {
+        return Ok(None);
+    };
+    match res {
+        Ok(n) if n > 0 => Ok(Some(ubuf)),
+        other => {
+            cx.conn.shard.pools.put_buf(ubuf);
+            let e = if cx.conn.watch.fired() {
+                GatewayError::new(ErrorKind::UpstreamTimeout)
+            } else {
+                match other {
+                    Err(e) => GatewayError::io(ErrorKind::UpstreamReset, &e),
+                    Ok(_) => GatewayError::new(ErrorKind::UpstreamReset),
+                }
+            };
+            Err(Answer::error(e.context("waiting for the response")))
+        }
+    }
+}
+
+/// Maps a failed body relay to the request's answer.
+fn body_failed(cx: &mut Cx<'_>, e: RelayError) -> Answer {
+    let err = match e {
+        RelayError::SrcTimeout => GatewayError::new(ErrorKind::BodyTimeout),
+        RelayError::SrcClosed | RelayError::SrcIo(_) => {
+            cx.ctx.fail(client_gone("reading the request body"));
+            return Answer::Sent(super::super::chain::Next::Close);
+        }
+        RelayError::Chunk(c) => c.into(),
+        RelayError::TooLarge => GatewayError::new(ErrorKind::BodyTooLarge),
+        RelayError::DstTimeout => GatewayError::new(ErrorKind::UpstreamTimeout),
+        RelayError::DstIo(e) => GatewayError::io(ErrorKind::UpstreamReset, &e),
+    };
+    Answer::error(err.context("relaying the request body"))
+}
+
+fn client_gone(context: &'static str) -> GatewayError {
+    GatewayError::new(ErrorKind::ClientGone).context(context)
+}
+
+/// The request's bytes leave the buffer: from here on its head's spans are gone (see
+/// `RequestCtx::consumed`).
+pub fn consume_request(cx: &mut Cx<'_>, n: usize) {
+    cx.kit.buf.consume(n);
+    cx.kit.req.forget();
+    cx.ctx.consumed = true;
+}

@@ -1,0 +1,9 @@
+//! The stages of the request path, one file each, all of the same shape: `run(&mut Cx) ->
+//! Result<(), Answer>` (go on, or answered), except the terminal [`upstream`], which always
+//! answers. Their order is declared in [`super::chain`].
+
+pub mod limits;
+pub mod normalize;
+pub mod respond;
+pub mod route;
+pub mod upstream;
