@@ -6,8 +6,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::sync::Barrier;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Barrier};
 
 use common::*;
 use ringway::Config;
@@ -104,3 +106,88 @@ both_drivers!(concurrent_reloads_publish_every_generation_once, |d| {
         assert_eq!(get(at, "/").text(), body);
     }
 });
+
+/// A health-check target the test answers probe by probe: each accepted probe is announced on the
+/// returned receiver, and answered with the status the test then sends (closed unanswered once the
+/// test drops the sender).
+fn scripted_target() -> (SocketAddr, Receiver<()>, Sender<u16>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (probed, probes) = channel();
+    let (answer, answers) = channel::<u16>();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if probed.send(()).is_err() {
+                return;
+            }
+            let Ok(status) = answers.recv_timeout(IO_TIMEOUT) else {
+                return;
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (addr, probes, answer)
+}
+
+/// The health checker is a plain thread, the same whatever driver the shards run: one driver is
+/// enough here.
+#[test]
+fn health_streak_survives_reload_of_unchanged_upstream() {
+    let (target, probes, answer) = scripted_target();
+    let probe = |n: usize| {
+        probes
+            .recv_timeout(IO_TIMEOUT)
+            .unwrap_or_else(|_| panic!("probe {n} never came"));
+    };
+    // The held probe below is answered once the reload is published, well inside the timeout; and
+    // a probe that timed out would count as failed all the same.
+    let upstream = format!(
+        "[upstreams.be]\ntargets = [\"{target}\"]\n[upstreams.be.health_check]\npath = \"/health\"\ninterval = \"250ms\"\ntimeout = \"250ms\"\nunhealthy_threshold = 3\n[[routes]]\nupstream = \"be\"\n"
+    );
+    let g = gateway(Driver::Epoll, &upstream);
+    let at = addr(&g);
+    let health = g.control().snapshot().health[0].clone().unwrap();
+    probe(1);
+    answer.send(500).unwrap();
+    // Probe 2 held open while an unrelated reload lands: the checker records its failure under
+    // the old generation and meets the new one before probe 3.
+    probe(2);
+    let text = format!(
+        "[server]\nlisten = [\"{at}\"]\ndriver = \"epoll\"\nworkers = 1\ntick = \"10ms\"\n{upstream}[[routes]]\npath_exact = \"/extra\"\n[routes.respond]\nbody = \"x\"\n"
+    );
+    let generation = g.reload(Config::from_toml(&text).unwrap()).unwrap();
+    assert!(g.wait_applied(generation, IO_TIMEOUT));
+    assert!(
+        Arc::ptr_eq(&health, g.control().snapshot().health[0].as_ref().unwrap()),
+        "the unchanged upstream keeps its health state"
+    );
+    answer.send(500).unwrap();
+    probe(3);
+    assert!(
+        health.is_healthy(0),
+        "two failures of three: still in rotation"
+    );
+    answer.send(500).unwrap();
+    // Probe 4 starts once probe 3 is recorded (one checker thread, one target).
+    probe(4);
+    assert!(
+        !health.is_healthy(0),
+        "the third failure in a row marks the target down, reload or not"
+    );
+    answer.send(500).unwrap();
+    drop(answer);
+    g.shutdown(std::time::Duration::ZERO);
+}
