@@ -2,7 +2,8 @@
 //! SO_REUSEPORT, and the control state they read on every tick (config generation, drain).
 //!
 //! Nothing here is on the request path: shards talk to [`Control`] once per tick with relaxed atomic
-//! loads, and a reload builds the new snapshot on the calling (control) thread.
+//! loads, and a reload builds the new snapshot on the calling (control) thread. Reloads from several
+//! control threads are serialised by a publish lock that shards never take.
 
 pub mod alloc;
 pub mod driver;
@@ -32,6 +33,8 @@ use crate::observe::{RequestTotals, ShardRequests};
 pub struct Control {
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicU64,
+    /// Held by whoever publishes a snapshot (reload, the admin API).
+    publisher: Publisher,
     draining: AtomicBool,
     /// `watchdog::now_ms` time after which draining shards close every connection.
     drain_deadline: AtomicU64,
@@ -78,6 +81,32 @@ impl Control {
 
     fn set_connections(&self, shard: usize, n: usize) {
         self.connections[shard].store(n, Ordering::Relaxed);
+    }
+}
+
+/// Makes snapshot publication single-writer: a writer builds from the snapshot it replaces and
+/// publishes it under the next generation, so generations only grow, no two snapshots share one, and
+/// the last writer's snapshot is the one shards end on (a shard compares generations and would never
+/// pick up a second snapshot under a generation it has already applied).
+///
+/// A blocking lock is right here, unlike on the data path the `disallowed-types` lint guards: it is
+/// held only on the control path, across one snapshot build, and shards never touch it (they read
+/// `generation` and the `ArcSwap`).
+#[allow(clippy::disallowed_types)]
+struct Publisher(std::sync::Mutex<()>);
+
+#[allow(clippy::disallowed_types)]
+impl Publisher {
+    fn new() -> Publisher {
+        Publisher(std::sync::Mutex::new(()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data, and a writer that panicked while building published nothing:
+        // poisoning carries no meaning here.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -132,6 +161,7 @@ impl Gateway {
         let control = Arc::new(Control {
             snapshot: ArcSwap::new(snap.clone()),
             generation: AtomicU64::new(1),
+            publisher: Publisher::new(),
             draining: AtomicBool::new(false),
             drain_deadline: AtomicU64::new(u64::MAX),
             applied: (0..workers)
@@ -206,11 +236,20 @@ impl Gateway {
 
     /// Validates `config` into a new snapshot and hands it to every shard (at their next tick). On
     /// error nothing changes. Listener and runtime settings (`[server]`) need a restart.
+    ///
+    /// Safe to call from several threads: reloads are serialised, each builds from (and carries the
+    /// node-global state of) the snapshot it replaces, and each returns its own generation.
     pub fn reload(&self, config: Config) -> Result<u64, ConfigError> {
-        let generation = self.control.generation() + 1;
-        let snap = Snapshot::build(config, generation, Some(&self.control.snapshot()))?;
+        let _writer = self.control.publisher.lock();
+        let prev = self.control.snapshot();
+        let generation = prev.generation + 1;
+        let snap = Snapshot::build(config, generation, Some(&prev))?;
+        // Snapshot first, then the generation shards compare: a shard that sees the new generation
+        // loads this snapshot or a later one.
         self.control.snapshot.store(Arc::new(snap));
         self.control.generation.store(generation, Ordering::Release);
+        // Still under the lock: two first reloads with health checks would otherwise both find no
+        // checker and start one each.
         self.ensure_checker();
         Ok(generation)
     }

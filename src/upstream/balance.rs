@@ -2,7 +2,8 @@
 //!
 //! - Smooth weighted round robin (nginx's algorithm): each pick adds every target's weight to its
 //!   running score, takes the highest, and subtracts the total from the winner. Weights 5:1:1 give
-//!   `a a b a c a a`, not `a a a a a b c`.
+//!   `a a b a c a a`, not `a a a a a b c`. Targets out of rotation sit the pick out (no weight, not
+//!   in the total), so one coming back rejoins the spread rather than bursting.
 //! - Least in flight: the target with the fewest requests in progress relative to its weight. Up to
 //!   16 targets every target is compared (ties rotate); beyond that, two random targets are
 //!   compared (power of two choices), which keeps a pick O(1) and avoids herding.
@@ -84,20 +85,12 @@ impl Balancer {
         }
     }
 
-    fn round_robin(&self, targets: &[Rc<Target>], skip: impl Fn(usize) -> bool) -> usize {
+    fn round_robin(&self, targets: &[Rc<Target>], skip: &dyn Fn(usize) -> bool) -> usize {
         let mut scores = self.scores.borrow_mut();
-        let mut best = usize::MAX;
-        for (i, t) in targets.iter().enumerate() {
-            scores[i] += i64::from(t.weight);
-            if !skip(i) && (best == usize::MAX || scores[i] > scores[best]) {
-                best = i;
-            }
-        }
-        if best == usize::MAX {
-            best = 0;
-        }
-        scores[best] -= self.total_weight;
-        best
+        // With every target left out the caller uses one anyway: rotate over all of them.
+        swrr(&mut scores, targets, skip)
+            .or_else(|| swrr(&mut scores, targets, &|_| false))
+            .unwrap_or(0)
     }
 
     fn least_in_flight(&self, targets: &[Rc<Target>], skip: impl Fn(usize) -> bool) -> usize {
@@ -146,6 +139,29 @@ impl Balancer {
         }
         (0..targets.len()).find(|&i| !skip(i)).unwrap_or(0)
     }
+}
+
+/// One smooth-WRR step over the targets `skip` leaves in; `None` when it leaves none. As in nginx's
+/// `ngx_http_upstream_get_peer`, only targets in rotation gain weight and the winner gives back the
+/// weight of those alone: a target out of rotation (unhealthy, ejected, just failed) keeps its
+/// score, instead of banking a turn per pick it missed and taking them all in a row on return.
+fn swrr(scores: &mut [i64], targets: &[Rc<Target>], skip: &dyn Fn(usize) -> bool) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    let mut total = 0;
+    for (i, t) in targets.iter().enumerate() {
+        if skip(i) {
+            continue;
+        }
+        let w = i64::from(t.weight);
+        scores[i] += w;
+        total += w;
+        if best.is_none_or(|b| scores[i] > scores[b]) {
+            best = Some(i);
+        }
+    }
+    let best = best?;
+    scores[best] -= total;
+    Some(best)
 }
 
 /// The consistent-hash key of a request, hashed; `None` when the request lacks it.
@@ -216,6 +232,60 @@ mod tests {
             counts[b.pick(&t, None, &|_| false)] += 1;
         }
         assert_eq!(counts, [500, 100, 100]);
+    }
+
+    /// The longest run of `target` in `seq`.
+    fn longest_run(seq: &[usize], target: usize) -> usize {
+        seq.split(|&p| p != target)
+            .map(<[usize]>::len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn recovered_target_rejoins_evenly() {
+        let t = targets(&[1, 1, 1]);
+        let b = Balancer::new(Balance::RoundRobin, &t);
+        for _ in 0..300 {
+            assert_ne!(b.pick(&t, None, &|i| i == 0), 0);
+        }
+        // Back in rotation: one third of the picks, never two in a row (not a burst paying back
+        // the 300 picks it was out for).
+        let seq: Vec<usize> = (0..30).map(|_| b.pick(&t, None, &|_| false)).collect();
+        let mut counts = [0; 3];
+        for &p in &seq {
+            counts[p] += 1;
+        }
+        assert_eq!(counts, [10, 10, 10], "{seq:?}");
+        assert_eq!(longest_run(&seq, 0), 1, "{seq:?}");
+    }
+
+    #[test]
+    fn recovered_heavy_target_keeps_its_smooth_spread() {
+        let t = targets(&[5, 1, 1]);
+        let b = Balancer::new(Balance::RoundRobin, &t);
+        for _ in 0..100 {
+            assert_ne!(b.pick(&t, None, &|i| i == 0), 0);
+        }
+        let seq: Vec<usize> = (0..70).map(|_| b.pick(&t, None, &|_| false)).collect();
+        let mut counts = [0; 3];
+        for &p in &seq {
+            counts[p] += 1;
+        }
+        assert_eq!(counts, [50, 10, 10], "{seq:?}");
+        // Smooth WRR at 5:1:1 never gives the heavy target more than 4 in a row (`a a b a c a a`
+        // repeated: its last two and the next round's first two).
+        assert!(longest_run(&seq, 0) <= 4, "{seq:?}");
+    }
+
+    #[test]
+    fn all_skipped_still_rotates() {
+        let t = targets(&[1, 1, 1]);
+        let b = Balancer::new(Balance::RoundRobin, &t);
+        let seq: Vec<usize> = (0..6).map(|_| b.pick(&t, None, &|_| true)).collect();
+        let mut sorted = seq.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 0, 1, 1, 2, 2], "{seq:?}");
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! unhealthy, `fail_open` decides: use them all anyway, or answer 503 `no_healthy_upstream`.
 //!
 //! Probes are blocking HTTP/1.1 GETs with `Connection: close`, run one after another on the checker
-//! thread: a probe that hangs delays the others by at most `timeout`. Health state survives a
-//! reload when the upstream's config is unchanged.
+//! thread: a probe that hangs delays the others by at most `timeout`. Health state, and the streaks
+//! counting toward the thresholds, survive a reload when the upstream's config is unchanged.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -75,15 +75,33 @@ struct Streak {
     next: Option<Instant>,
 }
 
+/// The checker's record of one health-checked upstream: the [`Health`] it publishes to and the
+/// streaks of its targets.
+struct Checked {
+    /// Held so that the address this entry is keyed by cannot be reused by another upstream's
+    /// `Health` while the entry lives.
+    health: Arc<Health>,
+    streaks: Vec<Streak>,
+}
+
 /// Body of the checker thread: runs until the gateway drains.
 pub fn run_checker(control: Arc<Control>) {
-    let mut streaks: HashMap<(usize, usize), Streak> = HashMap::new();
+    // Keyed by the address of the upstream's `Health`. A reload carries the `Health` of an
+    // unchanged upstream over, and its streaks (and probe times) go with it: a target one failure
+    // from going down still goes down at the next one. A new generation only drops the upstreams
+    // that left or changed.
+    let mut checked: HashMap<usize, Checked> = HashMap::new();
     let mut generation = 0;
     while !control.draining() {
         let snap = control.snapshot();
         if snap.generation != generation {
             generation = snap.generation;
-            streaks.clear();
+            checked.retain(|_, c| {
+                snap.health
+                    .iter()
+                    .flatten()
+                    .any(|h| Arc::ptr_eq(h, &c.health))
+            });
         }
         let now = Instant::now();
         let mut next_wake = now + Duration::from_millis(200);
@@ -91,9 +109,15 @@ pub fn run_checker(control: Arc<Control>) {
             let (Some(hc), Some(Some(health))) = (&u.health_check, snap.health.get(ui)) else {
                 continue;
             };
-            let key = Arc::as_ptr(health) as usize;
-            for (ti, target) in u.targets.iter().enumerate() {
-                let s = streaks.entry((key, ti)).or_default();
+            let c = checked
+                .entry(Arc::as_ptr(health) as usize)
+                .or_insert_with(|| Checked {
+                    health: health.clone(),
+                    streaks: Vec::new(),
+                });
+            // Same `Health`, same config, same targets; sized here all the same.
+            c.streaks.resize_with(u.targets.len(), Streak::default);
+            for (ti, (target, s)) in u.targets.iter().zip(c.streaks.iter_mut()).enumerate() {
                 let due = *s.next.get_or_insert(now);
                 if due > Instant::now() {
                     next_wake = next_wake.min(due);
