@@ -11,7 +11,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{ErrorKind, GatewayError, Retry};
 use crate::runtime::watchdog::{Shut, Watch, now_ms};
 
 pub async fn connect(
@@ -19,7 +19,8 @@ pub async fn connect(
     watch: &Watch,
     timeout: Duration,
 ) -> Result<TcpStream, GatewayError> {
-    let fail = |e: &std::io::Error| GatewayError::io(ErrorKind::UpstreamConnect, e);
+    let fail =
+        |e: &std::io::Error| GatewayError::io(ErrorKind::UpstreamConnect, e).retry(Retry::Safe);
     let sock = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
@@ -38,7 +39,7 @@ pub async fn connect(
         let _armed = watch.arm(fd, Shut::Both, now_ms() + timeout.as_millis() as u64);
         let ready = stream.writable(false).await;
         if watch.fired() {
-            return Err(GatewayError::new(ErrorKind::UpstreamConnectTimeout));
+            return Err(GatewayError::new(ErrorKind::UpstreamConnectTimeout).retry(Retry::Safe));
         }
         ready.map_err(|e| fail(&e))?;
     }

@@ -308,14 +308,12 @@ impl Upstream {
                 return Ok(Lease::new(s, target.clone(), true));
             }
             if target.pool.try_reserve() {
-                return match connect::connect(target.addr, watch, self.config.connect_timeout).await
-                {
-                    Ok(s) => Ok(Lease::new(s, target.clone(), false)),
-                    Err(e) => {
-                        target.pool.release_slot();
-                        Err(e)
-                    }
-                };
+                // The slot is held by a guard while the connect is awaited: a request future
+                // dropped mid-connect (its connection task ended) gives it back.
+                let slot = SlotGuard::new(target.clone());
+                let s = connect::connect(target.addr, watch, self.config.connect_timeout).await?;
+                slot.forget();
+                return Ok(Lease::new(s, target.clone(), false));
             }
             // Saturated: wait for a returned connection or a free slot, until the connect deadline,
             // unless `max_pending` requests are waiting already.
@@ -330,9 +328,8 @@ impl Upstream {
             if waiting >= self.pending_cap {
                 return Err(GatewayError::new(ErrorKind::PendingLimit));
             }
-            self.pending.set(waiting + 1);
+            let _pending = Pending::enter(&self.pending);
             wait_for_slot(&target.pool, left).await;
-            self.pending.set(self.pending.get().saturating_sub(1));
         }
     }
 
@@ -352,11 +349,33 @@ impl Upstream {
         }
     }
 
+    /// Requests on this shard waiting for a connection slot.
+    pub fn pending(&self) -> u32 {
+        self.pending.get()
+    }
+
     /// Closes idle pooled connections (shutdown).
     pub fn close_idle(&self) {
         for t in &self.targets {
             t.pool.clear();
         }
+    }
+}
+
+/// A request counted in an upstream's `pending` while it waits for a slot; leaves the count when
+/// dropped, also when the request future is dropped mid-wait.
+struct Pending<'a>(&'a Cell<u32>);
+
+impl<'a> Pending<'a> {
+    fn enter(count: &'a Cell<u32>) -> Pending<'a> {
+        count.set(count.get() + 1);
+        Pending(count)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -383,4 +402,82 @@ async fn wait_for_slot(pool: &Pool, timeout: Duration) {
         Poll::Pending
     });
     let _ = Box::pin(monoio::time::timeout(timeout, wait)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::rc::Rc;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::runtime::watchdog::Watchdog;
+
+    /// An upstream of one target at `addr`, from the config text of a real gateway.
+    fn upstream(addr: SocketAddr, extra: &str) -> Rc<Upstream> {
+        let text = format!(
+            "[upstreams.be]\ntargets = [\"{addr}\"]\nconnect_timeout = \"5s\"\n{extra}\n\
+             [[routes]]\nupstream = \"be\"\n"
+        );
+        let config = crate::Config::from_toml(&text).unwrap();
+        Upstream::new(&config.upstreams[0], None, None, None, 1)
+    }
+
+    /// Polls `fut` once; it must still be waiting.
+    fn poll_once(fut: impl Future) {
+        let mut fut = pin!(fut);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Pending));
+    }
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+    }
+
+    /// A listener whose accept queue is full: a further connect waits (the SYN is dropped).
+    fn unanswering_listener() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        s.listen(0).unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        let mut filled = Vec::new();
+        for _ in 0..4 {
+            if let Ok(c) =
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+            {
+                filled.push(c);
+            }
+        }
+        (s, filled, addr)
+    }
+
+    #[test]
+    fn a_request_dropped_mid_connect_gives_its_slot_back() {
+        runtime().block_on(async {
+            let (_l, _filled, addr) = unanswering_listener();
+            let up = upstream(addr, "max_connections = 1");
+            let dog = Rc::new(Watchdog::default());
+            let guard = dog.register(-1);
+            poll_once(up.lease(&up.targets[0], &guard.watch));
+            assert_eq!(up.targets[0].pool.open(), 0, "the reserved slot leaked");
+        });
+    }
+
+    #[test]
+    fn a_request_dropped_while_waiting_for_a_slot_leaves_the_pending_count() {
+        runtime().block_on(async {
+            let (_l, _filled, addr) = unanswering_listener();
+            let up = upstream(addr, "max_connections = 1");
+            assert!(up.targets[0].pool.try_reserve());
+            let dog = Rc::new(Watchdog::default());
+            let guard = dog.register(-1);
+            poll_once(up.lease(&up.targets[0], &guard.watch));
+            assert_eq!(up.pending(), 0, "the pending count leaked");
+        });
+    }
 }

@@ -221,16 +221,29 @@ impl Lease {
             .stream
             .take()
             .unwrap_or_else(|| unreachable!("lease used after release"));
-        (s, SlotGuard(self.target.clone()))
+        (s, SlotGuard::new(self.target.clone()))
     }
 }
 
 /// Holds a connection slot of a target; frees it on drop.
-pub struct SlotGuard(Rc<Target>);
+pub struct SlotGuard(Option<Rc<Target>>);
+
+impl SlotGuard {
+    pub(super) fn new(target: Rc<Target>) -> SlotGuard {
+        SlotGuard(Some(target))
+    }
+
+    /// The slot now belongs to something else (a lease): do not free it.
+    pub(super) fn forget(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.0.pool.release_slot();
+        if let Some(t) = self.0.take() {
+            t.pool.release_slot();
+        }
     }
 }
 
