@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use ringway::config::{Config, DriverChoice, LogConfig, parse_cpu_list};
@@ -140,18 +141,53 @@ fn check(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn init_logging(log: &LogConfig) {
+/// Installs the log subscriber: a non-blocking, lossy writer thread in front of stderr holding up to
+/// `log.buffer_lines`. Shards log through it and never wait for stderr: a slow or stuck log pipe
+/// costs lines (counted, reported), not requests. Keep the
+/// returned guard alive (dropping it flushes what is buffered), and report the counter's drops.
+fn init_logging(log: &LogConfig) -> (WorkerGuard, ErrorCounter) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(log.buffer_lines)
+        .thread_name("ringway-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false)
         .with_ansi(ansi);
     if log.json {
         builder.json().init();
     } else {
         builder.init();
+    }
+    (guard, dropped)
+}
+
+/// Says how many log lines were dropped since the last report, at most every `LOG_DROP_REPORT`.
+struct DropReport {
+    counter: ErrorCounter,
+    reported: usize,
+    last: std::time::Instant,
+}
+
+const LOG_DROP_REPORT: Duration = Duration::from_secs(5);
+
+impl DropReport {
+    fn check(&mut self) {
+        let now = self.counter.dropped_lines();
+        if now > self.reported && self.last.elapsed() >= LOG_DROP_REPORT {
+            tracing::warn!(
+                dropped = now - self.reported,
+                total = now,
+                "log lines dropped: the log output (stderr) is not keeping up"
+            );
+            self.reported = now;
+            self.last = std::time::Instant::now();
+        }
     }
 }
 
@@ -161,7 +197,12 @@ enum Event {
 }
 
 fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
-    init_logging(&config.log);
+    let (_log_guard, counter) = init_logging(&config.log);
+    let mut drops = DropReport {
+        counter,
+        reported: 0,
+        last: std::time::Instant::now() - LOG_DROP_REPORT,
+    };
     // Writes to closed sockets must fail with EPIPE, not kill the process.
     // Safety: setting a signal disposition to SIG_IGN at start-up, before any thread uses it.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
@@ -220,7 +261,7 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
                 tracing::info!("stopped");
                 return Ok(());
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => drops.check(),
             Err(mpsc::RecvTimeoutError::Disconnected) => bail!("signal thread ended"),
         }
     }

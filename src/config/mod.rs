@@ -89,6 +89,8 @@ pub struct HttpConfig {
 pub struct LogConfig {
     pub level: String,
     pub json: bool,
+    /// Lines the non-blocking log writer holds before it drops new ones.
+    pub buffer_lines: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -90,6 +90,8 @@ pub struct RawLog {
     pub level: Option<String>,
     /// `text` or `json`.
     pub format: Option<String>,
+    /// Lines held for a slow log output before new ones are dropped (and counted).
+    pub buffer_lines: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -298,7 +298,12 @@ fn log(l: RawLog) -> Result<LogConfig, ConfigError> {
             ));
         }
     };
-    Ok(LogConfig { level, json })
+    let buffer_lines = range(l.buffer_lines, 16_384, "log.buffer_lines", 16, 1 << 24)?;
+    Ok(LogConfig {
+        level,
+        json,
+        buffer_lines,
+    })
 }
 
 fn route(

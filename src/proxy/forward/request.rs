@@ -236,6 +236,19 @@ async fn stream_body(
                 };
                 (Ok(()), Some(r))
             }
+            // The upstream stopped taking the body: it may have answered and closed (its answer
+            // is queued before the reset), so the pending read gets its chance. A dead socket
+            // completes it at once.
+            (Some(Err(RelayError::DstIo(e))), None) => {
+                let r = {
+                    let _armed = conn.watch.arm(up_fd, Shut::Both, now_ms() + timeout_ms);
+                    answer.await
+                };
+                match r.0 {
+                    Ok(n) if n > 0 => (Ok(()), Some(r)),
+                    _ => (Err(RelayError::DstIo(e)), None),
+                }
+            }
             (Some(Err(e)), _) => (Err(e), None),
             (_, early) => (Ok(()), early),
         }
