@@ -73,15 +73,12 @@ both_drivers!(post_is_not_retried_unless_the_route_opts_in, |d| {
 });
 
 both_drivers!(connect_failures_retry_with_backoff, |d| {
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let dead = dead_port();
     let good = Mock::ok("good");
     let g = gateway(
         d,
         &config(
-            &[dead, good.addr],
+            &[dead.addr, good.addr],
             "on = [\"connect_failure\"]\nattempts = 2\nbackoff_base = \"5ms\"\nbackoff_max = \"20ms\"\nbudget_min_per_sec = 1000",
             "",
         ),

@@ -199,6 +199,38 @@ impl Gate {
     }
 }
 
+/// A port that refuses connections for as long as this value lives: a TCP socket bound to
+/// `127.0.0.1:0` that never listens, so a connect to it gets `ECONNREFUSED`, and since the port
+/// stays bound (without `SO_REUSEADDR`/`SO_REUSEPORT`) no test running alongside can be given it.
+/// (Binding a listener and dropping it frees the port for the next `bind(0)` to take.)
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+pub fn dead_port() -> DeadPort {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let refused = TcpStream::connect(addr).map_err(|e| e.kind());
+    assert_eq!(
+        refused.err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "a bound, non-listening port must refuse"
+    );
+    assert!(
+        TcpListener::bind(addr).is_err(),
+        "the port must stay taken while the test runs"
+    );
+    DeadPort {
+        addr,
+        _socket: socket,
+    }
+}
+
 pub fn ok(body: &str) -> Reply {
     Reply::Raw(
         format!(
