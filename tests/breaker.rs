@@ -1,6 +1,6 @@
 //! Circuit breakers and concurrency caps with real sockets over two shards: trips node-wide, rejects
-//! fast with Retry-After, admits a bounded number of probes, closes after recovery; fallback
-//! upstreams; max_in_flight.
+//! fast with Retry-After, admits exactly `half_open_probes` probes, closes when they succeed and
+//! reopens when one fails; fallback upstreams; max_in_flight.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,21 +13,23 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Mock whose answer is 500 while `mode` is 0, 200 while 1, and 200 after a delay while 2.
-fn switchable() -> (Mock, Arc<AtomicU32>) {
+/// Mock whose answer is 500 while `mode` is 0, 200 while 1, and 200 once the latch opens while 2
+/// (a probe held in flight for as long as the test wants).
+fn switchable() -> (Mock, Arc<AtomicU32>, Latch) {
     let mode = Arc::new(AtomicU32::new(0));
-    let m2 = mode.clone();
+    let latch = Latch::default();
+    let (m2, l2) = (mode.clone(), latch.clone());
     let m = Mock::start(move |_| match m2.load(Ordering::SeqCst) {
         0 => Reply::Raw(
             b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail".to_vec(),
         ),
         1 => ok("fine"),
-        _ => Reply::Delay(
-            Duration::from_millis(400),
-            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec(),
-        ),
+        _ => {
+            assert!(l2.wait(), "the test never released the held probes");
+            ok("fine")
+        }
     });
-    (m, mode)
+    (m, mode, latch)
 }
 
 fn config(up: SocketAddr, breaker: &str, extra: &str) -> String {
@@ -43,7 +45,7 @@ fn until(at: SocketAddr, pred: impl Fn(&Response) -> bool) -> Response {
 }
 
 both_drivers!(trips_on_every_shard_and_recovers, |d| {
-    let (up, mode) = switchable();
+    let (up, mode, _) = switchable();
     let g = gateway_workers(d, &config(up.addr, BREAKER, ""), 2);
     let at = addr(&g);
     let r = until(at, |r| r.status == 503);
@@ -72,34 +74,92 @@ both_drivers!(trips_on_every_shard_and_recovers, |d| {
     }
 });
 
+/// Like [`BREAKER`], with a short open time (this test waits it out twice).
+const QUICK: &str = "consecutive_failures = 5\nfailure_statuses = [500]\nopen_duration = \"100ms\"\nmax_open_duration = \"1s\"\nhalf_open_probes = 2";
+
+/// Polls on new connections until one is let through (the open time is over), then returns its
+/// response; refusals must be the breaker's.
+fn poll_past_breaker(at: SocketAddr) -> Response {
+    get_until(at, 1, |r| {
+        assert!(r.status != 503 || r.error_code() == "circuit_open", "{r:?}");
+        r.status != 503
+    })
+    .expect("the breaker never let a request through")
+}
+
 both_drivers!(half_open_admits_only_the_probes, |d| {
-    let (up, mode) = switchable();
-    let g = gateway_workers(d, &config(up.addr, BREAKER, ""), 2);
+    let (up, mode, release) = switchable();
+    let g = gateway_workers(d, &config(up.addr, QUICK, ""), 2);
     let at = addr(&g);
     until(at, |r| r.status == 503);
-    // Recovered but slow: probes stay in flight while more requests arrive.
+
+    // Half-open: two pollers (spread over the shards) each get through once the open time is over,
+    // and the mock holds both probes in flight.
     mode.store(2, Ordering::SeqCst);
     let before = up.requests().len();
-    // Wait out the open time (400 ms) before firing the burst.
-    std::thread::sleep(Duration::from_millis(450));
-    let burst: Vec<_> = (0..12)
-        .map(|_| std::thread::spawn(move || get(at, "/").status))
+    let pollers: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || poll_past_breaker(at)))
         .collect();
-    let statuses: Vec<u16> = burst.into_iter().map(|h| h.join().unwrap()).collect();
-    let through = up.requests().len() - before;
-    assert!(
-        through <= 2,
-        "{through} requests reached the upstream while half-open with 2 probes: {statuses:?}"
-    );
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), through);
-    // The probes succeeded: closed again.
+    wait_for("both half-open probes at the upstream", || {
+        up.requests().len() == before + 2
+    });
+    // No permit left: everything else is refused without reaching the upstream (which would now
+    // answer at once, so a request let through shows as a 200 here rather than a hang).
     mode.store(1, Ordering::SeqCst);
-    let r = until(at, |r| r.status == 200);
-    assert_eq!(r.text(), "fine");
+    for _ in 0..12 {
+        let r = get(at, "/");
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (503, "circuit_open"),
+            "a request beyond the probes was let through while half-open"
+        );
+    }
+    assert_eq!(
+        up.requests().len() - before,
+        2,
+        "exactly half_open_probes requests reach the upstream while half-open"
+    );
+    // Both probes succeed: closed again, so the very next requests all go through.
+    release.open();
+    for p in pollers {
+        assert_eq!(p.join().unwrap().text(), "fine");
+    }
+    for _ in 0..10 {
+        assert_eq!(
+            get(at, "/").text(),
+            "fine",
+            "closed after the probes succeeded"
+        );
+    }
+    assert_eq!(up.requests().len() - before, 12);
+
+    // Trip it again; this time the first probe fails and the breaker reopens at once: the second
+    // probe permit is never used.
+    mode.store(0, Ordering::SeqCst);
+    until(at, |r| r.status == 503);
+    let before = up.requests().len();
+    assert_eq!(
+        poll_past_breaker(at).status,
+        500,
+        "the probe reached the upstream"
+    );
+    for _ in 0..12 {
+        let r = get(at, "/");
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (503, "circuit_open"),
+            "open again after the failed probe"
+        );
+    }
+    assert_eq!(
+        up.requests().len() - before,
+        1,
+        "one failed probe reopens the breaker"
+    );
 });
 
 both_drivers!(open_breaker_uses_the_fallback_upstream, |d| {
-    let (up, _) = switchable();
+    let (up, ..) = switchable();
     let spare = Mock::ok("spare");
     let g = gateway(
         d,
@@ -114,7 +174,7 @@ both_drivers!(open_breaker_uses_the_fallback_upstream, |d| {
 });
 
 both_drivers!(open_breaker_serves_the_fallback_response, |d| {
-    let (up, mode) = switchable();
+    let (up, mode, _) = switchable();
     let g = gateway(
         d,
         &format!(

@@ -436,10 +436,8 @@ both_drivers!(idle_keepalive_closed_silently, |d| {
 });
 
 both_drivers!(upstream_refused_is_502, |d| {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = l.local_addr().unwrap();
-    drop(l);
-    let g = gateway(d, &config(dead, ""));
+    let dead = dead_port();
+    let g = gateway(d, &config(dead.addr, ""));
     let r = get(addr(&g), "/");
     assert_eq!(r.status, 502);
     assert_eq!(r.error_code(), "upstream_connect_failed");

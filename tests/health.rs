@@ -8,7 +8,6 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -60,21 +59,42 @@ both_drivers!(unhealthy_target_leaves_and_returns, |d| {
     );
 });
 
-both_drivers!(all_unhealthy_fails_closed_or_open, |d| {
+/// `a` fails its checks first: it must leave rotation while `b` serves (so the checker is seen to
+/// run and mark targets down). Then `b` fails too: with `fail_open` every target is used anyway,
+/// `a` included, and no request is refused on the way; without it, 503 `no_healthy_upstream`.
+fn all_unhealthy(d: Driver, fail_open: bool) {
     let (a, a_up) = mock("a");
     let (b, b_up) = mock("b");
+    let g = gateway(d, &config(a.addr, b.addr, fail_open));
+    let at = addr(&g);
     a_up.store(false, Ordering::SeqCst);
+    assert!(
+        until(at, 10, |r| r.text() == "b"),
+        "a target failing its checks must leave rotation first"
+    );
     b_up.store(false, Ordering::SeqCst);
-    let closed = gateway(d, &config(a.addr, b.addr, false));
-    assert!(until(addr(&closed), 1, |r| r.status == 503
-        && r.error_code() == "no_healthy_upstream"));
-    let open = gateway(d, &config(a.addr, b.addr, true));
-    // Fail open: still served while every check fails.
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(200) {
-        assert_eq!(get(addr(&open), "/").status, 200);
+    if fail_open {
+        // Every response on the way is served; `a` comes back only once `b` is down too.
+        let served_by_a = get_until(at, 1, |r| {
+            assert_eq!(r.status, 200, "fail open must not refuse: {}", r.text());
+            r.text() == "a"
+        });
+        assert!(
+            served_by_a.is_some(),
+            "all unhealthy: fail open uses every target"
+        );
+        for _ in 0..10 {
+            assert_eq!(get(at, "/").status, 200, "fail open keeps serving");
+        }
+    } else {
+        let r = get_until(at, 1, |r| r.status == 503).expect("fail closed must refuse");
+        assert_eq!(r.error_code(), "no_healthy_upstream");
     }
-});
+}
+
+both_drivers!(all_unhealthy_fails_closed, |d| all_unhealthy(d, false));
+
+both_drivers!(all_unhealthy_fails_open, |d| all_unhealthy(d, true));
 
 #[test]
 fn health_check_config_errors_name_the_field() {

@@ -408,14 +408,12 @@ both_drivers!(routing_hosts_prefixes_rewrites_and_static, |d| {
 
 both_drivers!(connect_failure_moves_to_next_target, |d| {
     let good = Mock::ok("good");
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
+    let dead = dead_port();
     let g = gateway(
         d,
         &format!(
-            "[upstreams.be]\ntargets = [\"{dead_addr}\", \"{}\"]\n[[routes]]\nupstream = \"be\"\n",
-            good.addr
+            "[upstreams.be]\ntargets = [\"{}\", \"{}\"]\n[[routes]]\nupstream = \"be\"\n",
+            dead.addr, good.addr
         ),
     );
     for _ in 0..6 {

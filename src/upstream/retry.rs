@@ -155,15 +155,57 @@ mod tests {
         assert!(granted >= 1);
     }
 
+    /// Full jitter over a doubling cap: the pause before retry `tries` is uniform in
+    /// `0..=min(base × 2^tries, max)`. Many draws per retry show the spread (minimum near 0,
+    /// maximum near the cap, never above it) and the mean at half the cap, so the pauses double
+    /// from retry to retry until the cap, then stay there.
     #[test]
-    fn backoff_grows_and_is_capped() {
+    fn backoff_is_full_jitter_over_a_doubling_cap() {
         let mut c = cfg();
-        c.budget_min_per_sec = 1000;
+        c.backoff_base = Duration::from_millis(100);
+        c.backoff_max = Duration::from_millis(1000);
         c.attempts = 10;
+        c.budget_min_per_sec = u32::MAX;
         let b = RetryBudget::default();
+        const DRAWS: u64 = 4000;
+        let mut means = Vec::new();
         for tries in 0..8 {
-            let d = decide(&c, &b, Failure::Connect, tries, true, None).unwrap();
-            assert!(d <= Duration::from_millis((10u64 << tries).min(40)));
+            let cap = (100u64 << tries).min(1000);
+            let pauses: Vec<u64> = (0..DRAWS)
+                .map(|_| {
+                    let d = decide(&c, &b, Failure::Connect, tries, true, None).unwrap();
+                    d.as_millis() as u64
+                })
+                .collect();
+            let (min, max) = (pauses.iter().min().unwrap(), pauses.iter().max().unwrap());
+            let mean = pauses.iter().sum::<u64>() as f64 / DRAWS as f64;
+            assert!(*max <= cap, "retry {tries}: {max} ms over the cap {cap} ms");
+            assert!(
+                *max * 50 >= cap * 49,
+                "retry {tries}: max {max} ms, cap {cap} ms"
+            );
+            assert!(
+                *min * 50 <= cap,
+                "retry {tries}: min {min} ms, cap {cap} ms"
+            );
+            // Standard error of the mean: cap × 0.29 / √4000 ≈ 0.005 × cap.
+            let half = cap as f64 / 2.0;
+            assert!(
+                (mean - half).abs() <= 0.03 * cap as f64,
+                "retry {tries}: mean {mean:.1} ms, want about {half} ms"
+            );
+            means.push(mean);
         }
+        // 100, 200, 400, 800, then capped at 1000: the means double, then hold.
+        for k in 0..3 {
+            let ratio = means[k + 1] / means[k];
+            assert!(
+                (1.8..=2.2).contains(&ratio),
+                "retry {k} → {}: ×{ratio:.2}",
+                k + 1
+            );
+        }
+        assert!(means[4] > means[3] * 1.1);
+        assert!(means[7] < means[4] * 1.1, "capped: {means:?}");
     }
 }

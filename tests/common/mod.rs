@@ -199,6 +199,71 @@ impl Gate {
     }
 }
 
+/// A one-way gate for any number of waiters (a [`Gate`] pairs two): `wait` blocks until `open`,
+/// bounded by [`IO_TIMEOUT`] so that a test that never opens it fails instead of hanging.
+#[derive(Clone, Default)]
+pub struct Latch(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Latch {
+    pub fn open(&self) {
+        let (lock, cv) = &*self.0;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+
+    /// Waits until the latch is open; `false` after [`IO_TIMEOUT`] without it.
+    pub fn wait(&self) -> bool {
+        let (lock, cv) = &*self.0;
+        let st = lock.lock().unwrap();
+        let (st, _) = cv
+            .wait_timeout_while(st, IO_TIMEOUT, |open| !*open)
+            .unwrap();
+        *st
+    }
+}
+
+/// Waits (yielding, bounded by [`IO_TIMEOUT`]) until `cond` holds; panics naming `what` if it never
+/// does.
+pub fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < IO_TIMEOUT, "timed out waiting for {what}");
+        thread::yield_now();
+    }
+}
+
+/// A port that refuses connections for as long as this value lives: a TCP socket bound to
+/// `127.0.0.1:0` that never listens, so a connect to it gets `ECONNREFUSED`, and since the port
+/// stays bound (without `SO_REUSEADDR`/`SO_REUSEPORT`) no test running alongside can be given it.
+/// (Binding a listener and dropping it frees the port for the next `bind(0)` to take.)
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+pub fn dead_port() -> DeadPort {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let refused = TcpStream::connect(addr).map_err(|e| e.kind());
+    assert_eq!(
+        refused.err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "a bound, non-listening port must refuse"
+    );
+    assert!(
+        TcpListener::bind(addr).is_err(),
+        "the port must stay taken while the test runs"
+    );
+    DeadPort {
+        addr,
+        _socket: socket,
+    }
+}
+
 pub fn ok(body: &str) -> Reply {
     Reply::Raw(
         format!(
