@@ -262,8 +262,7 @@ fn is_normal(t: &[u8], opts: &Options) -> bool {
                 if UNRESERVED[v as usize] || v == 0 {
                     return false;
                 }
-                if (v == b'/' || v == b'\\') && opts.encoded_separators != EncodedSeparators::Keep
-                {
+                if (v == b'/' || v == b'\\') && opts.encoded_separators != EncodedSeparators::Keep {
                     return false;
                 }
                 i += 2;
@@ -590,8 +589,10 @@ mod tests {
                 Want::Err(e) => Err(*e),
             };
             assert_eq!(
-                got.as_ref().map(|o| o.as_deref().map(String::from_utf8_lossy)),
-                want.as_ref().map(|o| o.as_deref().map(String::from_utf8_lossy)),
+                got.as_ref()
+                    .map(|o| o.as_deref().map(String::from_utf8_lossy)),
+                want.as_ref()
+                    .map(|o| o.as_deref().map(String::from_utf8_lossy)),
                 "{input:?} with {opts:?}"
             );
         }
@@ -625,7 +626,13 @@ mod tests {
             "merge_slashes = false\ndot_segments = \"resolve\"\nencoded_separators = \"keep\"",
         )
         .unwrap();
-        assert_eq!(o, Options { encoded_separators: EncodedSeparators::Keep, ..NO_MERGE_RESOLVE });
+        assert_eq!(
+            o,
+            Options {
+                encoded_separators: EncodedSeparators::Keep,
+                ..NO_MERGE_RESOLVE
+            }
+        );
         let o: Options = toml::from_str("encoded_separators = \"decode\"").unwrap();
         assert_eq!(o, DECODE);
         assert!(toml::from_str::<Options>("merge_slash = true").is_err());
@@ -649,7 +656,11 @@ mod tests {
         while i < 12 {
             all[i] = Options {
                 merge_slashes: i & 1 == 0,
-                dot_segments: if i & 2 == 0 { DotSegments::Reject } else { DotSegments::Resolve },
+                dot_segments: if i & 2 == 0 {
+                    DotSegments::Reject
+                } else {
+                    DotSegments::Resolve
+                },
                 encoded_separators: match i / 4 {
                     0 => EncodedSeparators::Reject,
                     1 => EncodedSeparators::Keep,
@@ -734,9 +745,8 @@ mod tests {
             for s in &segs {
                 plain.push(b'/');
                 variant.push(b'/');
-                for _ in 0..coin() % 3 {
-                    variant.push(b'/');
-                }
+                let extra = usize::from(coin() % 3);
+                variant.extend(std::iter::repeat_n(b'/', extra));
                 let mut k = 0;
                 while k < s.len() {
                     let b = s[k];
