@@ -336,8 +336,8 @@ struct Writer<'o> {
     opts: &'o Options,
     /// Where the current segment's bytes start in `out` (just after its `/`).
     seg: usize,
-    /// Number of `.` bytes (raw or decoded) in the current segment.
-    dots: u32,
+    /// Number of `.` bytes (raw or decoded) in the current segment, saturating.
+    dots: u8,
     /// The current segment has a byte other than `.`.
     other: bool,
 }
@@ -346,7 +346,7 @@ impl Writer<'_> {
     #[inline]
     fn byte(&mut self, b: u8) {
         if b == b'.' {
-            self.dots += 1;
+            self.dots = self.dots.saturating_add(1);
         } else {
             self.other = true;
         }
