@@ -1,6 +1,6 @@
-//! Micro-benchmarks of the per-request CPU work that is not I/O: parsing a request head, looking up
-//! its route, building the forwarded head, parsing the upstream response head and building the
-//! client response head. `cargo bench --bench hot_path`; figures in perf/RESULTS.md.
+//! Micro-benchmarks of the per-request CPU work that is not I/O: parsing a request head, normalizing
+//! its path, looking up its route, building the forwarded head, parsing the upstream response head
+//! and building the client response head. `cargo bench --bench hot_path`; figures in perf/RESULTS.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +9,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ringway::Config;
 use ringway::http::buf::Gather;
+use ringway::http::normalize::{self, DotSegments, Normalized, Options};
 use ringway::http::rewrite::{RequestRewrite, ResponseRewrite, request_head, response_head};
 use ringway::http::{Limits, Method, RequestHead, ResponseHead, parse_request, parse_response};
 use ringway::route::RouteTable;
@@ -43,6 +44,47 @@ fn parse(c: &mut Criterion) {
     let mut resp = ResponseHead::default();
     c.bench_function("parse_response/nginx", |b| {
         b.iter(|| parse_response(black_box(NGINX_RESPONSE), false, &mut resp).unwrap())
+    });
+}
+
+fn normalize(c: &mut Criterion) {
+    let opts = Options::default();
+    let mut out = Vec::with_capacity(256);
+    c.bench_function("normalize/already_normal", |b| {
+        b.iter(|| {
+            let n = normalize::normalize(black_box(b"/api/v1/users/123?x=1"), &opts, &mut out);
+            assert!(matches!(n, Ok(Normalized::Unchanged(_))));
+        })
+    });
+    c.bench_function("normalize/already_normal_long", |b| {
+        b.iter(|| {
+            let n = normalize::normalize(
+                black_box(b"/api/v2/organizations/acme-corp/projects/ringway/builds/20261122-0042/artifacts/x86_64-linux.tar.gz?download=1"),
+                &opts,
+                &mut out,
+            );
+            assert!(matches!(n, Ok(Normalized::Unchanged(_))));
+        })
+    });
+    c.bench_function("normalize/rewrite", |b| {
+        b.iter(|| {
+            let n = normalize::normalize(black_box(b"//api/v1/%75sers//123?x=1"), &opts, &mut out);
+            assert!(matches!(n, Ok(Normalized::Rewritten)));
+        })
+    });
+    let resolve = Options {
+        dot_segments: DotSegments::Resolve,
+        ..Options::default()
+    };
+    c.bench_function("normalize/rewrite_dot_segments", |b| {
+        b.iter(|| {
+            let n = normalize::normalize(
+                black_box(b"/api/v1/./users/%2e%2e/groups/7/..?x=1"),
+                &resolve,
+                &mut out,
+            );
+            assert!(matches!(n, Ok(Normalized::Rewritten)));
+        })
     });
 }
 
@@ -131,5 +173,5 @@ fn rewrite(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, route, rewrite);
+criterion_group!(benches, parse, normalize, route, rewrite);
 criterion_main!(benches);

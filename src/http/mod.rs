@@ -5,6 +5,7 @@ pub mod buf;
 pub mod chunked;
 pub mod headers;
 mod method;
+pub mod normalize;
 pub mod request;
 pub mod respond;
 pub mod response;
