@@ -147,6 +147,7 @@ fn rewrite(c: &mut Criterion) {
         upstream_host: None,
         fallback_host: "127.0.0.1:9000",
         body_prefix: 0,
+        path: None,
     };
     c.bench_function("rewrite/request_head_browser", |b| {
         b.iter(|| {

@@ -10,6 +10,7 @@ use std::fmt;
 use std::io;
 
 use crate::http::chunked::ChunkError;
+use crate::http::normalize::PathError;
 use crate::http::{HeadError, ResponseError};
 
 /// Who caused an error.
@@ -26,8 +27,8 @@ pub enum ErrorKind {
     Head(HeadError),
     /// Request body framing broken (chunked syntax).
     BadChunk(ChunkError),
-    /// The path has `.` or `..` segments.
-    BadPath,
+    /// The path was refused by normalization (dot segments, encoded separators, bad escapes, ...).
+    BadPath(PathError),
     /// 413: body larger than the route allows.
     BodyTooLarge,
     /// 408: the client was too slow sending its request head.
@@ -165,7 +166,7 @@ impl GatewayError {
                 | HeadError::MissingHost
                 | HeadError::BadHost(_) => 400,
             },
-            ErrorKind::BadChunk(_) | ErrorKind::BadPath => 400,
+            ErrorKind::BadChunk(_) | ErrorKind::BadPath(_) => 400,
             ErrorKind::BodyTooLarge => 413,
             ErrorKind::HeaderTimeout | ErrorKind::BodyTimeout => 408,
             ErrorKind::RouteNotFound => 404,
@@ -201,7 +202,7 @@ impl GatewayError {
                 HeadError::Connect => "method_not_allowed",
             },
             ErrorKind::BadChunk(_) => "bad_chunked_body",
-            ErrorKind::BadPath => "bad_path",
+            ErrorKind::BadPath(_) => "bad_path",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::HeaderTimeout => "header_timeout",
             ErrorKind::BodyTimeout => "body_timeout",
@@ -229,7 +230,7 @@ impl GatewayError {
         match self.kind {
             ErrorKind::Head(h) => h.reason(),
             ErrorKind::BadChunk(c) => c.reason(),
-            ErrorKind::BadPath => "path contains '.' or '..' segments",
+            ErrorKind::BadPath(p) => p.reason(),
             ErrorKind::BodyTooLarge => "request body is larger than this route allows",
             ErrorKind::HeaderTimeout => "request head not received in time",
             ErrorKind::BodyTimeout => "request body not received in time",
@@ -269,7 +270,7 @@ impl GatewayError {
         match self.kind {
             ErrorKind::Head(_)
             | ErrorKind::BadChunk(_)
-            | ErrorKind::BadPath
+            | ErrorKind::BadPath(_)
             | ErrorKind::BodyTooLarge
             | ErrorKind::HeaderTimeout
             | ErrorKind::BodyTimeout

@@ -211,7 +211,6 @@ both_drivers!(early_upstream_answer_is_forwarded, early_answer);
 /// new connection, a POST does not (the upstream may have seen it) and is answered 502.
 fn stale_retry(driver: Driver) {
     let (closed_tx, closed_rx) = mpsc::channel::<()>();
-    let closed_tx = std::sync::Mutex::new(closed_tx);
     let (up, heads) = raw_upstream(move |mut w, _r| {
         w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
             .unwrap();
@@ -220,7 +219,7 @@ fn stale_retry(driver: Driver) {
             .set_linger(Some(Duration::ZERO))
             .unwrap();
         drop(w);
-        let _ = closed_tx.lock().unwrap().send(());
+        let _ = closed_tx.send(());
     });
     let g = gateway(
         driver,

@@ -83,6 +83,16 @@ pub struct HttpConfig {
     /// Pre-rendered `Via` value (`"1.1 ringway"`), or `None` when disabled.
     pub via: Option<String>,
     pub forwarded_headers: bool,
+    pub normalize: NormalizeConfig,
+}
+
+/// Path normalization before routing (see `http::normalize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NormalizeConfig {
+    pub options: crate::http::normalize::Options,
+    /// Send the upstream the path as the client sent it rather than as routed. Routes with
+    /// `rewrite_prefix` always forward the routed path (the prefix they replace was matched on it).
+    pub forward_original: bool,
 }
 
 #[derive(Debug, Clone)]

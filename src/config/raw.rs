@@ -50,6 +50,20 @@ pub struct RawServer {
     pub tick: Option<Dur>,
 }
 
+/// `[http.normalize]`: how request paths are normalized before routing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNormalize {
+    /// Merge runs of `/` (default true).
+    pub merge_slashes: Option<bool>,
+    /// `reject` (default) or `resolve` `.` and `..` segments.
+    pub dot_segments: Option<crate::http::normalize::DotSegments>,
+    /// `reject` (default), `keep` or `decode` `%2F`, `%5C` and `\`.
+    pub encoded_separators: Option<crate::http::normalize::EncodedSeparators>,
+    /// `normalized` (default): the upstream gets the path as routed; `original`: as sent.
+    pub forward: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
@@ -81,6 +95,8 @@ pub struct RawHttp {
     pub via: Option<String>,
     /// Add X-Forwarded-For/-Proto/-Host to upstream requests.
     pub forwarded_headers: Option<bool>,
+    /// Path normalization before routing (`[http.normalize]`).
+    pub normalize: Option<RawNormalize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -274,6 +274,29 @@ fn http(h: RawHttp) -> Result<HttpConfig, ConfigError> {
         )?,
         via,
         forwarded_headers: h.forwarded_headers.unwrap_or(true),
+        normalize: normalize(h.normalize.unwrap_or_default())?,
+    })
+}
+
+fn normalize(n: super::raw::RawNormalize) -> Result<super::NormalizeConfig, ConfigError> {
+    let d = crate::http::normalize::Options::default();
+    let forward_original = match n.forward.as_deref() {
+        None | Some("normalized") => false,
+        Some("original") => true,
+        Some(f) => {
+            return Err(ConfigError::invalid(
+                "http.normalize.forward",
+                format!("{f:?} is not one of normalized, original"),
+            ));
+        }
+    };
+    Ok(super::NormalizeConfig {
+        options: crate::http::normalize::Options {
+            merge_slashes: n.merge_slashes.unwrap_or(d.merge_slashes),
+            dot_segments: n.dot_segments.unwrap_or(d.dot_segments),
+            encoded_separators: n.encoded_separators.unwrap_or(d.encoded_separators),
+        },
+        forward_original,
     })
 }
 

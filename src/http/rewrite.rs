@@ -31,6 +31,8 @@ pub struct RequestRewrite<'a> {
     pub fallback_host: &'a str,
     /// Body bytes already in the buffer after the head to send with it.
     pub body_prefix: usize,
+    /// Path and query to send instead of the client's (the normalized form).
+    pub path: Option<&'a [u8]>,
 }
 
 /// Builds the upstream request into `g` (whose `main` holds the client's bytes, head first).
@@ -40,8 +42,11 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
         .headers
         .first()
         .map_or(head.headers_end, |h| h.line.start as usize);
-    let line_unchanged =
-        !head.http10 && head.authority.is_none() && rw.path_rewrite.is_none() && !head.bare_lf;
+    let line_unchanged = !head.http10
+        && head.authority.is_none()
+        && rw.path_rewrite.is_none()
+        && rw.path.is_none()
+        && !head.bare_lf;
     if line_unchanged {
         g.push_main(head.line_start, first_header);
     } else {
@@ -49,7 +54,7 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
         let from = g.extra.len();
         g.extra.extend_from_slice(head.method_span.of(data));
         g.extra.push(b' ');
-        let path = head.path.of(data);
+        let path = rw.path.unwrap_or(head.path.of(data));
         match rw.path_rewrite {
             Some((n, replacement)) => {
                 // Plain string replacement of the matched prefix (like nginx `proxy_pass` with a URI),

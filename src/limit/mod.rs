@@ -144,10 +144,13 @@ impl RouteLimits {
     /// Checks every limit of the route for one request. On success the guard holds its
     /// concurrency slots; the RateLimit-* fields (when the route sends them) are appended to
     /// `headers`, on refusal too.
+    /// `path`: the request's path as routed (normalized), query included.
+    #[allow(clippy::too_many_arguments)]
     pub fn check(
         self: &Rc<Self>,
         req: &RequestHead,
         data: &[u8],
+        path: &[u8],
         client: IpAddr,
         now: u64,
         headers: &mut Vec<u8>,
@@ -155,7 +158,7 @@ impl RouteLimits {
         let cfg = &self.node.config;
         // Stacked limits usually share their key: hash it once.
         let mut last = None;
-        let mut key = |k| cached_key(&mut last, k, req, data, client);
+        let mut key = |k| cached_key(&mut last, k, req, data, path, client);
         let mut guard = LimitGuard {
             limits: self.clone(),
             held: [(0, 0); MAX_PER_ROUTE],
@@ -244,12 +247,13 @@ fn cached_key<'a>(
     k: &'a LimitKey,
     req: &RequestHead,
     data: &[u8],
+    path: &[u8],
     client: IpAddr,
 ) -> u64 {
     match *last {
         Some((lk, h)) if lk == k => h,
         _ => {
-            let h = key_of(k, req, data, client);
+            let h = key_of(k, req, data, path, client);
             *last = Some((k, h));
             h
         }
@@ -263,12 +267,12 @@ fn secs(ns: u64) -> u64 {
 
 /// The hashed key of a request for a limit (never 0: 0 marks an empty slot). A missing header
 /// falls back to the client IP.
-pub fn key_of(key: &LimitKey, req: &RequestHead, data: &[u8], client: IpAddr) -> u64 {
+/// `path`: as routed (normalized), so `/a` and `/%61` share a key.
+pub fn key_of(key: &LimitKey, req: &RequestHead, data: &[u8], path: &[u8], client: IpAddr) -> u64 {
     let h = match key {
         LimitKey::ClientIp => hash_ip(client),
         LimitKey::Route => 1,
         LimitKey::Path => {
-            let path = req.path.of(data);
             let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());
             hash(b'p', &path[..end])
         }

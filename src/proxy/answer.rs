@@ -104,7 +104,7 @@ async fn write_error(cx: &mut Cx<'_>, e: GatewayError, headers: &[u8]) -> Next {
     cx.ctx.fail(e);
     let whole = whole_request_len(cx);
     // A path refused by normalization closes: the client's idea of the path is not the gateway's.
-    let keep = client_keep_alive(cx) && whole.is_some() && e.kind != ErrorKind::BadPath;
+    let keep = client_keep_alive(cx) && whole.is_some() && !matches!(e.kind, ErrorKind::BadPath(_));
     if !cx.ctx.id.is_set() {
         let mut id = [0u8; 24];
         cx.conn.shard.request_id(&mut id);

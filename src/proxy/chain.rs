@@ -60,6 +60,17 @@ pub struct Cx<'a> {
     pub limits: Option<LimitGuard>,
 }
 
+impl Cx<'_> {
+    /// The request's path (and query) as routed: normalized when normalization changed it.
+    pub fn path(&self) -> &[u8] {
+        if self.ctx.path_rewritten {
+            &self.kit.path
+        } else {
+            self.kit.req.path.of(self.kit.buf.data())
+        }
+    }
+}
+
 /// The stages before the terminal one, in order.
 fn stages(cx: &mut Cx<'_>) -> Result<(), Answer> {
     stage::normalize::run(cx)?;

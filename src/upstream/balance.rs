@@ -164,15 +164,21 @@ fn swrr(scores: &mut [i64], targets: &[Rc<Target>], skip: &dyn Fn(usize) -> bool
     Some(best)
 }
 
-/// The consistent-hash key of a request, hashed; `None` when the request lacks it.
-pub fn request_key(key: &HashKey, req: &RequestHead, data: &[u8], client: IpAddr) -> Option<u64> {
+/// The consistent-hash key of a request, hashed; `None` when the request lacks it. `path`: as
+/// routed (normalized), query included.
+pub fn request_key(
+    key: &HashKey,
+    req: &RequestHead,
+    data: &[u8],
+    path: &[u8],
+    client: IpAddr,
+) -> Option<u64> {
     match key {
         HashKey::ClientIp => Some(match client {
             IpAddr::V4(v4) => hash64(&v4.octets()),
             IpAddr::V6(v6) => hash64(&v6.octets()),
         }),
         HashKey::Path => {
-            let path = req.path.of(data);
             let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());
             Some(hash64(&path[..end]))
         }

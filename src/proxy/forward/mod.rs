@@ -52,9 +52,15 @@ pub async fn forward(
     };
     let head_len = cx.kit.req.len;
     let request_len = head_len + body.prefix;
-    let hash = up
-        .hash_key()
-        .and_then(|k| request_key(k, &cx.kit.req, cx.kit.buf.data(), cx.conn.peer.ip()));
+    let hash = up.hash_key().and_then(|k| {
+        request_key(
+            k,
+            &cx.kit.req,
+            cx.kit.buf.data(),
+            cx.path(),
+            cx.conn.peer.ip(),
+        )
+    });
     let idempotent = cx.ctx.head.method.is_idempotent();
     let mut tries = Tries::new(up, body.whole && (idempotent || route.retry_non_idempotent));
     let mut exclude = None;

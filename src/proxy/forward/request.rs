@@ -119,8 +119,18 @@ pub async fn send(
         upstream_host: action.upstream_host.as_deref(),
         fallback_host: &target_name,
         body_prefix: body.prefix,
+        path: None,
     };
     let kit = &mut *cx.kit;
+    let normalized = &http.normalize;
+    // The routed (normalized) path replaces the one sent, unless configured otherwise; a prefix
+    // rewrite always works on the routed path, where its prefix was matched.
+    let routed =
+        cx.ctx.path_rewritten && (!normalized.forward_original || action.rewrite_prefix.is_some());
+    let rw = RequestRewrite {
+        path: routed.then_some(&kit.path[..]),
+        ..rw
+    };
     let req = &kit.req;
     let res = send_gather(
         lease.stream(),

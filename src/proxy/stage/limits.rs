@@ -27,9 +27,15 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
     };
     let now = crate::limit::clock_ns();
     let kit = &mut *cx.kit;
+    let path = if cx.ctx.path_rewritten {
+        &kit.path[..]
+    } else {
+        kit.req.path.of(kit.buf.data())
+    };
     match limits.check(
         &kit.req,
         kit.buf.data(),
+        path,
         cx.conn.peer.ip(),
         now,
         &mut kit.limit_headers,

@@ -14,11 +14,7 @@ use super::super::chain::Cx;
 pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
     let data = cx.kit.buf.data();
     let req = &cx.kit.req;
-    let path = if cx.ctx.path_rewritten {
-        &cx.kit.path[..]
-    } else {
-        req.path.of(data)
-    };
+    let path = cx.path();
     let host = req.host_name.map_or(&b""[..], |h| h.of(data));
     match cx.state.snap.routes.lookup_name(host, path, req.method) {
         Lookup::Found { route, matched } => {
