@@ -83,5 +83,6 @@ fn a_stuck_log_pipe_does_not_stall_requests() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(reported, "dropped log lines were not reported");
 }

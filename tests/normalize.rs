@@ -31,21 +31,41 @@ fn config(up: std::net::SocketAddr, normalize: &str) -> String {
     )
 }
 
-both_drivers!(other_spellings_of_a_guarded_path_do_not_reach_the_upstream, |d| {
-    let up = Mock::ok("upstream");
-    let g = gateway(d, &config(up.addr, ""));
-    for path in ["/admin", "/%61dmin", "/%61%64%6D%69%6E/x", "//admin", "///admin//users"] {
-        let r = get(addr(&g), path);
-        assert_eq!((r.status, r.text()), (403, "no".into()), "{path}");
+both_drivers!(
+    other_spellings_of_a_guarded_path_do_not_reach_the_upstream,
+    |d| {
+        let up = Mock::ok("upstream");
+        let g = gateway(d, &config(up.addr, ""));
+        for path in [
+            "/admin",
+            "/%61dmin",
+            "/%61%64%6D%69%6E/x",
+            "//admin",
+            "///admin//users",
+        ] {
+            let r = get(addr(&g), path);
+            assert_eq!((r.status, r.text()), (403, "no".into()), "{path}");
+        }
+        for path in [
+            "/./admin",
+            "/x/../admin",
+            "/%2e/admin",
+            "/%2E%2e/admin",
+            "/admin%2fx",
+            "/a\\b",
+            "/%zz",
+        ] {
+            let r = get(addr(&g), path);
+            assert_eq!(r.status, 400, "{path}");
+            assert_eq!(r.error_code(), "bad_path", "{path}");
+            assert!(r.header("x-request-id").is_some());
+        }
+        assert!(
+            up.requests().is_empty(),
+            "a spelling of /admin reached the upstream"
+        );
     }
-    for path in ["/./admin", "/x/../admin", "/%2e/admin", "/%2E%2e/admin", "/admin%2fx", "/a\\b", "/%zz"] {
-        let r = get(addr(&g), path);
-        assert_eq!(r.status, 400, "{path}");
-        assert_eq!(r.error_code(), "bad_path", "{path}");
-        assert!(r.header("x-request-id").is_some());
-    }
-    assert!(up.requests().is_empty(), "a spelling of /admin reached the upstream");
-});
+);
 
 both_drivers!(the_upstream_gets_the_routed_path, |d| {
     let up = Mock::ok("upstream");
@@ -70,7 +90,11 @@ both_drivers!(forward_original_and_resolve_options, |d| {
     );
     assert_eq!(get(addr(&g), "/a/./b/../c//%64").status, 200);
     assert_eq!(up.last().target, "/a/./b/../c//%64", "forwarded as sent");
-    assert_eq!(get(addr(&g), "/x/%2e%2e/admin").status, 403, "resolved before routing");
+    assert_eq!(
+        get(addr(&g), "/x/%2e%2e/admin").status,
+        403,
+        "resolved before routing"
+    );
     assert_eq!(get(addr(&g), "/../admin").status, 400, "above the root");
     assert_eq!(get(addr(&g), "/a%2fb").status, 200);
     assert_eq!(up.last().target, "/a%2fb");
@@ -89,13 +113,21 @@ both_drivers!(merge_slashes_off_keeps_them, |d| {
 #[test]
 fn bad_normalize_options_name_the_field() {
     for (text, field) in [
-        ("[http.normalize]\nforward = \"raw\"\n", "http.normalize.forward"),
-        ("[http.normalize]\ndot_segments = \"allow\"\n", "dot_segments"),
+        (
+            "[http.normalize]\nforward = \"raw\"\n",
+            "http.normalize.forward",
+        ),
+        (
+            "[http.normalize]\ndot_segments = \"allow\"\n",
+            "dot_segments",
+        ),
         ("[http.normalize]\nmerge = true\n", "merge"),
     ] {
-        let e = ringway::Config::from_toml(&format!("{text}[[routes]]\nrespond = {{ status = 200 }}\n"))
-            .unwrap_err()
-            .to_string();
+        let e = ringway::Config::from_toml(&format!(
+            "{text}[[routes]]\nrespond = {{ status = 200 }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains(field), "{text}: {e}");
     }
 }

@@ -6,6 +6,8 @@
 //! other threads sum the rows whenever they like. A reader may see a count a few nanoseconds old;
 //! it never sees one go backwards.
 
+pub mod clock;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;

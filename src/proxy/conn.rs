@@ -28,13 +28,14 @@ use monoio::net::TcpStream;
 
 use super::answer::{self, Answer};
 use super::chain::{self, Cx, Next, Upgraded};
-use super::ctx::{RequestCtx, clock_us};
+use super::ctx::RequestCtx;
 use super::finish::finish;
 use super::{relay, tunnel};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::buf::{Buf, Gather};
 use crate::http::request::{early_uri_too_long, incomplete_error};
 use crate::http::{Limits, parse_request};
+use crate::observe::clock;
 use crate::runtime::Shard;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Shut, Watch, WatchGuard, now_ms};
@@ -48,7 +49,7 @@ pub struct Conn {
     pub watch: Rc<Watch>,
     /// Requests served so far.
     pub served: u64,
-    /// When the connection was accepted ([`clock_us`]).
+    /// When the connection was accepted ([`clock::now`]).
     pub accepted: u64,
     /// Deadline of the request head being waited for (0 = none yet).
     head_deadline: u64,
@@ -117,7 +118,7 @@ pub fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) -> impl Futu
         peer,
         watch,
         served: 0,
-        accepted: clock_us(),
+        accepted: clock::now(),
         head_deadline: 0,
         head_timed_out: false,
     };

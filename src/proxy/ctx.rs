@@ -6,13 +6,14 @@
 //! request's bytes are consumed (a body relay does that early), so whatever the end of a request
 //! needs from the head (its request id, method) is copied here when the head is read.
 //!
-//! Performance: a plain struct on the request future's stack (no allocation); timings are read from
-//! the monotonic clock only at the points that happen anyway.
+//! Performance: a plain struct on the request future's stack (no allocation); timings are TSC
+//! readings ([`crate::observe::clock`]) taken only at the points that happen anyway.
 
 use std::net::SocketAddr;
 
 use crate::error::GatewayError;
 use crate::http::Method;
+use crate::observe::clock;
 
 /// Longest client `X-Request-Id` kept for the gateway's own answers and logs. A longer one is still
 /// forwarded upstream unchanged; the gateway then names the request by a generated id.
@@ -57,18 +58,8 @@ impl RequestId {
     }
 }
 
-/// Microseconds of the monotonic clock (vDSO, no system call).
-pub fn clock_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // Safety: `ts` is a valid timespec to write into; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
-}
-
-/// When each phase of a request happened, in [`clock_us`] microseconds; 0 = did not happen.
+/// When each phase of a request happened, in [`crate::observe::clock`] ticks (differences turn into
+/// microseconds with `clock::micros`); 0 = did not happen.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timings {
     /// The connection was accepted.
@@ -164,7 +155,7 @@ impl RequestCtx {
             keep_alive_10: req.keep_alive_10,
         };
         self.bytes_in = req.len as u64;
-        self.timings.head = clock_us();
+        self.timings.head = clock::now();
         if let Some(id) = req.request_id {
             self.id.set_client(id.of(data));
         }

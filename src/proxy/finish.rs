@@ -9,12 +9,13 @@
 use crate::error::Side;
 use crate::runtime::Shard;
 
-use super::ctx::{RequestCtx, clock_us};
+use super::ctx::RequestCtx;
+use crate::observe::clock;
 
 /// Records a finished request. Called exactly once per request, by the connection task.
 pub fn finish(shard: &Shard, ctx: &mut RequestCtx) {
     if ctx.timings.last_byte == 0 {
-        ctx.timings.last_byte = clock_us();
+        ctx.timings.last_byte = clock::now();
     }
     shard
         .control

@@ -157,6 +157,7 @@ impl Gateway {
             .unwrap_or(cpus.len())
             .max(1);
         let (addrs, mut listeners) = listen::bind_all(&config.server, workers)?;
+        crate::observe::clock::init();
         let snap = Arc::new(Snapshot::build(config, 1, None)?);
         let control = Arc::new(Control {
             snapshot: ArcSwap::new(snap.clone()),

@@ -27,7 +27,7 @@ use crate::upstream::{Outcome, Permit, Upstream, request_key};
 
 use super::answer::Answer;
 use super::chain::{Cx, Next};
-use super::ctx::clock_us;
+use crate::observe::clock;
 use request::Failed;
 
 pub use request::consume_request;
@@ -90,7 +90,7 @@ pub async fn forward(
         let target = lease.target.index;
         cx.ctx.tries += 1;
         cx.ctx.target = Some(lease.target.addr);
-        cx.ctx.timings.upstream_connected = clock_us();
+        cx.ctx.timings.upstream_connected = clock::now();
         cx.ctx.timings.upstream_first_byte = 0;
         let timeout = tries.response_timeout();
 

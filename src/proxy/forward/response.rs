@@ -19,8 +19,8 @@ use crate::upstream::{Lease, Upstream};
 
 use super::super::answer::{Answer, client_keep_alive};
 use super::super::chain::{Cx, Next, Upgraded};
-use super::super::ctx::clock_us;
 use super::super::relay::{Body, Ends, Source, read_short_body, relay};
+use crate::observe::clock;
 
 /// Why reading a response head failed.
 pub struct HeadFailed {
@@ -45,7 +45,7 @@ pub async fn read_head(
     loop {
         if !ubuf.is_empty() {
             if cx.ctx.timings.upstream_first_byte == 0 {
-                cx.ctx.timings.upstream_first_byte = clock_us();
+                cx.ctx.timings.upstream_first_byte = clock::now();
             }
             match parse_response(ubuf.data(), head_request, &mut cx.kit.resp) {
                 Ok(Some(())) => {
@@ -236,7 +236,7 @@ pub async fn relay_response(
         }
         return Answer::Sent(Next::Close);
     }
-    cx.ctx.timings.last_byte = clock_us();
+    cx.ctx.timings.last_byte = clock::now();
     let reusable = !upstream_close && ubuf.is_empty() && rbody.is_done() && !early;
     lease.release(reusable, now_ms());
     conn.shard.pools.put_buf(ubuf);
@@ -287,7 +287,7 @@ async fn switch_protocols(
         return Answer::Sent(Next::Close);
     }
     cx.kit.buf.consume(request_len);
-    cx.ctx.timings.last_byte = clock_us();
+    cx.ctx.timings.last_byte = clock::now();
     let idle = cx.state.snap.config.http.tunnel_idle_timeout;
     Answer::Sent(Next::Upgrade(Upgraded::from_lease(lease, idle)))
 }
