@@ -148,6 +148,7 @@ fn rewrite(c: &mut Criterion) {
         fallback_host: "127.0.0.1:9000",
         body_prefix: 0,
         path: None,
+        https: false,
     };
     c.bench_function("rewrite/request_head_browser", |b| {
         b.iter(|| {

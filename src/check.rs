@@ -17,6 +17,41 @@ pub fn report(config: &Config) -> (String, usize) {
         config.routes.len(),
         config.upstreams.len()
     );
+    if let Some(t) = &config.tls {
+        let listen: Vec<String> = t.listen.iter().map(|a| a.to_string()).collect();
+        let mut versions = Vec::new();
+        if t.versions.tls12 {
+            versions.push("TLS 1.2");
+        }
+        if t.versions.tls13 {
+            versions.push("TLS 1.3");
+        }
+        let _ = writeln!(
+            out,
+            "\ntls: {} ({}, ALPN http/1.1; the first certificate serves clients without a known SNI name)",
+            listen.join(", "),
+            versions.join(", ")
+        );
+        for (i, c) in t.certificates.iter().enumerate() {
+            let days = c.info.expires_in_s.div_euclid(86_400);
+            let state = if c.info.expires_in_s < 0 {
+                warnings += 1;
+                format!("EXPIRED {} days ago", -days)
+            } else if days < 14 {
+                warnings += 1;
+                format!("expires in {days} days")
+            } else {
+                format!("{days} days left")
+            };
+            let _ = writeln!(
+                out,
+                "  [{i}] {} names={} not_after={} ({state})",
+                c.cert.display(),
+                c.info.names.join(","),
+                c.info.not_after
+            );
+        }
+    }
     let _ = writeln!(out, "\nroutes (most specific match wins):");
     for (i, r) in config.routes.iter().enumerate() {
         let hosts = if r.hosts.is_empty() {

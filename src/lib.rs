@@ -24,6 +24,7 @@ pub mod observe;
 pub mod proxy;
 pub mod route;
 pub mod runtime;
+pub mod tls;
 pub mod upstream;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod limits;
 mod raw;
+pub mod tls;
 pub mod units;
 mod validate;
 mod validate_upstream;
@@ -30,6 +31,8 @@ pub struct Config {
     /// Upstreams; a route refers to one by index.
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// TLS termination (`[tls]`), when configured.
+    pub tls: Option<tls::TlsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,13 +315,19 @@ impl Config {
             path: path.display().to_string(),
             err,
         })?;
-        Config::from_toml(&text)
+        Config::from_toml_in(&text, path.parent().unwrap_or(Path::new(".")))
     }
 
-    /// Parses and validates config text.
+    /// Parses and validates config text; relative file paths in it are relative to the current
+    /// directory.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_in(text, Path::new("."))
+    }
+
+    /// Parses and validates config text whose relative file paths are relative to `base`.
+    pub fn from_toml_in(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        validate::validate(raw)
+        validate::validate(raw, base)
     }
 
     /// The config `ringway proxy --listen A --upstream B` runs: one catch-all route to one upstream.
@@ -345,7 +354,7 @@ impl Config {
             }],
             ..Default::default()
         };
-        validate::validate(raw)
+        validate::validate(raw, Path::new("."))
     }
 
     pub fn upstream_index(&self, name: &str) -> Option<usize> {

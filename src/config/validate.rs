@@ -10,8 +10,21 @@ use super::units::Dur;
 use super::validate_upstream::upstream;
 use super::*;
 
-pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config, ConfigError> {
     let server = server(raw.server)?;
+    let tls = raw.tls.map(|t| super::tls::tls(t, base)).transpose()?;
+    if let Some(t) = &tls {
+        if let Some(a) = t
+            .listen
+            .iter()
+            .find(|a| a.port() != 0 && server.listen.contains(a))
+        {
+            return Err(ConfigError::invalid(
+                "tls.listen",
+                format!("{a} is also in server.listen: one address is either plain or TLS"),
+            ));
+        }
+    }
     let http = http(raw.http)?;
     let log = log(raw.log)?;
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
@@ -42,6 +55,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         log,
         upstreams,
         routes,
+        tls,
     };
     // Compiling the table finds ambiguous routes; do it now so a bad file is rejected at load.
     crate::route::RouteTable::build(&config)?;

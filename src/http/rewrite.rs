@@ -33,6 +33,8 @@ pub struct RequestRewrite<'a> {
     pub body_prefix: usize,
     /// Path and query to send instead of the client's (the normalized form).
     pub path: Option<&'a [u8]>,
+    /// The client connection is TLS (`x-forwarded-proto: https`).
+    pub https: bool,
 }
 
 /// Builds the upstream request into `g` (whose `main` holds the client's bytes, head first).
@@ -119,8 +121,11 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
             }
         }
         put_ip(&mut g.extra, rw.client_ip);
-        g.extra
-            .extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+        g.extra.extend_from_slice(if rw.https {
+            &b"\r\nx-forwarded-proto: https\r\n"[..]
+        } else {
+            &b"\r\nx-forwarded-proto: http\r\n"[..]
+        });
         if let Some(host) = head.host {
             g.extra.extend_from_slice(b"x-forwarded-host: ");
             g.extra

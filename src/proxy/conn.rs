@@ -26,6 +26,8 @@ use std::task::{Context, Poll};
 use monoio::io::{AsyncReadRent, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 
+use crate::tls::{ClientStream, TlsStream};
+
 use super::answer::{self, Answer};
 use super::chain::{self, Cx, Next, Upgraded};
 use super::ctx::RequestCtx;
@@ -43,7 +45,7 @@ use crate::runtime::watchdog::{Shut, Watch, WatchGuard, now_ms};
 /// One client connection's state, owned by its task.
 pub struct Conn {
     pub shard: Rc<Shard>,
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     pub fd: RawFd,
     pub peer: SocketAddr,
     pub watch: Rc<Watch>,
@@ -105,15 +107,20 @@ enum Step {
     Upgrade(Box<(Box<Kit>, Upgraded)>),
 }
 
-/// The task for an accepted connection.
-pub fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> {
+/// The task for an accepted connection; `tls`: it came from a TLS listener.
+pub fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: bool,
+) -> impl Future<Output = ()> {
     let fd = stream.as_raw_fd();
     let guard = shard.watchdog.register(fd);
     let _ = stream.set_nodelay(true);
     let watch = guard.watch.clone();
     let conn = Conn {
         shard,
-        stream,
+        stream: ClientStream::Plain(stream),
         fd,
         peer,
         watch,
@@ -123,7 +130,7 @@ pub fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) -> impl Futu
         head_timed_out: false,
     };
     // One argument, so the future does not carry the parts and the assembled `Conn` side by side.
-    let inner = serve_inner(guard, conn);
+    let inner = serve_inner(guard, conn, tls);
     static SIZE_LOGGED: std::sync::Once = std::sync::Once::new();
     SIZE_LOGGED.call_once(|| {
         tracing::debug!(
@@ -137,7 +144,17 @@ pub fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) -> impl Futu
 /// The connection loop. Reading and serving a request run in a boxed future of their own (one
 /// allocation per request, a free-list pop in the allocator's thread cache), so this task stays a
 /// few hundred bytes while the connection idles: the parked wait below is all it holds then.
-async fn serve_inner(guard: WatchGuard, mut conn: Conn) {
+async fn serve_inner(guard: WatchGuard, mut conn: Conn, tls: bool) {
+    if tls {
+        match handshake(conn).await {
+            Some(c) => conn = c,
+            None => {
+                // The socket is closed already; unregister in the same synchronous step.
+                drop(guard);
+                return;
+            }
+        }
+    }
     let mut slot: Option<Box<Kit>> = None;
     loop {
         // Written into its allocation rather than moved there: `Box::pin(fut)` copied the whole
@@ -187,10 +204,70 @@ async fn serve_inner(guard: WatchGuard, mut conn: Conn) {
     drop(guard);
 }
 
+/// Runs the TLS handshake of a connection from a TLS listener, under the header timeout (a client
+/// that never completes it holds nothing for long). `None`: the connection ended (and is closed).
+async fn handshake(conn: Conn) -> Option<Conn> {
+    let (server, header_ms) = {
+        let state = conn.shard.state();
+        let snap = &state.snap;
+        (
+            snap.config.tls.as_ref().map(|t| t.server.clone()),
+            snap.config.http.header_timeout.as_millis() as u64,
+        )
+    };
+    let Some(server) = server else {
+        // TLS left the config in a reload; its listener stays until a restart.
+        tracing::debug!(peer = %conn.peer, "TLS is no longer configured; connection closed");
+        return None;
+    };
+    let session = match rustls::ServerConnection::new(server) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(peer = %conn.peer, error = %e, "cannot start a TLS session");
+            return None;
+        }
+    };
+    let Conn {
+        shard,
+        stream,
+        fd,
+        peer,
+        watch,
+        served,
+        accepted,
+        head_deadline,
+        head_timed_out,
+    } = conn;
+    let ClientStream::Plain(tcp) = stream else {
+        return None;
+    };
+    let mut tls = Box::new(TlsStream::new(tcp, session));
+    let res = {
+        let _armed = watch.arm(fd, Shut::Both, now_ms() + header_ms);
+        tls.handshake().await
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, timed_out = watch.fired(), "TLS handshake failed");
+        return None;
+    }
+    Some(Conn {
+        shard,
+        stream: ClientStream::Tls(tls),
+        fd,
+        peer,
+        watch,
+        served,
+        accepted,
+        head_deadline,
+        head_timed_out,
+    })
+}
+
 /// Reads one request head and serves it. Every request that started (some head byte arrived, or the
 /// first head timed out) ends in [`finish`], here and nowhere else.
 async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
     let mut ctx = RequestCtx::new(conn.peer, conn.accepted);
+    ctx.tls = conn.stream.tls_version();
     match read_head(conn, slot).await {
         Ok(HeadRead::Ready) => {}
         Ok(HeadRead::Closed) => return Step::Close,

@@ -94,6 +94,8 @@ pub struct RequestCtx {
     /// spans must not be read, and the connection cannot be kept alive after an error.
     pub consumed: bool,
     pub peer: SocketAddr,
+    /// The client connection's TLS version (`"TLSv1.3"`), `None` for plain connections.
+    pub tls: Option<&'static str>,
     /// Index of the matched route in the snapshot's config.
     pub route: Option<usize>,
     /// Bytes of the (normalized) path the route's prefix matched.
@@ -129,6 +131,7 @@ impl RequestCtx {
             },
             consumed: false,
             peer,
+            tls: None,
             route: None,
             matched: 0,
             path_rewritten: false,

@@ -88,19 +88,20 @@ pub enum RelayError {
     TooLarge,
 }
 
-/// The socket a body is read from, with its stall timeout.
-pub struct Source<'a> {
-    pub stream: &'a mut TcpStream,
+/// The socket a body is read from (a TCP stream, or a client's plain-or-TLS stream), with its
+/// stall timeout.
+pub struct Source<'a, R = TcpStream> {
+    pub stream: &'a mut R,
     pub fd: RawFd,
     pub timeout_ms: u64,
     /// How a stalled source is shut: `Read` for a client, so its 408 can still be written.
     pub shut: Shut,
 }
 
-impl<'a> Source<'a> {
+impl<'a, R> Source<'a, R> {
     /// The client side of a request body: stalls are bounded by `http.body_timeout` and shut
     /// only the reading side.
-    pub fn client(stream: &'a mut TcpStream, fd: RawFd, http: &HttpConfig) -> Source<'a> {
+    pub fn client(stream: &'a mut R, fd: RawFd, http: &HttpConfig) -> Source<'a, R> {
         Source {
             stream,
             fd,
@@ -112,8 +113,8 @@ impl<'a> Source<'a> {
 
 /// Both ends of a relay. The destination is any writer: a socket, or the write half of one whose
 /// read half waits for an early response meanwhile.
-pub struct Ends<'a, W> {
-    pub src: Source<'a>,
+pub struct Ends<'a, R, W> {
+    pub src: Source<'a, R>,
     pub dst: &'a mut W,
     pub dst_fd: RawFd,
     pub dst_timeout_ms: u64,
@@ -148,8 +149,8 @@ pub async fn send<W: AsyncWriteRent>(
 /// `dechunk`: remove chunked framing. `limit`: most data bytes of a chunked body. `moved` counts
 /// the body bytes taken from the source (framing included).
 #[allow(clippy::too_many_arguments)]
-pub async fn relay<W: AsyncWriteRent>(
-    mut ends: Ends<'_, W>,
+pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
+    mut ends: Ends<'_, R, W>,
     buf: &mut Buf,
     g: &mut Gather,
     body: &mut Body,
@@ -223,8 +224,8 @@ pub async fn relay<W: AsyncWriteRent>(
 /// one wake-up for the receiver instead of two (what nginx's `postpone_output` buys it). Chunked and
 /// close-delimited bodies (streams, server-sent events) are never waited for. Returns the body bytes
 /// read and, if reading failed, how; bytes read before a failure still count.
-pub async fn read_short_body(
-    src: &mut Source<'_>,
+pub async fn read_short_body<R: AsyncReadRent>(
+    src: &mut Source<'_, R>,
     watch: &Watch,
     buf: &mut Buf,
     body: &mut Body,
@@ -249,7 +250,11 @@ pub async fn read_short_body(
 }
 
 /// One read from `src` into `buf` under its stall deadline. `Ok(false)`: the source closed.
-async fn read_src(src: &mut Source<'_>, watch: &Watch, buf: &mut Buf) -> Result<bool, RelayError> {
+async fn read_src<R: AsyncReadRent>(
+    src: &mut Source<'_, R>,
+    watch: &Watch,
+    buf: &mut Buf,
+) -> Result<bool, RelayError> {
     let b = std::mem::take(buf);
     let (res, b) = {
         let _armed = watch.arm(src.fd, src.shut, now_ms() + src.timeout_ms);

@@ -14,6 +14,7 @@ use super::conn::Conn;
 use crate::http::buf::Buf;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Watch, now_ms};
+use crate::tls::ClientStream;
 
 /// Runs the tunnel; consumes the client connection.
 pub async fn run(conn: Conn, mut kit: Box<Kit>, up: Upgraded) {
@@ -45,13 +46,18 @@ pub async fn run(conn: Conn, mut kit: Box<Kit>, up: Upgraded) {
         cbuf.clear();
     }
     let ubuf = shard.pools.buf();
-    let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
     let ends = (client_fd, up_fd);
-    let ((cbuf, _), (ubuf, _)) = monoio::join!(
-        pump(cr, uw, cbuf, &watch, idle_ms, ends),
-        pump(ur, cw, ubuf, &watch, idle_ms, ends)
-    );
+    let (cbuf, ubuf) = match client {
+        ClientStream::Plain(c) => {
+            let (cr, cw) = c.into_split();
+            both_ways((cr, cw), (ur, uw), (cbuf, ubuf), &watch, idle_ms, ends).await
+        }
+        ClientStream::Tls(t) => {
+            let (cr, cw) = t.into_split();
+            both_ways((cr, cw), (ur, uw), (cbuf, ubuf), &watch, idle_ms, ends).await
+        }
+    };
     drop(slot);
     shard.pools.put_buf(ubuf);
     finish(&shard, kit, cbuf);
@@ -61,6 +67,28 @@ fn finish(shard: &crate::runtime::Shard, mut kit: Box<Kit>, mut cbuf: Buf) {
     cbuf.clear();
     kit.buf = cbuf;
     shard.pools.put_kit(kit);
+}
+
+/// Pumps client → upstream and upstream → client at once until both are done.
+async fn both_ways<CR, CW, UR, UW>(
+    (cr, cw): (CR, CW),
+    (ur, uw): (UR, UW),
+    (cbuf, ubuf): (Buf, Buf),
+    watch: &Watch,
+    idle_ms: u64,
+    ends: (RawFd, RawFd),
+) -> (Buf, Buf)
+where
+    CR: AsyncReadRent,
+    CW: AsyncWriteRent,
+    UR: AsyncReadRent,
+    UW: AsyncWriteRent,
+{
+    let ((cbuf, _), (ubuf, _)) = monoio::join!(
+        pump(cr, uw, cbuf, watch, idle_ms, ends),
+        pump(ur, cw, ubuf, watch, idle_ms, ends)
+    );
+    (cbuf, ubuf)
 }
 
 /// Copies `src` to `dst` until EOF (passed on as a half-close) or an error (which ends both ways).

@@ -9,28 +9,57 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::StartError;
 use crate::config::ServerConfig;
 
-/// Returns the resolved addresses and, per shard, its listeners.
+/// A shard's listener and whether it speaks TLS.
+pub struct Listener {
+    pub socket: TcpListener,
+    pub tls: bool,
+}
+
+/// The resolved addresses (plain, then TLS) and, per shard, its listeners.
+pub struct Bound {
+    pub plain: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+    pub per_shard: Vec<Vec<Listener>>,
+}
+
+/// Binds the plain (`server.listen`) and TLS (`tls_listen`) addresses, once per shard.
 pub fn bind_all(
     server: &ServerConfig,
+    tls_listen: &[SocketAddr],
     shards: usize,
-) -> Result<(Vec<SocketAddr>, Vec<Vec<TcpListener>>), StartError> {
-    let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+) -> Result<Bound, StartError> {
+    let mut per_shard: Vec<Vec<Listener>> = (0..shards).map(|_| Vec::new()).collect();
+    let plain = bind_each(&server.listen, server.backlog, false, &mut per_shard)?;
+    let tls = bind_each(tls_listen, server.backlog, true, &mut per_shard)?;
+    Ok(Bound {
+        plain,
+        tls,
+        per_shard,
+    })
+}
+
+fn bind_each(
+    listen: &[SocketAddr],
+    backlog: u32,
+    tls: bool,
+    per_shard: &mut [Vec<Listener>],
+) -> Result<Vec<SocketAddr>, StartError> {
     let mut addrs = Vec::new();
-    for &want in &server.listen {
+    for &want in listen {
         let mut addr = want;
         for list in per_shard.iter_mut() {
-            let l = bind(addr, server.backlog)
-                .map_err(|source| StartError::Listen { addr: want, source })?;
+            let l =
+                bind(addr, backlog).map_err(|source| StartError::Listen { addr: want, source })?;
             if addr.port() == 0 {
                 addr = l
                     .local_addr()
                     .map_err(|source| StartError::Listen { addr: want, source })?;
             }
-            list.push(l);
+            list.push(Listener { socket: l, tls });
         }
         addrs.push(addr);
     }
-    Ok((addrs, per_shard))
+    Ok(addrs)
 }
 
 fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {

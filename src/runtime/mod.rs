@@ -7,7 +7,7 @@
 
 pub mod alloc;
 pub mod driver;
-mod listen;
+pub mod listen;
 pub mod pools;
 mod shard;
 pub mod snapshot;
@@ -141,6 +141,7 @@ pub struct Gateway {
     /// The health-check thread, started once some upstream has health checks.
     checker: OnceLock<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     drivers: Vec<DriverKind>,
 }
 
@@ -156,7 +157,9 @@ impl Gateway {
             .or(config.server.workers)
             .unwrap_or(cpus.len())
             .max(1);
-        let (addrs, mut listeners) = listen::bind_all(&config.server, workers)?;
+        let tls_listen = config.tls.as_ref().map_or(&[][..], |t| &t.listen[..]);
+        let bound = listen::bind_all(&config.server, tls_listen, workers)?;
+        let (addrs, tls_addrs, mut listeners) = (bound.plain, bound.tls, bound.per_shard);
         crate::observe::clock::init();
         let snap = Arc::new(Snapshot::build(config, 1, None)?);
         let control = Arc::new(Control {
@@ -214,6 +217,7 @@ impl Gateway {
             control,
             threads,
             addrs,
+            tls_addrs,
             drivers,
             checker: OnceLock::new(),
         };
@@ -224,6 +228,11 @@ impl Gateway {
     /// The addresses listened on (ports resolved when the config said port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The TLS addresses listened on (`[tls] listen`, ports resolved).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The driver each shard runs.

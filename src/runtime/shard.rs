@@ -5,7 +5,6 @@
 //! state it touches is [`Control`], once per tick.
 
 use std::cell::{Cell, RefCell};
-use std::net::TcpListener as StdListener;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use monoio::net::TcpListener;
 
 use super::Control;
 use super::driver::{self, Built, DriverKind};
+use super::listen::Listener;
 use super::pools::Pools;
 use super::snapshot::ShardState;
 use super::watchdog::{SweepMode, Watchdog, now_ms};
@@ -132,7 +132,7 @@ pub fn run(
     id: usize,
     cpu: usize,
     control: Arc<Control>,
-    listeners: Vec<StdListener>,
+    listeners: Vec<Listener>,
     ready: Sender<(usize, Result<DriverKind, String>)>,
 ) {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
@@ -186,16 +186,16 @@ pub fn run(
 
 async fn shard_main(
     shard: Rc<Shard>,
-    listeners: Vec<StdListener>,
+    listeners: Vec<Listener>,
     ready: Sender<(usize, Result<DriverKind, String>)>,
     kind: DriverKind,
 ) {
     for l in listeners {
-        let fd = l.as_raw_fd();
-        match TcpListener::from_std(l) {
-            Ok(l) => {
+        let fd = l.socket.as_raw_fd();
+        match TcpListener::from_std(l.socket) {
+            Ok(socket) => {
                 shard.listener_fds.borrow_mut().push(fd);
-                monoio::spawn(accept_loop(shard.clone(), l));
+                monoio::spawn(accept_loop(shard.clone(), socket, l.tls));
             }
             Err(e) => {
                 let _ = ready.send((shard.id, Err(format!("cannot use listener: {e}"))));
@@ -213,7 +213,7 @@ async fn shard_main(
     }
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: bool) {
     let fd = listener.as_raw_fd();
     let mut last_warn = 0u64;
     loop {
@@ -233,7 +233,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 if shard.draining() {
                     break;
                 }
-                monoio::spawn(crate::proxy::conn::serve(shard.clone(), stream, peer));
+                monoio::spawn(crate::proxy::conn::serve(shard.clone(), stream, peer, tls));
             }
             Err(e) => {
                 if shard.draining() {

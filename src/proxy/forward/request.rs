@@ -120,6 +120,7 @@ pub async fn send(
         fallback_host: &target_name,
         body_prefix: body.prefix,
         path: None,
+        https: cx.conn.stream.is_tls(),
     };
     let kit = &mut *cx.kit;
     let normalized = &http.normalize;
