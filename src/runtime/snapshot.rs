@@ -16,7 +16,8 @@ use crate::upstream::outlier::Outlier;
 
 pub struct Snapshot {
     pub config: Config,
-    pub routes: RouteTable,
+    /// The config's route table (compiled once, when the config was validated).
+    pub routes: Arc<RouteTable>,
     /// Pre-rendered static responses, by route index.
     pub statics: Vec<Option<RenderedStatic>>,
     /// Pre-rendered `fallback_respond` responses (served while the breaker is open), by route.
@@ -55,6 +56,9 @@ fn carry<T>(
 
 impl Snapshot {
     /// Builds a snapshot; node-global state of upstreams unchanged since `prev` carries over.
+    ///
+    /// The config is validated already (its route table compiled with it), so nothing here fails
+    /// today; the error is the reload path's, kept for parts that can only fail when built.
     pub fn build(
         config: Config,
         generation: u64,
@@ -102,7 +106,7 @@ impl Snapshot {
                 Some(old.unwrap_or_else(|| Arc::new(NodeRouteLimits::new(&r.limits))))
             })
             .collect();
-        let routes = RouteTable::build(&config)?;
+        let routes = config.route_table().clone();
         let statics = config
             .routes
             .iter()
