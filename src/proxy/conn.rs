@@ -35,13 +35,13 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::buf::{Buf, Gather};
 use crate::http::request::{early_uri_too_long, incomplete_error};
 use crate::http::{Limits, parse_request};
-use crate::runtime::Shard;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Shut, Watch, WatchGuard, now_ms};
+use crate::state::ShardCtx;
 
 /// One client connection's state, owned by its task.
 pub struct Conn {
-    pub shard: Rc<Shard>,
+    pub shard: Rc<ShardCtx>,
     pub stream: TcpStream,
     pub fd: RawFd,
     pub peer: SocketAddr,
@@ -105,7 +105,7 @@ enum Step {
 }
 
 /// The task for an accepted connection.
-pub fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> {
+pub fn serve(shard: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> {
     let fd = stream.as_raw_fd();
     let guard = shard.watchdog.register(fd);
     let _ = stream.set_nodelay(true);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use crate::config::HealthCheckConfig;
-use crate::runtime::Control;
+use crate::gateway::Control;
 
 /// Health of one upstream's targets, shared by the checker and every shard.
 #[derive(Debug)]
