@@ -33,6 +33,7 @@ use crate::config::{Config, ConfigError};
 use crate::observe::{RequestTotals, ShardRequests};
 use crate::runtime::{DriverKind, available_cpus, watchdog};
 use crate::state::Snapshot;
+use crate::upstream::health::{CheckerHandle, HealthChecked};
 
 /// State shared by all shards and the control thread.
 pub struct Control {
@@ -82,6 +83,30 @@ impl Control {
 
     fn set_connections(&self, shard: usize, n: usize) {
         self.connections[shard].store(n, Ordering::Relaxed);
+    }
+}
+
+/// The health checker's view of the control state: the health-checked upstreams of the snapshot
+/// being served, its generation, and the drain flag (the checker thread is unparked when it is set).
+impl CheckerHandle for Control {
+    fn generation(&self) -> u64 {
+        Control::generation(self)
+    }
+
+    fn upstreams(&self) -> (u64, Vec<HealthChecked>) {
+        let snap = self.snapshot();
+        let checked = snap
+            .config
+            .upstreams
+            .iter()
+            .zip(&snap.health)
+            .filter_map(|(u, h)| HealthChecked::new(u, h.as_ref()?))
+            .collect();
+        (snap.generation, checked)
+    }
+
+    fn stopping(&self) -> bool {
+        self.draining()
     }
 }
 
@@ -281,7 +306,7 @@ impl Gateway {
         let control = self.control.clone();
         match std::thread::Builder::new()
             .name("ringway-health".into())
-            .spawn(move || crate::upstream::health::run_checker(control))
+            .spawn(move || crate::upstream::health::run_checker(&*control))
         {
             Ok(t) => {
                 let _ = self.checker.set(t);
