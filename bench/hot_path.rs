@@ -12,7 +12,6 @@ use ringway::http::buf::Gather;
 use ringway::http::normalize::{self, DotSegments, Normalized, Options};
 use ringway::http::rewrite::{RequestRewrite, ResponseRewrite, request_head, response_head};
 use ringway::http::{Limits, Method, RequestHead, ResponseHead, parse_request, parse_response};
-use ringway::route::RouteTable;
 
 const WRK_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
 const BROWSER_REQUEST: &[u8] = b"GET /api/v2/users/12345/orders?limit=50&sort=desc HTTP/1.1\r\n\
@@ -104,7 +103,7 @@ fn route(c: &mut Criterion) {
     }
     toml.push_str("[[routes]]\nupstream = \"a\"\n");
     let config = Config::from_toml(&toml).unwrap();
-    let table = RouteTable::build(&config).unwrap();
+    let table = config.route_table();
     c.bench_function("route/600_routes_exact_host_prefix", |b| {
         b.iter(|| {
             table.lookup(

@@ -13,14 +13,18 @@ mod validate_upstream;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// What a route matches is the route table's vocabulary; the config speaks it.
+pub use crate::route::{HostPattern, PathMatch};
 pub use limits::{
     ConcurrencyLimitConfig, LimitAlgorithm, LimitKey, RateLimitConfig, RouteLimitsConfig,
 };
 pub use raw::RawConfig;
 
 use crate::http::Method;
+use crate::route::{RouteMatch, RouteTable};
 
 /// A validated configuration. Cheap to share (`Arc`) between shards; never mutated.
 #[derive(Debug, Clone)]
@@ -33,6 +37,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// TLS termination (`[tls]`), when configured.
     pub tls: Option<tls::TlsConfig>,
+    /// `routes` compiled. Validation has to compile them (that is how it finds two routes that
+    /// match the same requests), so it keeps the table, and every snapshot of this config serves
+    /// from it instead of compiling it again. Shared, so cloning a config does not copy it.
+    route_table: Arc<RouteTable>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,28 +232,6 @@ impl HealthCheckConfig {
     }
 }
 
-/// A host pattern of a route, lower-cased.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
-    Exact(String),
-    /// `*.example.com` stored as `.example.com`.
-    Suffix(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Exact(String),
-    Prefix(String),
-}
-
-impl PathMatch {
-    pub fn as_str(&self) -> &str {
-        match self {
-            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub name: String,
@@ -259,6 +245,17 @@ pub struct RouteConfig {
     /// Rate and concurrency limits (empty = none).
     pub limits: RouteLimitsConfig,
     pub action: RouteAction,
+}
+
+impl RouteConfig {
+    /// What the route table is compiled from.
+    pub fn matcher(&self) -> RouteMatch<'_> {
+        RouteMatch {
+            hosts: &self.hosts,
+            path: &self.path,
+            methods: &self.methods,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -359,6 +356,11 @@ impl Config {
 
     pub fn upstream_index(&self, name: &str) -> Option<usize> {
         self.upstreams.iter().position(|u| u.name == name)
+    }
+
+    /// The compiled [`Config::routes`], built once at validation.
+    pub fn route_table(&self) -> &Arc<RouteTable> {
+        &self.route_table
     }
 }
 

@@ -9,6 +9,7 @@ use super::raw::{RawConfig, RawHttp, RawLog, RawRespond, RawRoute, RawServer};
 use super::units::Dur;
 use super::validate_upstream::upstream;
 use super::*;
+use crate::route::Conflict;
 
 pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config, ConfigError> {
     let server = server(raw.server)?;
@@ -49,17 +50,29 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
             "at least one [[routes]] entry is required",
         ));
     }
-    let config = Config {
+    // Compiling the table finds ambiguous routes, so a bad file is rejected at load; the config
+    // keeps the table for the snapshots built from it.
+    let route_table = RouteTable::build(routes.iter().map(RouteConfig::matcher))
+        .map_err(|c| conflict(&routes, c))?;
+    Ok(Config {
         server,
         http,
         log,
         upstreams,
         routes,
         tls,
-    };
-    // Compiling the table finds ambiguous routes; do it now so a bad file is rejected at load.
-    crate::route::RouteTable::build(&config)?;
-    Ok(config)
+        route_table: Arc::new(route_table),
+    })
+}
+
+fn conflict(routes: &[RouteConfig], c: Conflict) -> ConfigError {
+    ConfigError::invalid(
+        format!("routes[{}]", c.route),
+        format!(
+            "route {:?} matches the same host, path and methods as route {:?}; one of them could never be used",
+            routes[c.route].name, routes[c.other].name
+        ),
+    )
 }
 
 pub(super) fn dur(

@@ -14,8 +14,8 @@
 //! place every request ends.
 
 use crate::limit::LimitGuard;
-use crate::runtime::ShardState;
 use crate::runtime::pools::Kit;
+use crate::state::ShardState;
 use crate::upstream::{Lease, SlotGuard};
 
 use super::answer::{self, Answer};

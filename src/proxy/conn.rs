@@ -38,13 +38,13 @@ use crate::http::buf::{Buf, Gather};
 use crate::http::request::{early_uri_too_long, incomplete_error};
 use crate::http::{Limits, parse_request};
 use crate::observe::clock;
-use crate::runtime::Shard;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Shut, Watch, WatchGuard, now_ms};
+use crate::state::ShardCtx;
 
 /// One client connection's state, owned by its task.
 pub struct Conn {
-    pub shard: Rc<Shard>,
+    pub shard: Rc<ShardCtx>,
     pub stream: ClientStream,
     pub fd: RawFd,
     pub peer: SocketAddr,
@@ -109,7 +109,7 @@ enum Step {
 
 /// The task for an accepted connection; `tls`: it came from a TLS listener.
 pub fn serve(
-    shard: Rc<Shard>,
+    shard: Rc<ShardCtx>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: bool,

@@ -7,20 +7,17 @@
 //! here waits, locks or allocates (an error's log line goes to the non-blocking log writer).
 
 use crate::error::Side;
-use crate::runtime::Shard;
+use crate::state::ShardCtx;
 
 use super::ctx::RequestCtx;
 use crate::observe::clock;
 
 /// Records a finished request. Called exactly once per request, by the connection task.
-pub fn finish(shard: &Shard, ctx: &mut RequestCtx) {
+pub fn finish(shard: &ShardCtx, ctx: &mut RequestCtx) {
     if ctx.timings.last_byte == 0 {
         ctx.timings.last_byte = clock::now();
     }
-    shard
-        .control
-        .requests(shard.id)
-        .record(ctx.status, ctx.error.is_some());
+    shard.requests().record(ctx.status, ctx.error.is_some());
     if let Some(e) = ctx.error {
         if !ctx.id.is_set() {
             let mut id = [0u8; 24];

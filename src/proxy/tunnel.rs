@@ -63,7 +63,7 @@ pub async fn run(conn: Conn, mut kit: Box<Kit>, up: Upgraded) {
     finish(&shard, kit, cbuf);
 }
 
-fn finish(shard: &crate::runtime::Shard, mut kit: Box<Kit>, mut cbuf: Buf) {
+fn finish(shard: &crate::state::ShardCtx, mut kit: Box<Kit>, mut cbuf: Buf) {
     cbuf.clear();
     kit.buf = cbuf;
     shard.pools.put_kit(kit);

@@ -1,4 +1,9 @@
-//! Route table, compiled once per config snapshot.
+//! Route table, compiled once per config: validation compiles it (that is how it finds routes that
+//! could never be used) and the validated config keeps it for every snapshot built from it.
+//!
+//! The table knows a route by its index and by what it matches ([`RouteMatch`]: the patterns below
+//! and the methods), nothing of the config it came from; the config speaks this vocabulary and
+//! turns a [`Conflict`] into its own error, naming the routes.
 //!
 //! Lookup order, most specific first: exact host, then wildcard hosts from the longest suffix to the
 //! shortest (`*.b.example.com` before `*.example.com`), then routes without hosts. Within a host,
@@ -12,8 +17,47 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::config::{Config, ConfigError, HostPattern, PathMatch};
 use crate::http::Method;
+
+/// A host pattern of a route, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+        }
+    }
+}
+
+/// What one route matches: what the table is compiled from.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteMatch<'a> {
+    /// Empty = any host.
+    pub hosts: &'a [HostPattern],
+    pub path: &'a PathMatch,
+    /// Empty = any method.
+    pub methods: &'a [Method],
+}
+
+/// Route `route` would match exactly the same requests as the earlier route `other` (indices in
+/// the order the routes were given), so one of them could never be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    pub route: usize,
+    pub other: usize,
+}
 
 /// Methods as a bit set; 0 = any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +159,7 @@ impl PathTable {
     }
 }
 
-/// The compiled routes of one config snapshot.
+/// The compiled routes of one config.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     exact_hosts: FxHashMap<Box<[u8]>, PathTable>,
@@ -127,29 +171,32 @@ pub struct RouteTable {
 const MAX_HOST: usize = 255;
 
 impl RouteTable {
-    /// Compiles the routes; two routes that would match exactly the same requests are an error.
-    pub fn build(config: &Config) -> Result<RouteTable, ConfigError> {
+    /// Compiles the routes, in order (a route's index is its position); two routes that would
+    /// match exactly the same requests are an error.
+    pub fn build<'a>(
+        routes: impl IntoIterator<Item = RouteMatch<'a>>,
+    ) -> Result<RouteTable, Conflict> {
         let mut t = RouteTable::default();
-        for (i, r) in config.routes.iter().enumerate() {
+        for (i, r) in routes.into_iter().enumerate() {
             let c = Candidate {
                 route: i as u32,
-                methods: Methods::of(&r.methods),
+                methods: Methods::of(r.methods),
+            };
+            let conflict = |other: u32| Conflict {
+                route: i,
+                other: other as usize,
             };
             if r.hosts.is_empty() {
-                t.any_host
-                    .insert(&r.path, c)
-                    .map_err(|other| conflict(config, i, other))?;
+                t.any_host.insert(r.path, c).map_err(conflict)?;
             }
-            for h in &r.hosts {
+            for h in r.hosts {
                 let table = match h {
                     HostPattern::Exact(x) => t.exact_hosts.entry(x.as_bytes().into()).or_default(),
                     HostPattern::Suffix(x) => {
                         t.suffix_hosts.entry(x.as_bytes().into()).or_default()
                     }
                 };
-                table
-                    .insert(&r.path, c)
-                    .map_err(|other| conflict(config, i, other))?;
+                table.insert(r.path, c).map_err(conflict)?;
             }
         }
         Ok(t)
@@ -208,16 +255,6 @@ impl RouteTable {
     }
 }
 
-fn conflict(config: &Config, i: usize, other: u32) -> ConfigError {
-    ConfigError::invalid(
-        format!("routes[{i}]"),
-        format!(
-            "route {:?} matches the same host, path and methods as route {:?}; one of them could never be used",
-            config.routes[i].name, config.routes[other as usize].name
-        ),
-    )
-}
-
 /// Whether a path (query excluded) has `.` or `..` segments, literally or percent-encoded. Such paths
 /// are refused: the gateway routes on the path as sent, and an upstream that resolves dot segments
 /// would otherwise serve a different resource than the route allowed.
@@ -249,11 +286,14 @@ pub fn has_dot_segment(path: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
 
-    fn table(toml: &str) -> (Config, RouteTable) {
+    use super::*;
+    use crate::config::Config;
+
+    fn table(toml: &str) -> (Config, Arc<RouteTable>) {
         let c = Config::from_toml(toml).unwrap();
-        let t = RouteTable::build(&c).unwrap();
+        let t = c.route_table().clone();
         (c, t)
     }
 
@@ -361,6 +401,20 @@ mod tests {
         assert!(
             err.contains("routes[1]") && err.contains("\"one\""),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn conflicts_name_both_routes_by_index() {
+        let p = PathMatch::Prefix("/a".into());
+        let m = |methods: &'static [Method]| RouteMatch {
+            hosts: &[],
+            path: &p,
+            methods,
+        };
+        assert_eq!(
+            RouteTable::build([m(&[]), m(&[Method::Get]), m(&[])]).unwrap_err(),
+            Conflict { route: 2, other: 0 }
         );
     }
 

@@ -10,6 +10,9 @@
 //! Probes are blocking HTTP/1.1 GETs with `Connection: close`, run one after another on the checker
 //! thread: a probe that hangs delays the others by at most `timeout`. Health state, and the streaks
 //! counting toward the thresholds, survive a reload when the upstream's config is unchanged.
+//!
+//! The checker sees the gateway through a [`CheckerHandle`] only: the upstreams to check, the config
+//! generation they belong to, and whether to stop.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -20,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::config::HealthCheckConfig;
-use crate::runtime::Control;
+use crate::config::{HealthCheckConfig, TargetConfig, UpstreamConfig};
 
 /// Health of one upstream's targets, shared by the checker and every shard.
 #[derive(Debug)]
@@ -67,6 +69,41 @@ impl Health {
     }
 }
 
+/// What the checker reads of the gateway, and nothing more. The gateway implements it over its
+/// control state; the checker thread is unparked when [`CheckerHandle::stopping`] turns true.
+pub trait CheckerHandle {
+    /// The config generation being served. Read on every pass, so it should be a load.
+    fn generation(&self) -> u64;
+
+    /// The health-checked upstreams of the config being served, and its generation. Called when
+    /// [`CheckerHandle::generation`] moved.
+    fn upstreams(&self) -> (u64, Vec<HealthChecked>);
+
+    /// Whether the gateway drains; the checker then returns.
+    fn stopping(&self) -> bool;
+}
+
+/// An upstream to check: what the probes need of its config, and the [`Health`] they publish to.
+pub struct HealthChecked {
+    /// The upstream's name (for log lines).
+    pub upstream: String,
+    pub targets: Vec<TargetConfig>,
+    pub check: HealthCheckConfig,
+    pub health: Arc<Health>,
+}
+
+impl HealthChecked {
+    /// `upstream` publishing to `health`, if it has health checks.
+    pub fn new(upstream: &UpstreamConfig, health: &Arc<Health>) -> Option<HealthChecked> {
+        Some(HealthChecked {
+            upstream: upstream.name.clone(),
+            targets: upstream.targets.clone(),
+            check: upstream.health_check.clone()?,
+            health: health.clone(),
+        })
+    }
+}
+
 /// Consecutive results of one target.
 #[derive(Default)]
 struct Streak {
@@ -85,30 +122,23 @@ struct Checked {
 }
 
 /// Body of the checker thread: runs until the gateway drains.
-pub fn run_checker(control: Arc<Control>) {
+pub fn run_checker(gateway: &impl CheckerHandle) {
     // Keyed by the address of the upstream's `Health`. A reload carries the `Health` of an
     // unchanged upstream over, and its streaks (and probe times) go with it: a target one failure
     // from going down still goes down at the next one. A new generation only drops the upstreams
     // that left or changed.
     let mut checked: HashMap<usize, Checked> = HashMap::new();
     let mut generation = 0;
-    while !control.draining() {
-        let snap = control.snapshot();
-        if snap.generation != generation {
-            generation = snap.generation;
-            checked.retain(|_, c| {
-                snap.health
-                    .iter()
-                    .flatten()
-                    .any(|h| Arc::ptr_eq(h, &c.health))
-            });
+    let mut upstreams = Vec::new();
+    while !gateway.stopping() {
+        if gateway.generation() != generation {
+            (generation, upstreams) = gateway.upstreams();
+            checked.retain(|_, c| upstreams.iter().any(|u| Arc::ptr_eq(&u.health, &c.health)));
         }
         let now = Instant::now();
         let mut next_wake = now + Duration::from_millis(200);
-        for (ui, u) in snap.config.upstreams.iter().enumerate() {
-            let (Some(hc), Some(Some(health))) = (&u.health_check, snap.health.get(ui)) else {
-                continue;
-            };
+        for u in &upstreams {
+            let (hc, health) = (&u.check, &u.health);
             let c = checked
                 .entry(Arc::as_ptr(health) as usize)
                 .or_insert_with(|| Checked {
@@ -126,8 +156,8 @@ pub fn run_checker(control: Arc<Control>) {
                 let result = probe(target.addr, &target.name, hc);
                 s.next = Some(Instant::now() + hc.interval);
                 next_wake = next_wake.min(Instant::now() + hc.interval);
-                record(health, ti, s, hc, result, &u.name, target.addr);
-                if control.draining() {
+                record(health, ti, s, hc, result, &u.upstream, target.addr);
+                if gateway.stopping() {
                     return;
                 }
             }

@@ -3,22 +3,28 @@
 //!
 //! Everything a shard owns is `Rc`/`Cell`: connections, pools, balancer state. The only shared
 //! state it touches is [`Control`], once per tick.
+//!
+//! What the shard's connections may touch of it is its [`ShardCtx`]; the rest (the control state,
+//! its listeners, the tick's bookkeeping) stays here. The accept loop hands each connection to the
+//! [`ConnHandler`] the gateway was started with.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use monoio::net::TcpListener;
+use monoio::net::{TcpListener, TcpStream};
 
 use super::Control;
-use super::driver::{self, Built, DriverKind};
 use super::listen::Listener;
-use super::pools::Pools;
-use super::snapshot::ShardState;
-use super::watchdog::{SweepMode, Watchdog, now_ms};
+use crate::runtime::driver::{self, Built, DriverKind};
+use crate::runtime::pools::Pools;
+use crate::runtime::watchdog::{SweepMode, now_ms};
+use crate::state::{ShardCtx, ShardState};
 
 /// Free kits and response buffers each shard keeps through an idle second. The lists grow to what
 /// the load needs and are trimmed back to this once a second (see `Pools::trim`): every buffer kept
@@ -29,15 +35,38 @@ const POOL_KEEP: usize = 8;
 /// How often a shard asks the allocator to return freed memory to the OS.
 const COLLECT_EVERY_MS: u64 = 1000;
 
-/// Shard-local state shared by the shard's tasks.
-pub struct Shard {
-    pub id: usize,
-    pub control: Arc<Control>,
-    state: RefCell<Rc<ShardState>>,
-    pub watchdog: Rc<Watchdog>,
-    pub pools: Pools,
-    draining: Cell<bool>,
-    seq: Cell<u64>,
+/// What a shard runs for each connection it accepts: given the shard's context, the stream, the
+/// peer address and whether the listener speaks TLS, the connection's task. Any `Copy` function (or closure) of that shape is one;
+/// [`crate::proxy::conn::serve`] is the gateway's.
+///
+/// Called once per accepted connection and known at compile time (the shard is generic over it):
+/// nothing is dispatched dynamically.
+pub trait ConnHandler: Copy + Send + 'static {
+    type Task: Future<Output = ()> + 'static;
+
+    fn serve(self, ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, tls: bool)
+    -> Self::Task;
+}
+
+impl<H, T> ConnHandler for H
+where
+    H: Fn(Rc<ShardCtx>, TcpStream, SocketAddr, bool) -> T + Copy + Send + 'static,
+    T: Future<Output = ()> + 'static,
+{
+    type Task = T;
+
+    #[inline]
+    fn serve(self, ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, tls: bool) -> T {
+        self(ctx, stream, peer, tls)
+    }
+}
+
+/// The shard as its own thread sees it: the context its connections share, plus what only the
+/// shard thread uses.
+struct Shard {
+    id: usize,
+    control: Arc<Control>,
+    ctx: Rc<ShardCtx>,
     listener_fds: RefCell<Vec<RawFd>>,
     tick: Duration,
     max_connections: usize,
@@ -45,40 +74,17 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// The state new requests use.
-    #[inline]
-    pub fn state(&self) -> Rc<ShardState> {
-        self.state.borrow().clone()
-    }
-
-    #[inline]
-    pub fn draining(&self) -> bool {
-        self.draining.get()
-    }
-
-    /// Writes a new request id (24 hex digits: instance, shard, sequence) into `out`.
-    pub fn request_id(&self, out: &mut [u8; 24]) {
-        let n = self.seq.get().wrapping_add(1);
-        self.seq.set(n);
-        let v: u128 = (u128::from(self.control.instance) << 64)
-            | ((self.id as u128 & 0xff) << 56)
-            | u128::from(n & ((1 << 56) - 1));
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = HEX[((v >> (4 * (23 - i))) & 0xf) as usize];
-        }
-    }
-
     /// Applies a newer config snapshot if the control thread published one.
     fn pick_up_config(&self) {
         let generation = self.control.generation();
-        if generation == self.state.borrow().snap.generation {
+        let current = self.ctx.state();
+        if generation == current.snap.generation {
             return;
         }
         let snap = self.control.snapshot();
-        let next = ShardState::new(snap, Some(&self.state.borrow()), self.control.shards());
+        let next = ShardState::new(snap, Some(&current), self.control.shards());
         let generation = next.snap.generation;
-        *self.state.borrow_mut() = Rc::new(next);
+        self.ctx.set_state(next);
         self.control.set_applied(self.id, generation);
         tracing::debug!(shard = self.id, generation, "config applied");
     }
@@ -87,24 +93,25 @@ impl Shard {
     fn tick(&self) -> bool {
         let now = now_ms();
         self.pick_up_config();
-        if self.control.draining() && !self.draining.get() {
-            self.draining.set(true);
+        let ctx = &self.ctx;
+        if self.control.draining() && !ctx.draining() {
+            ctx.start_draining();
             for &fd in self.listener_fds.borrow().iter() {
                 // Safety: the listener fds stay open until the accept loops (which own them) end;
                 // shutdown wakes their pending accept with EINVAL.
                 unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
             }
-            for u in self.state.borrow().upstreams.iter() {
+            for u in ctx.state().upstreams.iter() {
                 u.close_idle();
             }
         }
-        let draining = self.draining.get();
+        let draining = ctx.draining();
         let mode = SweepMode {
             close_idle: draining,
             close_all: draining && now >= self.control.drain_deadline(),
         };
-        self.watchdog.sweep(now, mode);
-        let state = self.state.borrow();
+        ctx.watchdog.sweep(now, mode);
+        let state = ctx.state();
         for u in state.upstreams.iter() {
             u.maintain(now);
         }
@@ -112,11 +119,11 @@ impl Shard {
             l.tick(now * 1_000_000);
         }
         drop(state);
-        let open = self.watchdog.len();
+        let open = ctx.watchdog.len();
         self.control.set_connections(self.id, open);
         if now.saturating_sub(self.last_collect.get()) >= COLLECT_EVERY_MS {
             self.last_collect.set(now);
-            self.pools.trim();
+            ctx.pools.trim();
             // Buffers freed after a burst (parked idle connections, trimmed pools) sit in the
             // allocator's free pages until something asks for them; this returns the pages whose
             // purge delay has passed. Off the request path, once a second.
@@ -127,13 +134,14 @@ impl Shard {
     }
 }
 
-/// Thread body of shard `id`.
-pub fn run(
+/// Thread body of shard `id`: serves each connection it accepts with `handler`.
+pub fn run<H: ConnHandler>(
     id: usize,
     cpu: usize,
     control: Arc<Control>,
     listeners: Vec<Listener>,
     ready: Sender<(usize, Result<DriverKind, String>)>,
+    handler: H,
 ) {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
         tracing::warn!(
@@ -157,18 +165,17 @@ pub fn run(
     }
     tracing::info!(shard = id, cpu, driver = kind.as_str(), "shard started");
     let http = &snap.config.http;
+    let ctx = ShardCtx::new(
+        id,
+        control.instance,
+        ShardState::new(snap.clone(), None, control.shards()),
+        Pools::new(http.buffer_size, http.response_buffer_size, POOL_KEEP),
+        control.requests.clone(),
+    );
     let shard = Rc::new(Shard {
         id,
         control: control.clone(),
-        state: RefCell::new(Rc::new(ShardState::new(
-            snap.clone(),
-            None,
-            control.shards(),
-        ))),
-        watchdog: Rc::new(Watchdog::default()),
-        pools: Pools::new(http.buffer_size, http.response_buffer_size, POOL_KEEP),
-        draining: Cell::new(false),
-        seq: Cell::new(0),
+        ctx: Rc::new(ctx),
         listener_fds: RefCell::new(Vec::new()),
         tick: server.tick,
         max_connections: server.max_connections,
@@ -176,7 +183,7 @@ pub fn run(
     });
     control.set_applied(id, snap.generation);
     drop(snap);
-    let main = shard_main(shard, listeners, ready, kind);
+    let main = shard_main(shard, listeners, ready, kind, handler);
     match built {
         Built::Uring(mut rt) => rt.block_on(main),
         Built::Epoll(mut rt) => rt.block_on(main),
@@ -184,18 +191,19 @@ pub fn run(
     tracing::info!(shard = id, "shard stopped");
 }
 
-async fn shard_main(
+async fn shard_main<H: ConnHandler>(
     shard: Rc<Shard>,
     listeners: Vec<Listener>,
     ready: Sender<(usize, Result<DriverKind, String>)>,
     kind: DriverKind,
+    handler: H,
 ) {
     for l in listeners {
         let fd = l.socket.as_raw_fd();
         match TcpListener::from_std(l.socket) {
             Ok(socket) => {
                 shard.listener_fds.borrow_mut().push(fd);
-                monoio::spawn(accept_loop(shard.clone(), socket, l.tls));
+                monoio::spawn(accept_loop(shard.clone(), socket, l.tls, handler));
             }
             Err(e) => {
                 let _ = ready.send((shard.id, Err(format!("cannot use listener: {e}"))));
@@ -213,30 +221,35 @@ async fn shard_main(
     }
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: bool) {
+async fn accept_loop<H: ConnHandler>(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    tls: bool,
+    handler: H,
+) {
     let fd = listener.as_raw_fd();
+    let ctx = &shard.ctx;
     let mut last_warn = 0u64;
     loop {
-        if shard.draining() {
+        if ctx.draining() {
             break;
         }
-        if shard.watchdog.len() >= shard.max_connections {
+        if ctx.watchdog.len() >= shard.max_connections {
             // At the connection limit: leave new connections in the kernel backlog until one closes.
-            shard
-                .watchdog
-                .wait_below(shard.max_connections, || shard.draining())
+            ctx.watchdog
+                .wait_below(shard.max_connections, || ctx.draining())
                 .await;
             continue;
         }
         match listener.accept().await {
             Ok((stream, peer)) => {
-                if shard.draining() {
+                if ctx.draining() {
                     break;
                 }
-                monoio::spawn(crate::proxy::conn::serve(shard.clone(), stream, peer, tls));
+                monoio::spawn(handler.serve(ctx.clone(), stream, peer, tls));
             }
             Err(e) => {
-                if shard.draining() {
+                if ctx.draining() {
                     break;
                 }
                 let transient = matches!(

@@ -2,21 +2,20 @@
 //! start and on reload) and shared as `Arc<Snapshot>`. Shards swap to a new snapshot at their next
 //! tick; requests in flight keep the one they started with.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, RouteAction, UpstreamConfig};
 use crate::http::respond::RenderedStatic;
-use crate::limit::{NodeRouteLimits, RouteLimits};
+use crate::limit::NodeRouteLimits;
 use crate::route::RouteTable;
-use crate::upstream::Upstream;
 use crate::upstream::breaker::Breaker;
 use crate::upstream::health::Health;
 use crate::upstream::outlier::Outlier;
 
 pub struct Snapshot {
     pub config: Config,
-    pub routes: RouteTable,
+    /// The config's route table (compiled once, when the config was validated).
+    pub routes: Arc<RouteTable>,
     /// Pre-rendered static responses, by route index.
     pub statics: Vec<Option<RenderedStatic>>,
     /// Pre-rendered `fallback_respond` responses (served while the breaker is open), by route.
@@ -55,6 +54,9 @@ fn carry<T>(
 
 impl Snapshot {
     /// Builds a snapshot; node-global state of upstreams unchanged since `prev` carries over.
+    ///
+    /// The config is validated already (its route table compiled with it), so nothing here fails
+    /// today; the error is the reload path's, kept for parts that can only fail when built.
     pub fn build(
         config: Config,
         generation: u64,
@@ -102,7 +104,7 @@ impl Snapshot {
                 Some(old.unwrap_or_else(|| Arc::new(NodeRouteLimits::new(&r.limits))))
             })
             .collect();
-        let routes = RouteTable::build(&config)?;
+        let routes = config.route_table().clone();
         let statics = config
             .routes
             .iter()
@@ -130,61 +132,5 @@ impl Snapshot {
             limits,
             generation,
         })
-    }
-}
-
-/// What one shard serves from: a snapshot plus the shard's runtime objects for its upstreams.
-pub struct ShardState {
-    pub snap: Arc<Snapshot>,
-    /// By upstream index of `snap.config.upstreams`.
-    pub upstreams: Vec<Rc<Upstream>>,
-    /// This shard's leases of the route limits, by route index.
-    pub limits: Vec<Option<Rc<RouteLimits>>>,
-}
-
-impl ShardState {
-    /// Builds the shard state for `snap`, keeping the upstream objects (and their warm pools and
-    /// balancer positions) of `prev` whose config did not change.
-    /// `shards`: how many shards share the node (for per-shard shares of concurrency caps).
-    pub fn new(snap: Arc<Snapshot>, prev: Option<&ShardState>, shards: usize) -> ShardState {
-        let upstreams = snap
-            .config
-            .upstreams
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                prev.and_then(|p| p.upstreams.iter().find(|old| old.config == *u))
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        Upstream::new(
-                            u,
-                            snap.health.get(i).cloned().flatten(),
-                            snap.breakers.get(i).cloned().flatten(),
-                            snap.outliers.get(i).cloned().flatten(),
-                            shards,
-                        )
-                    })
-            })
-            .collect();
-        let limits = snap
-            .limits
-            .iter()
-            .map(|l| {
-                let node = l.as_ref()?;
-                let same = prev
-                    .into_iter()
-                    .flat_map(|p| p.limits.iter().flatten())
-                    .find(|old| Arc::ptr_eq(&old.node, node));
-                Some(
-                    same.cloned()
-                        .unwrap_or_else(|| Rc::new(RouteLimits::new(node.clone(), shards))),
-                )
-            })
-            .collect();
-        ShardState {
-            snap,
-            upstreams,
-            limits,
-        }
     }
 }

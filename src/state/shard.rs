@@ -1,0 +1,160 @@
+//! What one shard serves from, as its connections see it: [`ShardState`] (a snapshot plus the
+//! shard's own objects for it, replaced when a new snapshot is picked up) and [`ShardCtx`] (what the
+//! shard's connection tasks share for the shard's whole life).
+//!
+//! Both are shard-local (`Rc`/`Cell`/`RefCell`, never locked, never sent to another thread). The
+//! shard thread ([`crate::gateway`]) makes the context and changes it only at its tick (a new state,
+//! the drain flag); a connection reads it.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use super::Snapshot;
+use crate::limit::RouteLimits;
+use crate::observe::ShardRequests;
+use crate::runtime::pools::Pools;
+use crate::runtime::watchdog::Watchdog;
+use crate::upstream::Upstream;
+
+/// What a shard's connections share: the state new requests use, the shard's pools and watchdog,
+/// its request-id sequence and request counters, and whether it drains.
+///
+/// A connection holds an `Rc<ShardCtx>`, cloned once when it is accepted; every use after that is
+/// a field access or a `Cell` read, as when the connection held the whole shard.
+pub struct ShardCtx {
+    pub id: usize,
+    state: RefCell<Rc<ShardState>>,
+    pub watchdog: Rc<Watchdog>,
+    pub pools: Pools,
+    draining: Cell<bool>,
+    /// Random per process; prefix of generated request ids.
+    instance: u32,
+    seq: Cell<u64>,
+    /// Finished-request counters of every shard; this shard writes row `id` only.
+    requests: Arc<[CachePadded<ShardRequests>]>,
+}
+
+impl ShardCtx {
+    /// The context of shard `id`, serving `state` from the start. `requests` holds a row for every
+    /// shard of the node (summed by the gateway); this shard writes row `id` only.
+    pub fn new(
+        id: usize,
+        instance: u32,
+        state: ShardState,
+        pools: Pools,
+        requests: Arc<[CachePadded<ShardRequests>]>,
+    ) -> ShardCtx {
+        debug_assert!(id < requests.len());
+        ShardCtx {
+            id,
+            state: RefCell::new(Rc::new(state)),
+            watchdog: Rc::new(Watchdog::default()),
+            pools,
+            draining: Cell::new(false),
+            instance,
+            seq: Cell::new(0),
+            requests,
+        }
+    }
+
+    /// The state new requests use.
+    #[inline]
+    pub fn state(&self) -> Rc<ShardState> {
+        self.state.borrow().clone()
+    }
+
+    /// Makes `state` the one new requests use; requests in flight keep theirs. The shard thread
+    /// calls this when it picks up a new snapshot.
+    pub fn set_state(&self, state: ShardState) {
+        *self.state.borrow_mut() = Rc::new(state);
+    }
+
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// From now on connections close once their request is answered. The shard thread calls this
+    /// once, when the gateway begins to drain.
+    pub fn start_draining(&self) {
+        self.draining.set(true);
+    }
+
+    /// This shard's row of finished-request counters.
+    #[inline]
+    pub fn requests(&self) -> &ShardRequests {
+        &self.requests[self.id]
+    }
+
+    /// Writes a new request id (24 hex digits: instance, shard, sequence) into `out`.
+    pub fn request_id(&self, out: &mut [u8; 24]) {
+        let n = self.seq.get().wrapping_add(1);
+        self.seq.set(n);
+        let v: u128 = (u128::from(self.instance) << 64)
+            | ((self.id as u128 & 0xff) << 56)
+            | u128::from(n & ((1 << 56) - 1));
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = HEX[((v >> (4 * (23 - i))) & 0xf) as usize];
+        }
+    }
+}
+
+/// What one shard serves from: a snapshot plus the shard's runtime objects for its upstreams.
+pub struct ShardState {
+    pub snap: Arc<Snapshot>,
+    /// By upstream index of `snap.config.upstreams`.
+    pub upstreams: Vec<Rc<Upstream>>,
+    /// This shard's leases of the route limits, by route index.
+    pub limits: Vec<Option<Rc<RouteLimits>>>,
+}
+
+impl ShardState {
+    /// Builds the shard state for `snap`, keeping the upstream objects (and their warm pools and
+    /// balancer positions) of `prev` whose config did not change.
+    /// `shards`: how many shards share the node (for per-shard shares of concurrency caps).
+    pub fn new(snap: Arc<Snapshot>, prev: Option<&ShardState>, shards: usize) -> ShardState {
+        let upstreams = snap
+            .config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                prev.and_then(|p| p.upstreams.iter().find(|old| old.config == *u))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Upstream::new(
+                            u,
+                            snap.health.get(i).cloned().flatten(),
+                            snap.breakers.get(i).cloned().flatten(),
+                            snap.outliers.get(i).cloned().flatten(),
+                            shards,
+                        )
+                    })
+            })
+            .collect();
+        let limits = snap
+            .limits
+            .iter()
+            .map(|l| {
+                let node = l.as_ref()?;
+                let same = prev
+                    .into_iter()
+                    .flat_map(|p| p.limits.iter().flatten())
+                    .find(|old| Arc::ptr_eq(&old.node, node));
+                Some(
+                    same.cloned()
+                        .unwrap_or_else(|| Rc::new(RouteLimits::new(node.clone(), shards))),
+                )
+            })
+            .collect();
+        ShardState {
+            snap,
+            upstreams,
+            limits,
+        }
+    }
+}
