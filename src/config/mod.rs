@@ -162,6 +162,8 @@ pub struct UpstreamConfig {
     pub retry: Option<RetryConfig>,
     pub breaker: Option<BreakerConfig>,
     pub outlier: Option<OutlierConfig>,
+    /// TLS towards the targets (`[upstreams.NAME.tls]`).
+    pub tls: Option<tls::UpstreamTls>,
 }
 
 /// Passive outlier ejection of an upstream's targets (see `upstream::outlier`).

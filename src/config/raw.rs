@@ -138,6 +138,8 @@ pub struct RawUpstream {
     pub breaker: Option<RawBreaker>,
     /// Passive outlier ejection of failing targets.
     pub outlier: Option<RawOutlier>,
+    /// The targets speak TLS.
+    pub tls: Option<super::tls::RawUpstreamTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -141,3 +141,97 @@ pub(super) fn tls(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
         server,
     })
 }
+
+/// `[upstreams.NAME.tls]`: the upstream's targets speak TLS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// Name sent as SNI and verified against the certificate; default: each target's host as
+    /// written (`api.example.com` of `api.example.com:443`).
+    pub sni: Option<String>,
+    /// PEM file of the CA certificates to trust; default: the system's trust store.
+    pub ca: Option<String>,
+    /// Client certificate chain (PEM) for mutual TLS, with `client_key`.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+}
+
+/// Validated `[upstreams.NAME.tls]`.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub sni: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The DER of every certificate and key loaded: a reload that reads other files is a change.
+    material: Vec<u8>,
+    /// Shared by the shards as a template; each shard's upstream clones it with its own
+    /// session-resumption store.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl PartialEq for UpstreamTls {
+    fn eq(&self, o: &UpstreamTls) -> bool {
+        self.sni == o.sni
+            && self.ca == o.ca
+            && self.client_cert == o.client_cert
+            && self.material == o.material
+    }
+}
+
+impl Eq for UpstreamTls {}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("sni", &self.sni)
+            .field("ca", &self.ca)
+            .field("client_cert", &self.client_cert)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn upstream_tls(
+    raw: RawUpstreamTls,
+    field: &str,
+    base: &Path,
+) -> Result<UpstreamTls, ConfigError> {
+    if let Some(s) = &raw.sni {
+        rustls_pki_types::ServerName::try_from(s.as_str())
+            .map_err(|e| ConfigError::invalid(format!("{field}.sni"), format!("{s:?}: {e}")))?;
+    }
+    let ca = raw.ca.as_ref().map(|c| base.join(c));
+    let client_cert = match (&raw.client_cert, &raw.client_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                format!("{field}.client_key"),
+                "is required with client_cert",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                format!("{field}.client_cert"),
+                "is required with client_key",
+            ));
+        }
+    };
+    let roots = match &ca {
+        Some(p) => certs::Roots::File(p),
+        None => certs::Roots::System,
+    };
+    let (client, material) = certs::client_config(
+        roots,
+        client_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .map_err(|e| ConfigError::invalid(field, e))?;
+    Ok(UpstreamTls {
+        sni: raw.sni,
+        ca,
+        client_cert,
+        material,
+        client,
+    })
+}

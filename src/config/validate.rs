@@ -30,7 +30,7 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
     let log = log(raw.log)?;
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     for (name, u) in raw.upstreams {
-        upstreams.push(upstream(name, u)?);
+        upstreams.push(upstream(name, u, base)?);
     }
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::new();

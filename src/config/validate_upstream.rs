@@ -9,7 +9,11 @@ use super::units::Dur;
 use super::validate::{check_header_value, check_path, dur, is_token, range};
 use super::*;
 
-pub(super) fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+pub(super) fn upstream(
+    name: String,
+    u: RawUpstream,
+    base: &std::path::Path,
+) -> Result<UpstreamConfig, ConfigError> {
     let f = |k: &str| format!("upstreams.{name}.{k}");
     if name.is_empty()
         || !name
@@ -129,6 +133,10 @@ pub(super) fn upstream(name: String, u: RawUpstream) -> Result<UpstreamConfig, C
             None => None,
             Some(b) => Some(breaker(&name, b)?),
         },
+        tls: u
+            .tls
+            .map(|t| super::tls::upstream_tls(t, &f("tls"), base))
+            .transpose()?,
         outlier: match u.outlier {
             None => None,
             Some(o) => Some(outlier(&name, o)?),

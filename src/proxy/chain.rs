@@ -33,7 +33,7 @@ pub enum Next {
 
 /// The upstream side of a switched connection.
 pub struct Upgraded {
-    pub stream: monoio::net::TcpStream,
+    pub stream: crate::tls::UpstreamStream,
     pub slot: SlotGuard,
     pub idle_timeout: std::time::Duration,
 }

@@ -7,14 +7,13 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::chain::Upgraded;
 use super::conn::Conn;
 use crate::http::buf::Buf;
 use crate::runtime::pools::Kit;
 use crate::runtime::watchdog::{Watch, now_ms};
-use crate::tls::ClientStream;
 
 /// Runs the tunnel; consumes the client connection.
 pub async fn run(conn: Conn, mut kit: Box<Kit>, up: Upgraded) {
@@ -46,18 +45,16 @@ pub async fn run(conn: Conn, mut kit: Box<Kit>, up: Upgraded) {
         cbuf.clear();
     }
     let ubuf = shard.pools.buf();
-    let (ur, uw) = upstream.into_split();
     let ends = (client_fd, up_fd);
-    let (cbuf, ubuf) = match client {
-        ClientStream::Plain(c) => {
-            let (cr, cw) = c.into_split();
-            both_ways((cr, cw), (ur, uw), (cbuf, ubuf), &watch, idle_ms, ends).await
-        }
-        ClientStream::Tls(t) => {
-            let (cr, cw) = t.into_split();
-            both_ways((cr, cw), (ur, uw), (cbuf, ubuf), &watch, idle_ms, ends).await
-        }
-    };
+    let (cbuf, ubuf) = both_ways(
+        client.into_split(),
+        upstream.into_split(),
+        (cbuf, ubuf),
+        &watch,
+        idle_ms,
+        ends,
+    )
+    .await;
     drop(slot);
     shard.pools.put_buf(ubuf);
     finish(&shard, kit, cbuf);

@@ -177,3 +177,76 @@ pub fn server_config(
     cfg.send_tls13_tickets = 1;
     Ok(Arc::new(cfg))
 }
+
+/// Where an upstream's server certificates are verified against.
+pub enum Roots<'a> {
+    /// The system's trust store (`/etc/ssl/certs` and the like, via `rustls-native-certs`).
+    System,
+    /// A PEM file of CA certificates.
+    File(&'a Path),
+}
+
+/// The rustls client config of a TLS upstream: verification against `roots`, an optional client
+/// certificate (mTLS), ALPN `http/1.1`, session resumption (the default in-memory store; each
+/// shard gets its own copy of the config, see `Upstream::new`). Returns the config and the DER of
+/// everything loaded (so a reload can tell whether a file changed).
+pub fn client_config(
+    roots: Roots<'_>,
+    client: Option<(&Path, &Path)>,
+) -> Result<(Arc<rustls::ClientConfig>, Vec<u8>), String> {
+    let mut store = rustls::RootCertStore::empty();
+    let mut material = Vec::new();
+    match roots {
+        Roots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                // A store entry rustls cannot use is skipped, as every TLS client does.
+                let _ = store.add(c);
+            }
+            if store.is_empty() {
+                return Err(format!(
+                    "no usable CA certificate in the system trust store ({} errors); install ca-certificates or set ca",
+                    found.errors.len()
+                ));
+            }
+        }
+        Roots::File(p) => {
+            for c in CertificateDer::pem_file_iter(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?
+            {
+                let c = c.map_err(|e| format!("{}: not a PEM certificate: {e}", p.display()))?;
+                material.extend_from_slice(c.as_ref());
+                store
+                    .add(c)
+                    .map_err(|e| format!("{}: unusable CA certificate: {e}", p.display()))?;
+            }
+            if store.is_empty() {
+                return Err(format!("{}: no certificate in the file", p.display()));
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(store);
+    let mut cfg = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+            for c in &chain {
+                material.extend_from_slice(c.as_ref());
+            }
+            let der = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("{}: no usable PEM private key: {e}", key.display()))?;
+            material.extend_from_slice(der.secret_der());
+            builder
+                .with_client_auth_cert(chain, der)
+                .map_err(|e| format!("{} with {}: {e}", cert.display(), key.display()))?
+        }
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(cfg), material))
+}

@@ -3,8 +3,9 @@
 //! - [`certs`]: certificates and keys from PEM files, their names and expiry, SNI selection, and the
 //!   rustls server config of a TLS listener (ALPN `http/1.1`, TLS 1.2 and 1.3, resumption);
 //! - [`stream`]: a TLS connection over a monoio TCP stream that holds no buffer while idle;
-//! - [`ClientStream`]: what a client connection reads and writes, plain or TLS, so the request path
-//!   is written once for both.
+//! - [`MaybeTls`]: a connection that is plain or TLS, so the request path is written once for both:
+//!   [`ClientStream`] towards clients, [`UpstreamStream`] towards upstreams, with halves for tunnels
+//!   and full-duplex relays ([`ReadHalf`], [`WriteHalf`]).
 
 pub mod certs;
 pub mod stream;
@@ -14,25 +15,76 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
+use std::ops::{Deref, DerefMut};
+
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, OwnedReadHalf,
+    OwnedWriteHalf, Splitable,
+};
 use monoio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::{ClientConnection, ConnectionCommon, ServerConnection, SideData};
 
-pub use stream::TlsStream;
+pub use stream::{TlsRead, TlsStream, TlsWrite};
 
-/// A client connection's stream. The TLS state is boxed: rustls' connection is large, and a plain
-/// connection should not carry its size.
-pub enum ClientStream {
+/// A stream that is plain TCP or TLS over it (`C`: rustls' server or client connection). The TLS
+/// state is boxed: rustls' connection is large, and a plain connection should not carry its size.
+pub enum MaybeTls<C> {
     Plain(TcpStream),
-    Tls(Box<TlsStream<ServerConnection>>),
+    Tls(Box<TlsStream<C>>),
 }
 
-impl ClientStream {
+/// A client connection's stream.
+pub type ClientStream = MaybeTls<ServerConnection>;
+
+/// An upstream connection's stream.
+pub type UpstreamStream = MaybeTls<ClientConnection>;
+
+/// The reading half of a split [`MaybeTls`].
+pub enum ReadHalf<C> {
+    Plain(OwnedReadHalf<TcpStream>),
+    Tls(TlsRead<C>),
+}
+
+/// The writing half of a split [`MaybeTls`].
+pub enum WriteHalf<C> {
+    Plain(OwnedWriteHalf<TcpStream>),
+    Tls(TlsWrite<C>),
+}
+
+impl<C> MaybeTls<C> {
+    /// Halves that read and write at once (tunnels, a body upload racing an early answer).
+    pub fn into_split(self) -> (ReadHalf<C>, WriteHalf<C>) {
+        match self {
+            MaybeTls::Plain(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Plain(r), WriteHalf::Plain(w))
+            }
+            MaybeTls::Tls(t) => {
+                let (r, w) = t.into_split();
+                (ReadHalf::Tls(r), WriteHalf::Tls(w))
+            }
+        }
+    }
+
+    /// Puts halves of the same stream back together; `None` (both dropped, the socket closed) for
+    /// halves that do not belong together, which the callers never pass.
+    pub fn reunite(r: ReadHalf<C>, w: WriteHalf<C>) -> Option<MaybeTls<C>> {
+        match (r, w) {
+            (ReadHalf::Plain(r), WriteHalf::Plain(w)) => r.reunite(w).ok().map(MaybeTls::Plain),
+            (ReadHalf::Tls(r), WriteHalf::Tls(w)) => {
+                TlsStream::reunite(r, w).map(|t| MaybeTls::Tls(Box::new(t)))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<C> MaybeTls<C> {
     /// The TCP socket underneath.
     pub fn tcp(&self) -> &TcpStream {
         match self {
-            ClientStream::Plain(s) => s,
-            ClientStream::Tls(t) => t.tcp(),
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Tls(t) => t.tcp(),
         }
     }
 
@@ -42,54 +94,68 @@ impl ClientStream {
         self.tcp().readable(relaxed).await
     }
 
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+impl<C, S> MaybeTls<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
     /// The negotiated TLS version (`"TLSv1.3"`), or `None` for plain connections.
     pub fn tls_version(&self) -> Option<&'static str> {
         match self {
-            ClientStream::Plain(_) => None,
-            ClientStream::Tls(t) => t.session().protocol_version().map(|v| match v {
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Tls(t) => t.session().protocol_version().map(|v| match v {
                 rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
                 rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
                 _ => "TLS",
             }),
         }
     }
-
-    pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
-    }
 }
 
-impl AsRawFd for ClientStream {
+impl<C> AsRawFd for MaybeTls<C> {
     fn as_raw_fd(&self) -> RawFd {
         self.tcp().as_raw_fd()
     }
 }
 
-impl AsyncReadRent for ClientStream {
+impl<C, S> AsyncReadRent for MaybeTls<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            ClientStream::Plain(s) => s.read(buf).await,
-            ClientStream::Tls(t) => t.read(buf).await,
+            MaybeTls::Plain(s) => s.read(buf).await,
+            MaybeTls::Tls(t) => t.read(buf).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            ClientStream::Plain(s) => s.readv(buf).await,
-            ClientStream::Tls(t) => t.readv(buf).await,
+            MaybeTls::Plain(s) => s.readv(buf).await,
+            MaybeTls::Tls(t) => t.readv(buf).await,
         }
     }
 }
 
-impl CancelableAsyncReadRent for ClientStream {
+impl<C, S> CancelableAsyncReadRent for MaybeTls<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
     async fn cancelable_read<T: IoBufMut>(
         &mut self,
         buf: T,
         c: CancelHandle,
     ) -> BufResult<usize, T> {
         match self {
-            ClientStream::Plain(s) => s.cancelable_read(buf, c).await,
-            ClientStream::Tls(t) => t.cancelable_read(buf, c).await,
+            MaybeTls::Plain(s) => s.cancelable_read(buf, c).await,
+            MaybeTls::Tls(t) => t.cancelable_read(buf, c).await,
         }
     }
 
@@ -99,38 +165,96 @@ impl CancelableAsyncReadRent for ClientStream {
         c: CancelHandle,
     ) -> BufResult<usize, T> {
         match self {
-            ClientStream::Plain(s) => s.cancelable_readv(buf, c).await,
-            ClientStream::Tls(t) => t.cancelable_readv(buf, c).await,
+            MaybeTls::Plain(s) => s.cancelable_readv(buf, c).await,
+            MaybeTls::Tls(t) => t.cancelable_readv(buf, c).await,
         }
     }
 }
 
-impl AsyncWriteRent for ClientStream {
+impl<C, S> AsyncWriteRent for MaybeTls<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            ClientStream::Plain(s) => s.write(buf).await,
-            ClientStream::Tls(t) => t.write(buf).await,
+            MaybeTls::Plain(s) => s.write(buf).await,
+            MaybeTls::Tls(t) => t.write(buf).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            ClientStream::Plain(s) => s.writev(buf).await,
-            ClientStream::Tls(t) => t.writev(buf).await,
+            MaybeTls::Plain(s) => s.writev(buf).await,
+            MaybeTls::Tls(t) => t.writev(buf).await,
         }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         match self {
-            ClientStream::Plain(s) => s.flush().await,
-            ClientStream::Tls(t) => t.flush().await,
+            MaybeTls::Plain(s) => s.flush().await,
+            MaybeTls::Tls(t) => t.flush().await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
-            ClientStream::Plain(s) => s.shutdown().await,
-            ClientStream::Tls(t) => t.shutdown().await,
+            MaybeTls::Plain(s) => s.shutdown().await,
+            MaybeTls::Tls(t) => t.shutdown().await,
+        }
+    }
+}
+
+impl<C, S> AsyncReadRent for ReadHalf<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ReadHalf::Plain(s) => s.read(buf).await,
+            ReadHalf::Tls(t) => t.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ReadHalf::Plain(s) => s.readv(buf).await,
+            ReadHalf::Tls(t) => t.readv(buf).await,
+        }
+    }
+}
+
+impl<C, S> AsyncWriteRent for WriteHalf<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            WriteHalf::Plain(s) => s.write(buf).await,
+            WriteHalf::Tls(t) => t.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            WriteHalf::Plain(s) => s.writev(buf).await,
+            WriteHalf::Tls(t) => t.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(s) => s.flush().await,
+            WriteHalf::Tls(t) => t.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(s) => s.shutdown().await,
+            WriteHalf::Tls(t) => t.shutdown().await,
         }
     }
 }

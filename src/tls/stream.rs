@@ -79,12 +79,43 @@ where
         TlsStream { io, tls }
     }
 
-    pub fn tcp(&self) -> &TcpStream {
-        &self.io
-    }
-
-    pub fn session(&self) -> &C {
-        &self.tls
+    /// For an idle pooled connection: takes in whatever the peer sent meanwhile without waiting
+    /// (TLS 1.3 session tickets arrive after the handshake, often after the first response).
+    /// `true` while the connection is still usable: open, and nothing but TLS housekeeping
+    /// arrived; application data, a close or an error mean it is not.
+    pub fn absorb_pending(&mut self) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            // Safety: a valid fd and buffer; MSG_DONTWAIT never blocks.
+            let n = unsafe {
+                libc::recv(
+                    self.io.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    return false;
+                }
+                break;
+            }
+            if n == 0 {
+                return false;
+            }
+            let mut rest = &buf[..n as usize];
+            while !rest.is_empty() {
+                if !matches!(self.tls.read_tls(&mut rest), Ok(1..))
+                    || self.tls.process_new_packets().is_err()
+                {
+                    return false;
+                }
+            }
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.tls.reader().read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Runs the handshake to its end (the caller bounds it with a deadline on the socket).
@@ -141,8 +172,10 @@ where
         let mut rest = &buf[..n];
         let eof = n == 0;
         let fed = loop {
-            // An empty `rest` tells rustls the stream ended.
+            // An empty `rest` tells rustls the stream ended. Taking nothing of a non-empty `rest`
+            // would loop forever: it cannot happen (rustls errs when full), but is an error if so.
             match self.tls.read_tls(&mut rest) {
+                Ok(0) if !rest.is_empty() => break Err(io::Error::other("TLS input not taken")),
                 Ok(_) => {}
                 Err(e) => break Err(e),
             }
@@ -364,6 +397,29 @@ fn busy() -> io::Error {
 }
 
 impl<C> TlsStream<C> {
+    pub fn tcp(&self) -> &TcpStream {
+        &self.io
+    }
+
+    pub fn session(&self) -> &C {
+        &self.tls
+    }
+
+    pub fn session_mut(&mut self) -> &mut C {
+        &mut self.tls
+    }
+
+    /// Puts halves of [`TlsStream::into_split`] back together (`None`: not halves of one stream).
+    pub fn reunite(r: TlsRead<C>, w: TlsWrite<C>) -> Option<TlsStream<C>> {
+        if !Rc::ptr_eq(&r.tls, &w.tls) {
+            return None;
+        }
+        drop(w.tls);
+        let io = r.io.reunite(w.io).ok()?;
+        let tls = Rc::try_unwrap(r.tls).ok()?.into_inner();
+        Some(TlsStream { io, tls })
+    }
+
     pub fn into_split(self) -> (TlsRead<C>, TlsWrite<C>) {
         let (r, w) = self.io.into_split();
         let tls = Rc::new(RefCell::new(self.tls));
@@ -419,8 +475,12 @@ where
                 Ok(mut tls) => {
                     let mut rest = &chunk[..n];
                     loop {
-                        if let Err(e) = tls.read_tls(&mut rest) {
-                            break Err(e);
+                        match tls.read_tls(&mut rest) {
+                            Ok(0) if !rest.is_empty() => {
+                                break Err(io::Error::other("TLS input not taken"));
+                            }
+                            Ok(_) => {}
+                            Err(e) => break Err(e),
                         }
                         if let Err(e) = tls.process_new_packets() {
                             break Err(io::Error::new(io::ErrorKind::InvalidData, e));

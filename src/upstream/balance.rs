@@ -222,6 +222,7 @@ mod tests {
                     pool: Pool::new(1, 0, 1000),
                     in_flight: Cell::new(0),
                     outcomes: Default::default(),
+                    tls_name: None,
                 })
             })
             .collect()

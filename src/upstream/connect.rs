@@ -1,4 +1,5 @@
-//! Opening upstream connections with a deadline.
+//! Opening upstream connections with a deadline, and the TLS handshake for TLS upstreams (under
+//! the same deadline: `connect_timeout` bounds connect and handshake together).
 //!
 //! The socket is created with `socket2` (non-blocking, TCP_NODELAY) and connected; completion is
 //! awaited as write readiness under the connection's [`Watch`], so a connect that hangs (SYN to a
@@ -53,4 +54,43 @@ pub async fn connect(
 fn stream_fd(s: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
     // Safety: the fd is owned by `s` and outlives the returned borrow.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(s.as_raw_fd()) }
+}
+
+/// Connects to `addr` and, with `tls` (client config and the name to send as SNI and verify),
+/// runs the TLS handshake before `deadline` passes. A handshake failure is a connect failure:
+/// nothing of the request was sent.
+pub async fn connect_stream(
+    addr: SocketAddr,
+    watch: &Watch,
+    timeout: Duration,
+    tls: Option<(
+        &std::sync::Arc<rustls::ClientConfig>,
+        &rustls_pki_types::ServerName<'static>,
+    )>,
+) -> Result<crate::tls::UpstreamStream, GatewayError> {
+    let started = now_ms();
+    let tcp = connect(addr, watch, timeout).await?;
+    let Some((cfg, name)) = tls else {
+        return Ok(crate::tls::MaybeTls::Plain(tcp));
+    };
+    let fail = |e: &std::io::Error| {
+        GatewayError::io(ErrorKind::UpstreamConnect, e)
+            .context("the TLS handshake with the upstream")
+            .retry(Retry::Safe)
+    };
+    let session = rustls::ClientConnection::new(cfg.clone(), name.clone())
+        .map_err(|e| fail(&std::io::Error::other(e)))?;
+    let fd = tcp.as_raw_fd();
+    let mut t = Box::new(crate::tls::TlsStream::new(tcp, session));
+    let res = {
+        let _armed = watch.arm(fd, Shut::Both, started + timeout.as_millis() as u64);
+        t.handshake().await
+    };
+    if watch.fired() {
+        return Err(GatewayError::new(ErrorKind::UpstreamConnectTimeout)
+            .context("the TLS handshake with the upstream")
+            .retry(Retry::Safe));
+    }
+    res.map_err(|e| fail(&e))?;
+    Ok(crate::tls::MaybeTls::Tls(t))
 }

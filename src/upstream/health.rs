@@ -90,6 +90,8 @@ pub struct HealthChecked {
     pub targets: Vec<TargetConfig>,
     pub check: HealthCheckConfig,
     pub health: Arc<Health>,
+    /// The upstream speaks TLS: probes do too, with its client config and server names.
+    pub tls: Option<crate::config::tls::UpstreamTls>,
 }
 
 impl HealthChecked {
@@ -100,6 +102,7 @@ impl HealthChecked {
             targets: upstream.targets.clone(),
             check: upstream.health_check.clone()?,
             health: health.clone(),
+            tls: upstream.tls.clone(),
         })
     }
 }
@@ -153,7 +156,7 @@ pub fn run_checker(gateway: &impl CheckerHandle) {
                     next_wake = next_wake.min(due);
                     continue;
                 }
-                let result = probe(target.addr, &target.name, hc);
+                let result = probe(target.addr, &target.name, hc, u.tls.as_ref());
                 s.next = Some(Instant::now() + hc.interval);
                 next_wake = next_wake.min(Instant::now() + hc.interval);
                 record(health, ti, s, hc, result, &u.upstream, target.addr);
@@ -204,28 +207,61 @@ fn record(
 }
 
 /// One probe: GET the path, return the status code.
-fn probe(addr: SocketAddr, name: &str, hc: &HealthCheckConfig) -> Result<u16, String> {
+fn probe(
+    addr: SocketAddr,
+    name: &str,
+    hc: &HealthCheckConfig,
+    tls: Option<&crate::config::tls::UpstreamTls>,
+) -> Result<u16, String> {
     let deadline = Instant::now() + hc.timeout;
-    let mut s =
-        TcpStream::connect_timeout(&addr, hc.timeout).map_err(|e| format!("connect: {e}"))?;
-    let left = || {
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    };
-    s.set_write_timeout(Some(left()))
-        .map_err(|e| e.to_string())?;
+    let s = TcpStream::connect_timeout(&addr, hc.timeout).map_err(|e| format!("connect: {e}"))?;
+    // The timeouts are the socket's: set through a second handle, they bound the TLS layer too.
+    let sock = s.try_clone().map_err(|e| e.to_string())?;
     let host = hc.host.as_deref().unwrap_or(name);
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ringway-health-check\r\nConnection: close\r\n\r\n",
         hc.path
     );
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("send: {e}"))?;
+    match tls {
+        None => exchange(s, &sock, req.as_bytes(), deadline),
+        Some(t) => {
+            let server = t.sni.clone().unwrap_or_else(|| super::host_of(name));
+            let server = rustls_pki_types::ServerName::try_from(server)
+                .map_err(|e| format!("TLS server name: {e}"))?;
+            let conn = rustls::ClientConnection::new(t.client.clone(), server)
+                .map_err(|e| format!("TLS: {e}"))?;
+            exchange(
+                rustls::StreamOwned::new(conn, s),
+                &sock,
+                req.as_bytes(),
+                deadline,
+            )
+        }
+    }
+}
+
+/// Sends the probe request over `s` and reads the status code, before `deadline`.
+fn exchange<S: Read + Write>(
+    mut s: S,
+    sock: &TcpStream,
+    req: &[u8],
+    deadline: Instant,
+) -> Result<u16, String> {
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    sock.set_write_timeout(Some(left()))
+        .map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(left()))
+        .map_err(|e| e.to_string())?;
+    s.write_all(req).map_err(|e| format!("send: {e}"))?;
+    s.flush().map_err(|e| format!("send: {e}"))?;
     let mut buf = [0u8; 512];
     let mut have = 0;
     loop {
-        s.set_read_timeout(Some(left()))
+        sock.set_read_timeout(Some(left()))
             .map_err(|e| e.to_string())?;
         if Instant::now() >= deadline {
             return Err("timed out".into());

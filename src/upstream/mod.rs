@@ -52,12 +52,18 @@ pub struct Target {
     pub in_flight: Cell<u32>,
     /// Outcomes since the last tick, for outlier ejection.
     pub outcomes: outlier::LocalOutcomes,
+    /// For a TLS upstream: the name sent as SNI and verified (the `sni` setting, else the host as
+    /// written).
+    pub tls_name: Option<rustls_pki_types::ServerName<'static>>,
 }
 
 /// One upstream, on one shard.
 pub struct Upstream {
     pub config: UpstreamConfig,
     pub targets: Vec<Rc<Target>>,
+    /// For a TLS upstream: this shard's client config (a copy of the config's, with a session
+    /// store of its own, so resuming a session never touches another shard's).
+    tls: Option<Arc<rustls::ClientConfig>>,
     balancer: Balancer,
     /// Published by the health checker when the upstream has health checks.
     health: Option<Arc<Health>>,
@@ -173,13 +179,23 @@ impl Upstream {
                     ),
                     in_flight: Cell::new(0),
                     outcomes: outlier::LocalOutcomes::default(),
+                    tls_name: config.tls.as_ref().and_then(|tls| {
+                        let host = tls.sni.clone().unwrap_or_else(|| host_of(&t.name));
+                        rustls_pki_types::ServerName::try_from(host).ok()
+                    }),
                 })
             })
             .collect::<Vec<_>>();
         let balancer = Balancer::new(config.balance.clone(), &targets);
+        let tls = config.tls.as_ref().map(|t| {
+            let mut c = (*t.client).clone();
+            c.resumption = rustls::client::Resumption::in_memory_sessions(256);
+            Arc::new(c)
+        });
         Rc::new(Upstream {
             config: config.clone(),
             targets,
+            tls,
             balancer,
             health,
             retry_budget: retry::RetryBudget::default(),
@@ -311,7 +327,15 @@ impl Upstream {
                 // The slot is held by a guard while the connect is awaited: a request future
                 // dropped mid-connect (its connection task ended) gives it back.
                 let slot = SlotGuard::new(target.clone());
-                let s = connect::connect(target.addr, watch, self.config.connect_timeout).await?;
+                let tls = self.tls.as_ref().zip(target.tls_name.as_ref());
+                if self.tls.is_some() && tls.is_none() {
+                    return Err(GatewayError::new(ErrorKind::UpstreamConnect)
+                        .context("no usable TLS server name for the target")
+                        .retry(crate::error::Retry::Safe));
+                }
+                let s =
+                    connect::connect_stream(target.addr, watch, self.config.connect_timeout, tls)
+                        .await?;
                 slot.forget();
                 return Ok(Lease::new(s, target.clone(), false));
             }
@@ -360,6 +384,18 @@ impl Upstream {
             t.pool.clear();
         }
     }
+}
+
+/// The host part of a target as written (`api.example.com:443` → `api.example.com`, `[::1]:443` →
+/// `::1`).
+pub(crate) fn host_of(name: &str) -> String {
+    let host = match name.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => name,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 /// A request counted in an upstream's `pending` while it waits for a slot; leaves the count when

@@ -12,13 +12,13 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::Waker;
 
-use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
-use monoio::net::TcpStream;
+use crate::tls::{MaybeTls, ReadHalf, UpstreamStream, WriteHalf};
+use rustls::ClientConnection;
 
 use super::Target;
 
 struct Idle {
-    stream: TcpStream,
+    stream: UpstreamStream,
     since: u64,
 }
 
@@ -49,7 +49,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection, if any.
-    pub fn take_idle(&self) -> Option<TcpStream> {
+    pub fn take_idle(&self) -> Option<UpstreamStream> {
         self.idle.borrow_mut().pop_back().map(|i| i.stream)
     }
 
@@ -69,7 +69,7 @@ impl Pool {
     }
 
     /// Puts a healthy connection back; closes it instead when the pool is full.
-    pub fn put(&self, stream: TcpStream, now: u64) {
+    pub fn put(&self, stream: UpstreamStream, now: u64) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() >= self.max_idle {
             drop(idle);
@@ -114,9 +114,9 @@ impl Pool {
     pub fn maintain(&self, now: u64) {
         let mut idle = self.idle.borrow_mut();
         let before = idle.len();
-        idle.retain(|i| {
+        idle.retain_mut(|i| {
             let age = now.saturating_sub(i.since);
-            age < self.idle_timeout_ms && (age < PEEK_AFTER_MS || still_open(&i.stream))
+            age < self.idle_timeout_ms && (age < PEEK_AFTER_MS || still_open(&mut i.stream))
         });
         let closed = before - idle.len();
         drop(idle);
@@ -140,31 +140,38 @@ impl Pool {
 }
 
 /// An idle connection is usable only while the upstream has neither closed it nor sent anything.
-fn still_open(s: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    // Safety: a valid fd and a 1-byte buffer; MSG_DONTWAIT never blocks.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+/// A TLS connection may have received records that are not data (a TLS 1.3 session ticket, a key
+/// update): those are taken in by rustls, and only application data or a close counts as stray.
+fn still_open(s: &mut UpstreamStream) -> bool {
+    match s {
+        MaybeTls::Plain(t) => {
+            let mut b = [0u8; 1];
+            // Safety: a valid fd and a 1-byte buffer; MSG_DONTWAIT never blocks.
+            let n = unsafe {
+                libc::recv(
+                    t.as_raw_fd(),
+                    b.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+        }
+        MaybeTls::Tls(t) => t.absorb_pending(),
+    }
 }
 
 /// A connection lent to one request. Dropping it closes the connection; [`Lease::release`] returns it
 /// to the pool.
 pub struct Lease {
-    stream: Option<TcpStream>,
+    stream: Option<UpstreamStream>,
     pub target: Rc<Target>,
     /// Came from the idle pool (may have been closed by the upstream meanwhile).
     pub reused: bool,
 }
 
 impl Lease {
-    pub(super) fn new(stream: TcpStream, target: Rc<Target>, reused: bool) -> Lease {
+    pub(super) fn new(stream: UpstreamStream, target: Rc<Target>, reused: bool) -> Lease {
         target.in_flight.set(target.in_flight.get() + 1);
         Lease {
             stream: Some(stream),
@@ -174,7 +181,7 @@ impl Lease {
     }
 
     #[inline]
-    pub fn stream(&mut self) -> &mut TcpStream {
+    pub fn stream(&mut self) -> &mut UpstreamStream {
         // Invariant: `stream` is `Some` until `release`/`into_stream` consume the lease, except
         // between `split` and `unsplit`, where nothing calls this.
         self.stream
@@ -185,16 +192,14 @@ impl Lease {
     /// Splits the connection into halves that can wait for a read while a write is in progress
     /// (monoio's `Split`: a TCP socket's reads and writes are independent). Hand them back with
     /// [`Lease::unsplit`].
-    pub fn split(&mut self) -> Option<(OwnedReadHalf<TcpStream>, OwnedWriteHalf<TcpStream>)> {
-        self.stream.take().map(Splitable::into_split)
+    pub fn split(&mut self) -> Option<(ReadHalf<ClientConnection>, WriteHalf<ClientConnection>)> {
+        self.stream.take().map(MaybeTls::into_split)
     }
 
     /// Puts the halves of [`Lease::split`] back together. Halves that do not belong together (never
     /// the case) are dropped, which closes both.
-    pub fn unsplit(&mut self, r: OwnedReadHalf<TcpStream>, w: OwnedWriteHalf<TcpStream>) {
-        if let Ok(s) = r.reunite(w) {
-            self.stream = Some(s);
-        }
+    pub fn unsplit(&mut self, r: ReadHalf<ClientConnection>, w: WriteHalf<ClientConnection>) {
+        self.stream = MaybeTls::reunite(r, w);
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {
@@ -215,7 +220,7 @@ impl Lease {
 
     /// Takes the socket out of the pool for good (protocol upgrade). The returned guard keeps the
     /// connection counted against `max_connections` until it drops.
-    pub fn into_stream(mut self) -> (TcpStream, SlotGuard) {
+    pub fn into_stream(mut self) -> (UpstreamStream, SlotGuard) {
         // Invariant as in `stream()`.
         let s = self
             .stream

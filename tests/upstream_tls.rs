@@ -1,0 +1,288 @@
+//! TLS towards upstreams, on both drivers, against an in-process rustls upstream: verification
+//! against a CA file, SNI, pooled TLS connections, session resumption on new connections, a
+//! certificate that does not verify, and mutual TLS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// The TLS upstream's counters are shared with its threads.
+#![allow(clippy::disallowed_types)]
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ringway-uptls-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, format!("{tag} CA"));
+        let ca = p.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Pki { dir, ca, ca_key }
+    }
+
+    fn leaf(&self, file: &str, names: &[&str]) -> PathBuf {
+        let key = KeyPair::generate().unwrap();
+        let p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        std::fs::write(self.dir.join(format!("{file}.pem")), cert.pem()).unwrap();
+        std::fs::write(self.dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+        self.dir.join(file)
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.dir.join(f).display().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the TLS upstream saw.
+#[derive(Default)]
+struct Seen {
+    handshakes: AtomicUsize,
+    resumed: AtomicUsize,
+    requests: AtomicUsize,
+    sni: Mutex<Vec<Option<String>>>,
+    client_certs: AtomicUsize,
+}
+
+/// A TLS HTTP/1.1 upstream with the leaf `cert` (`<cert>.pem/.key`); `client_ca`: require client
+/// certificates signed by it; `close`: answer with `connection: close`.
+fn tls_upstream(
+    cert: &std::path::Path,
+    client_ca: Option<&Pki>,
+    close: bool,
+) -> (SocketAddr, Arc<Seen>) {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(cert.with_extension("pem"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(cert.with_extension("key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let mut cfg = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(pki) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(pki.ca.der().clone()).unwrap();
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(v)
+        }
+    }
+    .with_single_cert(chain, key)
+    .unwrap();
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().unwrap();
+    let cfg = Arc::new(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let seen2 = seen.clone();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let (cfg, seen) = (cfg.clone(), seen2.clone());
+            thread::spawn(move || {
+                s.set_read_timeout(Some(IO_TIMEOUT)).ok();
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                while tls.conn.is_handshaking() {
+                    if tls.conn.complete_io(&mut tls.sock).is_err() {
+                        return;
+                    }
+                }
+                seen.handshakes.fetch_add(1, Ordering::SeqCst);
+                if tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                    seen.resumed.fetch_add(1, Ordering::SeqCst);
+                }
+                if tls.conn.peer_certificates().is_some() {
+                    seen.client_certs.fetch_add(1, Ordering::SeqCst);
+                }
+                seen.sni
+                    .lock()
+                    .unwrap()
+                    .push(tls.conn.server_name().map(str::to_string));
+                let mut r = BufReader::new(tls);
+                while let Some(req) = read_request(&mut r) {
+                    seen.requests.fetch_add(1, Ordering::SeqCst);
+                    let body = format!("tls:{}", req.target);
+                    let conn = if close { "connection: close\r\n" } else { "" };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{conn}\r\n{body}",
+                        body.len()
+                    );
+                    let w = r.get_mut();
+                    if w.write_all(resp.as_bytes())
+                        .and_then(|()| w.flush())
+                        .is_err()
+                        || close
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn config(up: SocketAddr, tls: &str) -> String {
+    format!(
+        "[upstreams.be]\ntargets = [\"{up}\"]\n[upstreams.be.tls]\n{tls}\n[[routes]]\nupstream = \"be\"\n"
+    )
+}
+
+both_drivers!(pooled_and_verified_with_sni, |d| {
+    let pki = Pki::new("a");
+    let leaf = pki.leaf("up", &["up.test"]);
+    let (up, seen) = tls_upstream(&leaf, None, false);
+    let g = gateway(
+        d,
+        &config(
+            up,
+            &format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem")),
+        ),
+    );
+    let mut c = Client::connect(addr(&g));
+    for i in 0..5 {
+        let r = c.get(&format!("/r{i}"));
+        assert_eq!((r.status, r.text()), (200, format!("tls:/r{i}")));
+    }
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        seen.handshakes.load(Ordering::SeqCst),
+        1,
+        "one pooled TLS connection"
+    );
+    assert_eq!(seen.sni.lock().unwrap()[0].as_deref(), Some("up.test"));
+});
+
+both_drivers!(the_target_address_is_verified_when_no_sni_is_set, |d| {
+    let pki = Pki::new("ip");
+    let leaf = pki.leaf("up", &["127.0.0.1"]);
+    let (up, _) = tls_upstream(&leaf, None, false);
+    let g = gateway(d, &config(up, &format!("ca = \"{}\"", pki.path("ca.pem"))));
+    assert_eq!(get(addr(&g), "/ip").status, 200);
+});
+
+both_drivers!(new_connections_resume_the_session, |d| {
+    let pki = Pki::new("r");
+    let leaf = pki.leaf("up", &["up.test"]);
+    let (up, seen) = tls_upstream(&leaf, None, true);
+    let g = gateway(
+        d,
+        &config(
+            up,
+            &format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem")),
+        ),
+    );
+    for i in 0..4 {
+        assert_eq!(get(addr(&g), &format!("/n{i}")).status, 200);
+    }
+    assert_eq!(seen.handshakes.load(Ordering::SeqCst), 4);
+    assert!(
+        seen.resumed.load(Ordering::SeqCst) >= 2,
+        "later connections resume: {} of 4",
+        seen.resumed.load(Ordering::SeqCst)
+    );
+});
+
+both_drivers!(a_certificate_that_does_not_verify_is_a_502, |d| {
+    let pki = Pki::new("v");
+    let other = Pki::new("other");
+    let leaf = pki.leaf("up", &["up.test"]);
+    let (up, seen) = tls_upstream(&leaf, None, false);
+    // Trusting another CA; then the right CA but the wrong name.
+    for tls in [
+        format!("sni = \"up.test\"\nca = \"{}\"", other.path("ca.pem")),
+        format!("sni = \"elsewhere.test\"\nca = \"{}\"", pki.path("ca.pem")),
+    ] {
+        let g = gateway(d, &config(up, &tls));
+        let r = get(addr(&g), "/v");
+        assert_eq!(r.status, 502, "{tls}");
+        assert_eq!(r.error_code(), "upstream_connect_failed");
+    }
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
+});
+
+both_drivers!(mutual_tls_presents_the_client_certificate, |d| {
+    let pki = Pki::new("m");
+    let leaf = pki.leaf("up", &["up.test"]);
+    let client = pki.leaf("client", &["gateway.test"]);
+    let (up, seen) = tls_upstream(&leaf, Some(&pki), false);
+    let base = format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem"));
+    let g = gateway(d, &config(up, &base));
+    assert_eq!(
+        get(addr(&g), "/no-cert").status,
+        502,
+        "the upstream requires a certificate"
+    );
+    let with = format!(
+        "{base}\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+        client.with_extension("pem").display(),
+        client.with_extension("key").display()
+    );
+    let g = gateway(d, &config(up, &with));
+    assert_eq!(get(addr(&g), "/cert").status, 200);
+    assert_eq!(seen.client_certs.load(Ordering::SeqCst), 1);
+});
+
+#[test]
+fn upstream_tls_config_errors_name_the_field() {
+    let pki = Pki::new("e");
+    let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for (tls, field) in [
+        (
+            "ca = \"/nonexistent/ca.pem\"".to_string(),
+            "upstreams.be.tls",
+        ),
+        (
+            format!("ca = \"{}\"\nclient_cert = \"x.pem\"", pki.path("ca.pem")),
+            "upstreams.be.tls.client_key",
+        ),
+        ("sni = \"bad name!\"".to_string(), "upstreams.be.tls.sni"),
+        ("verify = false".to_string(), "verify"),
+    ] {
+        let e = ringway::Config::from_toml(&config(up, &tls))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{tls}: {e}");
+    }
+}
