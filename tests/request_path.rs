@@ -425,3 +425,111 @@ fn every_request_finishes_once(driver: Driver) {
     assert_eq!(t.errors, sent - 3, "{t:?}");
 }
 both_drivers!(every_request_finishes_once, every_request_finishes_once);
+
+/// Client mistakes in the body (bad chunk framing, a client gone mid-body) are not the upstream's
+/// failures: a breaker that one failure trips stays closed.
+fn client_body_errors_spare_the_breaker(driver: Driver) {
+    let (up, heads) = raw_upstream(|_w, mut r| {
+        let mut sink = Vec::new();
+        let _ = r.read_to_end(&mut sink);
+    });
+    let g = gateway(
+        driver,
+        &format!(
+            "{}\n[upstreams.be.breaker]\nconsecutive_failures = 1\nopen_duration = \"30s\"\n[[routes]]\nupstream = \"be\"\n",
+            upstream("be", up)
+        ),
+    );
+    for _ in 0..2 {
+        let mut c = client(&g);
+        c.send(
+            b"POST /x HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        );
+        wait_head(&heads);
+        c.send(b"zz\r\n");
+        assert_eq!(c.response(false).map(|r| r.status), Some(400));
+    }
+    let cfg = g.control().snapshot().config.clone();
+    for _ in 0..2 {
+        let generation = g.reload(cfg.clone()).unwrap();
+        assert!(g.wait_applied(generation, IO_TIMEOUT));
+    }
+    let snap = g.control().snapshot();
+    assert_eq!(
+        snap.breakers[0].as_ref().unwrap().state(),
+        ringway::upstream::breaker::State::Closed,
+        "bad request bodies opened the upstream's breaker"
+    );
+}
+both_drivers!(
+    client_body_errors_do_not_trip_the_breaker,
+    client_body_errors_spare_the_breaker
+);
+
+/// Streamed uploads on one keep-alive client connection and pooled upstream connections: every
+/// response matches its request (an upload cut short must never leave a pooled connection or the
+/// client connection out of step).
+fn streamed_uploads_stay_in_step(driver: Driver) {
+    let up = Mock::start(|req| {
+        let sum: String = sha256(&req.body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ok(&sum)
+    });
+    let g = gateway(
+        driver,
+        &format!(
+            "[http]\nmax_body_size = \"1MiB\"\n{}\n[[routes]]\nupstream = \"be\"\n",
+            upstream("be", up.addr)
+        ),
+    );
+    let mut c = client(&g);
+    for i in 0..30u64 {
+        let body = bytes(60_000 + i as usize * 997, i);
+        c.send(
+            format!(
+                "POST /u{i} HTTP/1.1\r\nHost: test\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.send(&body);
+        let r = c.response(false).expect("response");
+        let want: String = sha256(&body).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!((r.status, r.text()), (200, want), "upload {i}");
+    }
+}
+both_drivers!(streamed_uploads_stay_in_step, streamed_uploads_stay_in_step);
+
+/// An upstream that sends `100 Continue` on its own while the body streams, then reads it all and
+/// answers: the interim response is passed on and the upload goes on to the final answer.
+fn interim_during_upload(driver: Driver) {
+    let (up, heads) = raw_upstream(|mut w, mut r| {
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        let mut body = vec![0u8; 200_000];
+        r.read_exact(&mut body).unwrap();
+        w.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 4\r\n\r\ndone")
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = r.read_to_end(&mut sink);
+    });
+    let g = gateway(
+        driver,
+        &format!(
+            "[http]\nmax_body_size = \"1MiB\"\n{}\n[[routes]]\nupstream = \"be\"\n",
+            upstream("be", up)
+        ),
+    );
+    let mut c = client(&g);
+    c.send(b"PUT /big HTTP/1.1\r\nHost: test\r\ncontent-length: 200000\r\n\r\n");
+    c.send(&[b'p'; 50_000]);
+    wait_head(&heads);
+    c.send(&[b'p'; 150_000]);
+    let r = c.response(false).expect("response");
+    assert_eq!((r.status, r.text()), (201, "done".to_string()));
+}
+both_drivers!(
+    an_interim_answer_does_not_stop_the_upload,
+    interim_during_upload
+);

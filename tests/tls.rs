@@ -321,3 +321,47 @@ fn bad_files_name_the_field_and_check_lists_names_and_expiry() {
         .to_string();
     assert!(e.contains("tls.versions[0]"), "{e}");
 }
+
+both_drivers!(close_notify_then_junk_and_large_writes, |d| {
+    let pki = Pki::new();
+    pki.leaf("a", &["a.test"]);
+    pki.leaf("b", &["b.test"]);
+    let big = bytes(1_000_000, 9);
+    let big2 = big.clone();
+    let up = Mock::start(move |_| {
+        let mut r =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", big2.len()).into_bytes();
+        r.extend_from_slice(&big2);
+        Reply::Raw(r)
+    });
+    let g = gateway(
+        d,
+        &pki.config(
+            up.addr,
+            "[http]\nresponse_buffer_size = \"256KiB\"\nbuffer_size = \"128KiB\"",
+        ),
+    );
+    let cfg = pki.client(&[&rustls::version::TLS13]);
+    // Writes far over rustls' 64 KiB send buffer arrive whole.
+    let mut c = connect(tls_addr(&g), &cfg, "a.test");
+    let r = get_over(&mut c, "/big");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, big);
+    // close_notify followed by junk in one segment: the connection ends, the shard does not spin.
+    let mut c = connect(tls_addr(&g), &cfg, "a.test");
+    let s = c.get_mut();
+    s.conn.send_close_notify();
+    let mut wire = Vec::new();
+    s.conn.write_tls(&mut wire).unwrap();
+    wire.extend_from_slice(&[0x17; 9000]);
+    s.sock.write_all(&wire).unwrap();
+    let mut sink = Vec::new();
+    let _ = s.sock.read_to_end(&mut sink);
+    let started = Instant::now();
+    let mut c = connect(tls_addr(&g), &cfg, "a.test");
+    assert_eq!(get_over(&mut c, "/after").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the shard stalled"
+    );
+});

@@ -198,6 +198,12 @@ async fn serve_inner(guard: WatchGuard, mut conn: Conn, tls: bool) {
         kit.buf.clear();
         conn.shard.pools.put_kit(kit);
     }
+    // A TLS connection ends with close_notify, so a client can tell a complete close-delimited
+    // response from a truncated one (bounded: a peer that does not read gets a second).
+    if conn.stream.is_tls() {
+        let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + 1000);
+        let _ = monoio::io::AsyncWriteRent::shutdown(&mut conn.stream).await;
+    }
     // The socket closes and the watch unregisters in one synchronous step (no await between), so the
     // watchdog can never shut a reused fd number.
     drop(conn);

@@ -7,13 +7,16 @@
 //! buffered wrapper would keep per connection). A read in flight owns its buffer, as any
 //! rent-style read does; idle connections give even that back when the connection parks.
 //!
-//! Reads: plaintext rustls already decrypted is handed out first; only when there is none is the
-//! socket read, at most [`READ_CHUNK`] bytes at a time (so the decrypted result always fits the
-//! plaintext rustls will hold). A clean `close_notify` and a bare TCP close both read as end of
-//! stream: HTTP/1.1 framing, not TLS, decides whether a message was complete.
+//! Reads: plaintext rustls already decrypted is handed out first; only when there is none is more
+//! ciphertext fed to rustls. rustls takes input only while it holds no plaintext (so it never
+//! buffers more than one record's worth); ciphertext it did not take yet waits in `leftover`
+//! (a pooled buffer, held only until it is taken) and is fed before the socket is read again. A
+//! clean `close_notify` and a bare TCP close both read as end of stream: HTTP/1.1 framing, not
+//! TLS, decides whether a message was complete.
 //!
-//! Writes: the plaintext is handed to rustls, which encrypts it into records; the records leave in
-//! one socket write (a gather list becomes one write, not one per segment).
+//! Writes: the plaintext is handed to rustls in pieces it accepts (its send buffer is bounded),
+//! each piece's records leaving before the next is taken; one piece is the common case, and it
+//! leaves in one socket write.
 //!
 //! Errors: a protocol error answers the peer with its alert and reads as `InvalidData`.
 
@@ -32,31 +35,31 @@ use monoio::io::{
 use monoio::net::TcpStream;
 use rustls::{ConnectionCommon, SideData};
 
-/// Most ciphertext read from the socket at once. A TLS record is at most 16 KiB of plaintext plus
-/// overhead; reading less than rustls' plaintext limit (16 KiB) per turn means the decrypted bytes
-/// of one read always fit.
-pub const READ_CHUNK: usize = 8 * 1024;
+/// Most ciphertext read from the socket at once.
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// Free ciphertext buffers kept per shard thread.
 const POOL_MAX: usize = 64;
 
-/// Largest buffer put back (one with a 16 KiB response's records fits).
-const KEEP_CAPACITY: usize = 20 * 1024;
+/// Largest buffer put back (the records of a 16 KiB write fit).
+const KEEP_CAPACITY: usize = 24 * 1024;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take_buf() -> Vec<u8> {
-    POOL.with_borrow_mut(|p| p.pop())
-        .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+    let mut b = POOL
+        .with_borrow_mut(|p| p.pop())
+        .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK));
+    b.clear();
+    b
 }
 
-fn put_buf(mut b: Vec<u8>) {
+fn put_buf(b: Vec<u8>) {
     if b.capacity() > KEEP_CAPACITY || b.capacity() < READ_CHUNK {
         return;
     }
-    b.clear();
     POOL.with_borrow_mut(|p| {
         if p.len() < POOL_MAX {
             p.push(b);
@@ -64,10 +67,267 @@ fn put_buf(mut b: Vec<u8>) {
     });
 }
 
-/// A TLS stream: `C` is `rustls::ServerConnection` (termination) or `ClientConnection`.
+fn invalid(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// What [`take_plain`] found.
+enum Plain {
+    /// This many plaintext bytes went into the buffer.
+    Got(usize),
+    /// The peer closed (close_notify, or the socket ended).
+    Closed,
+    /// Nothing to hand out yet: feed more ciphertext.
+    NeedMore,
+}
+
+/// Hands decrypted plaintext out into `buf`'s spare room.
+fn take_plain<S: SideData, T: IoBufMut>(
+    tls: &mut ConnectionCommon<S>,
+    buf: &mut T,
+) -> io::Result<Plain> {
+    let avail = tls
+        .process_new_packets()
+        .map_err(invalid)?
+        .plaintext_bytes_to_read();
+    if avail > 0 {
+        let n = avail.min(buf.bytes_total());
+        if n == 0 {
+            return Ok(Plain::Got(0));
+        }
+        // Safety: `write_ptr` is valid for `bytes_total` (≥ n) bytes (the IoBufMut contract); the
+        // n bytes are zeroed first, so the slice below covers initialised memory.
+        let out = unsafe {
+            std::ptr::write_bytes(buf.write_ptr(), 0, n);
+            std::slice::from_raw_parts_mut(buf.write_ptr(), n)
+        };
+        let k = tls.reader().read(out)?;
+        // Safety: rustls wrote `k` (≤ n) bytes at `write_ptr`.
+        unsafe { buf.set_init(k) };
+        return Ok(Plain::Got(k));
+    }
+    let mut probe = [0u8; 1];
+    match tls.reader().read(&mut probe) {
+        // No plaintext was buffered, so this is `Ok(0)`: close_notify.
+        Ok(_) => Ok(Plain::Closed),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Plain::NeedMore),
+        // The peer closed without close_notify: an end of stream like any other here.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Plain::Closed),
+        Err(e) => Err(e),
+    }
+}
+
+/// Ciphertext read but not yet taken by rustls.
+#[derive(Default)]
+struct Inbox {
+    /// A pooled buffer and how much of it was taken.
+    leftover: Option<(Vec<u8>, usize)>,
+}
+
+impl Inbox {
+    /// Feeds `data[..n]` (a pooled buffer) to rustls while it wants input; keeps the rest.
+    fn feed<S: SideData>(
+        &mut self,
+        tls: &mut ConnectionCommon<S>,
+        data: Vec<u8>,
+        from: usize,
+    ) -> io::Result<usize> {
+        let mut rest = &data[from..];
+        let before = rest.len();
+        let res = loop {
+            if rest.is_empty() || !tls.wants_read() {
+                break Ok(());
+            }
+            match tls.read_tls(&mut rest) {
+                // Nothing taken (after close_notify): what follows is discarded by rustls too.
+                Ok(0) => {
+                    rest = &[];
+                    break Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+            if let Err(e) = tls.process_new_packets() {
+                break Err(invalid(e));
+            }
+        };
+        let taken = before - rest.len();
+        let left = rest.len();
+        if res.is_ok() && left > 0 {
+            self.leftover = Some((data, from + taken));
+        } else {
+            put_buf(data);
+        }
+        res.map(|()| taken)
+    }
+
+    /// Feeds the leftover, if any. `Ok(None)`: there was none.
+    fn feed_leftover<S: SideData>(
+        &mut self,
+        tls: &mut ConnectionCommon<S>,
+    ) -> io::Result<Option<usize>> {
+        match self.leftover.take() {
+            None => Ok(None),
+            Some((data, from)) => self.feed(tls, data, from).map(Some),
+        }
+    }
+}
+
+/// A pooled ciphertext buffer lent to one socket read: its spare room up to [`READ_CHUNK`].
+struct ChunkMut(Vec<u8>);
+
+// Safety: the pointer is the Vec's, stable while the runtime owns the value (nothing touches it
+// meanwhile); `bytes_total` never exceeds the capacity.
+unsafe impl IoBufMut for ChunkMut {
+    fn write_ptr(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr()
+    }
+
+    fn bytes_total(&mut self) -> usize {
+        self.0.capacity().min(READ_CHUNK)
+    }
+
+    unsafe fn set_init(&mut self, pos: usize) {
+        // Safety: the runtime wrote `pos` bytes from the start (within capacity).
+        unsafe { self.0.set_len(pos) };
+    }
+}
+
+/// One socket read of ciphertext. `Ok(None)`: the socket reached end of stream.
+async fn read_chunk<R: AsyncReadRent + CancelableAsyncReadRent>(
+    io: &mut R,
+    cancel: Option<CancelHandle>,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = take_buf();
+    buf.reserve(READ_CHUNK);
+    let (res, chunk) = match cancel {
+        Some(c) => io.cancelable_read(ChunkMut(buf), c).await,
+        None => io.read(ChunkMut(buf)).await,
+    };
+    match res {
+        Ok(0) => {
+            put_buf(chunk.0);
+            Ok(None)
+        }
+        Ok(_) => Ok(Some(chunk.0)),
+        Err(e) => {
+            put_buf(chunk.0);
+            Err(e)
+        }
+    }
+}
+
+/// Takes `data` into rustls' send buffer in pieces it accepts, sending each piece's records with
+/// `send` before taking the next.
+async fn write_all_plain<S: SideData, W: AsyncWriteRent>(
+    tls: &RefCell<impl DerefMut<Target = ConnectionCommon<S>>>,
+    io: &mut W,
+    parts: &[&[u8]],
+) -> io::Result<usize> {
+    let mut total = 0;
+    for part in parts {
+        let mut p = *part;
+        while !p.is_empty() {
+            let n = tls
+                .try_borrow_mut()
+                .map_err(|_| busy())?
+                .writer()
+                .write(p)?;
+            p = &p[n..];
+            total += n;
+            if n == 0 || !p.is_empty() {
+                // rustls' send buffer is full: let it drain first.
+                send_records(tls, io).await?;
+            }
+        }
+    }
+    send_records(tls, io).await?;
+    Ok(total)
+}
+
+/// Writes every record rustls has ready.
+async fn send_records<S: SideData, W: AsyncWriteRent>(
+    tls: &RefCell<impl DerefMut<Target = ConnectionCommon<S>>>,
+    io: &mut W,
+) -> io::Result<()> {
+    loop {
+        let mut out = take_buf();
+        let wrote = {
+            let mut t = tls.try_borrow_mut().map_err(|_| busy())?;
+            if t.wants_write() {
+                Some(t.write_tls(&mut out))
+            } else {
+                None
+            }
+        };
+        match wrote {
+            None => {
+                put_buf(out);
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                put_buf(out);
+                return Err(e);
+            }
+            Some(Ok(_)) => {
+                let (res, out) = io.write_all(out).await;
+                put_buf(out);
+                res?;
+            }
+        }
+    }
+}
+
+fn busy() -> io::Error {
+    io::Error::other("TLS session in use by the other half")
+}
+
+/// A TLS stream: `C` is `rustls::ServerConnection` (termination) or `ClientConnection`. The session
+/// sits in a `RefCell` so the same code serves the whole stream and its split halves; it is only
+/// ever borrowed between awaits, never across one.
 pub struct TlsStream<C> {
     io: TcpStream,
-    tls: C,
+    tls: RefCell<C>,
+    inbox: Inbox,
+}
+
+impl<C> TlsStream<C> {
+    pub fn tcp(&self) -> &TcpStream {
+        &self.io
+    }
+
+    pub fn session(&self) -> std::cell::Ref<'_, C> {
+        self.tls.borrow()
+    }
+
+    /// Splits the stream for tunnels that read and write at once.
+    pub fn into_split(self) -> (TlsRead<C>, TlsWrite<C>) {
+        let (r, w) = self.io.into_split();
+        let tls = Rc::new(self.tls);
+        (
+            TlsRead {
+                io: r,
+                tls: tls.clone(),
+                inbox: self.inbox,
+            },
+            TlsWrite { io: w, tls },
+        )
+    }
+
+    /// Puts halves of [`TlsStream::into_split`] back together (`None`: not halves of one stream).
+    pub fn reunite(r: TlsRead<C>, w: TlsWrite<C>) -> Option<TlsStream<C>> {
+        if !Rc::ptr_eq(&r.tls, &w.tls) {
+            return None;
+        }
+        drop(w.tls);
+        let io = r.io.reunite(w.io).ok()?;
+        let tls = Rc::try_unwrap(r.tls).ok()?;
+        Some(TlsStream {
+            io,
+            tls,
+            inbox: r.inbox,
+        })
+    }
 }
 
 impl<C, S> TlsStream<C>
@@ -76,7 +336,11 @@ where
     S: SideData,
 {
     pub fn new(io: TcpStream, tls: C) -> TlsStream<C> {
-        TlsStream { io, tls }
+        TlsStream {
+            io,
+            tls: RefCell::new(tls),
+            inbox: Inbox::default(),
+        }
     }
 
     /// For an idle pooled connection: takes in whatever the peer sent meanwhile without waiting
@@ -84,6 +348,10 @@ where
     /// `true` while the connection is still usable: open, and nothing but TLS housekeeping
     /// arrived; application data, a close or an error mean it is not.
     pub fn absorb_pending(&mut self) -> bool {
+        let tls = self.tls.get_mut();
+        if self.inbox.leftover.is_some() {
+            return false;
+        }
         let mut buf = [0u8; 4096];
         loop {
             // Safety: a valid fd and buffer; MSG_DONTWAIT never blocks.
@@ -96,8 +364,7 @@ where
                 )
             };
             if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::WouldBlock {
+                if io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
                     return false;
                 }
                 break;
@@ -107,22 +374,28 @@ where
             }
             let mut rest = &buf[..n as usize];
             while !rest.is_empty() {
-                if !matches!(self.tls.read_tls(&mut rest), Ok(1..))
-                    || self.tls.process_new_packets().is_err()
+                // Housekeeping records never fill rustls' plaintext buffer; data would, and is
+                // stray anyway.
+                if !tls.wants_read()
+                    || !matches!(tls.read_tls(&mut rest), Ok(1..))
+                    || tls.process_new_packets().is_err()
                 {
                     return false;
                 }
             }
         }
         let mut probe = [0u8; 1];
-        matches!(self.tls.reader().read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        matches!(tls.reader().read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Runs the handshake to its end (the caller bounds it with a deadline on the socket).
     pub async fn handshake(&mut self) -> io::Result<()> {
-        while self.tls.is_handshaking() {
-            if self.tls.wants_write() {
-                self.flush_tls().await?;
+        loop {
+            if !self.tls.get_mut().is_handshaking() {
+                return send_records(&self.tls, &mut self.io).await;
+            }
+            if self.tls.get_mut().wants_write() {
+                send_records(&self.tls, &mut self.io).await?;
                 continue;
             }
             if self.fill(None).await? {
@@ -132,67 +405,31 @@ where
                 ));
             }
         }
-        self.flush_tls().await
     }
 
-    /// Writes every record rustls has ready.
-    async fn flush_tls(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            let mut out = take_buf();
-            out.clear();
-            if let Err(e) = self.tls.write_tls(&mut out) {
-                put_buf(out);
-                return Err(e);
-            }
-            let (res, out) = self.io.write_all(out).await;
-            put_buf(out);
-            res?;
-        }
-        Ok(())
-    }
-
-    /// One socket read fed to rustls. `Ok(true)`: the socket reached end of stream.
+    /// Feeds rustls more ciphertext: the leftover, else one socket read. `Ok(true)`: the socket
+    /// reached end of stream (rustls is told).
     async fn fill(&mut self, cancel: Option<CancelHandle>) -> io::Result<bool> {
-        let mut buf = take_buf();
-        buf.clear();
-        buf.reserve(READ_CHUNK);
-        let chunk = ChunkMut(buf);
-        let (res, chunk) = match cancel {
-            Some(c) => self.io.cancelable_read(chunk, c).await,
-            None => self.io.read(chunk).await,
+        let fed = match self.inbox.feed_leftover(self.tls.get_mut()) {
+            Ok(Some(0)) => Err(io::Error::other("TLS input not taken")),
+            Ok(Some(_)) => return Ok(false),
+            Ok(None) => match read_chunk(&mut self.io, cancel).await {
+                Ok(Some(chunk)) => self.inbox.feed(self.tls.get_mut(), chunk, 0).map(|_| false),
+                Ok(None) => {
+                    // An empty read tells rustls the stream ended.
+                    let tls = self.tls.get_mut();
+                    let _ = tls.read_tls(&mut &[][..]);
+                    tls.process_new_packets().map(|_| true).map_err(invalid)
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => Err(e),
         };
-        let buf = chunk.0;
-        let n = match res {
-            Ok(n) => n,
-            Err(e) => {
-                put_buf(buf);
-                return Err(e);
-            }
-        };
-        let mut rest = &buf[..n];
-        let eof = n == 0;
-        let fed = loop {
-            // An empty `rest` tells rustls the stream ended. Taking nothing of a non-empty `rest`
-            // would loop forever: it cannot happen (rustls errs when full), but is an error if so.
-            match self.tls.read_tls(&mut rest) {
-                Ok(0) if !rest.is_empty() => break Err(io::Error::other("TLS input not taken")),
-                Ok(_) => {}
-                Err(e) => break Err(e),
-            }
-            if let Err(e) = self.tls.process_new_packets() {
-                break Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            if rest.is_empty() {
-                break Ok(());
-            }
-        };
-        put_buf(buf);
-        if let Err(e) = fed {
+        if fed.is_err() {
             // Tell the peer why (the alert rustls queued), then fail.
-            let _ = self.flush_tls().await;
-            return Err(e);
+            let _ = send_records(&self.tls, &mut self.io).await;
         }
-        Ok(eof)
+        fed
     }
 
     /// Reads plaintext into `buf`'s spare room (`Ok(0)`: end of stream).
@@ -202,40 +439,23 @@ where
         cancel: Option<CancelHandle>,
     ) -> BufResult<usize, T> {
         loop {
-            // Safety: `write_ptr` is valid for `bytes_total` bytes (the IoBufMut contract).
-            let spare =
-                unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-            match self.tls.reader().read(spare) {
-                Ok(n) => {
-                    // Safety: rustls wrote `n` bytes at `write_ptr`.
-                    unsafe { buf.set_init(n) };
-                    return (Ok(n), buf);
+            match take_plain(self.tls.get_mut(), &mut buf) {
+                Ok(Plain::Got(n)) => return (Ok(n), buf),
+                Ok(Plain::Closed) => return (Ok(0), buf),
+                Ok(Plain::NeedMore) => {}
+                Err(e) => {
+                    let _ = send_records(&self.tls, &mut self.io).await;
+                    return (Err(e), buf);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The peer closed without close_notify: an end of stream like any other here.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return (Ok(0), buf),
-                Err(e) => return (Err(e), buf),
             }
             // Records rustls owes the peer (a key update, tickets) go before waiting for more.
-            if let Err(e) = self.flush_tls().await {
+            if let Err(e) = send_records(&self.tls, &mut self.io).await {
                 return (Err(e), buf);
             }
-            match self.fill(cancel.clone()).await {
-                Ok(_) => {}
-                Err(e) => return (Err(e), buf),
+            if let Err(e) = self.fill(cancel.clone()).await {
+                return (Err(e), buf);
             }
         }
-    }
-
-    /// Encrypts `parts` and sends the records in one write.
-    async fn write_plain(&mut self, parts: &[&[u8]]) -> io::Result<usize> {
-        let mut n = 0;
-        for p in parts {
-            self.tls.writer().write_all(p)?;
-            n += p.len();
-        }
-        self.flush_tls().await?;
-        Ok(n)
     }
 }
 
@@ -248,16 +468,8 @@ where
         self.read_plain(buf, None).await
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // Only the first segment is filled: a short read, which callers handle anyway.
-        let (ptr, len) = first_iovec_mut(&mut buf);
-        let (res, raw) = self.read_plain(RawChunk { ptr, len, init: 0 }, None).await;
-        if let Ok(n) = res {
-            let _ = raw;
-            // Safety: `n` bytes were written into the first segment.
-            unsafe { buf.set_init(n) };
-        }
-        (res, buf)
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        unsupported_readv(buf)
     }
 }
 
@@ -277,11 +489,40 @@ where
     async fn cancelable_readv<T: IoVecBufMut>(
         &mut self,
         buf: T,
-        c: CancelHandle,
+        _c: CancelHandle,
     ) -> BufResult<usize, T> {
-        let _ = c;
-        self.readv(buf).await
+        unsupported_readv(buf)
     }
+}
+
+/// Vectored reads: nothing in the gateway makes them on a TLS stream; refused rather than half
+/// supported.
+fn unsupported_readv<T>(buf: T) -> BufResult<usize, T> {
+    (
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "vectored reads of a TLS stream",
+        )),
+        buf,
+    )
+}
+
+/// The byte slices of an iovec list.
+fn iovec_parts<T: IoVecBuf>(buf: &T) -> Vec<&[u8]> {
+    let iov = buf.read_iovec_ptr();
+    let n = buf.read_iovec_len();
+    (0..n)
+        // Safety: the IoVecBuf contract: `n` valid iovecs at `iov`, each valid for its length
+        // while `buf` is borrowed.
+        .map(|i| unsafe {
+            let v = &*iov.add(i);
+            if v.iov_len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+            }
+        })
+        .collect()
 }
 
 impl<C, S> AsyncWriteRent for TlsStream<C>
@@ -292,31 +533,22 @@ where
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // Safety: `read_ptr` is valid for `bytes_init` bytes (the IoBuf contract).
         let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let res = self.write_plain(&[data]).await;
+        let res = write_all_plain(&self.tls, &mut self.io, &[data]).await;
         (res, buf)
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let iov = buf.read_iovec_ptr();
-        let n = buf.read_iovec_len();
-        // Safety: the IoVecBuf contract: `n` valid iovecs at `iov`, each valid for its length.
-        let parts: Vec<&[u8]> = (0..n)
-            .map(|i| unsafe {
-                let v = &*iov.add(i);
-                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
-            })
-            .collect();
-        let res = self.write_plain(&parts).await;
+        let res = write_all_plain(&self.tls, &mut self.io, &iovec_parts(&buf)).await;
         (res, buf)
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        self.flush_tls().await
+        send_records(&self.tls, &mut self.io).await
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
-        self.tls.send_close_notify();
-        self.flush_tls().await?;
+        self.tls.get_mut().send_close_notify();
+        send_records(&self.tls, &mut self.io).await?;
         self.io.shutdown().await
     }
 }
@@ -327,110 +559,18 @@ impl<C> AsRawFd for TlsStream<C> {
     }
 }
 
-/// A pooled ciphertext buffer lent to one socket read: its spare room up to [`READ_CHUNK`].
-struct ChunkMut(Vec<u8>);
-
-// Safety: the pointer is the Vec's, stable while the value is owned by the runtime (it is not
-// touched meanwhile); `bytes_total` never exceeds the capacity.
-unsafe impl IoBufMut for ChunkMut {
-    fn write_ptr(&mut self) -> *mut u8 {
-        self.0.as_mut_ptr()
-    }
-
-    fn bytes_total(&mut self) -> usize {
-        self.0.capacity().min(READ_CHUNK)
-    }
-
-    unsafe fn set_init(&mut self, pos: usize) {
-        // Safety: the runtime wrote `pos` bytes from the start (within capacity).
-        unsafe { self.0.set_len(pos) };
-    }
-}
-
-/// The first segment of a caller's iovec list, as a plain buffer for one plaintext read.
-struct RawChunk {
-    ptr: *mut u8,
-    len: usize,
-    init: usize,
-}
-
-// Safety: used only while the caller's iovec buffer is held by the same read.
-unsafe impl IoBufMut for RawChunk {
-    fn write_ptr(&mut self) -> *mut u8 {
-        self.ptr
-    }
-
-    fn bytes_total(&mut self) -> usize {
-        self.len
-    }
-
-    unsafe fn set_init(&mut self, pos: usize) {
-        self.init = pos;
-    }
-}
-
-fn first_iovec_mut<T: IoVecBufMut>(buf: &mut T) -> (*mut u8, usize) {
-    let iov = buf.write_iovec_ptr();
-    if buf.write_iovec_len() == 0 {
-        return (std::ptr::null_mut(), 0);
-    }
-    // Safety: at least one valid iovec at `iov` (the IoVecBufMut contract).
-    let v = unsafe { &*iov };
-    (v.iov_base as *mut u8, v.iov_len)
-}
-
-/// The two halves of a [`TlsStream`], for tunnels that read and write at once. They share the
-/// rustls session through a `RefCell` that is only ever borrowed between awaits (never across
-/// one), so the halves cannot collide; each owns its half of the socket.
+/// The reading half of a split [`TlsStream`]. Records the session owes the peer because of what it
+/// read (an alert, a key update) leave with the write half's next write.
 pub struct TlsRead<C> {
     io: OwnedReadHalf<TcpStream>,
     tls: Rc<RefCell<C>>,
+    inbox: Inbox,
 }
 
+/// The writing half of a split [`TlsStream`].
 pub struct TlsWrite<C> {
     io: OwnedWriteHalf<TcpStream>,
     tls: Rc<RefCell<C>>,
-}
-
-fn busy() -> io::Error {
-    io::Error::other("TLS session in use by the other half")
-}
-
-impl<C> TlsStream<C> {
-    pub fn tcp(&self) -> &TcpStream {
-        &self.io
-    }
-
-    pub fn session(&self) -> &C {
-        &self.tls
-    }
-
-    pub fn session_mut(&mut self) -> &mut C {
-        &mut self.tls
-    }
-
-    /// Puts halves of [`TlsStream::into_split`] back together (`None`: not halves of one stream).
-    pub fn reunite(r: TlsRead<C>, w: TlsWrite<C>) -> Option<TlsStream<C>> {
-        if !Rc::ptr_eq(&r.tls, &w.tls) {
-            return None;
-        }
-        drop(w.tls);
-        let io = r.io.reunite(w.io).ok()?;
-        let tls = Rc::try_unwrap(r.tls).ok()?.into_inner();
-        Some(TlsStream { io, tls })
-    }
-
-    pub fn into_split(self) -> (TlsRead<C>, TlsWrite<C>) {
-        let (r, w) = self.io.into_split();
-        let tls = Rc::new(RefCell::new(self.tls));
-        (
-            TlsRead {
-                io: r,
-                tls: tls.clone(),
-            },
-            TlsWrite { io: w, tls },
-        )
-    }
 }
 
 impl<C, S> AsyncReadRent for TlsRead<C>
@@ -440,60 +580,31 @@ where
 {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         loop {
-            {
+            let found = match self.tls.try_borrow_mut() {
+                Ok(mut tls) => take_plain(&mut tls, &mut buf),
+                Err(_) => Err(busy()),
+            };
+            match found {
+                Ok(Plain::Got(n)) => return (Ok(n), buf),
+                Ok(Plain::Closed) => return (Ok(0), buf),
+                Ok(Plain::NeedMore) => {}
+                Err(e) => return (Err(e), buf),
+            }
+            let fed = {
                 let Ok(mut tls) = self.tls.try_borrow_mut() else {
                     return (Err(busy()), buf);
                 };
-                // Safety: `write_ptr` is valid for `bytes_total` bytes (the IoBufMut contract).
-                let spare =
-                    unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-                match tls.reader().read(spare) {
-                    Ok(n) => {
-                        // Safety: rustls wrote `n` bytes at `write_ptr`.
-                        unsafe { buf.set_init(n) };
-                        return (Ok(n), buf);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return (Ok(0), buf),
-                    Err(e) => return (Err(e), buf),
-                }
-            }
-            let mut chunk = take_buf();
-            chunk.clear();
-            chunk.reserve(READ_CHUNK);
-            let (res, chunk) = self.io.read(ChunkMut(chunk)).await;
-            let chunk = chunk.0;
-            let n = match res {
-                Ok(n) => n,
-                Err(e) => {
-                    put_buf(chunk);
-                    return (Err(e), buf);
-                }
+                self.inbox.feed_leftover(&mut tls)
             };
-            let fed = match self.tls.try_borrow_mut() {
-                Err(_) => Err(busy()),
-                Ok(mut tls) => {
-                    let mut rest = &chunk[..n];
-                    loop {
-                        match tls.read_tls(&mut rest) {
-                            Ok(0) if !rest.is_empty() => {
-                                break Err(io::Error::other("TLS input not taken"));
-                            }
-                            Ok(_) => {}
-                            Err(e) => break Err(e),
-                        }
-                        if let Err(e) = tls.process_new_packets() {
-                            break Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                        }
-                        if rest.is_empty() {
-                            break Ok(());
-                        }
-                    }
-                }
+            let fed = match fed {
+                Ok(Some(0)) => Err(io::Error::other("TLS input not taken")),
+                Ok(Some(_)) => Ok(()),
+                Err(e) => Err(e),
+                Ok(None) => match self.read_more().await {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(e),
+                },
             };
-            put_buf(chunk);
-            // Records the session owes the peer now (an alert, a key update) leave with the write
-            // half's next write.
             if let Err(e) = fed {
                 return (Err(e), buf);
             }
@@ -501,49 +612,35 @@ where
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        (
-            Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "vectored reads of a TLS read half",
-            )),
-            buf,
-        )
+        unsupported_readv(buf)
     }
 }
 
-impl<C, S> TlsWrite<C>
+impl<C, S> TlsRead<C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<S>>,
     S: SideData,
 {
-    async fn flush_tls(&mut self) -> io::Result<()> {
-        loop {
-            let mut out = take_buf();
-            out.clear();
-            let wrote = {
-                let mut tls = self.tls.try_borrow_mut().map_err(|_| busy())?;
-                if !tls.wants_write() {
-                    None
-                } else {
-                    Some(tls.write_tls(&mut out))
-                }
-            };
-            match wrote {
-                None => {
-                    put_buf(out);
-                    return Ok(());
-                }
-                Some(Err(e)) => {
-                    put_buf(out);
-                    return Err(e);
-                }
-                Some(Ok(_)) => {
-                    let (res, out) = self.io.write_all(out).await;
-                    put_buf(out);
-                    res?;
-                }
+    /// One socket read fed to the session (an end of stream is passed on to it).
+    async fn read_more(&mut self) -> io::Result<()> {
+        let mut buf = take_buf();
+        buf.reserve(READ_CHUNK);
+        let (res, chunk) = self.io.read(ChunkMut(buf)).await;
+        let chunk = chunk.0;
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => {
+                put_buf(chunk);
+                return Err(e);
             }
+        };
+        let mut tls = self.tls.try_borrow_mut().map_err(|_| busy())?;
+        if n == 0 {
+            put_buf(chunk);
+            let _ = tls.read_tls(&mut &[][..]);
+            return tls.process_new_packets().map(|_| ()).map_err(invalid);
         }
+        self.inbox.feed(&mut tls, chunk, 0).map(|_| ())
     }
 }
 
@@ -555,36 +652,24 @@ where
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // Safety: `read_ptr` is valid for `bytes_init` bytes (the IoBuf contract).
         let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let queued = match self.tls.try_borrow_mut() {
-            Ok(mut tls) => tls.writer().write_all(data).map(|()| data.len()),
-            Err(_) => Err(busy()),
-        };
-        let res = match queued {
-            Ok(n) => self.flush_tls().await.map(|()| n),
-            Err(e) => Err(e),
-        };
+        let res = write_all_plain(&self.tls, &mut self.io, &[data]).await;
         (res, buf)
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        (
-            Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "vectored writes of a TLS write half",
-            )),
-            buf,
-        )
+        let res = write_all_plain(&self.tls, &mut self.io, &iovec_parts(&buf)).await;
+        (res, buf)
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        self.flush_tls().await
+        send_records(&self.tls, &mut self.io).await
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         if let Ok(mut tls) = self.tls.try_borrow_mut() {
             tls.send_close_notify();
         }
-        self.flush_tls().await?;
+        send_records(&self.tls, &mut self.io).await?;
         self.io.shutdown().await
     }
 }

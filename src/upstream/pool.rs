@@ -168,6 +168,9 @@ pub struct Lease {
     pub target: Rc<Target>,
     /// Came from the idle pool (may have been closed by the upstream meanwhile).
     pub reused: bool,
+    /// The lease still counts against `max_connections` (until released, handed over, or
+    /// dropped, also while split).
+    holds_slot: bool,
 }
 
 impl Lease {
@@ -177,6 +180,7 @@ impl Lease {
             stream: Some(stream),
             target,
             reused,
+            holds_slot: true,
         }
     }
 
@@ -198,8 +202,16 @@ impl Lease {
 
     /// Puts the halves of [`Lease::split`] back together. Halves that do not belong together (never
     /// the case) are dropped, which closes both.
-    pub fn unsplit(&mut self, r: ReadHalf<ClientConnection>, w: WriteHalf<ClientConnection>) {
+    /// `false`: the halves did not belong together (never the case); the connection is gone and
+    /// the lease must not be used for I/O again.
+    #[must_use]
+    pub fn unsplit(
+        &mut self,
+        r: ReadHalf<ClientConnection>,
+        w: WriteHalf<ClientConnection>,
+    ) -> bool {
         self.stream = MaybeTls::reunite(r, w);
+        self.stream.is_some()
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {
@@ -208,13 +220,14 @@ impl Lease {
 
     /// Ends the lease: back to the pool when `reusable`, else closed.
     pub fn release(mut self, reusable: bool, now: u64) {
-        if let Some(s) = self.stream.take() {
-            if reusable {
+        match self.stream.take() {
+            Some(s) if reusable => {
+                // The slot moves with the connection into the pool.
+                self.holds_slot = false;
                 self.target.pool.put(s, now);
-            } else {
-                drop(s);
-                self.target.pool.release_slot();
             }
+            // Closed: `Drop` frees the slot.
+            other => drop(other),
         }
     }
 
@@ -226,6 +239,7 @@ impl Lease {
             .stream
             .take()
             .unwrap_or_else(|| unreachable!("lease used after release"));
+        self.holds_slot = false;
         (s, SlotGuard::new(self.target.clone()))
     }
 }
@@ -257,7 +271,8 @@ impl Drop for Lease {
         self.target
             .in_flight
             .set(self.target.in_flight.get().saturating_sub(1));
-        if self.stream.take().is_some() {
+        drop(self.stream.take());
+        if self.holds_slot {
             self.target.pool.release_slot();
         }
     }

@@ -95,10 +95,12 @@ pub async fn forward(
         let timeout = tries.response_timeout();
 
         // 3. Head and body.
-        let first_bytes = match request::send(cx, &mut lease, &mut body, action, timeout).await {
-            Ok(b) => b,
-            Err(Failed::Body(answer)) => {
-                record(Some(target), Outcome::Failed);
+        let sent = match request::send(cx, &mut lease, &mut body, action, timeout).await {
+            Ok(s) => s,
+            Err(Failed::Body { answer, upstream }) => {
+                if upstream {
+                    record(Some(target), Outcome::Failed);
+                }
                 return answer;
             }
             Err(Failed::Head(e)) => {
@@ -118,10 +120,12 @@ pub async fn forward(
                 return Answer::error(e);
             }
         };
-        let early = !body.body.is_done();
+        let early = sent.cut_short;
 
         // 4. The response head.
-        let mut ubuf = first_bytes.unwrap_or_else(|| cx.conn.shard.pools.buf());
+        let mut ubuf = sent
+            .first_bytes
+            .unwrap_or_else(|| cx.conn.shard.pools.buf());
         match response::read_head(cx, &mut lease, &mut ubuf, timeout).await {
             Ok(()) => {
                 let status = cx.kit.resp.status;

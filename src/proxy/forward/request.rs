@@ -92,19 +92,28 @@ pub enum Failed {
     /// [`Retry`] says whether the request may go out again.
     Head(GatewayError),
     /// Streaming the rest of the body failed; the request is consumed and ends with this answer.
-    Body(Answer),
+    /// `upstream`: the upstream's fault (it stopped reading, reset, timed out), which the breaker
+    /// and outlier detection count; a client's fault (gone, stalled, bad framing) they do not.
+    Body { answer: Answer, upstream: bool },
 }
 
-/// Sends the head and body. `Ok(Some(buf))`: the upstream's answer started arriving while the body
-/// was sent (`body.body.is_done()` says whether the upload finished first); `Ok(None)`: the request
-/// is out and nothing was read yet.
+/// What sending left behind.
+pub struct Sent {
+    /// The upstream's first response bytes, when they arrived while the body was sent.
+    pub first_bytes: Option<Buf>,
+    /// The upload stopped before the body was all sent (the upstream answered early). The upstream
+    /// connection and the client connection are then both unusable afterwards.
+    pub cut_short: bool,
+}
+
+/// Sends the head and body; see [`Sent`].
 pub async fn send(
     cx: &mut Cx<'_>,
     lease: &mut Lease,
     body: &mut ReqBody,
     action: &ProxyAction,
     timeout_ms: u64,
-) -> Result<Option<Buf>, Failed> {
+) -> Result<Sent, Failed> {
     let http = &cx.state.snap.config.http;
     let up_fd = lease.fd();
     let target_name = lease.target.name.clone();
@@ -160,11 +169,12 @@ pub async fn send(
         return Err(Failed::Head(e));
     }
     if body.whole {
-        return Ok(None);
+        return Ok(Sent {
+            first_bytes: None,
+            cut_short: false,
+        });
     }
-    stream_body(cx, lease, body, timeout_ms)
-        .await
-        .map_err(Failed::Body)
+    stream_body(cx, lease, body, timeout_ms).await
 }
 
 /// Streams the rest of the body while the upstream's first response bytes are read concurrently.
@@ -173,7 +183,11 @@ async fn stream_body(
     lease: &mut Lease,
     body: &mut ReqBody,
     timeout_ms: u64,
-) -> Result<Option<Buf>, Answer> {
+) -> Result<Sent, Failed> {
+    let client_fault = |answer| Failed::Body {
+        answer,
+        upstream: false,
+    };
     let http = &cx.state.snap.config.http;
     let head_len = cx.kit.req.len;
     if cx.kit.req.expect_continue && body.prefix == 0 {
@@ -192,13 +206,16 @@ async fn stream_body(
         if res.is_err() {
             consume_request(cx, head_len + body.prefix);
             cx.ctx.fail(client_gone("sending 100 Continue"));
-            return Err(Answer::Sent(super::super::chain::Next::Close));
+            return Err(client_fault(Answer::Sent(super::super::chain::Next::Close)));
         }
     }
     consume_request(cx, head_len + body.prefix);
     let up_fd = lease.fd();
     let Some((mut rd, mut wr)) = lease.split() else {
-        return Err(Answer::kind(ErrorKind::UpstreamReset));
+        return Err(Failed::Body {
+            answer: Answer::kind(ErrorKind::UpstreamReset),
+            upstream: true,
+        });
     };
     let ubuf = cx.conn.shard.pools.buf();
     let max_body = cx
@@ -231,8 +248,13 @@ async fn stream_body(
         let relayed = poll_fn(|task| {
             if early.is_none() {
                 if let Poll::Ready(r) = answer.as_mut().poll(task) {
+                    // An interim answer (100 Continue, 103 Early Hints) does not stop the upload:
+                    // it waits in the buffer, passed on once the body is out.
+                    let interim = matches!(&r, (Ok(n), b) if *n > 0 && is_interim(b.data()));
                     early = Some(r);
-                    return Poll::Ready(None);
+                    if !interim {
+                        return Poll::Ready(None);
+                    }
                 }
             }
             upload.as_mut().poll(task).map(Some)
@@ -245,8 +267,9 @@ async fn stream_body(
                     let _armed = conn.watch.arm(up_fd, Shut::Both, now_ms() + timeout_ms);
                     answer.await
                 };
-                (Ok(()), Some(r))
+                (Ok(()), Some((r, false)))
             }
+            (Some(Ok(())), Some(r)) => (Ok(()), Some((r, false))),
             // The upstream stopped taking the body: it may have answered and closed (its answer
             // is queued before the reset), so the pending read gets its chance. A dead socket
             // completes it at once.
@@ -256,24 +279,42 @@ async fn stream_body(
                     answer.await
                 };
                 match r.0 {
-                    Ok(n) if n > 0 => (Ok(()), Some(r)),
+                    Ok(n) if n > 0 => (Ok(()), Some((r, true))),
                     _ => (Err(RelayError::DstIo(e)), None),
                 }
             }
             (Some(Err(e)), _) => (Err(e), None),
-            (_, early) => (Ok(()), early),
+            // The answer came while the upload was still going: it stopped there.
+            (None, early) => (Ok(()), early.map(|r| (r, true))),
         }
     };
-    lease.unsplit(rd, wr);
+    let whole_again = lease.unsplit(rd, wr);
     cx.ctx.bytes_in += moved;
+    if !whole_again {
+        if let Some(((_, b), _)) = early {
+            cx.conn.shard.pools.put_buf(b);
+        }
+        return Err(Failed::Body {
+            answer: Answer::error(
+                GatewayError::new(ErrorKind::UpstreamReset).context("rejoining the connection"),
+            ),
+            upstream: true,
+        });
+    }
     if let Err(e) = relayed {
         return Err(body_failed(cx, e));
     }
-    let Some((res, ubuf)) = early else {
-        return Ok(None);
+    let Some(((res, ubuf), cut_short)) = early else {
+        return Ok(Sent {
+            first_bytes: None,
+            cut_short: false,
+        });
     };
     match res {
-        Ok(n) if n > 0 => Ok(Some(ubuf)),
+        Ok(n) if n > 0 => Ok(Sent {
+            first_bytes: Some(ubuf),
+            cut_short,
+        }),
         other => {
             cx.conn.shard.pools.put_buf(ubuf);
             let e = if cx.conn.watch.fired() {
@@ -284,25 +325,43 @@ async fn stream_body(
                     Ok(_) => GatewayError::new(ErrorKind::UpstreamReset),
                 }
             };
-            Err(Answer::error(e.context("waiting for the response")))
+            Err(Failed::Body {
+                answer: Answer::error(e.context("waiting for the response")),
+                upstream: true,
+            })
         }
     }
 }
 
-/// Maps a failed body relay to the request's answer.
-fn body_failed(cx: &mut Cx<'_>, e: RelayError) -> Answer {
-    let err = match e {
-        RelayError::SrcTimeout => GatewayError::new(ErrorKind::BodyTimeout),
+/// Whether `data` starts with a 1xx status line other than 101 (an interim response).
+fn is_interim(data: &[u8]) -> bool {
+    data.len() >= 12
+        && data.starts_with(b"HTTP/1.")
+        && data[8] == b' '
+        && data[9] == b'1'
+        && &data[9..12] != b"101"
+}
+
+/// Maps a failed body relay to the request's answer, and whose fault it was.
+fn body_failed(cx: &mut Cx<'_>, e: RelayError) -> Failed {
+    let (err, upstream) = match e {
+        RelayError::SrcTimeout => (GatewayError::new(ErrorKind::BodyTimeout), false),
         RelayError::SrcClosed | RelayError::SrcIo(_) => {
             cx.ctx.fail(client_gone("reading the request body"));
-            return Answer::Sent(super::super::chain::Next::Close);
+            return Failed::Body {
+                answer: Answer::Sent(super::super::chain::Next::Close),
+                upstream: false,
+            };
         }
-        RelayError::Chunk(c) => c.into(),
-        RelayError::TooLarge => GatewayError::new(ErrorKind::BodyTooLarge),
-        RelayError::DstTimeout => GatewayError::new(ErrorKind::UpstreamTimeout),
-        RelayError::DstIo(e) => GatewayError::io(ErrorKind::UpstreamReset, &e),
+        RelayError::Chunk(c) => (c.into(), false),
+        RelayError::TooLarge => (GatewayError::new(ErrorKind::BodyTooLarge), false),
+        RelayError::DstTimeout => (GatewayError::new(ErrorKind::UpstreamTimeout), true),
+        RelayError::DstIo(e) => (GatewayError::io(ErrorKind::UpstreamReset, &e), true),
     };
-    Answer::error(err.context("relaying the request body"))
+    Failed::Body {
+        answer: Answer::error(err.context("relaying the request body")),
+        upstream,
+    }
 }
 
 fn client_gone(context: &'static str) -> GatewayError {
