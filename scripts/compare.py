@@ -79,7 +79,7 @@ def run_load(tool, port, conns, secs, path, cpus, headers=()):
     url = f"http://127.0.0.1:{port}{path}"
     hdr = [x for h in headers for x in ("-H", h)]
     if tool == "oha":
-        out = subprocess.run(["taskset", "-c", cpus, "oha", "--no-tui", "--json", "-c", str(conns), "-z", f"{secs}s", *hdr, url],
+        out = subprocess.run(["taskset", "-c", cpus, "oha", "--no-tui", "--output-format", "json", "-c", str(conns), "-z", f"{secs}s", *hdr, url],
                              capture_output=True, text=True).stdout
         try:
             j = json.loads(out)

@@ -74,6 +74,7 @@ struct Seen {
     requests: AtomicUsize,
     sni: Mutex<Vec<Option<String>>>,
     client_certs: AtomicUsize,
+    probes: AtomicUsize,
 }
 
 /// A TLS HTTP/1.1 upstream with the leaf `cert` (`<cert>.pem/.key`); `client_ca`: require client
@@ -142,6 +143,9 @@ fn tls_upstream(
                 let mut r = BufReader::new(tls);
                 while let Some(req) = read_request(&mut r) {
                     seen.requests.fetch_add(1, Ordering::SeqCst);
+                    if req.header("user-agent") == Some("ringway-health-check") {
+                        seen.probes.fetch_add(1, Ordering::SeqCst);
+                    }
                     let body = format!("tls:{}", req.target);
                     let conn = if close { "connection: close\r\n" } else { "" };
                     let resp = format!(
@@ -285,4 +289,33 @@ fn upstream_tls_config_errors_name_the_field() {
             .to_string();
         assert!(e.contains(field), "{tls}: {e}");
     }
+}
+
+#[test]
+fn health_checks_probe_over_tls() {
+    let pki = Pki::new("h");
+    let leaf = pki.leaf("up", &["up.test"]);
+    let (up, seen) = tls_upstream(&leaf, None, true);
+    let g = gateway(
+        Driver::Epoll,
+        &format!(
+            "[upstreams.be]\ntargets = [\"{up}\"]\n[upstreams.be.tls]\nsni = \"up.test\"\nca = \"{}\"\n\
+             [upstreams.be.health_check]\npath = \"/health\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
+             [[routes]]\nupstream = \"be\"\n",
+            pki.path("ca.pem")
+        ),
+    );
+    let end = std::time::Instant::now() + IO_TIMEOUT;
+    while seen.probes.load(Ordering::SeqCst) < 3 && std::time::Instant::now() < end {
+        thread::yield_now();
+    }
+    assert!(
+        seen.probes.load(Ordering::SeqCst) >= 3,
+        "TLS health probes arrived"
+    );
+    assert_eq!(
+        get(addr(&g), "/after-probes").status,
+        200,
+        "the target stays healthy"
+    );
 }
