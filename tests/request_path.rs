@@ -66,6 +66,25 @@ fn wait_head(rx: &mpsc::Receiver<String>) -> String {
         .expect("the upstream never saw the request head")
 }
 
+/// A raw upstream that reads and drops everything after the head.
+fn sink_upstream() -> (SocketAddr, mpsc::Receiver<String>) {
+    raw_upstream(|_w, mut r| {
+        let mut sink = Vec::new();
+        let _ = r.read_to_end(&mut sink);
+    })
+}
+
+/// A gateway with one catch-all route to the upstream `be` at `up`: `http` is the `[http]` table's
+/// body, `upstream_extra` goes after the upstream's table (its sub-tables).
+fn route_to(driver: Driver, up: SocketAddr, http: &str, upstream_extra: &str) -> ringway::Gateway {
+    let routes = "[[routes]]\nupstream = \"be\"";
+    let text = format!(
+        "[http]\n{http}\n{}\n{upstream_extra}\n{routes}\n",
+        upstream("be", up)
+    );
+    gateway(driver, &text)
+}
+
 fn client(g: &ringway::Gateway) -> Client {
     Client::connect(addr(g))
 }
@@ -73,16 +92,12 @@ fn client(g: &ringway::Gateway) -> Client {
 /// Body-phase errors once the head has left the buffer (the body is streamed): each is answered
 /// with its status, the JSON error and the client's request id when it sent one; nothing panics.
 fn body_phase_errors(driver: Driver) {
-    let (up, heads) = raw_upstream(|_w, mut r| {
-        let mut sink = Vec::new();
-        let _ = r.read_to_end(&mut sink);
-    });
-    let g = gateway(
+    let (up, heads) = sink_upstream();
+    let g = route_to(
         driver,
-        &format!(
-            "[http]\nmax_body_size = \"64KiB\"\nbody_timeout = \"300ms\"\n{}\n[[routes]]\nupstream = \"be\"\n",
-            upstream("be", up)
-        ),
+        up,
+        "max_body_size = \"64KiB\"\nbody_timeout = \"300ms\"",
+        "",
     );
     type Case = (&'static str, &'static str, &'static [u8], u16, &'static str);
     let big = Box::leak(format!("{:x}\r\n{}\r\n", 70_000, "x".repeat(70_000)).into_boxed_str());
@@ -163,13 +178,7 @@ fn early_answer(driver: Driver) {
                 drop(r);
             }
         });
-        let g = gateway(
-            driver,
-            &format!(
-                "[http]\nmax_body_size = \"1GiB\"\n{}\n[[routes]]\nupstream = \"be\"\n",
-                upstream("be", up)
-            ),
-        );
+        let g = route_to(driver, up, "max_body_size = \"1GiB\"", "");
         let c = TcpStream::connect(addr(&g)).unwrap();
         c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let mut w = c.try_clone().unwrap();
@@ -221,10 +230,7 @@ fn stale_retry(driver: Driver) {
         drop(w);
         let _ = closed_tx.send(());
     });
-    let g = gateway(
-        driver,
-        &format!("{}\n[[routes]]\nupstream = \"be\"\n", upstream("be", up)),
-    );
+    let g = route_to(driver, up, "", "");
     for (method, want) in [("GET", 200), ("POST", 502), ("DELETE", 200)] {
         let mut c = client(&g);
         assert_eq!(c.get("/warm").status, 200);
@@ -267,12 +273,11 @@ fn client_gone_in_interim(driver: Driver) {
         }
         thread::sleep(Duration::from_millis(200));
     });
-    let g = gateway(
+    let g = route_to(
         driver,
-        &format!(
-            "{}\n[upstreams.be.breaker]\nconsecutive_failures = 1\nopen_duration = \"30s\"\n[[routes]]\nupstream = \"be\"\n",
-            upstream("be", up)
-        ),
+        up,
+        "",
+        "[upstreams.be.breaker]\nconsecutive_failures = 1\nopen_duration = \"30s\"",
     );
     let c = TcpStream::connect(addr(&g)).unwrap();
     let mut w = c.try_clone().unwrap();
@@ -429,16 +434,12 @@ both_drivers!(every_request_finishes_once, every_request_finishes_once);
 /// Client mistakes in the body (bad chunk framing, a client gone mid-body) are not the upstream's
 /// failures: a breaker that one failure trips stays closed.
 fn client_body_errors_spare_the_breaker(driver: Driver) {
-    let (up, heads) = raw_upstream(|_w, mut r| {
-        let mut sink = Vec::new();
-        let _ = r.read_to_end(&mut sink);
-    });
-    let g = gateway(
+    let (up, heads) = sink_upstream();
+    let g = route_to(
         driver,
-        &format!(
-            "{}\n[upstreams.be.breaker]\nconsecutive_failures = 1\nopen_duration = \"30s\"\n[[routes]]\nupstream = \"be\"\n",
-            upstream("be", up)
-        ),
+        up,
+        "",
+        "[upstreams.be.breaker]\nconsecutive_failures = 1\nopen_duration = \"30s\"",
     );
     for _ in 0..2 {
         let mut c = client(&g);
@@ -477,13 +478,7 @@ fn streamed_uploads_stay_in_step(driver: Driver) {
             .collect();
         ok(&sum)
     });
-    let g = gateway(
-        driver,
-        &format!(
-            "[http]\nmax_body_size = \"1MiB\"\n{}\n[[routes]]\nupstream = \"be\"\n",
-            upstream("be", up.addr)
-        ),
-    );
+    let g = route_to(driver, up.addr, "max_body_size = \"1MiB\"", "");
     let mut c = client(&g);
     for i in 0..30u64 {
         let body = bytes(60_000 + i as usize * 997, i);
@@ -514,13 +509,7 @@ fn interim_during_upload(driver: Driver) {
         let mut sink = Vec::new();
         let _ = r.read_to_end(&mut sink);
     });
-    let g = gateway(
-        driver,
-        &format!(
-            "[http]\nmax_body_size = \"1MiB\"\n{}\n[[routes]]\nupstream = \"be\"\n",
-            upstream("be", up)
-        ),
-    );
+    let g = route_to(driver, up, "max_body_size = \"1MiB\"", "");
     let mut c = client(&g);
     c.send(b"PUT /big HTTP/1.1\r\nHost: test\r\ncontent-length: 200000\r\n\r\n");
     c.send(&[b'p'; 50_000]);

@@ -9,50 +9,23 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 
-/// A test CA and the files of leaf certificates it signed.
-struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+/// What these tests add to the shared test PKI: a verifying client and the gateway config.
+trait TlsTest {
+    fn client(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig>;
+    fn config(&self, up: SocketAddr, extra: &str) -> String;
 }
 
-impl Pki {
-    fn new() -> Pki {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ringway-tls-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, "ringway test CA");
-        let ca = p.self_signed(&ca_key).unwrap();
-        Pki { dir, ca, ca_key }
-    }
-
-    /// Writes `<file>.pem` / `<file>.key` for `names`; returns the leaf's DER.
-    fn leaf(&self, file: &str, names: &[&str]) -> Vec<u8> {
-        let key = KeyPair::generate().unwrap();
-        let p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
-        let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        std::fs::write(self.dir.join(format!("{file}.pem")), cert.pem()).unwrap();
-        std::fs::write(self.dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
-        cert.der().to_vec()
-    }
-
+impl TlsTest for Pki {
     fn client(
         &self,
         versions: &[&'static rustls::SupportedProtocolVersion],
@@ -89,12 +62,6 @@ impl Pki {
     }
 }
 
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 fn connect(addr: SocketAddr, cfg: &Arc<rustls::ClientConfig>, name: &str) -> BufReader<Tls> {
@@ -128,7 +95,7 @@ fn peer_cert(c: &BufReader<Tls>) -> Vec<u8> {
 }
 
 both_drivers!(https_is_proxied_with_sni_alpn_and_forwarded_proto, |d| {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let a = pki.leaf("a", &["a.test"]);
     let b = pki.leaf("b", &["b.test", "*.wild.test"]);
     let up = Mock::ok("secure");
@@ -152,7 +119,7 @@ both_drivers!(https_is_proxied_with_sni_alpn_and_forwarded_proto, |d| {
 });
 
 both_drivers!(tls12_and_tls13_and_a_version_floor, |d| {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     pki.leaf("a", &["a.test"]);
     pki.leaf("b", &["b.test"]);
     let up = Mock::ok("v");
@@ -179,7 +146,7 @@ both_drivers!(tls12_and_tls13_and_a_version_floor, |d| {
 });
 
 both_drivers!(bodies_stream_both_ways_and_upgrades_tunnel_over_tls, |d| {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     pki.leaf("a", &["a.test"]);
     pki.leaf("b", &["b.test"]);
     let up = Mock::start(|req| {
@@ -242,7 +209,7 @@ both_drivers!(bodies_stream_both_ways_and_upgrades_tunnel_over_tls, |d| {
 });
 
 both_drivers!(a_silent_handshake_is_closed_at_the_header_timeout, |d| {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     pki.leaf("a", &["a.test"]);
     pki.leaf("b", &["b.test"]);
     let up = Mock::ok("x");
@@ -272,7 +239,7 @@ both_drivers!(a_silent_handshake_is_closed_at_the_header_timeout, |d| {
 both_drivers!(
     reload_swaps_certificates_without_dropping_connections,
     |d| {
-        let pki = Pki::new();
+        let pki = Pki::new("tls");
         let a1 = pki.leaf("a", &["a.test"]);
         pki.leaf("b", &["b.test"]);
         let up = Mock::ok("r");
@@ -299,7 +266,7 @@ both_drivers!(
 
 #[test]
 fn bad_files_name_the_field_and_check_lists_names_and_expiry() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     pki.leaf("a", &["a.test", "www.a.test"]);
     pki.leaf("b", &["b.test"]);
     let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
@@ -323,7 +290,7 @@ fn bad_files_name_the_field_and_check_lists_names_and_expiry() {
 }
 
 both_drivers!(close_notify_then_junk_and_large_writes, |d| {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     pki.leaf("a", &["a.test"]);
     pki.leaf("b", &["b.test"]);
     let big = bytes(1_000_000, 9);

@@ -10,61 +10,14 @@ mod common;
 
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use common::pki::Pki;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ringway-uptls-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, format!("{tag} CA"));
-        let ca = p.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        Pki { dir, ca, ca_key }
-    }
-
-    fn leaf(&self, file: &str, names: &[&str]) -> PathBuf {
-        let key = KeyPair::generate().unwrap();
-        let p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
-        let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        std::fs::write(self.dir.join(format!("{file}.pem")), cert.pem()).unwrap();
-        std::fs::write(self.dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
-        self.dir.join(file)
-    }
-
-    fn path(&self, f: &str) -> String {
-        self.dir.join(f).display().to_string()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// What the TLS upstream saw.
 #[derive(Default)]
@@ -175,7 +128,8 @@ fn config(up: SocketAddr, tls: &str) -> String {
 
 both_drivers!(pooled_and_verified_with_sni, |d| {
     let pki = Pki::new("a");
-    let leaf = pki.leaf("up", &["up.test"]);
+    pki.leaf("up", &["up.test"]);
+    let leaf = pki.dir.join("up");
     let (up, seen) = tls_upstream(&leaf, None, false);
     let g = gateway(
         d,
@@ -200,7 +154,8 @@ both_drivers!(pooled_and_verified_with_sni, |d| {
 
 both_drivers!(the_target_address_is_verified_when_no_sni_is_set, |d| {
     let pki = Pki::new("ip");
-    let leaf = pki.leaf("up", &["127.0.0.1"]);
+    pki.leaf("up", &["127.0.0.1"]);
+    let leaf = pki.dir.join("up");
     let (up, _) = tls_upstream(&leaf, None, false);
     let g = gateway(d, &config(up, &format!("ca = \"{}\"", pki.path("ca.pem"))));
     assert_eq!(get(addr(&g), "/ip").status, 200);
@@ -208,7 +163,8 @@ both_drivers!(the_target_address_is_verified_when_no_sni_is_set, |d| {
 
 both_drivers!(new_connections_resume_the_session, |d| {
     let pki = Pki::new("r");
-    let leaf = pki.leaf("up", &["up.test"]);
+    pki.leaf("up", &["up.test"]);
+    let leaf = pki.dir.join("up");
     let (up, seen) = tls_upstream(&leaf, None, true);
     let g = gateway(
         d,
@@ -231,7 +187,8 @@ both_drivers!(new_connections_resume_the_session, |d| {
 both_drivers!(a_certificate_that_does_not_verify_is_a_502, |d| {
     let pki = Pki::new("v");
     let other = Pki::new("other");
-    let leaf = pki.leaf("up", &["up.test"]);
+    pki.leaf("up", &["up.test"]);
+    let leaf = pki.dir.join("up");
     let (up, seen) = tls_upstream(&leaf, None, false);
     // Trusting another CA; then the right CA but the wrong name.
     for tls in [
@@ -248,8 +205,10 @@ both_drivers!(a_certificate_that_does_not_verify_is_a_502, |d| {
 
 both_drivers!(mutual_tls_presents_the_client_certificate, |d| {
     let pki = Pki::new("m");
-    let leaf = pki.leaf("up", &["up.test"]);
-    let client = pki.leaf("client", &["gateway.test"]);
+    pki.leaf("up", &["up.test"]);
+    let leaf = pki.dir.join("up");
+    pki.leaf("client", &["gateway.test"]);
+    let client = pki.dir.join("client");
     let (up, seen) = tls_upstream(&leaf, Some(&pki), false);
     let base = format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem"));
     let g = gateway(d, &config(up, &base));
@@ -294,7 +253,8 @@ fn upstream_tls_config_errors_name_the_field() {
 #[test]
 fn health_checks_probe_over_tls() {
     let pki = Pki::new("h");
-    let leaf = pki.leaf("up", &["up.test"]);
+    pki.leaf("up", &["up.test"]);
+    let leaf = pki.dir.join("up");
     let (up, seen) = tls_upstream(&leaf, None, true);
     let g = gateway(
         Driver::Epoll,

@@ -245,6 +245,19 @@ async fn write_all_plain<S: SideData, W: AsyncWriteRent>(
     Ok(total)
 }
 
+/// [`write_all_plain`] of an `IoBuf`'s bytes, handing the buffer back.
+async fn write_buf<S: SideData, W: AsyncWriteRent, T: IoBuf>(
+    tls: &RefCell<impl DerefMut<Target = ConnectionCommon<S>>>,
+    io: &mut W,
+    buf: T,
+) -> BufResult<usize, T> {
+    // Safety: `read_ptr` is valid for `bytes_init` bytes (the IoBuf contract), and `buf` is not
+    // touched while the slice lives.
+    let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+    let res = write_all_plain(tls, io, &[data]).await;
+    (res, buf)
+}
+
 /// Writes every record rustls has ready.
 async fn send_records<S: SideData, W: AsyncWriteRent>(
     tls: &RefCell<impl DerefMut<Target = ConnectionCommon<S>>>,
@@ -531,10 +544,7 @@ where
     S: SideData,
 {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // Safety: `read_ptr` is valid for `bytes_init` bytes (the IoBuf contract).
-        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let res = write_all_plain(&self.tls, &mut self.io, &[data]).await;
-        (res, buf)
+        write_buf(&self.tls, &mut self.io, buf).await
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
@@ -650,10 +660,7 @@ where
     S: SideData,
 {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // Safety: `read_ptr` is valid for `bytes_init` bytes (the IoBuf contract).
-        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let res = write_all_plain(&self.tls, &mut self.io, &[data]).await;
-        (res, buf)
+        write_buf(&self.tls, &mut self.io, buf).await
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {

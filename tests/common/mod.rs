@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use ringway::{Config, Gateway, StartOptions};
 
+pub mod pki;
+
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which event-loop driver a test runs on.
