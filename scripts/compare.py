@@ -75,8 +75,24 @@ def group_cpu_seconds(pgid):
     return user / HZ, system / HZ
 
 
-def run_load(tool, port, conns, secs, path, cpus, headers=()):
-    url = f"http://127.0.0.1:{port}{path}"
+def group_pids(pgid):
+    """The pids of every live process in process group `pgid`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:  # field 5: pgrp
+            out.append(int(entry))
+    return out
+
+
+def run_load(tool, port, conns, secs, path, cpus, headers=(), scheme="http"):
+    url = f"{scheme}://127.0.0.1:{port}{path}"
     hdr = [x for h in headers for x in ("-H", h)]
     if tool == "oha":
         out = subprocess.run(["taskset", "-c", cpus, "oha", "--no-tui", "--output-format", "json", "-c", str(conns), "-z", f"{secs}s", *hdr, url],

@@ -16,23 +16,8 @@ Needs nginx and oha (cargo install oha --locked); perf optional.
 import argparse, json, os, re, shutil, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import (NGINX_PROXY_CONF, free_port, group_cpu_seconds, require_tools, start_backend,  # noqa: E402
-                     start_proxy, stop_group, wait_listening)
-
-
-def group_pids(pgid):
-    out = []
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
-        try:
-            with open(f"/proc/{e}/stat") as f:
-                st = f.read()
-            if int(st[st.rindex(")") + 2:].split()[2]) == pgid:
-                out.append(int(e))
-        except (OSError, ValueError):
-            continue
-    return out
+from compare import (NGINX_PROXY_CONF, free_port, group_cpu_seconds, group_pids, require_tools,  # noqa: E402
+                     start_backend, start_proxy, stop_group, wait_listening)
 
 
 def ctxt_switches(pgid):

@@ -14,11 +14,11 @@ Usage: scripts/tls-bench.py [--mode keepalive|handshake|idle] [--size BYTES] [--
                             [--rounds 5] [--idle 2000] [--binary target/release/ringway]
 Needs nginx, wrk and openssl (apt-get install -y nginx-light wrk openssl).
 """
-import argparse, os, re, resource, socket, ssl, statistics, subprocess, sys, tempfile, time
+import argparse, os, resource, socket, ssl, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import (free_port, group_cpu_seconds, require_tools, start_backend, start_proxy,  # noqa: E402
-                     stop_group, wait_listening)
+from compare import (free_port, group_cpu_seconds, group_pids, require_tools, run_load,  # noqa: E402
+                     start_backend, start_proxy, stop_group, wait_listening)
 
 NGINX_TLS = """worker_processes 1; daemon off; pid {d}/nginx-tls.pid; error_log {d}/nginx-tls.err warn;
 worker_rlimit_nofile 65536;
@@ -55,34 +55,15 @@ def make_cert(d):
 
 
 def wrk(port, conns, secs, path, cpus, close):
-    hdr = ["-H", "Connection: close"] if close else []
-    out = subprocess.run(["taskset", "-c", cpus, "wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", *hdr,
-                          f"https://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
-    m = re.search(r"(\d+) requests in", out)
-    if not m:
-        return None
-    lat = {}
-    for q in ("50", "99"):
-        mm = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if mm:
-            lat[q] = float(mm.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[mm.group(2)]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
-    return {"requests": int(m.group(1)), "errors": errors, "p50": lat.get("50"), "p99": lat.get("99")}
+    hdr = ["Connection: close"] if close else []
+    return run_load("wrk", port, conns, secs, path, cpus, hdr, scheme="https")
 
 
 def rss_kib(pgid):
     total = 0
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
+    for pid in group_pids(pgid):
         try:
-            with open(f"/proc/{e}/stat") as f:
-                st = f.read()
-            if int(st[st.rindex(")") + 2:].split()[2]) != pgid:
-                continue
-            with open(f"/proc/{e}/status") as f:
+            with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
@@ -170,7 +151,7 @@ def main():
                 res.update(cpu_us=cpu_us, rps=res["requests"] / a.secs)
                 results[name].append(res)
                 print(f"round {r + 1} {name:8} {res['rps']:9.0f}/s cpu={cpu_us:6.1f}us "
-                      f"p50={res['p50']}ms p99={res['p99']}ms errors={res['errors']}", flush=True)
+                      f"p50={res['p50_ms']}ms p99={res['p99_ms']}ms errors={res['errors']}", flush=True)
         if a.mode == "idle":
             for name, v in results.items():
                 print(f"{name:8} {v[0]:.2f} KiB per idle TLS connection ({a.idle} connections)")
