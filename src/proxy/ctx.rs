@@ -106,7 +106,8 @@ pub struct RequestCtx {
     pub upstream: Option<usize>,
     /// Target of the last try.
     pub target: Option<SocketAddr>,
-    /// Tries made against the upstream (0 when it never got that far).
+    /// Connections tried against the upstream, failed connects included (0 when it never got that
+    /// far).
     pub tries: u32,
     pub timings: Timings,
     /// Request bytes read from the client (head and body).

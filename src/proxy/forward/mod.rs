@@ -73,6 +73,10 @@ pub async fn forward(
         let mut lease = match up.checkout(&cx.conn.watch, hash, exclude).await {
             Ok(l) => l,
             Err((e, failed)) => {
+                if let Some(t) = failed.and_then(|i| up.targets.get(i)) {
+                    cx.ctx.tries += 1;
+                    cx.ctx.target = Some(t.addr);
+                }
                 let connect = matches!(
                     e.kind,
                     ErrorKind::UpstreamConnect | ErrorKind::UpstreamConnectTimeout
