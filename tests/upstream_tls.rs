@@ -28,6 +28,7 @@ struct Seen {
     sni: Mutex<Vec<Option<String>>>,
     client_certs: AtomicUsize,
     probes: AtomicUsize,
+    key_updates: AtomicUsize,
 }
 
 /// A TLS HTTP/1.1 upstream with the leaf `cert` (`<cert>.pem/.key`); `client_ca`: require client
@@ -112,6 +113,17 @@ fn tls_upstream(
                         || close
                     {
                         return;
+                    }
+                    if req.target.starts_with("/key-update") {
+                        // A TLS record that is not data, arriving while the connection idles in
+                        // the gateway's pool (later than the response, so it is not read with it).
+                        thread::sleep(std::time::Duration::from_millis(300));
+                        let tls = r.get_mut();
+                        if tls.conn.refresh_traffic_keys().is_ok()
+                            && tls.conn.write_tls(&mut tls.sock).is_ok()
+                        {
+                            seen.key_updates.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                 }
             });
@@ -279,3 +291,33 @@ fn health_checks_probe_over_tls() {
         "the target stays healthy"
     );
 }
+
+both_drivers!(tls_housekeeping_in_the_pool_is_not_stray_data, |d| {
+    let pki = Pki::new("k");
+    pki.leaf("up", &["up.test"]);
+    let leaf = pki.dir.join("up");
+    let (up, seen) = tls_upstream(&leaf, None, false);
+    let g = gateway(
+        d,
+        &config(
+            up,
+            &format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem")),
+        ),
+    );
+    assert_eq!(get(addr(&g), "/key-update").status, 200);
+    let sent = std::time::Instant::now();
+    while seen.key_updates.load(Ordering::SeqCst) == 0 && sent.elapsed() < IO_TIMEOUT {
+        thread::yield_now();
+    }
+    // The pool looks at connections that idled a second or more (upstream::pool::PEEK_AFTER_MS):
+    // this one must be looked at, and found usable, before the next request.
+    while sent.elapsed() < std::time::Duration::from_millis(1500) {
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(get(addr(&g), "/again").status, 200);
+    assert_eq!(
+        seen.handshakes.load(Ordering::SeqCst),
+        1,
+        "the pooled TLS connection was dropped as if the key update were stray bytes"
+    );
+});
