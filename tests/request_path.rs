@@ -522,3 +522,25 @@ both_drivers!(
     an_interim_answer_does_not_stop_the_upload,
     interim_during_upload
 );
+
+/// A 413 before the body: the gateway stops writing but keeps reading what the client still sends
+/// for a while, so the client's further writes are taken instead of answered with a reset.
+fn lingering_close_after_413(driver: Driver) {
+    let (up, _) = sink_upstream();
+    let g = route_to(driver, up, "max_body_size = \"1KiB\"", "");
+    let mut c = client(&g);
+    c.send(b"POST /big HTTP/1.1\r\nHost: test\r\ncontent-length: 10000000\r\n\r\n");
+    let r = c.response(false).expect("response");
+    assert_eq!(r.status, 413);
+    assert!(c.is_closed(), "the gateway half-closes after the answer");
+    // Each write is acknowledged by a reading peer; a closed one would reset, and a later write
+    // fail with EPIPE or ECONNRESET.
+    let chunk = vec![b'b'; 64 * 1024];
+    for i in 0..16 {
+        assert!(
+            c.w.write_all(&chunk).is_ok(),
+            "write {i} after the answer failed"
+        );
+    }
+}
+both_drivers!(lingering_close_after_413, lingering_close_after_413);

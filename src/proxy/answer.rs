@@ -117,6 +117,12 @@ async fn write_error(cx: &mut Cx<'_>, e: GatewayError, headers: &[u8]) -> Next {
         extra.extend_from_slice(headers);
     }
     extra.extend_from_slice(&cx.kit.limit_headers);
+    // Closing with part of the request still to come: close lingering (not for a client that
+    // stalled: nothing is coming).
+    let stalled = matches!(e.kind, ErrorKind::HeaderTimeout | ErrorKind::BodyTimeout);
+    if !keep && !stalled && (cx.ctx.consumed || whole.is_none()) {
+        cx.conn.linger = true;
+    }
     let reply = reply(cx, keep);
     respond::error(
         &mut cx.kit.g,

@@ -57,6 +57,8 @@ pub struct Conn {
     head_deadline: u64,
     /// The head deadline passed while the connection was parked: answer 408.
     head_timed_out: bool,
+    /// The connection ends with part of a request unread: close it lingering (see [`linger`]).
+    pub linger: bool,
 }
 
 impl Conn {
@@ -128,6 +130,7 @@ pub fn serve(
         accepted: clock::now(),
         head_deadline: 0,
         head_timed_out: false,
+        linger: false,
     };
     // One argument, so the future does not carry the parts and the assembled `Conn` side by side.
     let inner = serve_inner(guard, conn, tls);
@@ -204,10 +207,46 @@ async fn serve_inner(guard: WatchGuard, mut conn: Conn, tls: bool) {
         let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + 1000);
         let _ = monoio::io::AsyncWriteRent::shutdown(&mut conn.stream).await;
     }
+    if conn.linger {
+        linger(&mut conn).await;
+    }
     // The socket closes and the watch unregisters in one synchronous step (no await between), so the
     // watchdog can never shut a reused fd number.
     drop(conn);
     drop(guard);
+}
+
+/// Longest a closing connection keeps reading what its client still sends (see [`linger`]).
+const LINGER_MS: u64 = 2000;
+
+/// Closes "lingering" after an answer that left part of the request unread (a 413 before the
+/// body, an upstream's early answer, a refused head with more bytes behind it): stop writing, then
+/// read and drop what the client still sends until it closes or [`LINGER_MS`] pass. Closing at once
+/// would make the kernel answer the client's further bytes with a reset, which some clients' stacks
+/// take as licence to discard the answer they have not read yet (RFC 9112 §9.6; nginx's
+/// `lingering_close`).
+async fn linger(conn: &mut Conn) {
+    if !conn.stream.is_tls() {
+        // Safety: the fd is this connection's, open until `conn` drops. (A TLS stream's shutdown,
+        // just before, did this after its close_notify.)
+        unsafe { libc::shutdown(conn.fd, libc::SHUT_WR) };
+    }
+    let deadline = now_ms() + LINGER_MS;
+    let mut buf = conn.shard.pools.buf();
+    loop {
+        buf.clear();
+        let (res, b) = {
+            let _armed = conn.watch.arm(conn.fd, Shut::Both, deadline);
+            conn.stream.read(buf).await
+        };
+        buf = b;
+        match res {
+            Ok(n) if n > 0 && !conn.watch.fired() => {}
+            _ => break,
+        }
+    }
+    buf.clear();
+    conn.shard.pools.put_buf(buf);
 }
 
 /// Runs the TLS handshake of a connection from a TLS listener, under the header timeout (a client
@@ -243,6 +282,7 @@ async fn handshake(conn: Conn) -> Option<Conn> {
         accepted,
         head_deadline,
         head_timed_out,
+        linger,
     } = conn;
     let ClientStream::Plain(tcp) = stream else {
         return None;
@@ -266,6 +306,7 @@ async fn handshake(conn: Conn) -> Option<Conn> {
         accepted,
         head_deadline,
         head_timed_out,
+        linger,
     })
 }
 

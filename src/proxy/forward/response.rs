@@ -136,6 +136,8 @@ pub async fn relay_response(
     let framing = cx.kit.resp.framing.0;
     let dechunk = cx.ctx.head.http10 && framing == Framing::Chunked;
     let keep = client_keep_alive(cx) && framing != Framing::Close && !dechunk && !early;
+    // The upload was cut short: what the client still sends is drained when it closes.
+    cx.conn.linger |= early;
     let mut rbody = match framing {
         Framing::None => Body::Length(0),
         Framing::Length(n) => Body::Length(n),
