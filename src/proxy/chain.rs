@@ -3,7 +3,8 @@
 //! or answers it (`Err(Answer)`):
 //!
 //! ```text
-//! normalize → route → limits → respond (static routes) → upstream (breaker, LB, pool, retries)
+//! normalize → route → limits → respond (static routes) → upstream (breaker) → forward (LB, pool,
+//! retries)
 //! ```
 //!
 //! Auth and access (subscriptions, lifecycle) slot in between `route` and `limits`, a cache between
@@ -21,7 +22,7 @@ use crate::upstream::{Lease, SlotGuard};
 use super::answer::{self, Answer};
 use super::conn::Conn;
 use super::ctx::RequestCtx;
-use super::stage;
+use super::{forward, stage};
 
 /// What the connection does after a request.
 pub enum Next {
@@ -91,8 +92,8 @@ pub async fn serve(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx) -> Next
         ctx,
         limits: None,
     };
-    let answer = match stages(&mut cx) {
-        Ok(()) => stage::upstream::run(&mut cx).await,
+    let answer = match stages(&mut cx).and_then(|()| stage::upstream::admit(&mut cx)) {
+        Ok(admitted) => forward::forward(&mut cx, admitted).await,
         Err(answer) => answer,
     };
     answer::write(&mut cx, answer).await

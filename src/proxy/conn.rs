@@ -148,8 +148,11 @@ pub fn serve(
 /// allocation per request, a free-list pop in the allocator's thread cache), so this task stays a
 /// few hundred bytes while the connection idles: the parked wait below is all it holds then.
 async fn serve_inner(guard: WatchGuard, mut conn: Conn, tls: bool) {
+    // The rare parts of a connection's life (the TLS handshake, a TLS close, a lingering close)
+    // run in boxed futures of their own: inline, their state would widen every connection's task
+    // for its whole life (512 → 1,328 bytes measured), idle ones included.
     if tls {
-        match handshake(conn).await {
+        match Box::pin(handshake(conn)).await {
             Some(c) => conn = c,
             None => {
                 // The socket is closed already; unregister in the same synchronous step.
@@ -205,10 +208,10 @@ async fn serve_inner(guard: WatchGuard, mut conn: Conn, tls: bool) {
     // response from a truncated one (bounded: a peer that does not read gets a second).
     if conn.stream.is_tls() {
         let _armed = conn.watch.arm(conn.fd, Shut::Both, now_ms() + 1000);
-        let _ = monoio::io::AsyncWriteRent::shutdown(&mut conn.stream).await;
+        let _ = Box::pin(monoio::io::AsyncWriteRent::shutdown(&mut conn.stream)).await;
     }
     if conn.linger {
-        linger(&mut conn).await;
+        Box::pin(linger(&mut conn)).await;
     }
     // The socket closes and the watch unregisters in one synchronous step (no await between), so the
     // watchdog can never shut a reused fd number.

@@ -28,6 +28,13 @@ pub use stream::{TlsRead, TlsStream, TlsWrite};
 
 /// A stream that is plain TCP or TLS over it (`C`: rustls' server or client connection). The TLS
 /// state is boxed: rustls' connection is large, and a plain connection should not carry its size.
+///
+/// For the same reason the TLS side's I/O futures are boxed where the traits below dispatch: each
+/// of these futures is as large as its largest variant, and every read and write of the request
+/// path moves one into its caller. Inline, TLS made every plain read and write carry (and copy) a
+/// future several times the size of the socket operation's (a measured `memmove` of 0.7 % of a
+/// plain request's CPU); boxed, only TLS operations pay, with an allocation next to a record's
+/// encryption.
 pub enum MaybeTls<C> {
     Plain(TcpStream),
     Tls(Box<TlsStream<C>>),
@@ -131,14 +138,14 @@ where
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             MaybeTls::Plain(s) => s.read(buf).await,
-            MaybeTls::Tls(t) => t.read(buf).await,
+            MaybeTls::Tls(t) => Box::pin(t.read(buf)).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             MaybeTls::Plain(s) => s.readv(buf).await,
-            MaybeTls::Tls(t) => t.readv(buf).await,
+            MaybeTls::Tls(t) => Box::pin(t.readv(buf)).await,
         }
     }
 }
@@ -155,7 +162,7 @@ where
     ) -> BufResult<usize, T> {
         match self {
             MaybeTls::Plain(s) => s.cancelable_read(buf, c).await,
-            MaybeTls::Tls(t) => t.cancelable_read(buf, c).await,
+            MaybeTls::Tls(t) => Box::pin(t.cancelable_read(buf, c)).await,
         }
     }
 
@@ -166,7 +173,7 @@ where
     ) -> BufResult<usize, T> {
         match self {
             MaybeTls::Plain(s) => s.cancelable_readv(buf, c).await,
-            MaybeTls::Tls(t) => t.cancelable_readv(buf, c).await,
+            MaybeTls::Tls(t) => Box::pin(t.cancelable_readv(buf, c)).await,
         }
     }
 }
@@ -179,28 +186,28 @@ where
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             MaybeTls::Plain(s) => s.write(buf).await,
-            MaybeTls::Tls(t) => t.write(buf).await,
+            MaybeTls::Tls(t) => Box::pin(t.write(buf)).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             MaybeTls::Plain(s) => s.writev(buf).await,
-            MaybeTls::Tls(t) => t.writev(buf).await,
+            MaybeTls::Tls(t) => Box::pin(t.writev(buf)).await,
         }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         match self {
             MaybeTls::Plain(s) => s.flush().await,
-            MaybeTls::Tls(t) => t.flush().await,
+            MaybeTls::Tls(t) => Box::pin(t.flush()).await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             MaybeTls::Plain(s) => s.shutdown().await,
-            MaybeTls::Tls(t) => t.shutdown().await,
+            MaybeTls::Tls(t) => Box::pin(t.shutdown()).await,
         }
     }
 }
@@ -213,14 +220,14 @@ where
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             ReadHalf::Plain(s) => s.read(buf).await,
-            ReadHalf::Tls(t) => t.read(buf).await,
+            ReadHalf::Tls(t) => Box::pin(t.read(buf)).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             ReadHalf::Plain(s) => s.readv(buf).await,
-            ReadHalf::Tls(t) => t.readv(buf).await,
+            ReadHalf::Tls(t) => Box::pin(t.readv(buf)).await,
         }
     }
 }
@@ -233,28 +240,28 @@ where
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             WriteHalf::Plain(s) => s.write(buf).await,
-            WriteHalf::Tls(t) => t.write(buf).await,
+            WriteHalf::Tls(t) => Box::pin(t.write(buf)).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             WriteHalf::Plain(s) => s.writev(buf).await,
-            WriteHalf::Tls(t) => t.writev(buf).await,
+            WriteHalf::Tls(t) => Box::pin(t.writev(buf)).await,
         }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         match self {
             WriteHalf::Plain(s) => s.flush().await,
-            WriteHalf::Tls(t) => t.flush().await,
+            WriteHalf::Tls(t) => Box::pin(t.flush()).await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             WriteHalf::Plain(s) => s.shutdown().await,
-            WriteHalf::Tls(t) => t.shutdown().await,
+            WriteHalf::Tls(t) => Box::pin(t.shutdown()).await,
         }
     }
 }

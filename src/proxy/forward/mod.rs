@@ -19,11 +19,11 @@ mod response;
 
 use std::rc::Rc;
 
-use crate::config::ProxyAction;
+use super::stage::upstream::Admitted;
 use crate::error::ErrorKind;
 use crate::runtime::watchdog::now_ms;
 use crate::upstream::retry::{self, Failure};
-use crate::upstream::{Outcome, Permit, Upstream, request_key};
+use crate::upstream::{Outcome, Upstream, request_key};
 
 use super::answer::Answer;
 use super::chain::{Cx, Next};
@@ -33,13 +33,14 @@ use request::Failed;
 pub use request::consume_request;
 
 /// Forwards the request; the permit (breaker, concurrency cap) is held until it ends.
-pub async fn forward(
-    cx: &mut Cx<'_>,
-    up: &Rc<Upstream>,
-    permit: Permit,
-    action: &ProxyAction,
-) -> Answer {
+pub async fn forward(cx: &mut Cx<'_>, admitted: Admitted<'_>) -> Answer {
     let state = cx.state;
+    let Admitted {
+        upstream,
+        permit,
+        action,
+    } = admitted;
+    let up: &Rc<Upstream> = &state.upstreams[upstream];
     let Some(route_idx) = cx.ctx.route else {
         return Answer::kind(ErrorKind::RouteNotFound);
     };

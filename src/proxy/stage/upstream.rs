@@ -1,6 +1,9 @@
 //! The terminal stage of a proxy route: the upstream's circuit breaker and concurrency cap admit
 //! the request (while the breaker is open, the route's fallback upstream or fallback response
-//! serves, if it has one), then [`crate::proxy::forward`] sends it and relays the response.
+//! serves, if it has one); the chain then hands the admitted request to
+//! [`crate::proxy::forward`], which sends it and relays the response. (Admission is a plain
+//! function and the chain awaits `forward` itself: each async layer between the connection and
+//! `forward` would copy the whole forwarding future once per request.)
 //!
 //! Errors: 503 `circuit_open` / `concurrency_limit` with `Retry-After` and `x-ringway-breaker`
 //! naming the upstream; whatever forwarding answers.
@@ -13,20 +16,26 @@ use crate::upstream::Refusal;
 
 use super::super::answer::Answer;
 use super::super::chain::Cx;
-use super::super::forward;
 use super::route;
+use crate::config::ProxyAction;
+use crate::upstream::Permit;
 
-pub async fn run(cx: &mut Cx<'_>) -> Answer {
-    let idx = match route::matched(cx) {
-        Ok(i) => i,
-        Err(a) => return a,
-    };
+/// A request the upstream admitted.
+pub struct Admitted<'a> {
+    /// Index of the upstream that serves it (the fallback upstream when the breaker sent it there).
+    pub upstream: usize,
+    pub permit: Permit,
+    pub action: &'a ProxyAction,
+}
+
+pub fn admit<'a>(cx: &mut Cx<'a>) -> Result<Admitted<'a>, Answer> {
+    let idx = route::matched(cx)?;
     let state = cx.state;
     let RouteAction::Proxy(action) = &state.snap.config.routes[idx].action else {
-        return Answer::Static {
+        return Err(Answer::Static {
             fallback: false,
             headers: Vec::new(),
-        };
+        });
     };
     let primary = &state.upstreams[action.upstream];
     let (up, permit) = match primary.admit() {
@@ -38,12 +47,16 @@ pub async fn run(cx: &mut Cx<'_>) -> Answer {
                 .and_then(|i| state.upstreams[i].admit().ok().map(|p| (i, p)));
             match fallback {
                 Some(x) => x,
-                None => return refused(cx, idx, refusal, &primary.config.name),
+                None => return Err(refused(cx, idx, refusal, &primary.config.name)),
             }
         }
     };
     cx.ctx.upstream = Some(up);
-    forward::forward(cx, &state.upstreams[up], permit, action).await
+    Ok(Admitted {
+        upstream: up,
+        permit,
+        action,
+    })
 }
 
 /// The breaker or the concurrency cap refused: the route's fallback response while the breaker is
