@@ -287,6 +287,47 @@ fn bad_files_name_the_field_and_check_lists_names_and_expiry() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("tls.versions[0]"), "{e}");
+    let cert = format!(
+        "{{ cert = \"{}\", key = \"{}\" }}",
+        pki.path("a.pem"),
+        pki.path("a.key")
+    );
+    let route = "[[routes]]\nrespond = { status = 200 }\n";
+    for (tls, field) in [
+        (
+            format!("listen = [\"nowhere\"]\ncertificates = [{cert}]"),
+            "tls.listen[0]",
+        ),
+        (
+            format!("listen = []\ncertificates = [{cert}]"),
+            "tls.listen",
+        ),
+        (
+            "listen = [\"127.0.0.1:8443\"]\ncertificates = []".to_string(),
+            "tls.certificates",
+        ),
+        (
+            format!("listen = [\"127.0.0.1:8443\"]\ncertificates = [{cert}]\nciphers = []"),
+            "ciphers",
+        ),
+    ] {
+        let e = ringway::Config::from_toml(&format!("[tls]\n{tls}\n{route}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{tls}: {e}");
+    }
+    let both = format!(
+        "[server]\nlisten = [\"127.0.0.1:8443\"]\n[tls]\nlisten = [\"127.0.0.1:8443\"]\ncertificates = [{cert}]\n{route}"
+    );
+    let e = ringway::Config::from_toml(&both).unwrap_err().to_string();
+    assert!(
+        e.contains("tls.listen") && e.contains("server.listen"),
+        "{e}"
+    );
+    let e = ringway::Config::from_toml(&format!("[log]\nbuffer_lines = 1\n{route}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("log.buffer_lines"), "{e}");
 }
 
 both_drivers!(close_notify_then_junk_and_large_writes, |d| {
