@@ -57,9 +57,9 @@ def wait_listening(port, timeout=15.0):
     return False
 
 
-def group_cpu_seconds(pgid):
-    """(user, system) CPU seconds of every live process in process group `pgid`."""
-    user = system = 0
+def group_stats(pgid):
+    """(pid, fields of /proc/PID/stat after the command name) of every live process in process
+    group `pgid`."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -70,32 +70,31 @@ def group_cpu_seconds(pgid):
             continue
         rest = stat[stat.rindex(")") + 2:].split()
         if int(rest[2]) == pgid:  # field 5: pgrp
-            user += int(rest[11])
-            system += int(rest[12])
+            yield int(entry), rest
+
+
+def group_cpu_seconds(pgid):
+    """(user, system) CPU seconds of every live process in process group `pgid`."""
+    user = system = 0
+    for _, rest in group_stats(pgid):
+        user += int(rest[11])
+        system += int(rest[12])
     return user / HZ, system / HZ
 
 
 def group_pids(pgid):
     """The pids of every live process in process group `pgid`."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:  # field 5: pgrp
-            out.append(int(entry))
-    return out
+    return [pid for pid, _ in group_stats(pgid)]
 
 
-def run_load(tool, port, conns, secs, path, cpus, headers=(), scheme="http"):
+def run_load(tool, port, conns, secs, path, cpus, headers=(), scheme="http", rate=None):
+    """One load run. `rate` (oha only): a fixed request rate, latency-corrected."""
     url = f"{scheme}://127.0.0.1:{port}{path}"
     hdr = [x for h in headers for x in ("-H", h)]
     if tool == "oha":
-        out = subprocess.run(["taskset", "-c", cpus, "oha", "--no-tui", "--output-format", "json", "-c", str(conns), "-z", f"{secs}s", *hdr, url],
+        fixed = ["-q", str(rate), "--latency-correction"] if rate else []
+        out = subprocess.run(["taskset", "-c", cpus, "oha", "--no-tui", "--output-format", "json", "-c", str(conns), *fixed,
+                              "-z", f"{secs}s", *hdr, url],
                              capture_output=True, text=True).stdout
         try:
             j = json.loads(out)

@@ -13,11 +13,11 @@ Usage: scripts/fixed-rate.py [--rates 5000,10000,20000] [--secs 8] [--rounds 3] 
                              [--binary target/release/ringway] [--size BYTES] [--trace]
 Needs nginx and oha (cargo install oha --locked); perf optional.
 """
-import argparse, json, os, re, shutil, statistics, subprocess, sys
+import argparse, os, re, shutil, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import (NGINX_PROXY_CONF, free_port, group_cpu_seconds, group_pids, require_tools,  # noqa: E402
-                     start_backend, start_proxy, stop_group, wait_listening)
+                     run_load, start_backend, start_proxy, stop_group, wait_listening)
 
 
 def ctxt_switches(pgid):
@@ -36,18 +36,7 @@ def ctxt_switches(pgid):
 
 
 def oha(port, rate, conns, secs, path, cpus):
-    out = subprocess.run(["taskset", "-c", cpus, "oha", "--no-tui", "--output-format", "json", "-c", str(conns), "-q", str(rate),
-                          "--latency-correction", "-z", f"{secs}s", f"http://127.0.0.1:{port}{path}"],
-                         capture_output=True, text=True).stdout
-    try:
-        j = json.loads(out)
-    except json.JSONDecodeError:
-        return None
-    codes = j.get("statusCodeDistribution", {})
-    total = sum(codes.values())
-    pct = j.get("latencyPercentiles", {})
-    return {"requests": total, "errors": total - sum(v for k, v in codes.items() if k.startswith("2")),
-            "p50": (pct.get("p50") or 0) * 1e3, "p99": (pct.get("p99") or 0) * 1e3}
+    return run_load("oha", port, conns, secs, path, cpus, rate=rate)
 
 
 def main():
@@ -110,8 +99,8 @@ def main():
                     res.update(cpu_us=(u1 - u0 + s1 - s0) * 1e6 / n, sleeps=(c1 - c0) / n,
                                enters=(enters / n) if enters is not None else None)
                     rows.setdefault((rate, name), []).append(res)
-                    print(f"rate {rate:6} round {r + 1} {name:8} cpu={res['cpu_us']:6.1f}us p50={res['p50']:.3f}ms "
-                          f"p99={res['p99']:.3f}ms sleeps/req={res['sleeps']:.2f} "
+                    print(f"rate {rate:6} round {r + 1} {name:8} cpu={res['cpu_us']:6.1f}us p50={res['p50_ms']:.3f}ms "
+                          f"p99={res['p99_ms']:.3f}ms sleeps/req={res['sleeps']:.2f} "
                           f"enters/req={res['enters'] if res['enters'] is None else round(res['enters'], 2)} "
                           f"errors={res['errors']}", flush=True)
         print("\n| rate | proxy | CPU µs/req | vs nginx | p50 ms | p99 ms | p99 vs nginx | sleeps/req | enters/req |")
@@ -120,13 +109,13 @@ def main():
             med = {}
             for name in proxies:
                 v = rows[(rate, name)]
-                med[name] = {k: statistics.median(x[k] for x in v) for k in ("cpu_us", "p50", "p99", "sleeps")}
+                med[name] = {k: statistics.median(x[k] for x in v) for k in ("cpu_us", "p50_ms", "p99_ms", "sleeps")}
                 e = [x["enters"] for x in v if x["enters"] is not None]
                 med[name]["enters"] = statistics.median(e) if e else None
             for name, m in med.items():
                 en = "-" if m["enters"] is None else f"{m['enters']:.2f}"
                 print(f"| {rate} | {name} | {m['cpu_us']:.1f} | {m['cpu_us'] / med['nginx']['cpu_us']:.3f} | "
-                      f"{m['p50']:.3f} | {m['p99']:.3f} | {m['p99'] / med['nginx']['p99']:.2f} | {m['sleeps']:.2f} | {en} |")
+                      f"{m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['p99_ms'] / med['nginx']['p99_ms']:.2f} | {m['sleeps']:.2f} | {en} |")
     finally:
         stop_group(backend_proc)
 

@@ -132,6 +132,17 @@ fn tls_upstream(
     (addr, seen)
 }
 
+/// An upstream leaf for `up.test` signed by `pki`'s CA: the path stem of its files.
+fn up_test_leaf(pki: &Pki) -> std::path::PathBuf {
+    pki.leaf("up", &["up.test"]);
+    pki.dir.join("up")
+}
+
+/// The `[upstreams.be.tls]` body that verifies `up.test` against `pki`'s CA.
+fn verify_up_test(pki: &Pki) -> String {
+    format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem"))
+}
+
 fn config(up: SocketAddr, tls: &str) -> String {
     format!(
         "[upstreams.be]\ntargets = [\"{up}\"]\n[upstreams.be.tls]\n{tls}\n[[routes]]\nupstream = \"be\"\n"
@@ -140,16 +151,9 @@ fn config(up: SocketAddr, tls: &str) -> String {
 
 both_drivers!(pooled_and_verified_with_sni, |d| {
     let pki = Pki::new("a");
-    pki.leaf("up", &["up.test"]);
-    let leaf = pki.dir.join("up");
+    let leaf = up_test_leaf(&pki);
     let (up, seen) = tls_upstream(&leaf, None, false);
-    let g = gateway(
-        d,
-        &config(
-            up,
-            &format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem")),
-        ),
-    );
+    let g = gateway(d, &config(up, &verify_up_test(&pki)));
     let mut c = Client::connect(addr(&g));
     for i in 0..5 {
         let r = c.get(&format!("/r{i}"));
@@ -175,16 +179,9 @@ both_drivers!(the_target_address_is_verified_when_no_sni_is_set, |d| {
 
 both_drivers!(new_connections_resume_the_session, |d| {
     let pki = Pki::new("r");
-    pki.leaf("up", &["up.test"]);
-    let leaf = pki.dir.join("up");
+    let leaf = up_test_leaf(&pki);
     let (up, seen) = tls_upstream(&leaf, None, true);
-    let g = gateway(
-        d,
-        &config(
-            up,
-            &format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem")),
-        ),
-    );
+    let g = gateway(d, &config(up, &verify_up_test(&pki)));
     for i in 0..4 {
         assert_eq!(get(addr(&g), &format!("/n{i}")).status, 200);
     }
@@ -199,12 +196,11 @@ both_drivers!(new_connections_resume_the_session, |d| {
 both_drivers!(a_certificate_that_does_not_verify_is_a_502, |d| {
     let pki = Pki::new("v");
     let other = Pki::new("other");
-    pki.leaf("up", &["up.test"]);
-    let leaf = pki.dir.join("up");
+    let leaf = up_test_leaf(&pki);
     let (up, seen) = tls_upstream(&leaf, None, false);
     // Trusting another CA; then the right CA but the wrong name.
     for tls in [
-        format!("sni = \"up.test\"\nca = \"{}\"", other.path("ca.pem")),
+        verify_up_test(&other),
         format!("sni = \"elsewhere.test\"\nca = \"{}\"", pki.path("ca.pem")),
     ] {
         let g = gateway(d, &config(up, &tls));
@@ -217,12 +213,11 @@ both_drivers!(a_certificate_that_does_not_verify_is_a_502, |d| {
 
 both_drivers!(mutual_tls_presents_the_client_certificate, |d| {
     let pki = Pki::new("m");
-    pki.leaf("up", &["up.test"]);
-    let leaf = pki.dir.join("up");
+    let leaf = up_test_leaf(&pki);
     pki.leaf("client", &["gateway.test"]);
     let client = pki.dir.join("client");
     let (up, seen) = tls_upstream(&leaf, Some(&pki), false);
-    let base = format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem"));
+    let base = verify_up_test(&pki);
     let g = gateway(d, &config(up, &base));
     assert_eq!(
         get(addr(&g), "/no-cert").status,
@@ -265,16 +260,16 @@ fn upstream_tls_config_errors_name_the_field() {
 #[test]
 fn health_checks_probe_over_tls() {
     let pki = Pki::new("h");
-    pki.leaf("up", &["up.test"]);
-    let leaf = pki.dir.join("up");
+    let leaf = up_test_leaf(&pki);
     let (up, seen) = tls_upstream(&leaf, None, true);
     let g = gateway(
         Driver::Epoll,
-        &format!(
-            "[upstreams.be]\ntargets = [\"{up}\"]\n[upstreams.be.tls]\nsni = \"up.test\"\nca = \"{}\"\n\
-             [upstreams.be.health_check]\npath = \"/health\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
-             [[routes]]\nupstream = \"be\"\n",
-            pki.path("ca.pem")
+        &config(
+            up,
+            &format!(
+                "{}\n[upstreams.be.health_check]\npath = \"/health\"\ninterval = \"200ms\"\ntimeout = \"200ms\"",
+                verify_up_test(&pki)
+            ),
         ),
     );
     let end = std::time::Instant::now() + IO_TIMEOUT;
@@ -294,16 +289,9 @@ fn health_checks_probe_over_tls() {
 
 both_drivers!(tls_housekeeping_in_the_pool_is_not_stray_data, |d| {
     let pki = Pki::new("k");
-    pki.leaf("up", &["up.test"]);
-    let leaf = pki.dir.join("up");
+    let leaf = up_test_leaf(&pki);
     let (up, seen) = tls_upstream(&leaf, None, false);
-    let g = gateway(
-        d,
-        &config(
-            up,
-            &format!("sni = \"up.test\"\nca = \"{}\"", pki.path("ca.pem")),
-        ),
-    );
+    let g = gateway(d, &config(up, &verify_up_test(&pki)));
     assert_eq!(get(addr(&g), "/key-update").status, 200);
     let sent = std::time::Instant::now();
     while seen.key_updates.load(Ordering::SeqCst) == 0 && sent.elapsed() < IO_TIMEOUT {
