@@ -61,7 +61,23 @@ pub struct Cx<'a> {
     pub limits: Option<LimitGuard>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    /// A request's context before any stage ran.
+    pub fn new(
+        conn: &'a mut Conn,
+        kit: &'a mut Kit,
+        state: &'a ShardState,
+        ctx: &'a mut RequestCtx,
+    ) -> Cx<'a> {
+        Cx {
+            conn,
+            kit,
+            state,
+            ctx,
+            limits: None,
+        }
+    }
+
     /// The request's path (and query) as routed: normalized when normalization changed it.
     pub fn path(&self) -> &[u8] {
         if self.ctx.path_rewritten {
@@ -85,13 +101,7 @@ fn stages(cx: &mut Cx<'_>) -> Result<(), Answer> {
 pub async fn serve(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx) -> Next {
     let state = conn.shard.state();
     kit.limit_headers.clear();
-    let mut cx = Cx {
-        conn,
-        kit,
-        state: &state,
-        ctx,
-        limits: None,
-    };
+    let mut cx = Cx::new(conn, kit, &state, ctx);
     let answer = match stages(&mut cx).and_then(|()| stage::upstream::admit(&mut cx)) {
         Ok(admitted) => forward::forward(&mut cx, admitted).await,
         Err(answer) => answer,

@@ -359,13 +359,7 @@ async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
 async fn refuse_head(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx, e: GatewayError) {
     ctx.bytes_in = kit.buf.len() as u64;
     let state = conn.shard.state();
-    let mut cx = Cx {
-        conn,
-        kit,
-        state: &state,
-        ctx,
-        limits: None,
-    };
+    let mut cx = Cx::new(conn, kit, &state, ctx);
     let _ = answer::write(&mut cx, Answer::error(e)).await;
     cx.kit.buf.clear();
 }
