@@ -148,6 +148,7 @@ fn rewrite(c: &mut Criterion) {
         body_prefix: 0,
         path: None,
         https: false,
+        extra: &[],
     };
     c.bench_function("rewrite/request_head_browser", |b| {
         b.iter(|| {

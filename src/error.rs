@@ -67,6 +67,16 @@ pub enum ErrorKind {
     RateLimited,
     /// 429: the caller has too many requests in flight on the route.
     TooManyConcurrent,
+    /// 401: a managed service's route was called without a credential.
+    CredentialMissing,
+    /// 401: the credential is unknown, expired or revoked.
+    CredentialInvalid,
+    /// 403: the calling app has no approved subscription to the service.
+    SubscriptionRequired,
+    /// 403: the calling app's subscription waits for approval.
+    SubscriptionPending,
+    /// 410: the service is retired.
+    ServiceRetired,
 }
 
 /// Whether a request that failed with this error may be sent again (to another connection or
@@ -183,6 +193,9 @@ impl GatewayError {
             | ErrorKind::PendingLimit
             | ErrorKind::ShuttingDown => 503,
             ErrorKind::RateLimited | ErrorKind::TooManyConcurrent => 429,
+            ErrorKind::CredentialMissing | ErrorKind::CredentialInvalid => 401,
+            ErrorKind::SubscriptionRequired | ErrorKind::SubscriptionPending => 403,
+            ErrorKind::ServiceRetired => 410,
         }
     }
 
@@ -222,6 +235,11 @@ impl GatewayError {
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooManyConcurrent => "too_many_concurrent_requests",
+            ErrorKind::CredentialMissing => "credential_missing",
+            ErrorKind::CredentialInvalid => "credential_invalid",
+            ErrorKind::SubscriptionRequired => "subscription_required",
+            ErrorKind::SubscriptionPending => "subscription_pending",
+            ErrorKind::ServiceRetired => "service_retired",
         }
     }
 
@@ -250,11 +268,22 @@ impl GatewayError {
             ErrorKind::ShuttingDown => "gateway is shutting down",
             ErrorKind::RateLimited => "rate limit exceeded",
             ErrorKind::TooManyConcurrent => "too many requests in flight for this caller",
+            ErrorKind::CredentialMissing => {
+                "this API needs a credential: an API key in X-API-Key or Authorization: Bearer"
+            }
+            ErrorKind::CredentialInvalid => "the credential is unknown, expired or revoked",
+            ErrorKind::SubscriptionRequired => {
+                "the calling app has no approved subscription to this API"
+            }
+            ErrorKind::SubscriptionPending => {
+                "the calling app's subscription to this API waits for approval"
+            }
+            ErrorKind::ServiceRetired => "this API is retired",
         }
     }
 
     /// A request refused by a policy on purpose (breaker open, a concurrency or pending cap, a rate
-    /// limit), as opposed to something failing.
+    /// limit, a missing credential or subscription, a retired service), as opposed to something failing.
     pub fn is_policy_refusal(&self) -> bool {
         matches!(
             self.kind,
@@ -263,6 +292,11 @@ impl GatewayError {
                 | ErrorKind::PendingLimit
                 | ErrorKind::RateLimited
                 | ErrorKind::TooManyConcurrent
+                | ErrorKind::CredentialMissing
+                | ErrorKind::CredentialInvalid
+                | ErrorKind::SubscriptionRequired
+                | ErrorKind::SubscriptionPending
+                | ErrorKind::ServiceRetired
         )
     }
 
@@ -278,7 +312,12 @@ impl GatewayError {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::ClientGone
             | ErrorKind::RateLimited
-            | ErrorKind::TooManyConcurrent => Side::Client,
+            | ErrorKind::TooManyConcurrent
+            | ErrorKind::CredentialMissing
+            | ErrorKind::CredentialInvalid
+            | ErrorKind::SubscriptionRequired
+            | ErrorKind::SubscriptionPending
+            | ErrorKind::ServiceRetired => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset

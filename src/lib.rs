@@ -22,8 +22,10 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod gateway;
 pub mod http;

@@ -12,6 +12,7 @@ use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use ringway::config::{Config, DriverChoice, LogConfig, parse_cpu_list};
+use ringway::control::{AdminToken, ControlPlane};
 use ringway::{Gateway, StartOptions};
 
 #[global_allocator]
@@ -212,7 +213,24 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("cannot install signal handlers")?;
+    let control_config = config.store.is_some().then(|| config.clone());
     let gateway = Gateway::start(config, start_options(tuning)?).context("cannot start")?;
+    let control = match control_config {
+        Some(c) => {
+            let token = match &c.admin {
+                Some(a) => Some(AdminToken::from_env_or_file(
+                    std::env::var("RINGWAY_ADMIN_TOKEN").ok(),
+                    a.token_file.as_deref(),
+                )?),
+                None => None,
+            };
+            Some(
+                ControlPlane::start(&c, gateway.publisher(), token)
+                    .context("cannot start the control plane")?,
+            )
+        }
+        None => None,
+    };
     let listen: Vec<String> = gateway
         .local_addrs()
         .iter()
@@ -245,7 +263,10 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Event::Reload) => match path {
-                Some(p) => match Config::load(p).and_then(|c| gateway.reload(c)) {
+                Some(p) => match Config::load(p).and_then(|c| match &control {
+                    Some(cp) => cp.reload(c),
+                    None => gateway.reload(c),
+                }) {
                     Ok(generation) => {
                         tracing::info!(generation, file = %p.display(), "config reloaded")
                     }
@@ -257,6 +278,9 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
             },
             Ok(Event::Stop) => {
                 tracing::info!(drain = ?drain, "shutting down: no new connections, draining requests in flight");
+                if let Some(cp) = control {
+                    cp.shutdown();
+                }
                 gateway.shutdown(drain);
                 tracing::info!("stopped");
                 return Ok(());

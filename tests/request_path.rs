@@ -294,7 +294,7 @@ fn client_gone_in_interim(driver: Driver) {
     // Two reloads: the second is applied only after a tick that evaluated the breaker's counts.
     let cfg = g.control().snapshot().config.clone();
     for _ in 0..2 {
-        let generation = g.reload(cfg.clone()).unwrap();
+        let generation = g.reload((*cfg).clone()).unwrap();
         assert!(g.wait_applied(generation, IO_TIMEOUT));
     }
     let snap = g.control().snapshot();
@@ -452,7 +452,7 @@ fn client_body_errors_spare_the_breaker(driver: Driver) {
     }
     let cfg = g.control().snapshot().config.clone();
     for _ in 0..2 {
-        let generation = g.reload(cfg.clone()).unwrap();
+        let generation = g.reload((*cfg).clone()).unwrap();
         assert!(g.wait_applied(generation, IO_TIMEOUT));
     }
     let snap = g.control().snapshot();

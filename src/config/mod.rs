@@ -4,7 +4,9 @@
 //! name the field (`routes[2].upstream`) and the reason. Loading also resolves upstream host names
 //! (blocking DNS happens here, on the control thread, never on an event loop).
 
+pub mod admin;
 pub mod limits;
+pub mod managed;
 mod raw;
 pub mod tls;
 pub mod units;
@@ -37,6 +39,11 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// TLS termination (`[tls]`), when configured.
     pub tls: Option<tls::TlsConfig>,
+    /// `[admin]`: the admin API (with the control plane and its store).
+    pub admin: Option<admin::AdminConfig>,
+    /// `[store]` (or its default when `[admin]` is set): the control plane's store; `None` when
+    /// neither section is present (no control plane).
+    pub store: Option<admin::StoreConfig>,
     /// `routes` compiled. Validation has to compile them (that is how it finds two routes that
     /// match the same requests), so it keeps the table, and every snapshot of this config serves
     /// from it instead of compiling it again. Shared, so cloning a config does not copy it.

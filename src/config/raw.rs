@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub tls: Option<super::tls::RawTls>,
+    pub admin: Option<super::admin::RawAdmin>,
+    pub store: Option<super::admin::RawStore>,
 }
 
 #[derive(Debug, Default, Deserialize)]

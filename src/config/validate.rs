@@ -28,6 +28,27 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
     }
     let http = http(raw.http)?;
     let log = log(raw.log)?;
+    let control = raw.admin.is_some() || raw.store.is_some();
+    let admin = raw
+        .admin
+        .map(|a| super::admin::admin(a, base))
+        .transpose()?;
+    let store = if control {
+        Some(super::admin::store(raw.store, base)?)
+    } else {
+        None
+    };
+    if let Some(a) = &admin {
+        if a.listen.port() != 0
+            && (server.listen.contains(&a.listen)
+                || tls.as_ref().is_some_and(|t| t.listen.contains(&a.listen)))
+        {
+            return Err(ConfigError::invalid(
+                "admin.listen",
+                format!("{} is also a proxy listener", a.listen),
+            ));
+        }
+    }
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     for (name, u) in raw.upstreams {
         upstreams.push(upstream(name, u, base)?);
@@ -44,10 +65,12 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         }
         routes.push(route);
     }
-    if routes.is_empty() {
+    // Without a control plane there is nothing else to serve; with one, managed services may be
+    // all the routes there are.
+    if routes.is_empty() && !control {
         return Err(ConfigError::invalid(
             "routes",
-            "at least one [[routes]] entry is required",
+            "at least one [[routes]] entry is required (or an [admin] section for managed services)",
         ));
     }
     // Compiling the table finds ambiguous routes, so a bad file is rejected at load; the config
@@ -61,6 +84,8 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         upstreams,
         routes,
         tls,
+        admin,
+        store,
         route_table: Arc::new(route_table),
     })
 }
@@ -356,7 +381,7 @@ fn log(l: RawLog) -> Result<LogConfig, ConfigError> {
     })
 }
 
-fn route(
+pub(super) fn route(
     i: usize,
     r: RawRoute,
     upstreams: &[UpstreamConfig],

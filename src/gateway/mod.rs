@@ -81,6 +81,24 @@ impl Control {
         self.applied[shard].store(generation, Ordering::Release);
     }
 
+    /// Waits until every shard serves `generation` or later.
+    fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if self
+                .applied
+                .iter()
+                .all(|a| a.load(Ordering::Acquire) >= generation)
+            {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn set_connections(&self, shard: usize, n: usize) {
         self.connections[shard].store(n, Ordering::Relaxed);
     }
@@ -99,7 +117,7 @@ impl CheckerHandle for Control {
             .config
             .upstreams
             .iter()
-            .zip(&snap.health)
+            .zip(snap.health.iter())
             .filter_map(|(u, h)| HealthChecked::new(u, h.as_ref()?))
             .collect();
         (snap.generation, checked)
@@ -165,7 +183,7 @@ pub struct Gateway {
     control: Arc<Control>,
     threads: Vec<JoinHandle<()>>,
     /// The health-check thread, started once some upstream has health checks.
-    checker: OnceLock<JoinHandle<()>>,
+    checker: Arc<OnceLock<JoinHandle<()>>>,
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     drivers: Vec<DriverKind>,
@@ -198,7 +216,12 @@ impl Gateway {
         let bound = listen::bind_all(&config.server, tls_listen, workers)?;
         let (addrs, tls_addrs, mut listeners) = (bound.plain, bound.tls, bound.per_shard);
         crate::observe::clock::init();
-        let snap = Arc::new(Snapshot::build(config, 1, None)?);
+        let snap = Arc::new(Snapshot::build(
+            Arc::new(config),
+            crate::catalog::Catalog::empty(),
+            1,
+            None,
+        )?);
         let control = Arc::new(Control {
             snapshot: ArcSwap::new(snap.clone()),
             generation: AtomicU64::new(1),
@@ -256,9 +279,9 @@ impl Gateway {
             addrs,
             tls_addrs,
             drivers,
-            checker: OnceLock::new(),
+            checker: Arc::new(OnceLock::new()),
         };
-        g.ensure_checker();
+        g.publisher().ensure_checker();
         Ok(g)
     }
 
@@ -282,68 +305,28 @@ impl Gateway {
     }
 
     /// Validates `config` into a new snapshot and hands it to every shard (at their next tick). On
-    /// error nothing changes. Listener and runtime settings (`[server]`) need a restart.
+    /// error nothing changes. Listener and runtime settings (`[server]`) need a restart. The
+    /// catalog of managed services is kept as it is.
     ///
     /// Safe to call from several threads: reloads are serialised, each builds from (and carries the
     /// node-global state of) the snapshot it replaces, and each returns its own generation.
     pub fn reload(&self, config: Config) -> Result<u64, ConfigError> {
-        let _writer = self.control.publisher.lock();
-        let prev = self.control.snapshot();
-        let generation = prev.generation + 1;
-        let snap = Snapshot::build(config, generation, Some(&prev))?;
-        // Snapshot first, then the generation shards compare: a shard that sees the new generation
-        // loads this snapshot or a later one.
-        self.control.snapshot.store(Arc::new(snap));
-        self.control.generation.store(generation, Ordering::Release);
-        // Still under the lock: two first reloads with health checks would otherwise both find no
-        // checker and start one each.
-        self.ensure_checker();
-        Ok(generation)
+        let config = Arc::new(config);
+        self.publisher()
+            .publish(|prev| Ok((config, prev.catalog.clone())))
     }
 
-    /// Starts the health checker the first time a config has health checks.
-    fn ensure_checker(&self) {
-        let wanted = self
-            .control
-            .snapshot()
-            .config
-            .upstreams
-            .iter()
-            .any(|u| u.health_check.is_some());
-        if !wanted || self.checker.get().is_some() {
-            return;
-        }
-        let control = self.control.clone();
-        match std::thread::Builder::new()
-            .name("ringway-health".into())
-            .spawn(move || crate::upstream::health::run_checker(&*control))
-        {
-            Ok(t) => {
-                let _ = self.checker.set(t);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the health checker; targets stay in rotation")
-            }
+    /// A handle that publishes snapshots (config reloads, the control plane).
+    pub fn publisher(&self) -> SnapshotPublisher {
+        SnapshotPublisher {
+            control: self.control.clone(),
+            checker: self.checker.clone(),
         }
     }
 
     /// Waits until every shard serves `generation` or later.
     pub fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
-        loop {
-            if self
-                .control
-                .applied
-                .iter()
-                .all(|a| a.load(Ordering::Acquire) >= generation)
-            {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.control.wait_applied(generation, timeout)
     }
 
     /// Open client connections over all shards (as of each shard's last tick).
@@ -377,7 +360,7 @@ impl Gateway {
     pub fn join(mut self) {
         for t in std::mem::take(&mut self.threads)
             .into_iter()
-            .chain(self.checker.take())
+            .chain(take_checker(&mut self.checker))
         {
             let _ = t.join();
         }
@@ -399,9 +382,85 @@ impl Drop for Gateway {
         self.begin_shutdown(Duration::ZERO);
         for t in std::mem::take(&mut self.threads)
             .into_iter()
-            .chain(self.checker.take())
+            .chain(take_checker(&mut self.checker))
         {
             let _ = t.join();
+        }
+    }
+}
+
+/// The checker thread, once no publisher handle holds it any more (a handle outliving the
+/// gateway leaves its thread unjoined; it stops on its own once draining is set).
+fn take_checker(c: &mut Arc<OnceLock<JoinHandle<()>>>) -> Option<JoinHandle<()>> {
+    Arc::get_mut(c).and_then(OnceLock::take)
+}
+
+/// Publishes snapshots: the one way a new snapshot reaches the shards (config reloads and the
+/// control plane both go through it). Cheap to clone; see [`Publisher`] for why writers are
+/// serialised.
+#[derive(Clone)]
+pub struct SnapshotPublisher {
+    control: Arc<Control>,
+    checker: Arc<OnceLock<JoinHandle<()>>>,
+}
+
+impl SnapshotPublisher {
+    /// Builds the next snapshot from the one it replaces and publishes it under the next
+    /// generation. `next` gets the current snapshot and returns the config and catalog to serve;
+    /// it runs under the publish lock, so nothing is published between its read and the store.
+    /// Returns the new generation; on error nothing changes.
+    pub fn publish<E: From<ConfigError>>(
+        &self,
+        next: impl FnOnce(&Snapshot) -> Result<(Arc<Config>, crate::catalog::Catalog), E>,
+    ) -> Result<u64, E> {
+        let _writer = self.control.publisher.lock();
+        let prev = self.control.snapshot();
+        let (config, catalog) = next(&prev)?;
+        let generation = prev.generation + 1;
+        let snap = Snapshot::build(config, catalog, generation, Some(&prev))?;
+        // Snapshot first, then the generation shards compare: a shard that sees the new generation
+        // loads this snapshot or a later one.
+        self.control.snapshot.store(Arc::new(snap));
+        self.control.generation.store(generation, Ordering::Release);
+        // Still under the lock: two first reloads with health checks would otherwise both find no
+        // checker and start one each.
+        self.ensure_checker();
+        Ok(generation)
+    }
+
+    /// The snapshot being served.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.control.snapshot()
+    }
+
+    /// Waits until every shard serves `generation` or later.
+    pub fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
+        self.control.wait_applied(generation, timeout)
+    }
+
+    /// Starts the health checker the first time a config has health checks.
+    fn ensure_checker(&self) {
+        let wanted = self
+            .control
+            .snapshot()
+            .config
+            .upstreams
+            .iter()
+            .any(|u| u.health_check.is_some());
+        if !wanted || self.checker.get().is_some() {
+            return;
+        }
+        let control = self.control.clone();
+        match std::thread::Builder::new()
+            .name("ringway-health".into())
+            .spawn(move || crate::upstream::health::run_checker(&*control))
+        {
+            Ok(t) => {
+                let _ = self.checker.set(t);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the health checker; targets stay in rotation")
+            }
         }
     }
 }

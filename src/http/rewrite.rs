@@ -35,6 +35,8 @@ pub struct RequestRewrite<'a> {
     pub path: Option<&'a [u8]>,
     /// The client connection is TLS (`x-forwarded-proto: https`).
     pub https: bool,
+    /// Header lines the gateway adds (`"name: value\r\n"`, e.g. the caller's identity).
+    pub extra: &'a [u8],
 }
 
 /// Builds the upstream request into `g` (whose `main` holds the client's bytes, head first).
@@ -141,6 +143,7 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
         g.extra.extend_from_slice(b"connection: upgrade\r\n");
         put_field(&mut g.extra, b"upgrade", &v);
     }
+    g.extra.extend_from_slice(rw.extra);
     g.extra.extend_from_slice(b"\r\n");
     g.end_extra(from);
     g.push_main(head.len, head.len + rw.body_prefix);

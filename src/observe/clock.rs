@@ -34,6 +34,22 @@ pub fn micros(start: u64, end: u64) -> u64 {
     clock().delta_as_nanos(start, end) / 1000
 }
 
+/// Wall-clock time in unix milliseconds from `CLOCK_REALTIME_COARSE` (a few ms of resolution, a
+/// plain memory read in the vDSO): for comparing against expiry times, never for durations.
+#[inline]
+pub fn unix_ms_coarse() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: `ts` is a valid, writable timespec; the call writes only it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +65,15 @@ mod tests {
         assert!((19_000..200_000).contains(&us), "{us} µs for a 20 ms wait");
         assert_eq!(micros(b, a), 0);
         assert_eq!(micros(0, b), 0);
+    }
+
+    #[test]
+    fn coarse_wall_clock_is_unix_time() {
+        let sys = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let coarse = unix_ms_coarse();
+        assert!(coarse.abs_diff(sys) < 100, "{coarse} vs {sys}");
     }
 }

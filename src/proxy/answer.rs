@@ -94,7 +94,7 @@ async fn write_static(cx: &mut Cx<'_>, r: &RenderedStatic, headers: &[u8]) -> Ne
     let whole = whole_request_len(cx);
     let keep = client_keep_alive(cx) && whole.is_some();
     let reply = reply(cx, keep);
-    let extra = [headers, &cx.kit.limit_headers].concat();
+    let extra = [headers, &cx.kit.response_headers].concat();
     r.render(&mut cx.kit.g, reply, &extra);
     cx.ctx.status = r.status();
     send_and_finish(cx, whole, keep).await
@@ -110,13 +110,13 @@ async fn write_error(cx: &mut Cx<'_>, e: GatewayError, headers: &[u8]) -> Next {
         cx.conn.shard.request_id(&mut id);
         cx.ctx.id.set_generated(&id);
     }
-    let mut extra = Vec::with_capacity(headers.len() + cx.kit.limit_headers.len() + 64);
+    let mut extra = Vec::with_capacity(headers.len() + cx.kit.response_headers.len() + 64);
     if e.kind == ErrorKind::MethodNotAllowed || e.kind == ErrorKind::Head(HeadError::Connect) {
         extra.extend_from_slice(b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
     } else {
         extra.extend_from_slice(headers);
     }
-    extra.extend_from_slice(&cx.kit.limit_headers);
+    extra.extend_from_slice(&cx.kit.response_headers);
     // Closing with part of the request still to come: close lingering (not for a client that
     // stalled: nothing is coming).
     let stalled = matches!(e.kind, ErrorKind::HeaderTimeout | ErrorKind::BodyTimeout);

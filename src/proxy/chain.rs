@@ -3,12 +3,13 @@
 //! or answers it (`Err(Answer)`):
 //!
 //! ```text
-//! normalize → route → limits → respond (static routes) → upstream (breaker) → forward (LB, pool,
-//! retries)
+//! normalize → route → auth → access → limits → respond (static routes) → upstream (breaker)
+//! → forward (LB, pool, retries)
 //! ```
 //!
-//! Auth and access (subscriptions, lifecycle) slot in between `route` and `limits`, a cache between
-//! `limits` and `upstream`: each one line here and one file in [`super::stage`].
+//! `auth` and `access` act on managed services' routes only (credential → app, lifecycle,
+//! subscription); a cache will sit between `limits` and `upstream`: one line here and one file
+//! in [`super::stage`].
 //!
 //! The answer (an error, a static response, or the proxied response already sent) is written by
 //! [`answer::write`]; the connection task then ends the request in [`super::finish`], the one
@@ -92,6 +93,8 @@ impl<'a> Cx<'a> {
 fn stages(cx: &mut Cx<'_>) -> Result<(), Answer> {
     stage::normalize::run(cx)?;
     stage::route::run(cx)?;
+    stage::auth::run(cx)?;
+    stage::access::run(cx)?;
     stage::limits::run(cx)?;
     stage::respond::run(cx)?;
     Ok(())
@@ -100,7 +103,8 @@ fn stages(cx: &mut Cx<'_>) -> Result<(), Answer> {
 /// Serves one parsed request (head in `kit.req`) and writes its answer.
 pub async fn serve(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx) -> Next {
     let state = conn.shard.state();
-    kit.limit_headers.clear();
+    kit.response_headers.clear();
+    kit.upstream_headers.clear();
     let mut cx = Cx::new(conn, kit, &state, ctx);
     let answer = match stages(&mut cx).and_then(|()| stage::upstream::admit(&mut cx)) {
         Ok(admitted) => forward::forward(&mut cx, admitted).await,

@@ -86,6 +86,13 @@ pub struct HeadFacts {
     pub keep_alive_10: bool,
 }
 
+/// The app a credential identified (store numbers, stable across catalog rebuilds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub app: i64,
+    pub tenant: i64,
+}
+
 /// What happened to the request, filled as it goes.
 pub struct RequestCtx {
     pub id: RequestId,
@@ -102,6 +109,11 @@ pub struct RequestCtx {
     pub matched: usize,
     /// The routing path differs from the path as sent (the normalized form is in `Kit::path`).
     pub path_rewritten: bool,
+    /// The managed service the route belongs to (its index in the catalog's services); `None` for
+    /// the config file's routes.
+    pub service: Option<u32>,
+    /// Who is calling, once the auth stage identified them.
+    pub caller: Option<Caller>,
     /// Index of the upstream that served (the fallback upstream when the breaker sent it there).
     pub upstream: Option<usize>,
     /// Target of the last try.
@@ -136,6 +148,8 @@ impl RequestCtx {
             route: None,
             matched: 0,
             path_rewritten: false,
+            service: None,
+            caller: None,
             upstream: None,
             target: None,
             tries: 0,

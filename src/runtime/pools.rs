@@ -21,8 +21,12 @@ pub struct Kit {
     pub g: Gather,
     pub req: RequestHead,
     pub resp: ResponseHead,
-    /// Header lines added to the current request's response (RateLimit-*); cleared per request.
-    pub limit_headers: Vec<u8>,
+    /// Header lines added to the current request's response (RateLimit-*, Deprecation); cleared
+    /// per request.
+    pub response_headers: Vec<u8>,
+    /// Header lines added to the current request when forwarded (the caller's identity); cleared
+    /// per request.
+    pub upstream_headers: Vec<u8>,
     /// The normalized path (and query) when normalization changed it (`RequestCtx::path_rewritten`).
     pub path: Vec<u8>,
 }

@@ -117,14 +117,32 @@ impl ShardState {
     /// balancer positions) of `prev` whose config did not change.
     /// `shards`: how many shards share the node (for per-shard shares of concurrency caps).
     pub fn new(snap: Arc<Snapshot>, prev: Option<&ShardState>, shards: usize) -> ShardState {
+        // Only the catalog changed (a key, a subscription): same upstreams, same limits.
+        if let Some(p) = prev.filter(|p| Arc::ptr_eq(&p.snap.config, &snap.config)) {
+            return ShardState {
+                upstreams: p.upstreams.clone(),
+                limits: p.limits.clone(),
+                snap,
+            };
+        }
+        let by_name: std::collections::HashMap<&str, &Rc<Upstream>> = prev
+            .map(|p| {
+                p.upstreams
+                    .iter()
+                    .map(|u| (u.config.name.as_str(), u))
+                    .collect()
+            })
+            .unwrap_or_default();
         let upstreams = snap
             .config
             .upstreams
             .iter()
             .enumerate()
             .map(|(i, u)| {
-                prev.and_then(|p| p.upstreams.iter().find(|old| old.config == *u))
-                    .cloned()
+                by_name
+                    .get(u.name.as_str())
+                    .filter(|old| old.config == *u)
+                    .map(|old| Rc::clone(old))
                     .unwrap_or_else(|| {
                         Upstream::new(
                             u,

@@ -1,9 +1,14 @@
 //! An immutable, validated view of the config that shards serve from, built off the hot path (at
 //! start and on reload) and shared as `Arc<Snapshot>`. Shards swap to a new snapshot at their next
 //! tick; requests in flight keep the one they started with.
+//!
+//! A snapshot is the config (the file's routes and upstreams composed with the managed services')
+//! plus the compiled [`Catalog`]. When only the catalog changed (a key, a subscription), the new
+//! snapshot shares the config and everything derived from it with the one it replaces.
 
 use std::sync::Arc;
 
+use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, RouteAction, UpstreamConfig};
 use crate::http::respond::RenderedStatic;
 use crate::limit::NodeRouteLimits;
@@ -13,21 +18,23 @@ use crate::upstream::health::Health;
 use crate::upstream::outlier::Outlier;
 
 pub struct Snapshot {
-    pub config: Config,
+    pub config: Arc<Config>,
+    /// Managed services, credentials and subscriptions (empty without a control plane).
+    pub catalog: Catalog,
     /// The config's route table (compiled once, when the config was validated).
     pub routes: Arc<RouteTable>,
     /// Pre-rendered static responses, by route index.
-    pub statics: Vec<Option<RenderedStatic>>,
+    pub statics: Arc<[Option<RenderedStatic>]>,
     /// Pre-rendered `fallback_respond` responses (served while the breaker is open), by route.
-    pub fallbacks: Vec<Option<RenderedStatic>>,
+    pub fallbacks: Arc<[Option<RenderedStatic>]>,
     /// Health state by upstream index (for upstreams with health checks), shared with the checker.
-    pub health: Vec<Option<Arc<Health>>>,
+    pub health: Arc<[Option<Arc<Health>>]>,
     /// Circuit breakers by upstream index (node-global, shared by every shard).
-    pub breakers: Vec<Option<Arc<Breaker>>>,
+    pub breakers: Arc<[Option<Arc<Breaker>>]>,
     /// Outlier ejection state by upstream index (node-global).
-    pub outliers: Vec<Option<Arc<Outlier>>>,
+    pub outliers: Arc<[Option<Arc<Outlier>>]>,
     /// Rate and concurrency limit tables by route index (node-global).
-    pub limits: Vec<Option<Arc<NodeRouteLimits>>>,
+    pub limits: Arc<[Option<Arc<NodeRouteLimits>>]>,
     pub generation: u64,
 }
 
@@ -36,15 +43,29 @@ pub struct Snapshot {
 fn carry<T>(
     config: &Config,
     prev: Option<&Snapshot>,
-    field: impl Fn(&Snapshot) -> &Vec<Option<Arc<T>>>,
+    field: impl Fn(&Snapshot) -> &[Option<Arc<T>>],
     make: impl Fn(&UpstreamConfig) -> Option<T>,
-) -> Vec<Option<Arc<T>>> {
+) -> Arc<[Option<Arc<T>>]> {
+    // By name, so that thousands of managed upstreams carry over in linear time.
+    let by_name: std::collections::HashMap<&str, usize> = prev
+        .map(|p| {
+            p.config
+                .upstreams
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.name.as_str(), i))
+                .collect()
+        })
+        .unwrap_or_default();
     config
         .upstreams
         .iter()
         .map(|u| {
             let old = prev.and_then(|p| {
-                let i = p.config.upstreams.iter().position(|c| c == u)?;
+                let i = *by_name.get(u.name.as_str())?;
+                if p.config.upstreams[i] != *u {
+                    return None;
+                }
                 field(p).get(i).cloned().flatten()
             });
             old.or_else(|| make(u).map(Arc::new))
@@ -58,10 +79,25 @@ impl Snapshot {
     /// The config is validated already (its route table compiled with it), so nothing here fails
     /// today; the error is the reload path's, kept for parts that can only fail when built.
     pub fn build(
-        config: Config,
+        config: Arc<Config>,
+        catalog: Catalog,
         generation: u64,
         prev: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
+        if let Some(p) = prev.filter(|p| Arc::ptr_eq(&p.config, &config)) {
+            return Ok(Snapshot {
+                config,
+                catalog,
+                routes: p.routes.clone(),
+                statics: p.statics.clone(),
+                fallbacks: p.fallbacks.clone(),
+                health: p.health.clone(),
+                breakers: p.breakers.clone(),
+                outliers: p.outliers.clone(),
+                limits: p.limits.clone(),
+                generation,
+            });
+        }
         let health = carry(
             &config,
             prev,
@@ -90,6 +126,16 @@ impl Snapshot {
         );
         // A route keeps its limit tables (and what callers have spent) across a reload while its
         // name and limits are unchanged.
+        let route_by_name: std::collections::HashMap<&str, usize> = prev
+            .map(|p| {
+                p.config
+                    .routes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.name.as_str(), i))
+                    .collect()
+            })
+            .unwrap_or_default();
         let limits = config
             .routes
             .iter()
@@ -98,7 +144,7 @@ impl Snapshot {
                     return None;
                 }
                 let old = prev.and_then(|p| {
-                    let i = p.config.routes.iter().position(|o| o.name == r.name)?;
+                    let i = *route_by_name.get(r.name.as_str())?;
                     p.limits[i].clone().filter(|l| l.config == r.limits)
                 });
                 Some(old.unwrap_or_else(|| Arc::new(NodeRouteLimits::new(&r.limits))))
@@ -123,6 +169,7 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             config,
+            catalog,
             routes,
             statics,
             fallbacks,

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use ringway::{Config, Gateway, StartOptions};
 
+pub mod admin;
 pub mod pki;
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -130,6 +130,7 @@ pub async fn send(
         body_prefix: body.prefix,
         path: None,
         https: cx.conn.stream.is_tls(),
+        extra: &[],
     };
     let kit = &mut *cx.kit;
     let normalized = &http.normalize;
@@ -139,6 +140,7 @@ pub async fn send(
         cx.ctx.path_rewritten && (!normalized.forward_original || action.rewrite_prefix.is_some());
     let rw = RequestRewrite {
         path: routed.then_some(&kit.path[..]),
+        extra: &kit.upstream_headers,
         ..rw
     };
     let req = &kit.req;

@@ -168,7 +168,7 @@ pub async fn relay_response(
     let (more, filled) = read_short_body(&mut src, &conn.watch, &mut ubuf, &mut rbody).await;
     let body_prefix = body_prefix + more;
     let rw = ResponseRewrite {
-        extra: &kit.limit_headers,
+        extra: &kit.response_headers,
         keep_alive: keep,
         client_http10: cx.ctx.head.http10,
         dechunk,
@@ -269,7 +269,7 @@ async fn switch_protocols(
     let rest = ubuf.len() - resp_len;
     let kit = &mut *cx.kit;
     let rw = ResponseRewrite {
-        extra: &kit.limit_headers,
+        extra: &kit.response_headers,
         keep_alive: true,
         client_http10: false,
         dechunk: false,

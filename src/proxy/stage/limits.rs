@@ -2,7 +2,7 @@
 //! says it is too large), then its rate and concurrency limits ([`crate::limit`]): 429
 //! `rate_limited` / `too_many_concurrent_requests` with `Retry-After` when one refuses. The
 //! concurrency slots taken are held in `cx.limits` until the request ends. RateLimit-* fields the
-//! route sends go to `kit.limit_headers`, on refusals too.
+//! route sends go to `kit.response_headers`, on refusals too.
 //!
 //! Performance: a route without limits costs one branch; with limits, shard-local leases (atomics
 //! touched once per batch, see `crate::limit`).
@@ -38,7 +38,7 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         path,
         cx.conn.peer.ip(),
         now,
-        &mut kit.limit_headers,
+        &mut kit.response_headers,
     ) {
         Ok(guard) => {
             cx.limits = Some(guard);

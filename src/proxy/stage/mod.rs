@@ -3,6 +3,8 @@
 //! the admitted request that [`super::forward`] sends. Their order is declared in
 //! [`super::chain`].
 
+pub mod access;
+pub mod auth;
 pub mod limits;
 pub mod normalize;
 pub mod respond;

@@ -1,0 +1,203 @@
+//! Managed services' routes and upstreams (from the store, through the admin API) validated with
+//! the same rules as the config file's, and composed with the file's into one config and one
+//! route table.
+//!
+//! A service's upstream takes every field of an `[upstreams.NAME]` table (targets, balancing,
+//! health checks, retries, breaker, outlier ejection, TLS), except TLS file paths: a path on the
+//! gateway's host is the operator's to name, not an API owner's. Errors name the field as the
+//! admin API's body spells it (`routes[0].path_prefix`, `upstream.targets[1]`).
+//!
+//! Composition appends each service's upstream (named by the service's id) and routes after the
+//! file's, then compiles the route table once over all of them: two routes matching the same
+//! host, path and methods are refused with an error naming both and where each comes from.
+
+use serde::{Deserialize, Serialize};
+
+use super::raw::{RawRoute, RawUpstream};
+use super::validate::route;
+use super::validate_upstream::upstream;
+use super::*;
+
+/// A managed service's route, as the admin API takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRoute {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_exact: Option<String>,
+    /// Empty or absent: any method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    /// Empty or absent: any host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_host: Option<String>,
+}
+
+/// A managed service's routes and upstream, validated. The routes' `ProxyAction::upstream` is 0
+/// (the service's own upstream) until composed.
+#[derive(Debug, Clone)]
+pub struct ServiceRoutes {
+    pub routes: Vec<RouteConfig>,
+    pub upstream: UpstreamConfig,
+}
+
+/// Validates a service's routes and upstream. `id` names the upstream (the service's id).
+pub fn managed_service(
+    id: &str,
+    routes: &[ServiceRoute],
+    upstream_spec: &serde_json::Value,
+    http: &HttpConfig,
+) -> Result<ServiceRoutes, ConfigError> {
+    if routes.is_empty() {
+        return Err(ConfigError::invalid(
+            "routes",
+            "at least one route is required",
+        ));
+    }
+    let raw: RawUpstream = serde_path_to_error::deserialize(upstream_spec).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "upstream".to_string()
+        } else {
+            format!("upstream.{path}")
+        };
+        ConfigError::invalid(field, e.into_inner().to_string())
+    })?;
+    if let Some(t) = &raw.tls {
+        for (set, name) in [
+            (t.ca.is_some(), "ca"),
+            (t.client_cert.is_some(), "client_cert"),
+            (t.client_key.is_some(), "client_key"),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    format!("upstream.tls.{name}"),
+                    "file paths are not accepted for managed services (the gateway host's files are the operator's); use a config-file upstream",
+                ));
+            }
+        }
+    }
+    let prefix = format!("upstreams.{id}");
+    let rename = |e: ConfigError| match e {
+        ConfigError::Invalid { field, reason } => {
+            let field = match field.strip_prefix(&prefix) {
+                Some(rest) => format!("upstream{rest}"),
+                None => field,
+            };
+            ConfigError::Invalid { field, reason }
+        }
+        other => other,
+    };
+    let up = upstream(id.to_string(), raw, std::path::Path::new(".")).map_err(rename)?;
+    let ups = std::slice::from_ref(&up);
+    let mut out = Vec::with_capacity(routes.len());
+    for (i, r) in routes.iter().enumerate() {
+        let raw = RawRoute {
+            name: Some(format!("{id}#{i}")),
+            hosts: r.hosts.clone(),
+            path_prefix: r.path_prefix.clone(),
+            path_exact: r.path_exact.clone(),
+            methods: r.methods.clone(),
+            upstream: Some(id.to_string()),
+            strip_prefix: r.strip_prefix,
+            rewrite_prefix: r.rewrite_prefix.clone(),
+            upstream_host: r.upstream_host.clone(),
+            ..Default::default()
+        };
+        if r.path_prefix.is_none() && r.path_exact.is_none() {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].path_prefix"),
+                "set path_prefix or path_exact",
+            ));
+        }
+        out.push(route(i, raw, ups, http)?);
+    }
+    // Two routes of one service that match the same requests are the caller's mistake: say so now,
+    // not when the service is composed.
+    RouteTable::build(out.iter().map(RouteConfig::matcher)).map_err(|c| {
+        ConfigError::invalid(
+            format!("routes[{}]", c.route),
+            format!(
+                "matches the same host, path and methods as routes[{}]",
+                c.other
+            ),
+        )
+    })?;
+    Ok(ServiceRoutes {
+        routes: out,
+        upstream: up,
+    })
+}
+
+/// One managed service to compose: its id and name (for error messages) and validated parts.
+pub struct Managed<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub parts: &'a ServiceRoutes,
+}
+
+impl Config {
+    /// The file's config with managed services' upstreams and routes appended, and the route
+    /// table compiled over all. Also returns, by route index, which of `services` each route
+    /// belongs to (`None`: the file's).
+    pub fn compose(
+        base: &Config,
+        services: &[Managed<'_>],
+    ) -> Result<(Config, Vec<Option<u32>>), ConfigError> {
+        let mut config = base.clone();
+        let mut owners: Vec<Option<u32>> = vec![None; base.routes.len()];
+        for (si, s) in services.iter().enumerate() {
+            if config.upstreams.iter().any(|u| u.name == s.id) {
+                return Err(ConfigError::invalid(
+                    format!("upstreams.{}", s.id),
+                    format!(
+                        "the config file's upstream {:?} has the name of managed service {:?}",
+                        s.id, s.name
+                    ),
+                ));
+            }
+            let up = config.upstreams.len();
+            config.upstreams.push(s.parts.upstream.clone());
+            for r in &s.parts.routes {
+                let mut r = r.clone();
+                if let RouteAction::Proxy(p) = &mut r.action {
+                    p.upstream = up;
+                }
+                config.routes.push(r);
+                owners.push(Some(si as u32));
+            }
+        }
+        let table =
+            RouteTable::build(config.routes.iter().map(RouteConfig::matcher)).map_err(|c| {
+                let side = |i: usize| match owners[i] {
+                    None => format!("route {:?} of the config file", config.routes[i].name),
+                    Some(s) => format!(
+                        "a route of service {:?} ({})",
+                        services[s as usize].name, services[s as usize].id
+                    ),
+                };
+                let (a, b) = (c.route.max(c.other), c.route.min(c.other));
+                let field = match owners[a] {
+                    Some(s) => format!("services.{}.routes", services[s as usize].id),
+                    None => format!("routes[{a}]"),
+                };
+                ConfigError::invalid(
+                    field,
+                    format!(
+                        "{} matches the same host, path and methods as {}",
+                        side(a),
+                        side(b)
+                    ),
+                )
+            })?;
+        config.route_table = Arc::new(table);
+        Ok((config, owners))
+    }
+}

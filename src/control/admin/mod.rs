@@ -1,0 +1,279 @@
+//! The admin API: resource-oriented JSON under `/api/v1`, on its own listener (`[admin] listen`,
+//! loopback by default), served by axum on the control plane's tokio thread. One file per
+//! resource; this one holds what they share: the principal every call is made as, the JSON body
+//! reader, errors, paging, ETags.
+//!
+//! Errors use the gateway's JSON shape, `{"error":{"code","message","fields"?}}`; `fields` names
+//! every invalid field of a body (`routes[0].path_prefix`). Another tenant's object is a 404,
+//! never a 403, so its existence does not leak.
+//!
+//! Every call carries `Authorization: Bearer <token>`; the bootstrap token (from
+//! `RINGWAY_ADMIN_TOKEN` or `[admin] token_file`) is kept only as its SHA-256 and compared in
+//! constant time.
+
+mod apps;
+mod audit;
+mod error;
+mod openapi;
+mod services;
+mod subscriptions;
+mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+use tokio::sync::Mutex;
+
+pub use error::ApiError;
+
+use super::catalog::Managed;
+use super::store::{ListQuery, Store};
+
+/// Largest admin request body (an OpenAPI document included).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<Store>,
+    pub managed: Arc<Mutex<Managed>>,
+    /// SHA-256 of the bootstrap admin token.
+    pub token_hash: Arc<[u8; 32]>,
+}
+
+/// Who makes a call. The bootstrap token acts for the node's operator: every tenant, every
+/// action. Tenant-scoped principals (users, personal tokens) narrow [`Principal::tenants`].
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Operator,
+}
+
+impl Principal {
+    /// The tenants this principal sees; `None`: all.
+    pub fn tenants(&self) -> Option<Vec<String>> {
+        match self {
+            Principal::Operator => None,
+        }
+    }
+
+    /// Whether it may see (and act on) objects of `tenant`.
+    pub fn sees(&self, _tenant: &str) -> bool {
+        match self {
+            Principal::Operator => true,
+        }
+    }
+
+    /// How the audit log names it.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Operator => "operator".to_string(),
+        }
+    }
+}
+
+impl FromRequestParts<AdminState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
+        let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "missing Authorization: Bearer <token>",
+            ));
+        };
+        let token = v
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+        let hash = crate::catalog::hash_key(token.as_bytes());
+        if bool::from(hash.ct_eq(&*state.token_hash)) {
+            Ok(Principal::Operator)
+        } else {
+            Err(ApiError::unauthorized("the token is not valid"))
+        }
+    }
+}
+
+/// A JSON body, read with a size bound and deserialized so that every error names its field.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AdminState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &AdminState) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("");
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            // curl -d sends application/x-www-form-urlencoded unless told otherwise: the body is
+            // read as JSON all the same. Any other declared type is refused.
+            let json = essence.eq_ignore_ascii_case("application/json")
+                || essence.eq_ignore_ascii_case("application/x-www-form-urlencoded");
+            if !json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("expected Content-Type: application/json, got {ct:?}"),
+                ));
+            }
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the request body is larger than {MAX_BODY} bytes"),
+                )
+            })?;
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+            // An empty body is an empty object: actions such as /publish need no body.
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        match serde_path_to_error::deserialize(de) {
+            Ok(v) => Ok(Body(v)),
+            Err(e) => Err(ApiError::from_json(e)),
+        }
+    }
+}
+
+/// `?cursor=&limit=` and the filters a list takes.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// From `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 500, default 50.
+    pub limit: Option<i64>,
+    pub tenant_id: Option<String>,
+    pub state: Option<String>,
+    pub app_id: Option<String>,
+    pub service_id: Option<String>,
+    pub object_id: Option<String>,
+}
+
+impl ListParams {
+    /// The store query for `principal`, with the filters `allowed` for this list.
+    pub fn query(
+        &self,
+        principal: &Principal,
+        allowed: &[&'static str],
+    ) -> Result<ListQuery, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::field("limit", "must be 1 to 500"));
+        }
+        let mut filters = Vec::new();
+        for (name, v) in [
+            ("tenant_id", &self.tenant_id),
+            ("state", &self.state),
+            ("app_id", &self.app_id),
+            ("service_id", &self.service_id),
+            ("object_id", &self.object_id),
+        ] {
+            if let Some(v) = v {
+                if !allowed.contains(&name) {
+                    return Err(ApiError::field(name, "this list cannot be filtered by it"));
+                }
+                filters.push((name, v.clone()));
+            }
+        }
+        Ok(ListQuery {
+            cursor: self.cursor.clone(),
+            // One more than asked, to know whether there is a next page.
+            limit: limit + 1,
+            tenants: principal.tenants(),
+            filters,
+        })
+    }
+}
+
+/// Cuts the extra item a list query fetched and makes the page.
+pub fn page<T, V: serde::Serialize>(
+    mut rows: Vec<T>,
+    q: &ListQuery,
+    cursor: impl Fn(&T) -> String,
+    view: impl Fn(T) -> V,
+) -> super::model::Page<V> {
+    let want = (q.limit - 1) as usize;
+    let next_cursor = if rows.len() > want {
+        rows.truncate(want);
+        rows.last().map(&cursor)
+    } else {
+        None
+    };
+    super::model::Page {
+        items: rows.into_iter().map(view).collect(),
+        next_cursor,
+    }
+}
+
+/// The ETag of an object at `version`.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Refuses the change when the request's `If-Match` names another version (412).
+pub fn check_if_match(headers: &HeaderMap, version: i64) -> Result<(), ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let v = v.to_str().unwrap_or("");
+    let ok = v
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag(version));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            format!(
+                "If-Match does not match the current version (ETag {})",
+                etag(version)
+            ),
+        ))
+    }
+}
+
+/// The admin API's routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .merge(tenants::routes())
+        .merge(services::routes())
+        .merge(apps::routes())
+        .merge(subscriptions::routes())
+        .merge(audit::routes())
+        .merge(openapi::routes())
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the endpoint does not allow this method",
+            )
+        })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                axum::response::IntoResponse::into_response(ApiError::internal(
+                    "internal error (logged)",
+                ))
+            },
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,102 @@
+//! `/api/v1/tenants`: teams that own services and apps. Creating one is the operator's.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::{AdminState, ApiError, Body, ListParams, Principal, etag, page};
+use crate::control::model::{NewTenant, Page, Tenant, new_id, now_ms};
+use crate::control::store::Change;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/api/v1/tenants", get(list).post(create))
+        .route("/api/v1/tenants/{id}", get(one))
+}
+
+/// A name: 1 to 100 characters, no control characters.
+pub fn check_name(field: &str, s: &str) -> Result<(), ApiError> {
+    let n = s.chars().count();
+    if n == 0 || n > 100 || s.trim() != s {
+        return Err(ApiError::field(
+            field,
+            "must be 1 to 100 characters without leading or trailing spaces",
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants", request_body = NewTenant,
+    responses((status = 201, body = Tenant), (status = 409, description = "name taken"), (status = 422)))]
+pub async fn create(
+    State(st): State<AdminState>,
+    p: Principal,
+    Body(body): Body<NewTenant>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Principal::Operator = p;
+    check_name("name", &body.name)?;
+    let now = now_ms();
+    let mut t = Tenant {
+        seq: 0,
+        id: new_id("ten"),
+        name: body.name,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let mut managed = st.managed.lock().await;
+    let after = serde_json::to_string(&t).ok();
+    let change = Change {
+        actor: &p.actor(),
+        action: "tenant.create",
+        kind: "tenant",
+        id: &t.id,
+        tenant_id: Some(&t.id),
+        before: None,
+        after,
+        at: now,
+    };
+    t.seq = st.store.insert_tenant(&t, &change).await?;
+    managed.tenant_added(&t.id, t.seq);
+    drop(managed);
+    Ok((StatusCode::CREATED, [("etag", etag(t.version))], Json(t)))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants", params(ListParams),
+    responses((status = 200, body = Page<Tenant>)))]
+pub async fn list(
+    State(st): State<AdminState>,
+    p: Principal,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<Tenant>>, ApiError> {
+    let q = params.query(&p, &[])?;
+    let rows = st.store.tenants(&q).await?;
+    Ok(Json(page(rows, &q, |t: &Tenant| t.id.clone(), |t| t)))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{id}",
+    responses((status = 200, body = Tenant), (status = 404)))]
+pub async fn one(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<(HeaderMap, Json<Tenant>), ApiError> {
+    match st.store.tenant(&id).await? {
+        Some(t) if p.sees(&t.id) => {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = etag(t.version).parse() {
+                h.insert("etag", v);
+            }
+            Ok((h, Json(t)))
+        }
+        _ => Err(ApiError::not_found(format!("no tenant {id:?}"))),
+    }
+}

@@ -1,0 +1,364 @@
+//! The control plane's side of the catalog: the managed state in memory (what the store holds,
+//! compiled), kept in step with every committed write, and published to the shards.
+//!
+//! One writer: the admin API holds [`Managed`] behind one async mutex across validate → store write
+//! → apply → publish, so the published catalog always follows the store's commit order.
+//!
+//! What a change costs (bounds measured in `perf/RESULTS.md`):
+//! - a key or a subscription: one of the index's 256 parts copied, the rest shared; the config and
+//!   route table are shared with the previous snapshot;
+//! - a service's lifecycle state: the service entries rebuilt (one per service), nothing else;
+//! - a service created (new routes and upstream): the config composed and the route table compiled
+//!   again; shards keep the pools and balancers of every upstream whose config did not change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::catalog::{
+    AppEntry, Catalog, KeyEntry, KeyHash, KeyIndex, Lifecycle, ServiceEntry, Services, SubEntry,
+    SubIndex, SubState,
+};
+use crate::config::managed::{Managed as Composed, ServiceRoutes, managed_service};
+use crate::config::{Config, ConfigError};
+use crate::gateway::SnapshotPublisher;
+
+use super::model::{App, ServiceRow, Subscription};
+use super::store::{Store, StoreError};
+
+/// A managed service as the control plane holds it: its row and its validated routes.
+struct ManagedService {
+    row: ServiceRow,
+    parts: ServiceRoutes,
+}
+
+/// A new service composed with the others, waiting for the store to take it.
+pub struct Prepared {
+    config: Arc<Config>,
+    by_route: Vec<Option<u32>>,
+    parts: ServiceRoutes,
+}
+
+/// The managed state in memory; see the module docs.
+pub struct Managed {
+    base: Arc<Config>,
+    composed: Arc<Config>,
+    /// By route index of `composed`: the service's index in the catalog's entries.
+    by_route: Vec<Option<u32>>,
+    catalog: Catalog,
+    /// By store sequence, which is creation order: the order services compose in.
+    services: BTreeMap<i64, ManagedService>,
+    apps: HashMap<String, Arc<AppEntry>>,
+    tenants: HashMap<String, i64>,
+    publisher: SnapshotPublisher,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+fn key_hash(v: &[u8]) -> Option<KeyHash> {
+    v.try_into().ok()
+}
+
+fn sub_entry(s: &Subscription) -> Option<SubEntry> {
+    let state = match s.state.as_str() {
+        "pending" => SubState::Pending,
+        "approved" => SubState::Approved,
+        _ => return None,
+    };
+    Some(SubEntry {
+        id: s.id.as_str().into(),
+        state,
+    })
+}
+
+/// The validated routes of a stored service (as at creation; re-validated at every start).
+pub fn service_parts(
+    row: &ServiceRow,
+    http: &crate::config::HttpConfig,
+) -> Result<ServiceRoutes, ConfigError> {
+    let spec = row
+        .spec()
+        .map_err(|e| ConfigError::invalid("spec", e.to_string()))?;
+    managed_service(&row.id, &spec.routes, &spec.upstream, http)
+}
+
+/// Header lines a deprecated service's responses carry: `Deprecation` (RFC 9745, the time it
+/// was deprecated), `Sunset` (RFC 8594) when a retirement date is set, and a `Link` to its
+/// documentation.
+fn deprecation_headers(row: &ServiceRow) -> Vec<u8> {
+    if row.state != "deprecated" {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let at = row.deprecated_at.unwrap_or(row.updated_at).max(0) / 1000;
+    out.extend_from_slice(format!("deprecation: @{at}\r\n").as_bytes());
+    if let Some(s) = row.sunset_at {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(s.max(0) as u64);
+        out.extend_from_slice(format!("sunset: {}\r\n", httpdate::fmt_http_date(t)).as_bytes());
+    }
+    let link = row
+        .deprecation_link
+        .clone()
+        .unwrap_or_else(|| format!("/portal/services/{}", row.id));
+    out.extend_from_slice(format!("link: <{link}>; rel=\"deprecation\"\r\n").as_bytes());
+    out
+}
+
+impl Managed {
+    /// Loads everything from the store, composes it with `base` and publishes it. A stored service
+    /// that no longer validates (a target's name stopped resolving, say) is left out and logged:
+    /// its routes answer 404 until it is fixed, and the rest is served.
+    pub async fn load(
+        store: &Store,
+        base: Arc<Config>,
+        publisher: SnapshotPublisher,
+    ) -> Result<Managed, CatalogError> {
+        let tenants: HashMap<String, i64> = store
+            .all_tenants()
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t.seq))
+            .collect();
+        let mut apps = HashMap::new();
+        for a in store.all_apps().await? {
+            let entry = app_entry(&a, &tenants);
+            apps.insert(a.id, entry);
+        }
+        let mut services = BTreeMap::new();
+        for row in store.all_services().await? {
+            match service_parts(&row, &base.http) {
+                Ok(parts) => {
+                    services.insert(row.seq, ManagedService { row, parts });
+                }
+                Err(e) => {
+                    tracing::error!(service = %row.id, name = %row.name, error = %e, "stored service does not validate; not served")
+                }
+            }
+        }
+        let keys = store.live_keys().await?;
+        let keys = KeyIndex::from_entries(keys.into_iter().filter_map(|(app, hash, exp)| {
+            Some((
+                key_hash(&hash)?,
+                KeyEntry {
+                    app: apps.get(&app)?.clone(),
+                    expires_at_ms: exp.map(|e| e.max(0) as u64),
+                },
+            ))
+        }));
+        let seq_of_service: HashMap<&str, i64> = services
+            .values()
+            .map(|s| (s.row.id.as_str(), s.row.seq))
+            .collect();
+        let subs = store.live_subscriptions().await?;
+        let subs = SubIndex::from_entries(subs.iter().filter_map(|s| {
+            let app = apps.get(&s.app_id)?.seq;
+            let svc = *seq_of_service.get(s.service_id.as_str())?;
+            Some(((app, svc), sub_entry(s)?))
+        }));
+        let mut m = Managed {
+            composed: base.clone(),
+            base,
+            by_route: Vec::new(),
+            catalog: Catalog {
+                services: Arc::default(),
+                keys,
+                subs,
+            },
+            services,
+            apps,
+            tenants,
+            publisher,
+        };
+        match m.compose() {
+            Ok(()) => {}
+            Err(e) => {
+                // Stored services that conflict with the config file: serve the file alone
+                // rather than nothing, and say why.
+                tracing::error!(error = %e, "managed services conflict with the config file; serving the config file's routes only");
+                m.services.clear();
+                m.compose()?;
+            }
+        }
+        m.publish()?;
+        Ok(m)
+    }
+
+    /// Composes the base config with every service and rebuilds the service entries.
+    fn compose(&mut self) -> Result<(), ConfigError> {
+        let list: Vec<Composed<'_>> = self
+            .services
+            .values()
+            .map(|s| Composed {
+                id: &s.row.id,
+                name: &s.row.name,
+                parts: &s.parts,
+            })
+            .collect();
+        let (config, by_route) = Config::compose(&self.base, &list)?;
+        self.composed = Arc::new(config);
+        self.by_route = by_route;
+        self.rebuild_entries();
+        Ok(())
+    }
+
+    /// Rebuilds the service entries (lifecycle, headers) in composition order.
+    fn rebuild_entries(&mut self) {
+        let entries = self
+            .services
+            .values()
+            .map(|s| ServiceEntry {
+                seq: s.row.seq,
+                id: s.row.id.as_str().into(),
+                tenant_seq: self.tenants.get(&s.row.tenant_id).copied().unwrap_or(-1),
+                state: Lifecycle::parse(&s.row.state).unwrap_or(Lifecycle::Retired),
+                api_key: true,
+                response_headers: deprecation_headers(&s.row).into(),
+            })
+            .collect();
+        self.catalog.services = Arc::new(Services {
+            entries,
+            by_route: self.by_route.clone(),
+        });
+    }
+
+    /// Publishes the current config and catalog; returns the generation.
+    fn publish(&self) -> Result<u64, ConfigError> {
+        let config = self.composed.clone();
+        let catalog = self.catalog.clone();
+        self.publisher.publish(move |_| Ok((config, catalog)))
+    }
+
+    pub fn http(&self) -> &crate::config::HttpConfig {
+        &self.base.http
+    }
+
+    /// A new config file: composed with the managed services and published. On error (a route of
+    /// the file now conflicts with a service's) nothing changes.
+    pub fn set_base(&mut self, base: Arc<Config>) -> Result<u64, ConfigError> {
+        let old = std::mem::replace(&mut self.base, base);
+        if let Err(e) = self.compose() {
+            self.base = old;
+            self.compose()?;
+            return Err(e);
+        }
+        self.publish()
+    }
+
+    pub fn tenant_added(&mut self, id: &str, seq: i64) {
+        self.tenants.insert(id.to_string(), seq);
+    }
+
+    pub fn app_added(&mut self, app: &App) {
+        let entry = app_entry(app, &self.tenants);
+        self.apps.insert(app.id.clone(), entry);
+    }
+
+    /// Composes a new service with the others (its routes must conflict with nobody's) without
+    /// keeping it: [`Managed::service_added`] takes the result once the store has the service.
+    pub fn prepare_service(
+        &self,
+        row: &ServiceRow,
+        parts: ServiceRoutes,
+    ) -> Result<Prepared, ConfigError> {
+        let mut list: Vec<Composed<'_>> = self
+            .services
+            .values()
+            .map(|s| Composed {
+                id: &s.row.id,
+                name: &s.row.name,
+                parts: &s.parts,
+            })
+            .collect();
+        list.push(Composed {
+            id: &row.id,
+            name: &row.name,
+            parts: &parts,
+        });
+        let (config, by_route) = Config::compose(&self.base, &list)?;
+        Ok(Prepared {
+            config: Arc::new(config),
+            by_route,
+            parts,
+        })
+    }
+
+    /// A service the store now has (with its sequence), composed by [`Managed::prepare_service`].
+    pub fn service_added(&mut self, row: ServiceRow, p: Prepared) -> Result<u64, ConfigError> {
+        self.services.insert(
+            row.seq,
+            ManagedService {
+                row,
+                parts: p.parts,
+            },
+        );
+        self.composed = p.config;
+        self.by_route = p.by_route;
+        self.rebuild_entries();
+        self.publish()
+    }
+
+    /// A service's lifecycle changed: its entry is rebuilt, the routes stay.
+    pub fn service_changed(&mut self, row: ServiceRow) -> Result<u64, ConfigError> {
+        if let Some(s) = self.services.get_mut(&row.seq) {
+            s.row = row;
+        }
+        self.rebuild_entries();
+        self.publish()
+    }
+
+    pub fn key_added(
+        &mut self,
+        app_id: &str,
+        hash: KeyHash,
+        expires_at: Option<i64>,
+    ) -> Result<u64, ConfigError> {
+        if let Some(app) = self.apps.get(app_id) {
+            self.catalog.keys.insert(
+                hash,
+                KeyEntry {
+                    app: app.clone(),
+                    expires_at_ms: expires_at.map(|e| e.max(0) as u64),
+                },
+            );
+        }
+        self.publish()
+    }
+
+    pub fn key_revoked(&mut self, hash: &[u8]) -> Result<u64, ConfigError> {
+        if let Some(h) = key_hash(hash) {
+            self.catalog.keys.remove(&h);
+        }
+        self.publish()
+    }
+
+    /// A subscription was created or changed state.
+    pub fn subscription_changed(
+        &mut self,
+        s: &Subscription,
+        service_seq: i64,
+    ) -> Result<u64, ConfigError> {
+        if let Some(app) = self.apps.get(&s.app_id) {
+            self.catalog.subs.set(app.seq, service_seq, sub_entry(s));
+        }
+        self.publish()
+    }
+
+    /// What a shard would see now (tests and measurements).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+fn app_entry(a: &App, tenants: &HashMap<String, i64>) -> Arc<AppEntry> {
+    Arc::new(AppEntry {
+        seq: a.seq,
+        id: a.id.as_str().into(),
+        tenant_seq: tenants.get(&a.tenant_id).copied().unwrap_or(-1),
+        tenant_id: a.tenant_id.as_str().into(),
+    })
+}

@@ -1,0 +1,319 @@
+//! The management plane's objects as the store holds them and the admin API shows them, and the
+//! inputs that create them. Times are unix milliseconds in the store and RFC 3339 on the wire.
+
+use serde::{Deserialize, Serialize, Serializer};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+
+use crate::config::managed::ServiceRoute;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new id: a kind prefix and a lowercase ULID (sorts by creation time, so ids page in order).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339_weak(s.trim())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| format!("{s:?} is before 1970"))
+}
+
+fn ser_time<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+fn ser_opt_time<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Tenant {
+    #[serde(skip)]
+    pub seq: i64,
+    pub id: String,
+    pub name: String,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub name: String,
+}
+
+/// What a service is made of besides its name and policies: stored as one JSON document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    #[schema(value_type = Vec<Object>)]
+    pub routes: Vec<ServiceRoute>,
+    /// The fields of a config file's `[upstreams.NAME]` table, as JSON.
+    #[schema(value_type = Object)]
+    pub upstream: serde_json::Value,
+    /// Credential kinds the service accepts.
+    pub credentials: Vec<String>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ServiceRow {
+    pub seq: i64,
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub visibility: String,
+    pub approval: String,
+    pub state: String,
+    pub spec: String,
+    pub openapi: Option<String>,
+    pub sunset_at: Option<i64>,
+    pub deprecation_link: Option<String>,
+    pub deprecated_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+/// A service as the admin API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Service {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// `private` (the owning tenant's apps only) or `public` (every tenant's catalog).
+    pub visibility: String,
+    /// `auto` or `manual` approval of subscriptions.
+    pub approval: String,
+    /// `draft`, `published`, `deprecated` or `retired`.
+    pub state: String,
+    #[schema(value_type = Vec<Object>)]
+    pub routes: Vec<ServiceRoute>,
+    #[schema(value_type = Object)]
+    pub upstream: serde_json::Value,
+    pub credentials: Vec<String>,
+    pub has_openapi: bool,
+    #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub sunset_at: Option<i64>,
+    pub deprecation_link: Option<String>,
+    #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deprecated_at: Option<i64>,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+impl ServiceRow {
+    pub fn spec(&self) -> Result<ServiceSpec, serde_json::Error> {
+        serde_json::from_str(&self.spec)
+    }
+
+    /// The API view; a spec that no longer parses (a bug, or a hand-edited store) shows empty.
+    pub fn view(&self) -> Service {
+        let spec = self.spec().unwrap_or(ServiceSpec {
+            routes: Vec::new(),
+            upstream: serde_json::Value::Null,
+            credentials: Vec::new(),
+        });
+        Service {
+            id: self.id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            name: self.name.clone(),
+            visibility: self.visibility.clone(),
+            approval: self.approval.clone(),
+            state: self.state.clone(),
+            routes: spec.routes,
+            upstream: spec.upstream,
+            credentials: spec.credentials,
+            has_openapi: self.openapi.is_some(),
+            sunset_at: self.sunset_at,
+            deprecation_link: self.deprecation_link.clone(),
+            deprecated_at: self.deprecated_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewService {
+    pub tenant_id: String,
+    pub name: String,
+    /// Default `private`.
+    pub visibility: Option<String>,
+    /// Default `manual`.
+    pub approval: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub routes: Vec<ServiceRoute>,
+    #[schema(value_type = Object)]
+    pub upstream: serde_json::Value,
+    /// Default `["api_key"]`.
+    pub credentials: Option<Vec<String>>,
+    /// The service's OpenAPI document (any JSON object).
+    #[schema(value_type = Option<Object>)]
+    pub openapi: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deprecate {
+    /// When the service will be retired (RFC 3339), sent as `Sunset`.
+    pub sunset: Option<String>,
+    /// Where callers read about the deprecation, sent as `Link: <...>; rel="deprecation"`.
+    pub link: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct App {
+    #[serde(skip)]
+    pub seq: i64,
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApp {
+    pub tenant_id: String,
+    pub name: String,
+}
+
+/// An API key as listed: never the key itself, only its visible prefix.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct KeyInfo {
+    pub id: String,
+    pub app_id: String,
+    pub prefix: String,
+    pub name: Option<String>,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<i64>,
+    #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<i64>,
+}
+
+/// A key just made: the only time `key` is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKeyShown {
+    #[serde(flatten)]
+    pub info: KeyInfo,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: Option<String>,
+    /// RFC 3339; absent: never expires.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Subscription {
+    pub id: String,
+    pub app_id: String,
+    pub service_id: String,
+    /// `pending`, `approved`, `rejected`, `revoked` or `cancelled`.
+    pub state: String,
+    pub reason: Option<String>,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    pub app_id: String,
+    pub service_id: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct AuditEntry {
+    pub seq: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub object_kind: String,
+    pub object_id: String,
+    pub tenant_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    #[serde(serialize_with = "ser_json")]
+    pub before: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    #[serde(serialize_with = "ser_json")]
+    pub after: Option<String>,
+}
+
+fn ser_json<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+        Some(Ok(v)) => v.serialize(s),
+        _ => s.serialize_none(),
+    }
+}
+
+/// A page of a list: `next_cursor` is given back as `?cursor=` for the next page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// The body of an action that takes no input: empty, or `{}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoInput {}
