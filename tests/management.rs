@@ -378,3 +378,99 @@ fn managed_routes_compose_with_the_config_file() {
     assert_eq!(call(m.proxy(), "/api/a", "").status, 401);
     m.shutdown();
 }
+
+/// Quotas: the service's default applies per app, a subscription approved with its own quota
+/// uses that one, and apps do not share budgets.
+fn quotas(driver: Driver) {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    let m = admin::start(driver, 2, &dir.path().join("s.db"), "");
+    let proxy = m.proxy();
+    let t = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"q"}"#),
+        "id",
+    );
+    let svc = m.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &json!({"tenant_id": t, "name": "metered", "approval": "manual",
+                "routes": [{"path_prefix": "/m"}], "upstream": {"targets": [up.addr.to_string()]},
+                "quota": {"per_minute": 5}})
+        .to_string(),
+    );
+    let svc = s(&svc, "id");
+    let mut keys = Vec::new();
+    for (name, approve) in [("default", "{}"), ("own", r#"{"quota":{"per_minute":2}}"#)] {
+        let app = s(
+            &m.ok(
+                201,
+                "POST",
+                "/api/v1/apps",
+                &json!({"tenant_id": t, "name": name}).to_string(),
+            ),
+            "id",
+        );
+        let key = s(
+            &m.ok(201, "POST", &format!("/api/v1/apps/{app}/keys"), "{}"),
+            "key",
+        );
+        let sub = s(
+            &m.ok(
+                201,
+                "POST",
+                "/api/v1/subscriptions",
+                &json!({"app_id": app, "service_id": svc}).to_string(),
+            ),
+            "id",
+        );
+        let v = m.ok(
+            200,
+            "POST",
+            &format!("/api/v1/subscriptions/{sub}/approve"),
+            approve,
+        );
+        assert_eq!(v["state"], "approved");
+        keys.push(key);
+    }
+    let (st, v, _) = m.api(
+        "POST",
+        "/api/v1/services",
+        Some(
+            &json!({"tenant_id": t, "name": "bad",
+        "routes": [{"path_prefix": "/b"}], "upstream": {"targets": [up.addr.to_string()]},
+        "quota": {"per_minute": 0}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(
+        (st, v["error"]["fields"]["quota.per_minute"].is_string()),
+        (422, true),
+        "{v}"
+    );
+    m.settle();
+    let count = |key: &str, n: usize| {
+        (0..n)
+            .map(|_| call(proxy, "/m", &with_key(key)))
+            .filter(|r| r.status == 200)
+            .count()
+    };
+    let r = call(proxy, "/m", &with_key(&keys[0]));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-limit"), Some("5"));
+    assert_eq!(
+        count(&keys[0], 9),
+        4,
+        "5 a minute for the service's default"
+    );
+    let r = call(proxy, "/m", &with_key(&keys[0]));
+    assert_eq!((r.status, r.error_code().as_str()), (429, "rate_limited"));
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        count(&keys[1], 6),
+        2,
+        "the subscription's own quota, and its own budget"
+    );
+    m.shutdown();
+}
+both_drivers!(subscription_quotas_limit_each_app, quotas);

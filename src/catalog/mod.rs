@@ -19,6 +19,8 @@ mod subs;
 
 use std::sync::Arc;
 
+use crate::limit::NodeRouteLimits;
+
 pub use keys::{ApiKey, KeyEntry, KeyHash, KeyIndex, hash_key, looks_like_key};
 pub use subs::{SubEntry, SubIndex, SubState};
 
@@ -100,11 +102,25 @@ impl Services {
 }
 
 /// The compiled catalog (see the module docs).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Catalog {
     pub services: Arc<Services>,
     pub keys: KeyIndex,
     pub subs: SubIndex,
+    /// Quota tables (node-global rate limits keyed by app), one per distinct quota; a live
+    /// subscription names its table ([`SubEntry::quota`]).
+    pub quotas: Arc<Vec<Arc<NodeRouteLimits>>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("services", &self.services.entries.len())
+            .field("keys", &self.keys.len())
+            .field("subs", &self.subs.len())
+            .field("quotas", &self.quotas.len())
+            .finish()
+    }
 }
 
 impl Catalog {

@@ -17,6 +17,8 @@ pub enum SubState {
 pub struct SubEntry {
     pub id: Box<str>,
     pub state: SubState,
+    /// Index of its quota table in the catalog's `quotas`, if it has a quota.
+    pub quota: Option<u32>,
 }
 
 type Part = HashMap<(i64, i64), SubEntry, foldhash::fast::FixedState>;
@@ -104,6 +106,7 @@ mod tests {
             Some(SubEntry {
                 id: "sub_1".into(),
                 state: st,
+                quota: None,
             })
         };
         s.set(1, 2, e(SubState::Pending));

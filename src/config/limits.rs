@@ -23,6 +23,9 @@ pub enum LimitKey {
     /// A header value (name lower-cased), e.g. an API key. Requests without it are counted by client
     /// IP instead, so leaving the header out does not escape the limit.
     Header(String),
+    /// The calling app of a managed service (identified by the auth stage); requests without
+    /// one are counted by client IP. Used by subscription quotas.
+    App,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

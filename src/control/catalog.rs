@@ -14,15 +14,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::limit::NodeRouteLimits;
+
 use crate::catalog::{
     AppEntry, Catalog, KeyEntry, KeyHash, KeyIndex, Lifecycle, ServiceEntry, Services, SubEntry,
     SubIndex, SubState,
 };
 use crate::config::managed::{Managed as Composed, ServiceRoutes, managed_service};
-use crate::config::{Config, ConfigError};
+use crate::config::{
+    Config, ConfigError, LimitAlgorithm, LimitKey, RateLimitConfig, RouteLimitsConfig,
+};
 use crate::gateway::SnapshotPublisher;
+use std::time::Duration;
 
-use super::model::{App, ServiceRow, Subscription};
+use super::model::{App, Quota, ServiceRow, Subscription};
 use super::store::{Store, StoreError};
 
 /// A managed service as the control plane holds it: its row and its validated routes.
@@ -49,6 +54,8 @@ pub struct Managed {
     services: BTreeMap<i64, ManagedService>,
     apps: HashMap<String, Arc<AppEntry>>,
     tenants: HashMap<String, i64>,
+    /// Each distinct quota's index in the catalog's quota tables.
+    quota_tables: HashMap<Quota, u32>,
     publisher: SnapshotPublisher,
 }
 
@@ -64,7 +71,7 @@ fn key_hash(v: &[u8]) -> Option<KeyHash> {
     v.try_into().ok()
 }
 
-fn sub_entry(s: &Subscription) -> Option<SubEntry> {
+fn sub_entry(s: &Subscription, quota: Option<u32>) -> Option<SubEntry> {
     let state = match s.state.as_str() {
         "pending" => SubState::Pending,
         "approved" => SubState::Approved,
@@ -73,6 +80,7 @@ fn sub_entry(s: &Subscription) -> Option<SubEntry> {
     Some(SubEntry {
         id: s.id.as_str().into(),
         state,
+        quota,
     })
 }
 
@@ -150,16 +158,6 @@ impl Managed {
                 },
             ))
         }));
-        let seq_of_service: HashMap<&str, i64> = services
-            .values()
-            .map(|s| (s.row.id.as_str(), s.row.seq))
-            .collect();
-        let subs = store.live_subscriptions().await?;
-        let subs = SubIndex::from_entries(subs.iter().filter_map(|s| {
-            let app = apps.get(&s.app_id)?.seq;
-            let svc = *seq_of_service.get(s.service_id.as_str())?;
-            Some(((app, svc), sub_entry(s)?))
-        }));
         let mut m = Managed {
             composed: base.clone(),
             base,
@@ -167,13 +165,34 @@ impl Managed {
             catalog: Catalog {
                 services: Arc::default(),
                 keys,
-                subs,
+                subs: SubIndex::default(),
+                quotas: Arc::default(),
             },
             services,
             apps,
             tenants,
+            quota_tables: HashMap::new(),
             publisher,
         };
+        let seq_of_service: HashMap<String, i64> = m
+            .services
+            .values()
+            .map(|s| (s.row.id.clone(), s.row.seq))
+            .collect();
+        let mut entries = Vec::new();
+        for s in store.live_subscriptions().await? {
+            let (Some(app), Some(&svc)) =
+                (m.apps.get(&s.app_id), seq_of_service.get(&s.service_id))
+            else {
+                continue;
+            };
+            let app = app.seq;
+            let quota = m.quota_of(&s, svc);
+            if let Some(e) = sub_entry(&s, quota) {
+                entries.push(((app, svc), e));
+            }
+        }
+        m.catalog.subs = SubIndex::from_entries(entries);
         match m.compose() {
             Ok(()) => {}
             Err(e) => {
@@ -342,15 +361,61 @@ impl Managed {
         s: &Subscription,
         service_seq: i64,
     ) -> Result<u64, ConfigError> {
-        if let Some(app) = self.apps.get(&s.app_id) {
-            self.catalog.subs.set(app.seq, service_seq, sub_entry(s));
+        if let Some(app) = self.apps.get(&s.app_id).map(|a| a.seq) {
+            let quota = self.quota_of(s, service_seq);
+            self.catalog.subs.set(app, service_seq, sub_entry(s, quota));
         }
         self.publish()
+    }
+
+    /// The quota table of a subscription: its own quota, else its service's; made on first use.
+    /// Tables are shared by every subscription with the same quota and never dropped while the
+    /// process runs (there are as many as distinct quotas, not subscriptions).
+    fn quota_of(&mut self, s: &Subscription, service_seq: i64) -> Option<u32> {
+        let q = Quota::parse(s.quota.as_deref()).or_else(|| {
+            let svc = self.services.get(&service_seq)?;
+            Quota::parse(svc.row.quota.as_deref())
+        })?;
+        if let Some(&i) = self.quota_tables.get(&q) {
+            return Some(i);
+        }
+        let tables = Arc::make_mut(&mut self.catalog.quotas);
+        let i = tables.len() as u32;
+        tables.push(Arc::new(NodeRouteLimits::new(&quota_limits(&q))));
+        self.quota_tables.insert(q, i);
+        Some(i)
     }
 
     /// What a shard would see now (tests and measurements).
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+}
+
+/// A quota as rate limits keyed by app: a token bucket per second (burst = the limit), sliding
+/// windows per minute and per day.
+fn quota_limits(q: &Quota) -> RouteLimitsConfig {
+    let rate = |limit: u64, secs: u64, algorithm| RateLimitConfig {
+        key: LimitKey::App,
+        algorithm,
+        limit,
+        period: Duration::from_secs(secs),
+        max_keys: crate::config::limits::DEFAULT_MAX_KEYS,
+    };
+    let mut rates = Vec::new();
+    if let Some(n) = q.per_second {
+        rates.push(rate(n, 1, LimitAlgorithm::TokenBucket { burst: n }));
+    }
+    if let Some(n) = q.per_minute {
+        rates.push(rate(n, 60, LimitAlgorithm::SlidingWindow));
+    }
+    if let Some(n) = q.per_day {
+        rates.push(rate(n, 86_400, LimitAlgorithm::SlidingWindow));
+    }
+    RouteLimitsConfig {
+        rate: rates,
+        concurrency: Vec::new(),
+        headers: true,
     }
 }
 

@@ -78,6 +78,44 @@ pub struct ServiceSpec {
     pub credentials: Vec<String>,
 }
 
+/// Requests an app may make to a service, per second, minute and day (each optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u64>,
+}
+
+impl Quota {
+    /// Checks the values; `field` names the quota in errors.
+    pub fn check(&self, field: &str) -> Result<(), (String, String)> {
+        let all = [
+            ("per_second", self.per_second),
+            ("per_minute", self.per_minute),
+            ("per_day", self.per_day),
+        ];
+        if all.iter().all(|(_, v)| v.is_none()) {
+            return Err((field.into(), "set per_second, per_minute or per_day".into()));
+        }
+        for (name, v) in all {
+            if let Some(v) = v {
+                if v == 0 || v > 1_000_000_000 {
+                    return Err((format!("{field}.{name}"), "must be 1 to 1000000000".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn parse(text: Option<&str>) -> Option<Quota> {
+        serde_json::from_str(text?).ok()
+    }
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct ServiceRow {
     pub seq: i64,
@@ -95,6 +133,8 @@ pub struct ServiceRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub version: i64,
+    /// Default quota of the service's subscriptions (JSON of [`Quota`]).
+    pub quota: Option<String>,
 }
 
 /// A service as the admin API shows it.
@@ -114,6 +154,8 @@ pub struct Service {
     #[schema(value_type = Object)]
     pub upstream: serde_json::Value,
     pub credentials: Vec<String>,
+    /// Default quota of its subscriptions.
+    pub quota: Option<Quota>,
     pub has_openapi: bool,
     #[serde(serialize_with = "ser_opt_time")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -153,6 +195,7 @@ impl ServiceRow {
             routes: spec.routes,
             upstream: spec.upstream,
             credentials: spec.credentials,
+            quota: Quota::parse(self.quota.as_deref()),
             has_openapi: self.openapi.is_some(),
             sunset_at: self.sunset_at,
             deprecation_link: self.deprecation_link.clone(),
@@ -182,6 +225,8 @@ pub struct NewService {
     /// The service's OpenAPI document (any JSON object).
     #[schema(value_type = Option<Object>)]
     pub openapi: Option<serde_json::Value>,
+    /// Default quota of the service's subscriptions (per app).
+    pub quota: Option<Quota>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -265,6 +310,21 @@ pub struct Subscription {
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     pub version: i64,
+    /// The subscription's own quota (else the service's applies).
+    #[serde(serialize_with = "ser_quota")]
+    #[schema(value_type = Option<Quota>)]
+    pub quota: Option<String>,
+}
+
+fn ser_quota<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    Quota::parse(v.as_deref()).serialize(s)
+}
+
+/// The body of `/approve`: optionally the subscription's own quota.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    pub quota: Option<Quota>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

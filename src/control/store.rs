@@ -157,8 +157,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let seq = sqlx::query_scalar::<_, i64>(
             "INSERT INTO services (id, tenant_id, name, visibility, approval, state, spec, openapi, \
-             created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1) \
-             RETURNING seq",
+             created_at, updated_at, version, quota) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11) RETURNING seq",
         )
         .bind(&s.id)
         .bind(&s.tenant_id)
@@ -170,6 +170,7 @@ impl Store {
         .bind(&s.openapi)
         .bind(s.created_at)
         .bind(s.updated_at)
+        .bind(&s.quota)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::from_write(e, "the tenant has a service with this name"))?;
@@ -368,8 +369,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO subscriptions (id, app_id, service_id, state, reason, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
+            "INSERT INTO subscriptions (id, app_id, service_id, state, reason, created_at, updated_at, version, quota) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)",
         )
         .bind(&s.id)
         .bind(&s.app_id)
@@ -378,6 +379,7 @@ impl Store {
         .bind(&s.reason)
         .bind(s.created_at)
         .bind(s.updated_at)
+        .bind(&s.quota)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -396,8 +398,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         let n = sqlx::query(
-            "UPDATE subscriptions SET state = $1, reason = $2, updated_at = $3, version = $4 \
-             WHERE id = $5 AND version = $6",
+            "UPDATE subscriptions SET state = $1, reason = $2, updated_at = $3, version = $4, \
+             quota = $7 WHERE id = $5 AND version = $6",
         )
         .bind(&s.state)
         .bind(&s.reason)
@@ -405,6 +407,7 @@ impl Store {
         .bind(s.version)
         .bind(&s.id)
         .bind(s.version - 1)
+        .bind(&s.quota)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -417,7 +420,7 @@ impl Store {
     }
 
     pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, app_id, service_id, state, reason, created_at, updated_at, version FROM subscriptions WHERE id = $1")
+        Ok(sqlx::query_as("SELECT id, app_id, service_id, state, reason, created_at, updated_at, version, quota FROM subscriptions WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
@@ -425,7 +428,7 @@ impl Store {
 
     /// Subscriptions whose app or service belongs to one of `q.tenants`.
     pub async fn subscriptions(&self, q: &ListQuery) -> Result<Vec<Subscription>, StoreError> {
-        let sql = "SELECT s.id, s.app_id, s.service_id, s.state, s.reason, s.created_at, s.updated_at, s.version \
+        let sql = "SELECT s.id, s.app_id, s.service_id, s.state, s.reason, s.created_at, s.updated_at, s.version, s.quota \
                    FROM subscriptions s JOIN apps a ON a.id = s.app_id JOIN services v ON v.id = s.service_id \
                    WHERE (a.tenant_id IN (SELECT value FROM json_each($0)) OR v.tenant_id IN (SELECT value FROM json_each($0)) OR $0 IS NULL)";
         let mut q2 = q.clone();
@@ -439,7 +442,7 @@ impl Store {
     /// Every live (pending or approved) subscription (start-up).
     pub async fn live_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, app_id, service_id, state, reason, created_at, updated_at, version \
+            "SELECT id, app_id, service_id, state, reason, created_at, updated_at, version, quota \
              FROM subscriptions WHERE state IN ('pending', 'approved')",
         )
         .fetch_all(&self.pool)

@@ -115,7 +115,7 @@ impl Shard {
         for u in state.upstreams.iter() {
             u.maintain(now);
         }
-        for l in state.limits.iter().flatten() {
+        for l in state.limits.iter().flatten().chain(&state.quotas) {
             l.tick(now * 1_000_000);
         }
         drop(state);

@@ -146,19 +146,20 @@ impl RouteLimits {
     /// `headers`, on refusal too.
     /// `path`: the request's path as routed (normalized), query included.
     #[allow(clippy::too_many_arguments)]
+    /// `app`: the calling app, when the auth stage identified one (for [`LimitKey::App`]).
     pub fn check(
         self: &Rc<Self>,
         req: &RequestHead,
         data: &[u8],
         path: &[u8],
-        client: IpAddr,
+        (client, app): (IpAddr, Option<i64>),
         now: u64,
         headers: &mut Vec<u8>,
     ) -> Result<LimitGuard, Refused> {
         let cfg = &self.node.config;
         // Stacked limits usually share their key: hash it once.
         let mut last = None;
-        let mut key = |k| cached_key(&mut last, k, req, data, path, client);
+        let mut key = |k| cached_key(&mut last, k, req, data, path, (client, app));
         let mut guard = LimitGuard {
             limits: self.clone(),
             held: [(0, 0); MAX_PER_ROUTE],
@@ -248,12 +249,12 @@ fn cached_key<'a>(
     req: &RequestHead,
     data: &[u8],
     path: &[u8],
-    client: IpAddr,
+    who: (IpAddr, Option<i64>),
 ) -> u64 {
     match *last {
         Some((lk, h)) if lk == k => h,
         _ => {
-            let h = key_of(k, req, data, path, client);
+            let h = key_of(k, req, data, path, who);
             *last = Some((k, h));
             h
         }
@@ -268,9 +269,20 @@ fn secs(ns: u64) -> u64 {
 /// The hashed key of a request for a limit (never 0: 0 marks an empty slot). A missing header
 /// falls back to the client IP.
 /// `path`: as routed (normalized), so `/a` and `/%61` share a key.
-pub fn key_of(key: &LimitKey, req: &RequestHead, data: &[u8], path: &[u8], client: IpAddr) -> u64 {
+/// `who`: the client's address and the calling app (when identified).
+pub fn key_of(
+    key: &LimitKey,
+    req: &RequestHead,
+    data: &[u8],
+    path: &[u8],
+    (client, app): (IpAddr, Option<i64>),
+) -> u64 {
     let h = match key {
         LimitKey::ClientIp => hash_ip(client),
+        LimitKey::App => match app {
+            Some(a) => hash(b'a', &a.to_le_bytes()),
+            None => hash_ip(client),
+        },
         LimitKey::Route => 1,
         LimitKey::Path => {
             let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());

@@ -114,6 +114,8 @@ pub struct RequestCtx {
     pub service: Option<u32>,
     /// Who is calling, once the auth stage identified them.
     pub caller: Option<Caller>,
+    /// The caller's quota table (index in the catalog's quotas), from its subscription.
+    pub quota: Option<u32>,
     /// Index of the upstream that served (the fallback upstream when the breaker sent it there).
     pub upstream: Option<usize>,
     /// Target of the last try.
@@ -150,6 +152,7 @@ impl RequestCtx {
             path_rewritten: false,
             service: None,
             caller: None,
+            quota: None,
             upstream: None,
             target: None,
             tries: 0,

@@ -110,6 +110,8 @@ pub struct ShardState {
     pub upstreams: Vec<Rc<Upstream>>,
     /// This shard's leases of the route limits, by route index.
     pub limits: Vec<Option<Rc<RouteLimits>>>,
+    /// This shard's leases of the catalog's quota tables, by quota index.
+    pub quotas: Vec<Rc<RouteLimits>>,
 }
 
 impl ShardState {
@@ -118,10 +120,12 @@ impl ShardState {
     /// `shards`: how many shards share the node (for per-shard shares of concurrency caps).
     pub fn new(snap: Arc<Snapshot>, prev: Option<&ShardState>, shards: usize) -> ShardState {
         // Only the catalog changed (a key, a subscription): same upstreams, same limits.
+        let quotas = quotas(&snap, prev, shards);
         if let Some(p) = prev.filter(|p| Arc::ptr_eq(&p.snap.config, &snap.config)) {
             return ShardState {
                 upstreams: p.upstreams.clone(),
                 limits: p.limits.clone(),
+                quotas,
                 snap,
             };
         }
@@ -173,6 +177,26 @@ impl ShardState {
             snap,
             upstreams,
             limits,
+            quotas,
         }
     }
+}
+
+/// The shard's side of the catalog's quota tables: kept (with their leases) for every table the
+/// previous state had.
+fn quotas(snap: &Snapshot, prev: Option<&ShardState>, shards: usize) -> Vec<Rc<RouteLimits>> {
+    if let Some(p) = prev.filter(|p| Arc::ptr_eq(&p.snap.catalog.quotas, &snap.catalog.quotas)) {
+        return p.quotas.clone();
+    }
+    snap.catalog
+        .quotas
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            prev.and_then(|p| p.quotas.get(i))
+                .filter(|old| Arc::ptr_eq(&old.node, node))
+                .cloned()
+                .unwrap_or_else(|| Rc::new(RouteLimits::new(node.clone(), shards)))
+        })
+        .collect()
 }

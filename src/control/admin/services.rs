@@ -73,6 +73,9 @@ fn validate(body: &NewService) -> Result<(), ApiError> {
             }
         }
     }
+    if let Some(q) = &body.quota {
+        q.check("quota").map_err(|(f, r)| ApiError::field(f, r))?;
+    }
     if let Some(doc) = &body.openapi {
         if !doc.is_object() {
             return Err(ApiError::field(
@@ -152,6 +155,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         version: 1,
+        quota: body.quota.and_then(|q| serde_json::to_string(&q).ok()),
     };
     let mut managed = st.managed.lock().await;
     let parts = service_parts(&row, managed.http())?;

@@ -11,7 +11,8 @@ use axum::{Json, Router};
 
 use super::{AdminState, ApiError, Body, ListParams, Principal, check_if_match, etag, page};
 use crate::control::model::{
-    NewSubscription, NoInput, Page, Reason, ServiceRow, Subscription, new_id, now_ms,
+    Approve, NewSubscription, NoInput, Page, Quota, Reason, ServiceRow, Subscription, new_id,
+    now_ms,
 };
 use crate::control::store::Change;
 
@@ -75,6 +76,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         version: 1,
+        quota: None,
     };
     let change = Change {
         actor: &p.actor(),
@@ -155,17 +157,20 @@ enum Side {
     App,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn transition(
     st: &AdminState,
     p: &Principal,
     id: &str,
     headers: &HeaderMap,
-    side: Side,
-    from: &[&str],
-    to: &str,
-    reason: Option<String>,
+    m: Move,
 ) -> Result<impl IntoResponse + use<>, ApiError> {
+    let Move {
+        side,
+        from,
+        to,
+        reason,
+        quota,
+    } = m;
     let mut managed = st.managed.lock().await;
     let (before, svc, app_tenant) = find(st, p, id).await?;
     let allowed = match side {
@@ -193,6 +198,9 @@ async fn transition(
     let mut sub = before.clone();
     sub.state = to.to_string();
     sub.reason = reason;
+    if let Some(q) = quota {
+        sub.quota = serde_json::to_string(&q).ok();
+    }
     sub.updated_at = now_ms();
     sub.version += 1;
     let action = format!("subscription.{to}");
@@ -230,26 +238,35 @@ fn check_reason(r: &Reason) -> Result<Option<String>, ApiError> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/approve",
-    responses((status = 200, body = Subscription), (status = 403), (status = 404), (status = 409), (status = 412)))]
+/// A transition: who may make it, from which states, to which, with what reason and quota.
+struct Move {
+    side: Side,
+    from: &'static [&'static str],
+    to: &'static str,
+    reason: Option<String>,
+    quota: Option<Quota>,
+}
+
+#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/approve", request_body = Approve,
+    responses((status = 200, body = Subscription), (status = 403), (status = 404), (status = 409), (status = 412), (status = 422)))]
 pub async fn approve(
     State(st): State<AdminState>,
     p: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
-    _body: Body<NoInput>,
+    Body(body): Body<Approve>,
 ) -> Result<impl IntoResponse, ApiError> {
-    transition(
-        &st,
-        &p,
-        &id,
-        &headers,
-        Side::Service,
-        &["pending"],
-        "approved",
-        None,
-    )
-    .await
+    if let Some(q) = &body.quota {
+        q.check("quota").map_err(|(f, r)| ApiError::field(f, r))?;
+    }
+    let m = Move {
+        side: Side::Service,
+        from: &["pending"],
+        to: "approved",
+        reason: None,
+        quota: body.quota,
+    };
+    transition(&st, &p, &id, &headers, m).await
 }
 
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/reject", request_body = Reason,
@@ -261,18 +278,14 @@ pub async fn reject(
     headers: HeaderMap,
     Body(body): Body<Reason>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let reason = check_reason(&body)?;
-    transition(
-        &st,
-        &p,
-        &id,
-        &headers,
-        Side::Service,
-        &["pending"],
-        "rejected",
-        reason,
-    )
-    .await
+    let m = Move {
+        side: Side::Service,
+        from: &["pending"],
+        to: "rejected",
+        reason: check_reason(&body)?,
+        quota: None,
+    };
+    transition(&st, &p, &id, &headers, m).await
 }
 
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/revoke", request_body = Reason,
@@ -284,18 +297,14 @@ pub async fn revoke(
     headers: HeaderMap,
     Body(body): Body<Reason>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let reason = check_reason(&body)?;
-    transition(
-        &st,
-        &p,
-        &id,
-        &headers,
-        Side::Service,
-        &["approved"],
-        "revoked",
-        reason,
-    )
-    .await
+    let m = Move {
+        side: Side::Service,
+        from: &["approved"],
+        to: "revoked",
+        reason: check_reason(&body)?,
+        quota: None,
+    };
+    transition(&st, &p, &id, &headers, m).await
 }
 
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/cancel",
@@ -307,15 +316,12 @@ pub async fn cancel(
     headers: HeaderMap,
     _body: Body<NoInput>,
 ) -> Result<impl IntoResponse, ApiError> {
-    transition(
-        &st,
-        &p,
-        &id,
-        &headers,
-        Side::App,
-        &["pending", "approved"],
-        "cancelled",
-        None,
-    )
-    .await
+    let m = Move {
+        side: Side::App,
+        from: &["pending", "approved"],
+        to: "cancelled",
+        reason: None,
+        quota: None,
+    };
+    transition(&st, &p, &id, &headers, m).await
 }

@@ -10,7 +10,8 @@
 //! - deprecated: served, and the response carries the service's `Deprecation`, `Sunset` and
 //!   `Link` header lines.
 //!
-//! On success the upstream gets `x-ringway-subscription`.
+//! On success the upstream gets `x-ringway-subscription`, and the subscription's quota (if any) is
+//! noted for the limits stage.
 //!
 //! Performance: one probe of the subscription index; no lock, no allocation.
 
@@ -44,6 +45,7 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         Some(_) => return Err(Answer::kind(ErrorKind::SubscriptionPending)),
         None => return Err(Answer::kind(ErrorKind::SubscriptionRequired)),
     };
+    cx.ctx.quota = sub.quota;
     let kit = &mut *cx.kit;
     kit.upstream_headers
         .extend_from_slice(b"x-ringway-subscription: ");
