@@ -36,11 +36,15 @@ def main():
     ap.add_argument("--size", type=int, default=0, help="response body bytes (0: 12-byte 'hello world')")
     ap.add_argument("--proxy-cpus", default="0")
     ap.add_argument("--load-cpus", default="1")
+    ap.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                    help="request header sent by the load generators (repeatable)")
+    ap.add_argument("--backend-port", type=int, default=None,
+                    help="port of the backend (default: a free one); for proxies provisioned beforehand")
     a = ap.parse_args()
     require_tools("nginx", "wrk", "taskset")
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-    d, path, backend_proc, backend = start_backend("ringway-ab-", a.size, a.load_cpus)
+    d, path, backend_proc, backend = start_backend("ringway-ab-", a.size, a.load_cpus, a.backend_port)
     procs = [backend_proc]
     try:
         ports = {}
@@ -53,14 +57,14 @@ def main():
             if not wait_listening(ports[name]):
                 sys.exit(f"{name}: not listening on {ports[name]} (see {d}/{name}.log)")
         for name in ports:  # warm-up: pools and buffers filled
-            run_load("wrk", ports[name], a.conns, 1, path, a.load_cpus)
+            run_load("wrk", ports[name], a.conns, 1, path, a.load_cpus, a.header)
 
         ratios = []
         for rnd in range(1, a.rounds + 1):
             cpu0 = {n: sum(group_cpu_seconds(pids[n])) for n in pids}
             out = {}
             threads = [threading.Thread(target=lambda n=n: out.__setitem__(
-                n, run_load("wrk", ports[n], a.conns, a.secs, path, a.load_cpus))) for n in pids]
+                n, run_load("wrk", ports[n], a.conns, a.secs, path, a.load_cpus, a.header))) for n in pids]
             for t in threads:
                 t.start()
             for t in threads:

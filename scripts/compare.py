@@ -152,7 +152,7 @@ def stop_group(p):
         p.wait()
 
 
-def start_backend(prefix, size, cpus):
+def start_backend(prefix, size, cpus, port=None):
     """A scratch directory and the nginx backend pinned to `cpus`, serving `size` random bytes at
     /body (or the 12-byte 'hello world' at / when `size` is 0). Returns (dir, path, process,
     "127.0.0.1:port"); exits if the backend does not start."""
@@ -167,7 +167,7 @@ def start_backend(prefix, size, cpus):
     for root, dirs, files in os.walk(d):
         for x in dirs + files:
             os.chmod(os.path.join(root, x), 0o755)
-    port = free_port()
+    port = port or free_port()
     with open(f"{d}/backend.conf", "w") as f:
         f.write(BACKEND_CONF.format(d=d, port=port))
     p = subprocess.Popen(["taskset", "-c", cpus, "nginx", "-c", f"{d}/backend.conf"], start_new_session=True)
@@ -210,6 +210,8 @@ def main():
     ap.add_argument("--proxy-cpus", default="0")
     ap.add_argument("--load-cpus", default="1")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--backend-port", type=int, default=None,
+                    help="port of the backend (default: a free one); for proxies provisioned beforehand")
     ap.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                     help="request header sent by the load generator (repeatable)")
     a = ap.parse_args()
@@ -225,7 +227,7 @@ def main():
     if not proxies:
         sys.exit("nothing to compare: give --nginx and/or --proxy NAME=CMD")
 
-    d, path, backend, backend_addr = start_backend("ringway-compare-", a.size, a.load_cpus)
+    d, path, backend, backend_addr = start_backend("ringway-compare-", a.size, a.load_cpus, a.backend_port)
     results = {name: [] for name, _ in proxies}
     try:
         for rnd in range(a.rounds):
