@@ -285,8 +285,10 @@ async fn run(
                 store: store.clone(),
                 managed,
                 token_hash: Arc::new(hash),
+                throttle: Arc::default(),
             };
-            let app = admin::router(state);
+            let app =
+                admin::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = stop.await;
             });

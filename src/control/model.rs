@@ -377,3 +377,92 @@ pub struct Page<T> {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoInput {}
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct User {
+    #[serde(skip)]
+    pub seq: i64,
+    pub id: String,
+    pub tenant_id: String,
+    pub email: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    /// `owner`, `admin`, `developer` or `viewer`.
+    pub role: String,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+    pub version: i64,
+    #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub tenant_id: String,
+    pub email: String,
+    /// At least 12 characters.
+    pub password: String,
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+}
+
+/// An admin API token as listed (a console session or a personal token), never the token.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub user_id: String,
+    /// `session` or `personal`.
+    pub kind: String,
+    pub prefix: String,
+    pub name: Option<String>,
+    /// JSON array of scopes: `read`, `write`.
+    #[serde(serialize_with = "ser_json_str")]
+    #[schema(value_type = Vec<String>)]
+    pub scopes: String,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: i64,
+    #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<i64>,
+}
+
+fn ser_json_str<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(v) => v.serialize(s),
+        Err(_) => s.serialize_none(),
+    }
+}
+
+/// A token just made: the only time `token` is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewTokenShown {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    pub token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    /// `["read"]` or `["read", "write"]`.
+    pub scopes: Vec<String>,
+    /// Days until it expires: 1 to 365, default 90.
+    pub expires_in_days: Option<u32>,
+}

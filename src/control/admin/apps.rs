@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::tenants::check_name;
-use super::{AdminState, ApiError, Body, ListParams, Principal, etag, page};
+use super::{AdminState, ApiError, Body, ListParams, Need, Principal, etag, page};
 use crate::catalog::ApiKey;
 use crate::control::model::{
     App, KeyInfo, NewApp, NewKey, NewKeyShown, NoInput, Page, new_id, now_ms, parse_rfc3339,
@@ -47,6 +47,7 @@ pub async fn create(
             return Err(e);
         }
     }
+    p.require(Need::Develop)?;
     let now = now_ms();
     let mut app = App {
         seq: 0,
@@ -123,6 +124,7 @@ pub async fn create_key(
     }
     let mut managed = st.managed.lock().await;
     let app = owned(&st, &p, &id).await?;
+    p.require(Need::Develop)?;
     let key = ApiKey::generate();
     let info = KeyInfo {
         id: new_id("key"),
@@ -179,6 +181,7 @@ pub async fn revoke_key(
 ) -> Result<Json<KeyInfo>, ApiError> {
     let mut managed = st.managed.lock().await;
     let app = owned(&st, &p, &id).await?;
+    p.require(Need::Develop)?;
     let Some(before) = st.store.key(&key_id).await?.filter(|k| k.app_id == app.id) else {
         return Err(ApiError::not_found(format!(
             "app {id:?} has no key {key_id:?}"

@@ -7,28 +7,28 @@
 //! every invalid field of a body (`routes[0].path_prefix`). Another tenant's object is a 404,
 //! never a 403, so its existence does not leak.
 //!
-//! Every call carries `Authorization: Bearer <token>`; the bootstrap token (from
-//! `RINGWAY_ADMIN_TOKEN` or `[admin] token_file`) is kept only as its SHA-256 and compared in
-//! constant time.
+//! Every call carries `Authorization: Bearer <token>`: the bootstrap token or a user's (see
+//! [`auth`] for who may do what).
 
 mod apps;
 mod audit;
+pub mod auth;
 mod error;
 mod openapi;
 mod services;
 mod subscriptions;
 mod tenants;
+mod users;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
+pub use auth::{Need, Principal, Role};
 pub use error::ApiError;
 
 use super::catalog::Managed;
@@ -44,62 +44,7 @@ pub struct AdminState {
     pub managed: Arc<Mutex<Managed>>,
     /// SHA-256 of the bootstrap admin token.
     pub token_hash: Arc<[u8; 32]>,
-}
-
-/// Who makes a call. The bootstrap token acts for the node's operator: every tenant, every
-/// action. Tenant-scoped principals (users, personal tokens) narrow [`Principal::tenants`].
-#[derive(Debug, Clone)]
-pub enum Principal {
-    Operator,
-}
-
-impl Principal {
-    /// The tenants this principal sees; `None`: all.
-    pub fn tenants(&self) -> Option<Vec<String>> {
-        match self {
-            Principal::Operator => None,
-        }
-    }
-
-    /// Whether it may see (and act on) objects of `tenant`.
-    pub fn sees(&self, _tenant: &str) -> bool {
-        match self {
-            Principal::Operator => true,
-        }
-    }
-
-    /// How the audit log names it.
-    pub fn actor(&self) -> String {
-        match self {
-            Principal::Operator => "operator".to_string(),
-        }
-    }
-}
-
-impl FromRequestParts<AdminState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
-        let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "missing Authorization: Bearer <token>",
-            ));
-        };
-        let token = v
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
-        let hash = crate::catalog::hash_key(token.as_bytes());
-        if bool::from(hash.ct_eq(&*state.token_hash)) {
-            Ok(Principal::Operator)
-        } else {
-            Err(ApiError::unauthorized("the token is not valid"))
-        }
-    }
+    pub throttle: Arc<auth::Throttle>,
 }
 
 /// A JSON body, read with a size bound and deserialized so that every error names its field.
@@ -255,6 +200,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(apps::routes())
         .merge(subscriptions::routes())
         .merge(audit::routes())
+        .merge(users::routes())
         .merge(openapi::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -5,39 +5,49 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::AdminState;
+use super::{apps, audit, services, subscriptions, tenants, users};
 use crate::control::model;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Ringway admin API",
-        description = "Tenants, services, apps, keys and subscriptions of a Ringway gateway. Every call needs Authorization: Bearer <token>."
+        description = "Tenants, users, services, apps, keys and subscriptions of a Ringway gateway. Every call but /login needs Authorization: Bearer <token>."
     ),
     paths(
-        super::tenants::create,
-        super::tenants::list,
-        super::tenants::one,
-        super::services::create,
-        super::services::list,
-        super::services::one,
-        super::services::openapi,
-        super::services::publish,
-        super::services::deprecate,
-        super::services::retire,
-        super::apps::create,
-        super::apps::list,
-        super::apps::one,
-        super::apps::create_key,
-        super::apps::keys,
-        super::apps::revoke_key,
-        super::subscriptions::create,
-        super::subscriptions::list,
-        super::subscriptions::one,
-        super::subscriptions::approve,
-        super::subscriptions::reject,
-        super::subscriptions::revoke,
-        super::subscriptions::cancel,
-        super::audit::list,
+        tenants::create,
+        tenants::list,
+        tenants::one,
+        services::create,
+        services::list,
+        services::one,
+        services::openapi,
+        services::publish,
+        services::deprecate,
+        services::retire,
+        apps::create,
+        apps::list,
+        apps::one,
+        apps::create_key,
+        apps::keys,
+        apps::revoke_key,
+        subscriptions::create,
+        subscriptions::list,
+        subscriptions::one,
+        subscriptions::approve,
+        subscriptions::reject,
+        subscriptions::revoke,
+        subscriptions::cancel,
+        audit::list,
+        users::create,
+        users::list,
+        users::one,
+        users::login,
+        users::logout,
+        users::me,
+        users::create_token,
+        users::tokens,
+        users::revoke_token,
     ),
     components(schemas(
         model::Tenant,
@@ -53,8 +63,18 @@ use crate::control::model;
         model::Subscription,
         model::NewSubscription,
         model::Reason,
+        model::Approve,
+        model::Quota,
         model::AuditEntry,
-        model::NoInput
+        model::NoInput,
+        model::User,
+        model::NewUser,
+        model::Login,
+        model::TokenInfo,
+        model::NewToken,
+        model::NewTokenShown,
+        users::Session,
+        users::Me,
     ))
 )]
 pub struct AdminApi;

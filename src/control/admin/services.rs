@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::tenants::check_name;
-use super::{AdminState, ApiError, Body, ListParams, Principal, check_if_match, etag, page};
+use super::{AdminState, ApiError, Body, ListParams, Need, Principal, check_if_match, etag, page};
 use crate::control::catalog::service_parts;
 use crate::control::model::{
     Deprecate, NewService, NoInput, Page, Service, ServiceRow, ServiceSpec, new_id, now_ms,
@@ -132,6 +132,7 @@ pub async fn create(
             return Err(e);
         }
     }
+    p.require(Need::Develop)?;
     let now = now_ms();
     let spec = ServiceSpec {
         routes: body.routes,
@@ -237,6 +238,7 @@ async fn transition(
 ) -> Result<(HeaderMap, Json<Service>), ApiError> {
     let mut managed = st.managed.lock().await;
     let before = owned(st, p, id).await?;
+    p.require(Need::Govern)?;
     check_if_match(headers, before.version)?;
     if !from.contains(&before.state.as_str()) {
         return Err(ApiError::new(

@@ -9,7 +9,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{AdminState, ApiError, Body, ListParams, Principal, check_if_match, etag, page};
+use super::{
+    AdminState, ApiError, Body, ListParams, Need, Principal, auth, check_if_match, etag, page,
+};
 use crate::control::model::{
     Approve, NewSubscription, NoInput, Page, Quota, Reason, ServiceRow, Subscription, new_id,
     now_ms,
@@ -44,6 +46,7 @@ pub async fn create(
         Some(a) if p.sees(&a.tenant_id) => a,
         _ => return Err(not_found_field("app_id", "app", &body.app_id)),
     };
+    p.require(Need::Develop)?;
     // A private service is subscribable by its own tenant's apps, a public one by every tenant's
     // once it is published; a draft only by its own tenant's (for testing).
     let svc = match st.store.service(&body.service_id).await? {
@@ -178,15 +181,15 @@ async fn transition(
         Side::App => p.sees(&app_tenant),
     };
     if !allowed {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            match side {
-                Side::Service => "only the service's tenant may do this",
-                Side::App => "only the app's tenant may do this",
-            },
-        ));
+        return Err(auth::forbidden(match side {
+            Side::Service => "only the service's tenant may do this",
+            Side::App => "only the app's tenant may do this",
+        }));
     }
+    p.require(match side {
+        Side::Service => Need::Govern,
+        Side::App => Need::Develop,
+    })?;
     check_if_match(headers, before.version)?;
     if !from.contains(&before.state.as_str()) {
         return Err(ApiError::new(

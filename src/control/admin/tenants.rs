@@ -41,7 +41,7 @@ pub async fn create(
     p: Principal,
     Body(body): Body<NewTenant>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Principal::Operator = p;
+    p.require_operator()?;
     check_name("name", &body.name)?;
     let now = now_ms();
     let mut t = Tenant {

@@ -1,0 +1,310 @@
+//! Who makes an admin call, and what they may do.
+//!
+//! - The bootstrap token (`RINGWAY_ADMIN_TOKEN` or `[admin] token_file`) acts as the node's
+//!   operator: every tenant, every action. Only its SHA-256 is kept; it is compared in constant
+//!   time.
+//! - A user of a tenant acts through a token: a console session (from `/login`, 12 hours) or a
+//!   personal API token (scopes `read` / `write`, up to a year). Tokens are `rwa_` and 256 random
+//!   bits, stored as their SHA-256; a disabled user's tokens stop working.
+//!
+//! A user sees only its tenant: another tenant's objects are 404. Within its tenant, its role
+//! decides ([`Need`]): viewers read; developers also build (services as drafts, apps, keys,
+//! subscriptions); admins also govern (lifecycle, approvals) and manage users; owners also
+//! manage owners. A token without the `write` scope only reads.
+//!
+//! Passwords are argon2id (the crate's defaults: 19 MiB, 2 passes), hashed and verified on the
+//! blocking pool so the admin API keeps serving meanwhile. Failed logins are throttled per email
+//! and per client address.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq;
+use tokio::sync::Mutex;
+
+use super::{AdminState, ApiError};
+use crate::control::model::now_ms;
+
+/// What admin tokens start with (data-plane API keys start with `rw_`).
+pub const TOKEN_PREFIX: &str = "rwa_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Developer,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "viewer" => Role::Viewer,
+            "developer" => Role::Developer,
+            "admin" => Role::Admin,
+            "owner" => Role::Owner,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Developer => "developer",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+}
+
+/// What an action needs, within a tenant the principal sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    /// Create and change services (as drafts), apps, keys; subscribe and cancel.
+    Develop,
+    /// Lifecycle transitions, approvals, rejections, revocations.
+    Govern,
+    /// Create and manage users.
+    Users,
+}
+
+impl Need {
+    fn role(self) -> Role {
+        match self {
+            Need::Read => Role::Viewer,
+            Need::Develop => Role::Developer,
+            Need::Govern | Need::Users => Role::Admin,
+        }
+    }
+}
+
+/// Who makes a call (see the module docs).
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Operator,
+    User {
+        user_id: String,
+        tenant_id: String,
+        role: Role,
+        /// The token has the `write` scope.
+        write: bool,
+        token_id: String,
+        /// A console session (from `/login`), not a personal token.
+        session: bool,
+    },
+}
+
+impl Principal {
+    /// The tenants this principal sees; `None`: all.
+    pub fn tenants(&self) -> Option<Vec<String>> {
+        match self {
+            Principal::Operator => None,
+            Principal::User { tenant_id, .. } => Some(vec![tenant_id.clone()]),
+        }
+    }
+
+    /// Whether it sees objects of `tenant` (another tenant's objects are 404 to it).
+    pub fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Principal::Operator => true,
+            Principal::User { tenant_id, .. } => tenant_id == tenant,
+        }
+    }
+
+    /// Refuses (403) what its role or token scope does not allow. Check [`Principal::sees`] first:
+    /// an object it cannot see is a 404, not a 403.
+    pub fn require(&self, need: Need) -> Result<(), ApiError> {
+        let Principal::User { role, write, .. } = self else {
+            return Ok(());
+        };
+        if need != Need::Read && !write {
+            return Err(forbidden("this token has the read scope only"));
+        }
+        if *role < need.role() {
+            return Err(forbidden(&format!(
+                "the {} role cannot do this (needs {})",
+                role.as_str(),
+                need.role().as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses anything but the operator (creating tenants).
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Operator => Ok(()),
+            Principal::User { .. } => {
+                Err(forbidden("only the operator (bootstrap token) can do this"))
+            }
+        }
+    }
+
+    /// How the audit log names it.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Operator => "operator".to_string(),
+            Principal::User { user_id, .. } => format!("user:{user_id}"),
+        }
+    }
+}
+
+pub fn forbidden(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+impl FromRequestParts<AdminState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
+        let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "missing Authorization: Bearer <token>",
+            ));
+        };
+        let token = v
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+        let hash = crate::catalog::hash_key(token.as_bytes());
+        if bool::from(hash.ct_eq(&*state.token_hash)) {
+            return Ok(Principal::Operator);
+        }
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(ApiError::unauthorized("the token is not valid"));
+        }
+        let Some((t, user)) = state.store.token_user(&hash, now_ms()).await? else {
+            return Err(ApiError::unauthorized(
+                "the token is not valid (unknown, expired or revoked)",
+            ));
+        };
+        let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
+        let scopes: Vec<String> = serde_json::from_str(&t.scopes).unwrap_or_default();
+        Ok(Principal::User {
+            user_id: user.id,
+            tenant_id: user.tenant_id,
+            role,
+            write: scopes.iter().any(|s| s == "write"),
+            token_id: t.id,
+            session: t.kind == "session",
+        })
+    }
+}
+
+/// A new admin token and its hash.
+pub fn new_token() -> (String, [u8; 32]) {
+    let bytes: [u8; 32] = rand::random();
+    let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = crate::catalog::hash_key(token.as_bytes());
+    (token, hash)
+}
+
+/// argon2id PHC string of `password` (on the blocking pool).
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())?;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|_| ApiError::internal("password hashing failed"))?
+    .map_err(|_| ApiError::internal("password hashing failed"))
+}
+
+/// Whether `password` matches `phc` (on the blocking pool). With `None` (no such user) it
+/// verifies against a hash of a random password, so that an unknown email takes as long.
+pub async fn verify_password(password: String, phc: Option<String>) -> bool {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    tokio::task::spawn_blocking(move || {
+        let phc = phc.unwrap_or_else(|| {
+            DUMMY
+                .get_or_init(|| {
+                    let random: [u8; 16] = rand::random();
+                    match SaltString::encode_b64(&rand::random::<[u8; 16]>()) {
+                        Ok(salt) => argon2::Argon2::default()
+                            .hash_password(&random, &salt)
+                            .map(|h| h.to_string())
+                            .unwrap_or_default(),
+                        Err(_) => String::new(),
+                    }
+                })
+                .clone()
+        });
+        match PasswordHash::new(&phc) {
+            Ok(h) => argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Failed logins per email and per client address, in a sliding period.
+pub struct Throttle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// Failed logins allowed per email in [`PERIOD`], and per client address.
+pub const PER_EMAIL: u32 = 5;
+pub const PER_CLIENT: u32 = 20;
+pub const PERIOD: Duration = Duration::from_secs(15 * 60);
+/// Entries kept at most (oldest dropped first): the map cannot grow without bound.
+const MAX_ENTRIES: usize = 100_000;
+
+impl Default for Throttle {
+    fn default() -> Throttle {
+        Throttle {
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Throttle {
+    /// Seconds to wait when `key` is over `limit`, else `None`.
+    pub async fn blocked(&self, key: &str, limit: u32) -> Option<u64> {
+        let map = self.failures.lock().await;
+        let (n, since) = map.get(key)?;
+        let left = PERIOD.checked_sub(since.elapsed())?;
+        (*n >= limit).then(|| left.as_secs().max(1))
+    }
+
+    pub async fn failed(&self, key: &str) {
+        let mut map = self.failures.lock().await;
+        if map.len() >= MAX_ENTRIES {
+            map.retain(|_, (_, since)| since.elapsed() < PERIOD);
+            if map.len() >= MAX_ENTRIES {
+                if let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| k.clone())
+                {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let e = map.entry(key.to_string()).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= PERIOD {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+    }
+
+    pub async fn clear(&self, key: &str) {
+        self.failures.lock().await.remove(key);
+    }
+}

@@ -1,0 +1,366 @@
+//! `/api/v1/users`, `/api/v1/login`, `/api/v1/logout`, `/api/v1/me`, `/api/v1/tokens`: the people
+//! of a tenant, their console sessions and their personal API tokens (see [`super::auth`]).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::auth::{self, Need, Principal, Role, new_token};
+use super::{AdminState, ApiError, Body, ListParams, etag, page};
+use crate::control::model::{
+    Login, NewToken, NewTokenShown, NewUser, NoInput, Page, TokenInfo, User, new_id, now_ms,
+};
+use crate::control::store::Change;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/api/v1/users", get(list).post(create))
+        .route("/api/v1/users/{id}", get(one))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/tokens", get(tokens).post(create_token))
+        .route("/api/v1/tokens/{id}/revoke", post(revoke_token))
+}
+
+/// How long a console session lasts.
+const SESSION_MS: i64 = 12 * 3600 * 1000;
+const MIN_PASSWORD: usize = 12;
+const MAX_PASSWORD: usize = 1024;
+
+fn check_email(e: &str) -> Result<(), ApiError> {
+    let ok = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field("email", "not an email address"))
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser,
+    responses((status = 201, body = User), (status = 403), (status = 404), (status = 409), (status = 422)))]
+pub async fn create(
+    State(st): State<AdminState>,
+    p: Principal,
+    Body(body): Body<NewUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    let email = body.email.trim().to_lowercase();
+    check_email(&email)?;
+    let n = body.password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
+        return Err(ApiError::field(
+            "password",
+            format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+        ));
+    }
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::field("role", "must be owner, admin, developer or viewer"))?;
+    match st.store.tenant(&body.tenant_id).await? {
+        Some(t) if p.sees(&t.id) => {}
+        _ => {
+            let mut e = ApiError::not_found(format!("no tenant {:?}", body.tenant_id));
+            e.fields.insert("tenant_id".into(), "no such tenant".into());
+            return Err(e);
+        }
+    }
+    p.require(Need::Users)?;
+    if role == Role::Owner {
+        if let Principal::User { role, .. } = &p {
+            if *role != Role::Owner {
+                return Err(auth::forbidden(
+                    "only an owner (or the operator) makes owners",
+                ));
+            }
+        }
+    }
+    let password_hash = auth::hash_password(body.password).await?;
+    let now = now_ms();
+    let mut u = User {
+        seq: 0,
+        id: new_id("usr"),
+        tenant_id: body.tenant_id,
+        email,
+        password_hash,
+        role: role.as_str().into(),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+        disabled_at: None,
+    };
+    let change = Change {
+        actor: &p.actor(),
+        action: "user.create",
+        kind: "user",
+        id: &u.id,
+        tenant_id: Some(&u.tenant_id),
+        before: None,
+        // The view has no password hash (serde skips it).
+        after: serde_json::to_string(&u).ok(),
+        at: now,
+    };
+    u.seq = st.store.insert_user(&u, &change).await?;
+    Ok((StatusCode::CREATED, [("etag", etag(u.version))], Json(u)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users", params(ListParams), responses((status = 200, body = Page<User>)))]
+pub async fn list(
+    State(st): State<AdminState>,
+    p: Principal,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<User>>, ApiError> {
+    let q = params.query(&p, &["tenant_id"])?;
+    let rows = st.store.users(&q).await?;
+    Ok(Json(page(rows, &q, |u: &User| u.id.clone(), |u| u)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", responses((status = 200, body = User), (status = 404)))]
+pub async fn one(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    match st.store.user(&id).await? {
+        Some(u) if p.sees(&u.tenant_id) => Ok(([("etag", etag(u.version))], Json(u))),
+        _ => Err(ApiError::not_found(format!("no user {id:?}"))),
+    }
+}
+
+/// A session token, shown once, with the user it acts for.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Session {
+    pub token: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: String,
+    pub user: User,
+}
+
+#[utoipa::path(post, path = "/api/v1/login", request_body = Login,
+    responses((status = 201, body = Session), (status = 401), (status = 429, description = "too many failed logins")),
+    security(()))]
+pub async fn login(
+    State(st): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Body(body): Body<Login>,
+) -> Result<impl IntoResponse, ApiError> {
+    let email = body.email.trim().to_lowercase();
+    let (by_email, by_client) = (format!("email:{email}"), format!("ip:{}", peer.ip()));
+    for (key, limit) in [(&by_email, auth::PER_EMAIL), (&by_client, auth::PER_CLIENT)] {
+        if let Some(wait) = st.throttle.blocked(key, limit).await {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many failed logins; try again in {wait} s"),
+            );
+            e.fields.insert("retry_after".into(), wait.to_string());
+            return Err(e);
+        }
+    }
+    let user = st.store.user_by_email(&email).await?;
+    let ok = auth::verify_password(
+        body.password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await;
+    let user = match user {
+        Some(u) if ok && u.disabled_at.is_none() => u,
+        _ => {
+            st.throttle.failed(&by_email).await;
+            st.throttle.failed(&by_client).await;
+            tracing::info!(client = %peer.ip(), "admin login failed");
+            return Err(ApiError::unauthorized("wrong email or password"));
+        }
+    };
+    st.throttle.clear(&by_email).await;
+    let (token, hash) = new_token();
+    let now = now_ms();
+    let info = TokenInfo {
+        id: new_id("tok"),
+        user_id: user.id.clone(),
+        kind: "session".into(),
+        prefix: token[..12].to_string(),
+        name: None,
+        scopes: r#"["read","write"]"#.into(),
+        created_at: now,
+        expires_at: now + SESSION_MS,
+        revoked_at: None,
+    };
+    st.store.insert_token(&info, &hash, None).await?;
+    Ok((
+        StatusCode::CREATED,
+        [("cache-control", "no-store")],
+        Json(Session {
+            token,
+            expires_at: crate::control::model::rfc3339(info.expires_at),
+            user,
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/logout", responses((status = 204), (status = 401)))]
+pub async fn logout(
+    State(st): State<AdminState>,
+    p: Principal,
+    _body: Body<NoInput>,
+) -> Result<StatusCode, ApiError> {
+    if let Principal::User { token_id, .. } = &p {
+        st.store.revoke_token(token_id, now_ms(), None).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The calling principal.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// `operator` or `user`.
+    pub kind: &'static str,
+    pub user: Option<User>,
+    pub write: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = Me), (status = 401)))]
+pub async fn me(State(st): State<AdminState>, p: Principal) -> Result<Json<Me>, ApiError> {
+    Ok(Json(match &p {
+        Principal::Operator => Me {
+            kind: "operator",
+            user: None,
+            write: true,
+        },
+        Principal::User { user_id, write, .. } => Me {
+            kind: "user",
+            user: st.store.user(user_id).await?,
+            write: *write,
+        },
+    }))
+}
+
+/// The calling user, for token endpoints (the operator has no tokens of its own).
+fn user_of(p: &Principal) -> Result<(&str, bool), ApiError> {
+    match p {
+        Principal::User { user_id, write, .. } => Ok((user_id, *write)),
+        Principal::Operator => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_a_user",
+            "the bootstrap token acts for no user; log in as a user to make personal tokens",
+        )),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken,
+    responses((status = 201, body = NewTokenShown, description = "the token, shown this once"), (status = 403), (status = 422)))]
+pub async fn create_token(
+    State(st): State<AdminState>,
+    p: Principal,
+    Body(body): Body<NewToken>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (user_id, write) = user_of(&p)?;
+    super::tenants::check_name("name", &body.name)?;
+    let mut scopes = Vec::new();
+    for (i, s) in body.scopes.iter().enumerate() {
+        if s != "read" && s != "write" {
+            return Err(ApiError::field(
+                format!("scopes[{i}]"),
+                "must be \"read\" or \"write\"",
+            ));
+        }
+        if !scopes.contains(s) {
+            scopes.push(s.clone());
+        }
+    }
+    if !scopes.iter().any(|s| s == "read") {
+        return Err(ApiError::field("scopes", "must include \"read\""));
+    }
+    if scopes.iter().any(|s| s == "write") && !write {
+        return Err(auth::forbidden(
+            "a read-only token cannot make a write token",
+        ));
+    }
+    let days = body.expires_in_days.unwrap_or(90);
+    if !(1..=365).contains(&days) {
+        return Err(ApiError::field("expires_in_days", "must be 1 to 365"));
+    }
+    let (token, hash) = new_token();
+    let now = now_ms();
+    let info = TokenInfo {
+        id: new_id("tok"),
+        user_id: user_id.to_string(),
+        kind: "personal".into(),
+        prefix: token[..12].to_string(),
+        name: Some(body.name),
+        scopes: serde_json::to_string(&scopes).unwrap_or_else(|_| "[\"read\"]".into()),
+        created_at: now,
+        expires_at: now + i64::from(days) * 86_400_000,
+        revoked_at: None,
+    };
+    let tenant = p.tenants().and_then(|t| t.into_iter().next());
+    let change = Change {
+        actor: &p.actor(),
+        action: "token.create",
+        kind: "token",
+        id: &info.id,
+        tenant_id: tenant.as_deref(),
+        before: None,
+        after: serde_json::to_string(&info).ok(),
+        at: now,
+    };
+    st.store.insert_token(&info, &hash, Some(&change)).await?;
+    Ok((
+        StatusCode::CREATED,
+        [("cache-control", "no-store")],
+        Json(NewTokenShown { info, token }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", params(ListParams),
+    responses((status = 200, body = Page<TokenInfo>)))]
+pub async fn tokens(
+    State(st): State<AdminState>,
+    p: Principal,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<TokenInfo>>, ApiError> {
+    let (user_id, _) = user_of(&p)?;
+    let mut q = params.query(&p, &[])?;
+    q.tenants = None;
+    q.filters.push(("user_id", user_id.to_string()));
+    let rows = st.store.tokens(&q).await?;
+    Ok(Json(page(rows, &q, |t: &TokenInfo| t.id.clone(), |t| t)))
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke",
+    responses((status = 200, body = TokenInfo), (status = 404), (status = 409)))]
+pub async fn revoke_token(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    _body: Body<NoInput>,
+) -> Result<Json<TokenInfo>, ApiError> {
+    let (user_id, _) = user_of(&p)?;
+    let Some(mut t) = st.store.token(&id).await?.filter(|t| t.user_id == user_id) else {
+        return Err(ApiError::not_found(format!("no token {id:?}")));
+    };
+    let now = now_ms();
+    let before = serde_json::to_string(&t).ok();
+    t.revoked_at = Some(now);
+    let tenant = p.tenants().and_then(|t| t.into_iter().next());
+    let change = Change {
+        actor: &p.actor(),
+        action: "token.revoke",
+        kind: "token",
+        id: &t.id,
+        tenant_id: tenant.as_deref(),
+        before,
+        after: serde_json::to_string(&t).ok(),
+        at: now,
+    };
+    if st.store.revoke_token(&id, now, Some(&change)).await? {
+        Ok(Json(t))
+    } else {
+        Err(ApiError::conflict("the token is revoked already"))
+    }
+}
