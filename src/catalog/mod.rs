@@ -14,6 +14,7 @@
 //! one before (the control plane changes a part with `Arc::make_mut`, which copies it only while a
 //! published snapshot still holds it).
 
+pub mod jwt;
 mod keys;
 mod subs;
 
@@ -68,10 +69,17 @@ pub struct ServiceEntry {
     pub id: Box<str>,
     pub tenant_seq: i64,
     pub state: Lifecycle,
-    /// Accepts API keys (the only credential kind compiled so far).
-    pub api_key: bool,
+    /// The credential kinds it accepts.
+    pub accepts: Accepts,
     /// Response header lines added while deprecated (`Deprecation`, `Sunset`, `Link`), CRLF-ended.
     pub response_headers: Box<[u8]>,
+}
+
+/// Credential kinds a service accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accepts {
+    pub api_key: bool,
+    pub jwt: bool,
 }
 
 /// The calling app, as a credential resolves to it.
@@ -110,6 +118,8 @@ pub struct Catalog {
     /// Quota tables (node-global rate limits keyed by app), one per distinct quota; a live
     /// subscription names its table ([`SubEntry::quota`]).
     pub quotas: Arc<Vec<Arc<NodeRouteLimits>>>,
+    /// JWT issuers and their keys.
+    pub jwt: Arc<jwt::JwtIndex>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -119,6 +129,7 @@ impl std::fmt::Debug for Catalog {
             .field("keys", &self.keys.len())
             .field("subs", &self.subs.len())
             .field("quotas", &self.quotas.len())
+            .field("jwt_issuers", &self.jwt.len())
             .finish()
     }
 }

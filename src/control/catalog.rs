@@ -17,8 +17,8 @@ use std::sync::Arc;
 use crate::limit::NodeRouteLimits;
 
 use crate::catalog::{
-    AppEntry, Catalog, KeyEntry, KeyHash, KeyIndex, Lifecycle, ServiceEntry, Services, SubEntry,
-    SubIndex, SubState,
+    Accepts, AppEntry, Catalog, KeyEntry, KeyHash, KeyIndex, Lifecycle, ServiceEntry, Services,
+    SubEntry, SubIndex, SubState,
 };
 use crate::config::managed::{Managed as Composed, ServiceRoutes, managed_service};
 use crate::config::{
@@ -27,13 +27,23 @@ use crate::config::{
 use crate::gateway::SnapshotPublisher;
 use std::time::Duration;
 
-use super::model::{App, Quota, ServiceRow, Subscription};
+use super::keyring::Keyring;
+use super::model::{App, CredentialRow, Quota, ServiceRow, Subscription};
 use super::store::{Store, StoreError};
 
 /// A managed service as the control plane holds it: its row and its validated routes.
 struct ManagedService {
     row: ServiceRow,
     parts: ServiceRoutes,
+    accepts: Accepts,
+}
+
+fn accepts(row: &ServiceRow) -> Accepts {
+    let kinds = row.spec().map(|s| s.credentials).unwrap_or_default();
+    Accepts {
+        api_key: kinds.iter().any(|k| k == "api_key"),
+        jwt: kinds.iter().any(|k| k == "jwt"),
+    }
 }
 
 /// A new service composed with the others, waiting for the store to take it.
@@ -56,6 +66,11 @@ pub struct Managed {
     tenants: HashMap<String, i64>,
     /// Each distinct quota's index in the catalog's quota tables.
     quota_tables: HashMap<Quota, u32>,
+    /// Live JWT credentials by id, and the JWKS documents fetched for those with a URL.
+    jwt_creds: HashMap<String, CredentialRow>,
+    jwks_docs: HashMap<String, Vec<u8>>,
+    pub keyring: Arc<Keyring>,
+    pub http: reqwest::Client,
     publisher: SnapshotPublisher,
 }
 
@@ -125,6 +140,7 @@ impl Managed {
         store: &Store,
         base: Arc<Config>,
         publisher: SnapshotPublisher,
+        keyring: Arc<Keyring>,
     ) -> Result<Managed, CatalogError> {
         let tenants: HashMap<String, i64> = store
             .all_tenants()
@@ -141,7 +157,15 @@ impl Managed {
         for row in store.all_services().await? {
             match service_parts(&row, &base.http) {
                 Ok(parts) => {
-                    services.insert(row.seq, ManagedService { row, parts });
+                    let accepts = accepts(&row);
+                    services.insert(
+                        row.seq,
+                        ManagedService {
+                            row,
+                            parts,
+                            accepts,
+                        },
+                    );
                 }
                 Err(e) => {
                     tracing::error!(service = %row.id, name = %row.name, error = %e, "stored service does not validate; not served")
@@ -167,13 +191,36 @@ impl Managed {
                 keys,
                 subs: SubIndex::default(),
                 quotas: Arc::default(),
+                jwt: Arc::default(),
             },
             services,
             apps,
             tenants,
             quota_tables: HashMap::new(),
+            jwt_creds: HashMap::new(),
+            jwks_docs: HashMap::new(),
+            keyring,
+            http: super::jwt::client(),
             publisher,
         };
+        for row in store.live_credentials().await? {
+            if row.kind != "jwt" {
+                continue;
+            }
+            let doc = match &row.jwt().jwks_url {
+                Some(url) => match super::jwt::fetch(&m.http, url).await {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        tracing::warn!(credential = %row.id, error = %e, "JWKS not fetched; its tokens are refused until a refresh succeeds");
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Err(e) = m.jwt_set(row, doc) {
+                tracing::error!(error = %e, "stored JWT credential is unusable; not served");
+            }
+        }
         let seq_of_service: HashMap<String, i64> = m
             .services
             .values()
@@ -235,7 +282,7 @@ impl Managed {
                 id: s.row.id.as_str().into(),
                 tenant_seq: self.tenants.get(&s.row.tenant_id).copied().unwrap_or(-1),
                 state: Lifecycle::parse(&s.row.state).unwrap_or(Lifecycle::Retired),
-                api_key: true,
+                accepts: s.accepts,
                 response_headers: deprecation_headers(&s.row).into(),
             })
             .collect();
@@ -308,11 +355,13 @@ impl Managed {
 
     /// A service the store now has (with its sequence), composed by [`Managed::prepare_service`].
     pub fn service_added(&mut self, row: ServiceRow, p: Prepared) -> Result<u64, ConfigError> {
+        let accepts = accepts(&row);
         self.services.insert(
             row.seq,
             ManagedService {
                 row,
                 parts: p.parts,
+                accepts,
             },
         );
         self.composed = p.config;
@@ -384,6 +433,73 @@ impl Managed {
         tables.push(Arc::new(NodeRouteLimits::new(&quota_limits(&q))));
         self.quota_tables.insert(q, i);
         Some(i)
+    }
+
+    /// Sets (adds or replaces) a JWT credential in the catalog; `jwks` is its fetched document.
+    /// Does not publish.
+    fn jwt_set(&mut self, row: CredentialRow, jwks: Option<Vec<u8>>) -> Result<(), String> {
+        let app = self
+            .apps
+            .get(&row.app_id)
+            .cloned()
+            .ok_or("the credential's app is gone")?;
+        let keys = super::jwt::keys(&row, &self.keyring, jwks.as_deref())?;
+        let cred = super::jwt::cred(&row, app, keys);
+        Arc::make_mut(&mut self.catalog.jwt).insert(row.lookup.as_str().into(), cred);
+        match jwks {
+            Some(d) => self.jwks_docs.insert(row.id.clone(), d),
+            None => self.jwks_docs.remove(&row.id),
+        };
+        self.jwt_creds.insert(row.id.clone(), row);
+        Ok(())
+    }
+
+    /// A JWT credential the store now has (validated by the caller): served from now on.
+    pub fn jwt_added(
+        &mut self,
+        row: CredentialRow,
+        jwks: Option<Vec<u8>>,
+    ) -> Result<u64, CatalogError> {
+        self.jwt_set(row, jwks)
+            .map_err(|e| CatalogError::Config(ConfigError::invalid("credential", e)))?;
+        Ok(self.publish()?)
+    }
+
+    pub fn jwt_revoked(&mut self, id: &str) -> Result<u64, ConfigError> {
+        if let Some(row) = self.jwt_creds.remove(id) {
+            Arc::make_mut(&mut self.catalog.jwt).remove(row.lookup.as_str());
+            self.jwks_docs.remove(id);
+        }
+        self.publish()
+    }
+
+    /// The JWT credentials with a JWKS URL: (id, url).
+    pub fn jwks_sources(&self) -> Vec<(String, String)> {
+        self.jwt_creds
+            .values()
+            .filter_map(|r| Some((r.id.clone(), r.jwt().jwks_url?)))
+            .collect()
+    }
+
+    /// A JWKS document fetched again: applied and published if it changed.
+    pub fn jwks_fetched(&mut self, id: &str, doc: Vec<u8>) {
+        if self.jwks_docs.get(id) == Some(&doc) {
+            return;
+        }
+        let Some(row) = self.jwt_creds.get(id).cloned() else {
+            return;
+        };
+        match self.jwt_set(row, Some(doc)) {
+            Ok(()) => {
+                if let Err(e) = self.publish() {
+                    tracing::error!(error = %e, "cannot publish the refreshed JWKS");
+                }
+                tracing::info!(credential = id, "JWKS changed; new keys in use");
+            }
+            Err(e) => {
+                tracing::warn!(credential = id, error = %e, "refreshed JWKS unusable; keeping the previous keys")
+            }
+        }
     }
 
     /// What a shard would see now (tests and measurements).

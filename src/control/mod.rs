@@ -9,6 +9,8 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod jwt;
+pub mod keyring;
 pub mod model;
 pub mod store;
 
@@ -248,7 +250,14 @@ async fn run(
             return;
         }
     };
-    let managed = match Managed::load(&store, base, publisher).await {
+    let keyring = match keyring::Keyring::load(std::env::var("RINGWAY_STORE_KEY").ok(), &path) {
+        Ok(k) => Arc::new(k),
+        Err(e) => {
+            let _ = ready.send(Err(ControlError::Start(e.to_string())));
+            return;
+        }
+    };
+    let managed = match Managed::load(&store, base, publisher, keyring).await {
         Ok(m) => Arc::new(Mutex::new(m)),
         Err(e) => {
             let _ = ready.send(Err(e.into()));
@@ -277,6 +286,27 @@ async fn run(
             }
         }
     };
+    let refresh_managed = managed.clone();
+    let jwks_refresh = async move {
+        let mut every = tokio::time::interval(jwt::JWKS_REFRESH);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let (sources, http) = {
+                let m = refresh_managed.lock().await;
+                (m.jwks_sources(), m.http.clone())
+            };
+            for (id, url) in sources {
+                match jwt::fetch(&http, &url).await {
+                    Ok(doc) => refresh_managed.lock().await.jwks_fetched(&id, doc),
+                    Err(e) => {
+                        tracing::warn!(credential = %id, error = %e, "JWKS refresh failed; keeping the previous keys")
+                    }
+                }
+            }
+        }
+    };
+    tokio::spawn(jwks_refresh);
     let _ = ready.send(Ok(addr));
     match (listener, token_hash) {
         (Some(listener), Some(hash)) => {

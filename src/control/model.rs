@@ -466,3 +466,88 @@ pub struct NewToken {
     /// Days until it expires: 1 to 365, default 90.
     pub expires_in_days: Option<u32>,
 }
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CredentialRow {
+    pub seq: i64,
+    pub id: String,
+    pub app_id: String,
+    pub kind: String,
+    pub lookup: String,
+    pub config: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A JWT credential's stored configuration (its secret, if any, sealed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JwtConfig {
+    pub algorithm: Option<String>,
+    pub public_key: Option<String>,
+    pub secret_sealed: Option<String>,
+    pub jwks_url: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// A credential as the admin API shows it: never a secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Credential {
+    pub id: String,
+    pub app_id: String,
+    /// `jwt`.
+    pub kind: String,
+    /// The JWT issuer (`iss`) it accepts.
+    pub issuer: String,
+    pub algorithm: Option<String>,
+    pub jwks_url: Option<String>,
+    pub audience: Option<String>,
+    pub has_public_key: bool,
+    pub has_secret: bool,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<i64>,
+}
+
+impl CredentialRow {
+    pub fn jwt(&self) -> JwtConfig {
+        serde_json::from_str(&self.config).unwrap_or_default()
+    }
+
+    pub fn view(&self) -> Credential {
+        let c = self.jwt();
+        Credential {
+            id: self.id.clone(),
+            app_id: self.app_id.clone(),
+            kind: self.kind.clone(),
+            issuer: self.lookup.clone(),
+            algorithm: c.algorithm,
+            jwks_url: c.jwks_url,
+            audience: c.audience,
+            has_public_key: c.public_key.is_some(),
+            has_secret: c.secret_sealed.is_some(),
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
+/// A JWT credential: an issuer and one of a public key (RS256/ES256), a secret (HS256, at least
+/// 32 bytes) or a JWKS URL.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCredential {
+    /// `jwt`.
+    pub kind: String,
+    pub issuer: String,
+    /// `RS256`, `ES256` or `HS256` (with `public_key` or `secret`).
+    pub algorithm: Option<String>,
+    /// PEM of the public key.
+    pub public_key: Option<String>,
+    pub secret: Option<String>,
+    pub jwks_url: Option<String>,
+    /// The `aud` tokens must name.
+    pub audience: Option<String>,
+}

@@ -17,7 +17,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::model::{App, AuditEntry, KeyInfo, ServiceRow, Subscription, Tenant, TokenInfo, User};
+use super::model::{
+    App, AuditEntry, CredentialRow, KeyInfo, ServiceRow, Subscription, Tenant, TokenInfo, User,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -579,6 +581,73 @@ impl Store {
             if let Some(c) = c {
                 Store::record(&mut tx, c).await?;
             }
+            tx.commit().await?;
+        }
+        Ok(n == 1)
+    }
+
+    // Credentials.
+
+    pub async fn insert_credential(
+        &self,
+        r: &CredentialRow,
+        c: &Change<'_>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin().await?;
+        let seq = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO credentials (id, app_id, kind, lookup, config, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        )
+        .bind(&r.id)
+        .bind(&r.app_id)
+        .bind(&r.kind)
+        .bind(&r.lookup)
+        .bind(&r.config)
+        .bind(r.created_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_write(e, "a live credential of this kind has this issuer"))?;
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    pub async fn credential(&self, id: &str) -> Result<Option<CredentialRow>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM credentials WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn credentials(&self, q: &ListQuery) -> Result<Vec<CredentialRow>, StoreError> {
+        list(&self.pool, "SELECT * FROM credentials", "id", "", q).await
+    }
+
+    pub async fn live_credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM credentials WHERE revoked_at IS NULL ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn revoke_credential(
+        &self,
+        id: &str,
+        at: i64,
+        c: &Change<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            Store::record(&mut tx, c).await?;
             tx.commit().await?;
         }
         Ok(n == 1)

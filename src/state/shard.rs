@@ -35,6 +35,8 @@ pub struct ShardCtx {
     seq: Cell<u64>,
     /// Finished-request counters of every shard; this shard writes row `id` only.
     requests: Arc<[CachePadded<ShardRequests>]>,
+    /// JWTs this shard verified, until they expire (the auth stage borrows it without awaiting).
+    pub jwt_cache: RefCell<crate::catalog::jwt::JwtCache>,
 }
 
 impl ShardCtx {
@@ -57,6 +59,7 @@ impl ShardCtx {
             instance,
             seq: Cell::new(0),
             requests,
+            jwt_cache: RefCell::default(),
         }
     }
 

@@ -13,6 +13,7 @@
 mod apps;
 mod audit;
 pub mod auth;
+mod credentials;
 mod error;
 mod openapi;
 mod services;
@@ -201,6 +202,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(subscriptions::routes())
         .merge(audit::routes())
         .merge(users::routes())
+        .merge(credentials::routes())
         .merge(openapi::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

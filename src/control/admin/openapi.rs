@@ -5,7 +5,7 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::AdminState;
-use super::{apps, audit, services, subscriptions, tenants, users};
+use super::{apps, audit, credentials, services, subscriptions, tenants, users};
 use crate::control::model;
 
 #[derive(OpenApi)]
@@ -48,6 +48,9 @@ use crate::control::model;
         users::create_token,
         users::tokens,
         users::revoke_token,
+        credentials::create,
+        credentials::list,
+        credentials::revoke,
     ),
     components(schemas(
         model::Tenant,
@@ -75,6 +78,8 @@ use crate::control::model;
         model::NewTokenShown,
         users::Session,
         users::Me,
+        model::Credential,
+        model::NewCredential,
     ))
 )]
 pub struct AdminApi;

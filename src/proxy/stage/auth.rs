@@ -3,17 +3,20 @@
 //! managed and pass untouched.
 //!
 //! The credential is an API key in `X-API-Key` or `Authorization: Bearer` (`X-API-Key` wins when
-//! both are sent). The header that carried it is not forwarded; nor is any `x-ringway-*` header
+//! both are sent), or a JWT as `Authorization: Bearer` (verified once per shard and token, then
+//! cached until it expires: [`crate::catalog::jwt`]); each only where the service accepts it. The header that carried it is not forwarded; nor is any `x-ringway-*` header
 //! the client sent, so that the identity the upstream gets (`x-ringway-app`, `x-ringway-tenant`,
 //! here, and `x-ringway-subscription` from [`super::access`]) cannot be forged.
 //!
 //! Errors: 401 `credential_missing` (nothing presented) or `credential_invalid` (malformed,
 //! unknown, expired, revoked, sent twice), both with `WWW-Authenticate`.
 //!
-//! Performance: a scan of the header list, one SHA-256 of the key (~0.2 µs) and one probe of
-//! the key index; no lock and no allocation on success.
+//! Performance: a scan of the header list, then for a key one SHA-256 (~0.2 µs) and one probe of
+//! the key index; for a cached JWT one hash of the token and a comparison. No lock; no
+//! allocation but a JWT cache miss.
 
-use crate::catalog::{hash_key, looks_like_key};
+use crate::catalog::jwt::{self, looks_like_jwt};
+use crate::catalog::{AppEntry, hash_key, looks_like_key};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::headers::Span;
 use crate::observe::clock;
@@ -63,26 +66,56 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
     if api_key.is_none() {
         presented = crate::http::headers::trim_ows(&presented[7..]);
     }
-    if twice || !looks_like_key(presented) {
+    if twice {
         return Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID));
     }
     let catalog = &cx.state.snap.catalog;
-    let entry = match catalog.keys.get(&hash_key(presented)) {
-        Some(e) if e.expires_at_ms.is_none_or(|t| clock::unix_ms_coarse() < t) => e,
-        _ => return Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID)),
-    };
-    let app = &entry.app;
-    cx.ctx.caller = Some(Caller {
-        app: app.seq,
-        tenant: app.tenant_seq,
-    });
+    let accepts = services
+        .entries
+        .get(service as usize)
+        .map(|s| s.accepts)
+        .unwrap_or_default();
+    let now = clock::unix_ms_coarse();
     let out = &mut kit.upstream_headers;
+    if accepts.api_key && looks_like_key(presented) {
+        let entry = match catalog.keys.get(&hash_key(presented)) {
+            Some(e) if e.expires_at_ms.is_none_or(|t| now < t) => e,
+            _ => return Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID)),
+        };
+        cx.ctx.caller = Some(identify(out, &entry.app));
+        return Ok(());
+    }
+    if accepts.jwt && api_key.is_none() && looks_like_jwt(presented) {
+        let mut cache = cx.conn.shard.jwt_cache.borrow_mut();
+        if let Some(cred) = cache.get(&catalog.jwt, presented, now) {
+            cx.ctx.caller = Some(identify(out, &cred.app));
+            return Ok(());
+        }
+        // A miss: verify (an RS256 signature costs tens of µs) and remember it until it expires.
+        let verified = std::str::from_utf8(presented)
+            .ok()
+            .and_then(|t| jwt::verify(&catalog.jwt, t));
+        let Some((cred, exp)) = verified else {
+            return Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID));
+        };
+        cx.ctx.caller = Some(identify(out, &cred.app));
+        cache.insert(presented, cred, exp);
+        return Ok(());
+    }
+    Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID))
+}
+
+/// The caller of `app`, its identity written as the upstream's header lines.
+fn identify(out: &mut Vec<u8>, app: &AppEntry) -> Caller {
     out.extend_from_slice(b"x-ringway-app: ");
     out.extend_from_slice(app.id.as_bytes());
     out.extend_from_slice(b"\r\nx-ringway-tenant: ");
     out.extend_from_slice(app.tenant_id.as_bytes());
     out.extend_from_slice(b"\r\n");
-    Ok(())
+    Caller {
+        app: app.seq,
+        tenant: app.tenant_seq,
+    }
 }
 
 fn refuse(kind: ErrorKind, challenge: &[u8]) -> Answer {

@@ -1,0 +1,214 @@
+//! `/api/v1/apps/{id}/credentials`: an app's JWT credentials (an issuer with a public key, an
+//! HS256 secret or a JWKS URL). A secret is sealed with the store key before it is stored and is
+//! never shown again; a JWKS document is fetched when the credential is made (so a wrong URL is
+//! refused at once) and again every few minutes.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::{AdminState, ApiError, Body, ListParams, Need, Principal, page};
+use crate::control::jwt;
+use crate::control::model::{
+    App, Credential, CredentialRow, JwtConfig, NewCredential, NoInput, Page, new_id, now_ms,
+};
+use crate::control::store::Change;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/api/v1/apps/{id}/credentials", get(list).post(create))
+        .route("/api/v1/apps/{id}/credentials/{cid}/revoke", post(revoke))
+}
+
+async fn owned(st: &AdminState, p: &Principal, id: &str) -> Result<App, ApiError> {
+    match st.store.app(id).await? {
+        Some(a) if p.sees(&a.tenant_id) => Ok(a),
+        _ => Err(ApiError::not_found(format!("no app {id:?}"))),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{id}/credentials", request_body = NewCredential,
+    responses((status = 201, body = Credential), (status = 404), (status = 409, description = "the issuer belongs to a live credential"), (status = 422)))]
+pub async fn create(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<NewCredential>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.kind != "jwt" {
+        return Err(ApiError::field(
+            "kind",
+            "must be \"jwt\" (API keys are made at /api/v1/apps/{id}/keys)",
+        ));
+    }
+    super::tenants::check_name("issuer", &body.issuer)?;
+    if let Some(a) = &body.audience {
+        super::tenants::check_name("audience", a)?;
+    }
+    let sources = [
+        body.public_key.is_some(),
+        body.secret.is_some(),
+        body.jwks_url.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        return Err(ApiError::field(
+            "public_key",
+            "give exactly one of public_key, secret and jwks_url",
+        ));
+    }
+    let mut managed = st.managed.lock().await;
+    let app = owned(&st, &p, &id).await?;
+    p.require(Need::Develop)?;
+    let mut config = JwtConfig {
+        audience: body.audience,
+        ..JwtConfig::default()
+    };
+    let mut doc = None;
+    if let Some(url) = body.jwks_url {
+        if body.algorithm.is_some() {
+            return Err(ApiError::field(
+                "algorithm",
+                "comes from the JWKS with jwks_url",
+            ));
+        }
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ApiError::field("jwks_url", "must be an http(s) URL"));
+        }
+        let fetched = jwt::fetch(&managed.http, &url)
+            .await
+            .map_err(|e| ApiError::field("jwks_url", e))?;
+        crate::catalog::jwt::keys_from_jwks(&fetched)
+            .map_err(|e| ApiError::field("jwks_url", e))?;
+        doc = Some(fetched);
+        config.jwks_url = Some(url);
+    } else {
+        let alg = body
+            .algorithm
+            .as_deref()
+            .ok_or_else(|| ApiError::field("algorithm", "required with public_key or secret"))?;
+        let parsed = jwt::algorithm(alg).map_err(|e| ApiError::field("algorithm", e))?;
+        config.algorithm = Some(alg.to_string());
+        match (body.public_key, body.secret) {
+            (Some(pem), _) => {
+                if parsed == jsonwebtoken::Algorithm::HS256 {
+                    return Err(ApiError::field("public_key", "HS256 takes a secret"));
+                }
+                crate::catalog::jwt::key_from_pem(parsed, pem.as_bytes()).map_err(|e| {
+                    ApiError::field("public_key", format!("not a usable {alg} public key: {e}"))
+                })?;
+                config.public_key = Some(pem);
+            }
+            (None, Some(secret)) => {
+                if parsed != jsonwebtoken::Algorithm::HS256 {
+                    return Err(ApiError::field("secret", "only HS256 takes a secret"));
+                }
+                if secret.len() < jwt::MIN_SECRET {
+                    return Err(ApiError::field(
+                        "secret",
+                        format!("must be at least {} bytes", jwt::MIN_SECRET),
+                    ));
+                }
+                config.secret_sealed = Some(managed.keyring.seal(secret.as_bytes()));
+            }
+            (None, None) => unreachable_source()?,
+        }
+    }
+    let now = now_ms();
+    let mut row = CredentialRow {
+        seq: 0,
+        id: new_id("crd"),
+        app_id: app.id.clone(),
+        kind: "jwt".into(),
+        lookup: body.issuer,
+        config: serde_json::to_string(&config).map_err(|_| ApiError::internal("cannot encode"))?,
+        created_at: now,
+        revoked_at: None,
+    };
+    let view = row.view();
+    let change = Change {
+        actor: &p.actor(),
+        action: "credential.create",
+        kind: "credential",
+        id: &row.id,
+        tenant_id: Some(&app.tenant_id),
+        before: None,
+        after: serde_json::to_string(&view).ok(),
+        at: now,
+    };
+    row.seq = st.store.insert_credential(&row, &change).await?;
+    managed.jwt_added(row, doc)?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The one-source check above makes this unreachable; an error rather than a panic all the same.
+fn unreachable_source() -> Result<(), ApiError> {
+    Err(ApiError::field(
+        "public_key",
+        "give one of public_key, secret and jwks_url",
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{id}/credentials", params(ListParams),
+    responses((status = 200, body = Page<Credential>), (status = 404)))]
+pub async fn list(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<Credential>>, ApiError> {
+    let app = owned(&st, &p, &id).await?;
+    let mut q = params.query(&p, &[])?;
+    q.tenants = None;
+    q.filters.push(("app_id", app.id));
+    let rows = st.store.credentials(&q).await?;
+    Ok(Json(page(
+        rows,
+        &q,
+        |c: &CredentialRow| c.id.clone(),
+        |c| c.view(),
+    )))
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{id}/credentials/{cid}/revoke",
+    responses((status = 200, body = Credential), (status = 404), (status = 409)))]
+pub async fn revoke(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path((id, cid)): Path<(String, String)>,
+    _body: Body<NoInput>,
+) -> Result<Json<Credential>, ApiError> {
+    let mut managed = st.managed.lock().await;
+    let app = owned(&st, &p, &id).await?;
+    p.require(Need::Develop)?;
+    let Some(mut row) = st
+        .store
+        .credential(&cid)
+        .await?
+        .filter(|c| c.app_id == app.id)
+    else {
+        return Err(ApiError::not_found(format!(
+            "app {id:?} has no credential {cid:?}"
+        )));
+    };
+    let before = serde_json::to_string(&row.view()).ok();
+    let now = now_ms();
+    row.revoked_at = Some(now);
+    let view = row.view();
+    let change = Change {
+        actor: &p.actor(),
+        action: "credential.revoke",
+        kind: "credential",
+        id: &cid,
+        tenant_id: Some(&app.tenant_id),
+        before,
+        after: serde_json::to_string(&view).ok(),
+        at: now,
+    };
+    if !st.store.revoke_credential(&cid, now, &change).await? {
+        return Err(ApiError::conflict("the credential is revoked already"));
+    }
+    managed.jwt_revoked(&cid)?;
+    Ok(Json(view))
+}

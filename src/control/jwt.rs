@@ -1,0 +1,109 @@
+//! JWT credentials on the control plane: their keys built from what the store holds (a PEM public
+//! key, a sealed HS256 secret) or from a JWKS document fetched over HTTP(S), and the refresh of
+//! those documents. The data plane's side (verification, the per-shard cache) is
+//! [`crate::catalog::jwt`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::catalog::AppEntry;
+use crate::catalog::jwt::{JwtCred, JwtKey, key_from_pem, keys_from_jwks};
+
+use super::keyring::Keyring;
+use super::model::CredentialRow;
+
+/// Largest JWKS document read.
+const MAX_JWKS: usize = 1024 * 1024;
+/// How often JWKS documents are fetched again.
+pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
+/// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET: usize = 32;
+
+/// The HTTP client JWKS documents are fetched with (system roots, 5 s timeout, no redirects to
+/// other schemes).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Fetches a JWKS document.
+pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url} answered {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading {url}: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_JWKS {
+            return Err(format!(
+                "{url}: the document is larger than {MAX_JWKS} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub fn algorithm(s: &str) -> Result<Algorithm, String> {
+    match s {
+        "RS256" => Ok(Algorithm::RS256),
+        "ES256" => Ok(Algorithm::ES256),
+        "HS256" => Ok(Algorithm::HS256),
+        other => Err(format!(
+            "{other:?} is not supported (RS256, ES256 or HS256)"
+        )),
+    }
+}
+
+/// The verification keys of a stored credential; `jwks` is its fetched document, if it has a URL.
+pub fn keys(
+    row: &CredentialRow,
+    keyring: &Keyring,
+    jwks: Option<&[u8]>,
+) -> Result<Vec<JwtKey>, String> {
+    let c = row.jwt();
+    if c.jwks_url.is_some() {
+        return match jwks {
+            Some(doc) => keys_from_jwks(doc),
+            None => Ok(Vec::new()),
+        };
+    }
+    let alg = algorithm(c.algorithm.as_deref().unwrap_or(""))?;
+    let key = match (&c.public_key, &c.secret_sealed) {
+        (Some(pem), _) => key_from_pem(alg, pem.as_bytes())?,
+        (None, Some(sealed)) => {
+            let secret = keyring
+                .open(sealed)
+                .ok_or("the secret does not open with the store key")?;
+            DecodingKey::from_secret(&secret)
+        }
+        (None, None) => return Err("no key".into()),
+    };
+    Ok(vec![JwtKey {
+        kid: None,
+        algorithm: alg,
+        key,
+    }])
+}
+
+pub fn cred(row: &CredentialRow, app: Arc<AppEntry>, keys: Vec<JwtKey>) -> Arc<JwtCred> {
+    Arc::new(JwtCred {
+        issuer: row.lookup.as_str().into(),
+        app,
+        audience: row.jwt().audience,
+        keys,
+    })
+}
