@@ -474,3 +474,64 @@ fn quotas(driver: Driver) {
     m.shutdown();
 }
 both_drivers!(subscription_quotas_limit_each_app, quotas);
+
+/// A service's definition replaced with PUT: the new upstream serves at once, a stale ETag is
+/// refused, and the service's new default quota reaches its existing subscriptions.
+fn update(driver: Driver) {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (Mock::start(|_| ok("one")), Mock::start(|_| ok("two")));
+    let m = admin::start(driver, 2, &dir.path().join("s.db"), "");
+    let proxy = m.proxy();
+    let (tenant, svc, app, key) = setup(&m, &one, "auto");
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/subscriptions",
+        &json!({"app_id": app, "service_id": svc}).to_string(),
+    );
+    m.settle();
+    assert_eq!(call(proxy, "/orders", &with_key(&key)).text(), "one");
+    let def = |target: std::net::SocketAddr, quota: serde_json::Value| {
+        json!({"name": "orders", "approval": "auto", "routes": [{"path_prefix": "/orders"}],
+               "upstream": {"targets": [target.to_string()]}, "quota": quota})
+        .to_string()
+    };
+    let _ = tenant;
+    let (st, v, r) = m.api("GET", &format!("/api/v1/services/{svc}"), None);
+    assert_eq!(st, 200);
+    let etag = r.header("etag").unwrap().to_string();
+    let put = |etag: &str, body: &str| {
+        let req = format!(
+            "PUT /api/v1/services/{svc} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\nIf-Match: {etag}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            admin::TOKEN,
+            body.len()
+        );
+        common::raw_request(m.admin, req.as_bytes()).unwrap()
+    };
+    let r = put(&etag, &def(two.addr, json!({"per_minute": 3})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        v["version"].as_i64().unwrap() + 1,
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["version"]
+            .as_i64()
+            .unwrap()
+    );
+    let r = put(&etag, &def(one.addr, json!(null)));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (412, "precondition_failed")
+    );
+    m.settle();
+    let served: Vec<u16> = (0..5)
+        .map(|_| call(proxy, "/orders", &with_key(&key)).status)
+        .collect();
+    assert_eq!(
+        served,
+        [200, 200, 200, 429, 429],
+        "the new quota applies to the existing subscription"
+    );
+    let up_two = two.seen.lock().unwrap().len();
+    assert_eq!(up_two, 3, "the new upstream serves");
+    m.shutdown();
+}
+both_drivers!(services_are_replaced_with_put, update);

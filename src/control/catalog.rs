@@ -324,8 +324,9 @@ impl Managed {
         self.apps.insert(app.id.clone(), entry);
     }
 
-    /// Composes a new service with the others (its routes must conflict with nobody's) without
-    /// keeping it: [`Managed::service_added`] takes the result once the store has the service.
+    /// Composes a new service (`row.seq` 0) or a changed one with the others (its routes must
+    /// conflict with nobody's) without keeping it: [`Managed::service_added`] takes the result
+    /// once the store has the service.
     pub fn prepare_service(
         &self,
         row: &ServiceRow,
@@ -334,17 +335,29 @@ impl Managed {
         let mut list: Vec<Composed<'_>> = self
             .services
             .values()
-            .map(|s| Composed {
-                id: &s.row.id,
-                name: &s.row.name,
-                parts: &s.parts,
+            .map(|s| {
+                if row.seq != 0 && s.row.seq == row.seq {
+                    Composed {
+                        id: &row.id,
+                        name: &row.name,
+                        parts: &parts,
+                    }
+                } else {
+                    Composed {
+                        id: &s.row.id,
+                        name: &s.row.name,
+                        parts: &s.parts,
+                    }
+                }
             })
             .collect();
-        list.push(Composed {
-            id: &row.id,
-            name: &row.name,
-            parts: &parts,
-        });
+        if row.seq == 0 || !self.services.contains_key(&row.seq) {
+            list.push(Composed {
+                id: &row.id,
+                name: &row.name,
+                parts: &parts,
+            });
+        }
         let (config, by_route) = Config::compose(&self.base, &list)?;
         Ok(Prepared {
             config: Arc::new(config),
@@ -353,7 +366,8 @@ impl Managed {
         })
     }
 
-    /// A service the store now has (with its sequence), composed by [`Managed::prepare_service`].
+    /// A service the store now has, new or changed (with its sequence), composed by
+    /// [`Managed::prepare_service`].
     pub fn service_added(&mut self, row: ServiceRow, p: Prepared) -> Result<u64, ConfigError> {
         let accepts = accepts(&row);
         self.services.insert(
@@ -367,6 +381,22 @@ impl Managed {
         self.composed = p.config;
         self.by_route = p.by_route;
         self.rebuild_entries();
+        self.publish()
+    }
+
+    /// A service's default quota changed: its live subscriptions without their own quota move to
+    /// the new one.
+    pub fn service_quota_changed(
+        &mut self,
+        service_seq: i64,
+        live: &[Subscription],
+    ) -> Result<u64, ConfigError> {
+        for s in live {
+            if let Some(app) = self.apps.get(&s.app_id).map(|a| a.seq) {
+                let quota = self.quota_of(s, service_seq);
+                self.catalog.subs.set(app, service_seq, sub_entry(s, quota));
+            }
+        }
         self.publish()
     }
 

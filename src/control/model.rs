@@ -229,6 +229,42 @@ pub struct NewService {
     pub quota: Option<Quota>,
 }
 
+impl NewService {
+    /// Its tenant, and the rest as a definition.
+    pub fn split(self) -> (String, ServiceUpdate) {
+        (
+            self.tenant_id,
+            ServiceUpdate {
+                name: self.name,
+                visibility: self.visibility,
+                approval: self.approval,
+                routes: self.routes,
+                upstream: self.upstream,
+                credentials: self.credentials,
+                openapi: self.openapi,
+                quota: self.quota,
+            },
+        )
+    }
+}
+
+/// A service's new definition (`PUT`): everything but its tenant and lifecycle, replaced whole.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUpdate {
+    pub name: String,
+    pub visibility: Option<String>,
+    pub approval: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub routes: Vec<ServiceRoute>,
+    #[schema(value_type = Object)]
+    pub upstream: serde_json::Value,
+    pub credentials: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub openapi: Option<serde_json::Value>,
+    pub quota: Option<Quota>,
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deprecate {

@@ -212,6 +212,49 @@ impl Store {
         Ok(true)
     }
 
+    /// Replaces a service's definition if its version is still `s.version - 1`.
+    pub async fn update_service(&self, s: &ServiceRow, c: &Change<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE services SET name = $1, visibility = $2, approval = $3, spec = $4, openapi = $5, \
+             quota = $6, updated_at = $7, version = $8 WHERE id = $9 AND version = $10",
+        )
+        .bind(&s.name)
+        .bind(&s.visibility)
+        .bind(&s.approval)
+        .bind(&s.spec)
+        .bind(&s.openapi)
+        .bind(&s.quota)
+        .bind(s.updated_at)
+        .bind(s.version)
+        .bind(&s.id)
+        .bind(s.version - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_write(e, "the tenant has a service with this name"))?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The live subscriptions of a service.
+    pub async fn service_subscriptions(
+        &self,
+        service_id: &str,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, app_id, service_id, state, reason, created_at, updated_at, version, quota \
+             FROM subscriptions WHERE service_id = $1 AND state IN ('pending', 'approved')",
+        )
+        .bind(service_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn service(&self, id: &str) -> Result<Option<ServiceRow>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM services WHERE id = $1")
             .bind(id)

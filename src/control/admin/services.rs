@@ -11,15 +11,15 @@ use super::tenants::check_name;
 use super::{AdminState, ApiError, Body, ListParams, Need, Principal, check_if_match, etag, page};
 use crate::control::catalog::service_parts;
 use crate::control::model::{
-    Deprecate, NewService, NoInput, Page, Service, ServiceRow, ServiceSpec, new_id, now_ms,
-    parse_rfc3339,
+    Deprecate, NewService, NoInput, Page, Service, ServiceRow, ServiceSpec, ServiceUpdate, new_id,
+    now_ms, parse_rfc3339,
 };
 use crate::control::store::Change;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/services", get(list).post(create))
-        .route("/api/v1/services/{id}", get(one))
+        .route("/api/v1/services/{id}", get(one).put(update))
         .route("/api/v1/services/{id}/openapi.json", get(openapi))
         .route("/api/v1/services/{id}/publish", post(publish))
         .route("/api/v1/services/{id}/deprecate", post(deprecate))
@@ -31,7 +31,7 @@ pub fn routes() -> Router<AdminState> {
 const CREDENTIALS: &[&str] = &["api_key", "jwt"];
 const LATER: &[&str] = &["hmac", "basic"];
 
-fn validate(body: &NewService) -> Result<(), ApiError> {
+fn validate(body: &ServiceUpdate) -> Result<(), ApiError> {
     check_name("name", &body.name)?;
     if let Some(v) = &body.visibility {
         if v != "private" && v != "public" {
@@ -123,11 +123,12 @@ pub async fn create(
     p: Principal,
     Body(body): Body<NewService>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let (tenant_id, body) = body.split();
     validate(&body)?;
-    match st.store.tenant(&body.tenant_id).await? {
+    match st.store.tenant(&tenant_id).await? {
         Some(t) if p.sees(&t.id) => {}
         _ => {
-            let mut e = ApiError::not_found(format!("no tenant {:?}", body.tenant_id));
+            let mut e = ApiError::not_found(format!("no tenant {tenant_id:?}"));
             e.fields.insert("tenant_id".into(), "no such tenant".into());
             return Err(e);
         }
@@ -142,7 +143,7 @@ pub async fn create(
     let mut row = ServiceRow {
         seq: 0,
         id: new_id("svc"),
-        tenant_id: body.tenant_id,
+        tenant_id,
         name: body.name,
         visibility: body.visibility.unwrap_or_else(|| "private".into()),
         approval: body.approval.unwrap_or_else(|| "manual".into()),
@@ -181,6 +182,83 @@ pub async fn create(
     managed.service_added(row, prepared)?;
     drop(managed);
     Ok((StatusCode::CREATED, with_etag(view.version), Json(view)))
+}
+
+#[utoipa::path(put, path = "/api/v1/services/{id}", request_body = ServiceUpdate,
+    responses((status = 200, body = Service), (status = 403), (status = 404),
+        (status = 409, description = "name taken, or routes conflict"), (status = 412), (status = 422)))]
+pub async fn update(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body<ServiceUpdate>,
+) -> Result<(HeaderMap, Json<Service>), ApiError> {
+    validate(&body)?;
+    let mut managed = st.managed.lock().await;
+    let before = owned(&st, &p, &id).await?;
+    // A draft is its developers' to change; what consumers already call is governed.
+    p.require(if before.state == "draft" {
+        Need::Develop
+    } else {
+        Need::Govern
+    })?;
+    check_if_match(&headers, before.version)?;
+    if before.state == "retired" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "service_retired",
+            "a retired service cannot be changed",
+        ));
+    }
+    let spec = ServiceSpec {
+        routes: body.routes,
+        upstream: body.upstream,
+        credentials: body.credentials.unwrap_or_else(|| vec!["api_key".into()]),
+    };
+    let mut row = before.clone();
+    row.name = body.name;
+    row.visibility = body.visibility.unwrap_or_else(|| "private".into());
+    row.approval = body.approval.unwrap_or_else(|| "manual".into());
+    row.spec =
+        serde_json::to_string(&spec).map_err(|_| ApiError::internal("cannot encode the spec"))?;
+    row.openapi = body.openapi.map(|d| d.to_string());
+    row.quota = body.quota.and_then(|q| serde_json::to_string(&q).ok());
+    row.updated_at = now_ms();
+    row.version += 1;
+    let parts = service_parts(&row, managed.http())?;
+    let prepared = managed.prepare_service(&row, parts).map_err(|e| {
+        let mut a = ApiError::from(e);
+        a.status = StatusCode::CONFLICT;
+        a.code = "route_conflict";
+        a
+    })?;
+    let view = row.view();
+    let change = Change {
+        actor: &p.actor(),
+        action: "service.update",
+        kind: "service",
+        id: &row.id,
+        tenant_id: Some(&row.tenant_id),
+        before: serde_json::to_string(&before.view()).ok(),
+        after: serde_json::to_string(&view).ok(),
+        at: row.updated_at,
+    };
+    if !st.store.update_service(&row, &change).await? {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "the service changed meanwhile; read it again",
+        ));
+    }
+    let quota_changed = row.quota != before.quota;
+    let seq = row.seq;
+    managed.service_added(row, prepared)?;
+    if quota_changed {
+        let live = st.store.service_subscriptions(&id).await?;
+        managed.service_quota_changed(seq, &live)?;
+    }
+    Ok((with_etag(view.version), Json(view)))
 }
 
 #[utoipa::path(get, path = "/api/v1/services", params(ListParams),
