@@ -56,20 +56,26 @@ impl ApiError {
         e
     }
 
-    /// A body that is not JSON or not of the expected shape: 400 (syntax) or 422 (shape), naming
-    /// the field (an unknown or missing field by its own name).
+    /// A body that is not JSON: 400, the body named.
+    pub fn bad_json(e: serde_json::Error) -> ApiError {
+        let msg = e.to_string();
+        let mut a = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("the body is not valid JSON: {msg}"),
+        );
+        a.fields.insert("body".into(), msg);
+        a
+    }
+
+    /// A body that is not of the expected shape: 422, naming the field (an unknown or missing
+    /// field by its own name).
     pub fn from_json(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
         if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-            let mut e = ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                format!("the body is not valid JSON: {msg}"),
-            );
-            e.fields.insert("body".into(), msg);
-            return e;
+            return ApiError::bad_json(inner);
         }
         // serde reports "missing field `x`" and "unknown field `x`, expected ..." at the object
         // holding x: name x itself.

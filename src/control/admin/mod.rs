@@ -85,8 +85,12 @@ impl<T: DeserializeOwned> FromRequest<AdminState> for Body<T> {
         } else {
             &bytes[..]
         };
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        match serde_path_to_error::deserialize(de) {
+        // Syntax first (400), then shape (422): a body is one JSON object.
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(ApiError::bad_json)?;
+        if !value.is_object() {
+            return Err(ApiError::field("body", "must be a JSON object"));
+        }
+        match serde_path_to_error::deserialize(value) {
             Ok(v) => Ok(Body(v)),
             Err(e) => Err(ApiError::from_json(e)),
         }
