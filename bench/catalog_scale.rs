@@ -156,7 +156,7 @@ fn main() {
     drop(rt);
 
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\ntick = \"100ms\"\n[log]\nlevel = \"warn\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\ntick = \"100ms\"\n[log]\nlevel = \"warn\"\n[admin]\nlisten = \"127.0.0.1:0\"\nallow_loopback = true\n[store]\npath = \"{}\"\n",
         store.display()
     );
     let config = Config::from_toml(&text).unwrap();

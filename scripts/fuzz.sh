@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Short fuzzing run of the wire parsers (request head, chunked body, response head) and the path
-# normalizer, each for $FUZZ_SECS seconds (default 60), starting from the seed corpus in fuzz/seeds/.
+# Short fuzzing run of the wire parsers (request head, chunked body, response head), the path
+# normalizer and the admin API's JSON inputs, each for $FUZZ_SECS seconds (default 60), from fuzz/seeds/
 # Not part of the test suite; run it after touching src/http/.
 #   scripts/fuzz.sh            # all targets, 60 s each
 #   FUZZ_SECS=600 scripts/fuzz.sh chunked
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${FUZZ_SECS:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request_head chunked response_head normalize)
+[ ${#targets[@]} -gt 0 ] || targets=(request_head chunked response_head normalize admin_json)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 if ! rustc --version | grep -q nightly; then
   export RUSTC_BOOTSTRAP=1

@@ -51,6 +51,26 @@ struct Tuning {
 enum Cmd {
     /// Validate the config, print the compiled route table and what the host offers.
     Check,
+    /// Write the managed state of a running gateway (tenants, services, apps, subscriptions;
+    /// never secrets) as one JSON document, through its admin API (token: RINGWAY_ADMIN_TOKEN).
+    Export {
+        /// Admin API base URL; default: from the config's [admin] listen.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Output file; default: standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Make a running gateway's managed state match FILE (as written by `export`): show the
+    /// changes, and make them unless --dry-run.
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        /// Admin API base URL; default: from the config's [admin] listen.
+        #[arg(long)]
+        admin: Option<String>,
+    },
     /// Reverse-proxy every request on --listen to one upstream, without a config file.
     Proxy {
         /// Address to listen on, e.g. 127.0.0.1:8080.
@@ -94,6 +114,42 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Check) => check(&cli.config),
+        Some(Cmd::Export {
+            ref admin,
+            ref output,
+        }) => declarative(&cli.config, admin.as_deref(), |a| async move {
+            let state = ringway::control::declarative::export(&a).await?;
+            let text = serde_json::to_string_pretty(&state)? + "\n";
+            match output {
+                Some(p) => std::fs::write(p, text)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }),
+        Some(Cmd::Apply {
+            ref file,
+            dry_run,
+            ref admin,
+        }) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let want: ringway::control::declarative::State = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a state document", file.display()))?;
+            declarative(&cli.config, admin.as_deref(), |a| async move {
+                let plan = ringway::control::declarative::apply(&a, &want, dry_run).await?;
+                for line in &plan {
+                    println!("{line}");
+                }
+                let changes = plan.iter().filter(|l| !l.starts_with(['=', '?'])).count();
+                if dry_run {
+                    println!("{changes} change(s) to make (dry run: nothing changed)");
+                } else {
+                    println!("{changes} change(s) made");
+                }
+                Ok(())
+            })
+        }
         Some(Cmd::Proxy {
             ref listen,
             ref upstream,
@@ -133,6 +189,30 @@ fn start_options(t: &Tuning) -> Result<StartOptions> {
         workers: t.workers,
         cpus,
     })
+}
+
+/// Runs an admin API client (`export`, `apply`) on a one-thread runtime.
+fn declarative<F, Fut>(config: &Path, admin: Option<&str>, f: F) -> Result<()>
+where
+    F: FnOnce(ringway::control::declarative::Admin) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let base = match admin {
+        Some(a) => a.to_string(),
+        None => {
+            let listen = Config::load(config)
+                .ok()
+                .and_then(|c| c.admin.map(|a| a.listen.to_string()))
+                .unwrap_or_else(|| ringway::config::admin::DEFAULT_ADMIN_LISTEN.to_string());
+            format!("http://{listen}")
+        }
+    };
+    let token = std::env::var("RINGWAY_ADMIN_TOKEN")
+        .context("set RINGWAY_ADMIN_TOKEN to an admin token (the bootstrap token or a user's)")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(f(ringway::control::declarative::Admin::new(&base, &token)))
 }
 
 fn check(path: &Path) -> Result<()> {

@@ -274,7 +274,7 @@ fn hs256_secret_is_sealed_and_es256_comes_from_a_jwks() {
         "POST",
         &format!("/api/v1/apps/{app}/credentials"),
         Some(
-            &json!({"kind": "jwt", "issuer": "bad", "jwks_url": "http://127.0.0.1:1/jwks"})
+            &json!({"kind": "jwt", "issuer": "bad", "audience": "orders", "jwks_url": "http://127.0.0.1:1/jwks"})
                 .to_string(),
         ),
     );
@@ -287,7 +287,7 @@ fn hs256_secret_is_sealed_and_es256_comes_from_a_jwks() {
         201,
         "POST",
         &format!("/api/v1/apps/{app}/credentials"),
-        &json!({"kind": "jwt", "issuer": "idp", "jwks_url": format!("http://{}/jwks", idp.addr)})
+        &json!({"kind": "jwt", "issuer": "idp", "audience": "orders", "jwks_url": format!("http://{}/jwks", idp.addr)})
             .to_string(),
     );
     m.settle();
@@ -303,7 +303,7 @@ fn hs256_secret_is_sealed_and_es256_comes_from_a_jwks() {
         Algorithm::ES256,
         Some("k1"),
         &es_key,
-        json!({"iss": "idp", "exp": now() + 60}),
+        json!({"iss": "idp", "aud": "orders", "exp": now() + 60}),
     );
     assert_eq!(
         call(proxy, "/j", &bearer(&es)).status,
@@ -314,7 +314,7 @@ fn hs256_secret_is_sealed_and_es256_comes_from_a_jwks() {
         Algorithm::ES256,
         Some("k2"),
         &es_key,
-        json!({"iss": "idp", "exp": now() + 60}),
+        json!({"iss": "idp", "aud": "orders", "exp": now() + 60}),
     );
     assert_eq!(
         call(proxy, "/j", &bearer(&wrong_kid)).status,

@@ -20,8 +20,12 @@ use super::AppEntry;
 
 /// Leeway for `exp` and `nbf`, in seconds.
 pub const LEEWAY_S: u64 = 30;
-/// Tokens cached per shard at most.
-pub const CACHE_ENTRIES: usize = 16_384;
+/// Tokens cached per shard at most, and the longest token cached (longer ones are verified every
+/// time): at most 8,192 × 4 KiB per shard.
+pub const CACHE_ENTRIES: usize = 8192;
+pub const CACHE_TOKEN_MAX: usize = 4096;
+/// Keys taken from one JWKS at most (each a possible verification per uncached token).
+pub const MAX_JWKS_KEYS: usize = 16;
 
 /// One verification key of an issuer.
 #[derive(Clone)]
@@ -82,11 +86,17 @@ pub fn verify(index: &JwtIndex, token: &str) -> Option<(Arc<JwtCred>, u64)> {
     let iss = claimed_issuer(token)?;
     let cred = index.get(iss.as_str())?;
     let header = jsonwebtoken::decode_header(token).ok()?;
+    // With several keys a token must name its key: no key is tried blindly.
+    let several = cred.keys.len() > 1;
     for k in cred
         .keys
         .iter()
         .filter(|k| k.algorithm == header.alg)
-        .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
+        .filter(|k| match (&header.kid, &k.kid) {
+            (Some(a), Some(b)) => a == b,
+            (None, _) => !several,
+            (Some(_), None) => !several,
+        })
     {
         let mut v = Validation::new(k.algorithm);
         v.leeway = LEEWAY_S;
@@ -130,6 +140,9 @@ impl JwtCache {
     }
 
     pub fn insert(&mut self, token: &[u8], cred: Arc<JwtCred>, exp_s: u64) {
+        if token.len() > CACHE_TOKEN_MAX {
+            return;
+        }
         if self.map.len() >= CACHE_ENTRIES {
             // Full: drop expired entries, or else an arbitrary one.
             let now = super::super::observe::clock::unix_ms_coarse();
@@ -205,6 +218,9 @@ pub fn keys_from_jwks(doc: &[u8]) -> Result<Vec<JwtKey>, String> {
             algorithm,
             key,
         });
+        if out.len() == MAX_JWKS_KEYS {
+            break;
+        }
     }
     if out.is_empty() {
         return Err("the JWKS has no RSA or EC key this gateway can use".into());

@@ -20,6 +20,8 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     /// File holding the bootstrap admin token (used when `RINGWAY_ADMIN_TOKEN` is not set).
     pub token_file: Option<String>,
+    /// Let managed services' targets and JWKS URLs point at this host (development only).
+    pub allow_loopback: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +35,7 @@ pub struct RawStore {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token_file: Option<PathBuf>,
+    pub allow_loopback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +61,11 @@ pub(super) fn admin(a: RawAdmin, base: &Path) -> Result<AdminConfig, ConfigError
         Some(f) => Some(base.join(f)),
         None => None,
     };
-    Ok(AdminConfig { listen, token_file })
+    Ok(AdminConfig {
+        listen,
+        token_file,
+        allow_loopback: a.allow_loopback.unwrap_or(false),
+    })
 }
 
 pub(super) fn store(s: Option<RawStore>, base: &Path) -> Result<StoreConfig, ConfigError> {

@@ -48,12 +48,48 @@ pub struct ServiceRoutes {
     pub upstream: UpstreamConfig,
 }
 
+/// Refuses a managed target (or JWKS host) address that reaches what an API owner must not: a
+/// link-local address (cloud metadata services live there), an unspecified, broadcast or
+/// multicast one, and this host itself unless `allow_loopback` (`[admin] allow_loopback`, for
+/// development).
+pub fn check_target_ip(ip: std::net::IpAddr, allow_loopback: bool) -> Result<(), String> {
+    use std::net::IpAddr;
+    let v4 = match ip {
+        IpAddr::V4(v) => Some(v),
+        IpAddr::V6(v) => v.to_ipv4_mapped(),
+    };
+    let refused = match (v4, ip) {
+        (Some(v), _) => {
+            if v.is_loopback() {
+                !allow_loopback
+            } else {
+                v.is_link_local() || v.is_unspecified() || v.is_broadcast() || v.is_multicast()
+            }
+        }
+        (None, IpAddr::V6(v)) => {
+            if v.is_loopback() {
+                !allow_loopback
+            } else {
+                v.is_unspecified() || v.is_multicast() || (v.segments()[0] & 0xffc0) == 0xfe80
+            }
+        }
+        (None, IpAddr::V4(_)) => false,
+    };
+    if refused {
+        return Err(format!(
+            "{ip} is not a permitted target (loopback, link-local, unspecified and multicast addresses are refused; [admin] allow_loopback permits loopback)"
+        ));
+    }
+    Ok(())
+}
+
 /// Validates a service's routes and upstream. `id` names the upstream (the service's id).
 pub fn managed_service(
     id: &str,
     routes: &[ServiceRoute],
     upstream_spec: &serde_json::Value,
     http: &HttpConfig,
+    allow_loopback: bool,
 ) -> Result<ServiceRoutes, ConfigError> {
     if routes.is_empty() {
         return Err(ConfigError::invalid(
@@ -96,6 +132,10 @@ pub fn managed_service(
         other => other,
     };
     let up = upstream(id.to_string(), raw, std::path::Path::new(".")).map_err(rename)?;
+    for (i, t) in up.targets.iter().enumerate() {
+        check_target_ip(t.addr.ip(), allow_loopback)
+            .map_err(|e| ConfigError::invalid(format!("upstream.targets[{i}]"), e))?;
+    }
     let ups = std::slice::from_ref(&up);
     let mut out = Vec::with_capacity(routes.len());
     for (i, r) in routes.iter().enumerate() {
@@ -134,6 +174,47 @@ pub fn managed_service(
         routes: out,
         upstream: up,
     })
+}
+
+/// Whether two routes can match the same request (hosts, paths and methods all intersect).
+pub fn overlaps(a: &RouteConfig, b: &RouteConfig) -> bool {
+    hosts_overlap(&a.hosts, &b.hosts)
+        && paths_overlap(&a.path, &b.path)
+        && (a.methods.is_empty()
+            || b.methods.is_empty()
+            || a.methods.iter().any(|m| b.methods.contains(m)))
+}
+
+fn hosts_overlap(a: &[HostPattern], b: &[HostPattern]) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return true;
+    }
+    let one = |x: &HostPattern, y: &HostPattern| match (x, y) {
+        (HostPattern::Exact(p), HostPattern::Exact(q)) => p == q,
+        (HostPattern::Exact(h), HostPattern::Suffix(s))
+        | (HostPattern::Suffix(s), HostPattern::Exact(h)) => h.ends_with(s.as_str()),
+        (HostPattern::Suffix(p), HostPattern::Suffix(q)) => {
+            p.ends_with(q.as_str()) || q.ends_with(p.as_str())
+        }
+    };
+    a.iter().any(|x| b.iter().any(|y| one(x, y)))
+}
+
+fn paths_overlap(a: &PathMatch, b: &PathMatch) -> bool {
+    match (a, b) {
+        (PathMatch::Exact(x), PathMatch::Exact(y)) => x == y,
+        (PathMatch::Exact(x), PathMatch::Prefix(p))
+        | (PathMatch::Prefix(p), PathMatch::Exact(x)) => x.starts_with(p.as_str()),
+        (PathMatch::Prefix(p), PathMatch::Prefix(q)) => {
+            p.starts_with(q.as_str()) || q.starts_with(p.as_str())
+        }
+    }
+}
+
+/// A route of the config file that managed routes may sit under: a catch-all (`path_prefix =
+/// "/"` on any host), which by design gets what no other route matches.
+pub fn is_fallback(r: &RouteConfig) -> bool {
+    r.hosts.is_empty() && r.path == PathMatch::Prefix("/".into())
 }
 
 /// One managed service to compose: its id and name (for error messages) and validated parts.

@@ -20,7 +20,9 @@ use crate::catalog::{
     Accepts, AppEntry, Catalog, KeyEntry, KeyHash, KeyIndex, Lifecycle, ServiceEntry, Services,
     SubEntry, SubIndex, SubState,
 };
-use crate::config::managed::{Managed as Composed, ServiceRoutes, managed_service};
+use crate::config::managed::{
+    Managed as Composed, ServiceRoutes, is_fallback as overlaps_allowed, managed_service, overlaps,
+};
 use crate::config::{
     Config, ConfigError, LimitAlgorithm, LimitKey, RateLimitConfig, RouteLimitsConfig,
 };
@@ -71,6 +73,8 @@ pub struct Managed {
     jwks_docs: HashMap<String, Vec<u8>>,
     pub keyring: Arc<Keyring>,
     pub http: reqwest::Client,
+    /// `[admin] allow_loopback`.
+    pub allow_loopback: bool,
     publisher: SnapshotPublisher,
 }
 
@@ -99,15 +103,29 @@ fn sub_entry(s: &Subscription, quota: Option<u32>) -> Option<SubEntry> {
     })
 }
 
-/// The validated routes of a stored service (as at creation; re-validated at every start).
+/// The validated routes of a stored service (as at creation; re-validated at every start). May
+/// resolve host names: call it off the async runtime ([`service_parts_blocking`]).
 pub fn service_parts(
     row: &ServiceRow,
     http: &crate::config::HttpConfig,
+    allow_loopback: bool,
 ) -> Result<ServiceRoutes, ConfigError> {
     let spec = row
         .spec()
         .map_err(|e| ConfigError::invalid("spec", e.to_string()))?;
-    managed_service(&row.id, &spec.routes, &spec.upstream, http)
+    managed_service(&row.id, &spec.routes, &spec.upstream, http, allow_loopback)
+}
+
+/// [`service_parts`] on the blocking pool, so that slow DNS stalls neither the admin API nor
+/// the writer lock.
+pub async fn service_parts_blocking(
+    row: ServiceRow,
+    http: crate::config::HttpConfig,
+    allow_loopback: bool,
+) -> Result<ServiceRoutes, ConfigError> {
+    tokio::task::spawn_blocking(move || service_parts(&row, &http, allow_loopback))
+        .await
+        .map_err(|_| ConfigError::invalid("upstream", "validation failed"))?
 }
 
 /// Header lines a deprecated service's responses carry: `Deprecation` (RFC 9745, the time it
@@ -155,7 +173,8 @@ impl Managed {
         }
         let mut services = BTreeMap::new();
         for row in store.all_services().await? {
-            match service_parts(&row, &base.http) {
+            let allow = base.admin.as_ref().is_some_and(|a| a.allow_loopback);
+            match service_parts_blocking(row.clone(), base.http.clone(), allow).await {
                 Ok(parts) => {
                     let accepts = accepts(&row);
                     services.insert(
@@ -182,6 +201,7 @@ impl Managed {
                 },
             ))
         }));
+        let base_allow = base.admin.as_ref().is_some_and(|a| a.allow_loopback);
         let mut m = Managed {
             composed: base.clone(),
             base,
@@ -201,6 +221,7 @@ impl Managed {
             jwks_docs: HashMap::new(),
             keyring,
             http: super::jwt::client(),
+            allow_loopback: base_allow,
             publisher,
         };
         for row in store.live_credentials().await? {
@@ -240,14 +261,32 @@ impl Managed {
             }
         }
         m.catalog.subs = SubIndex::from_entries(entries);
-        match m.compose() {
-            Ok(()) => {}
-            Err(e) => {
-                // Stored services that conflict with the config file: serve the file alone
-                // rather than nothing, and say why.
-                tracing::error!(error = %e, "managed services conflict with the config file; serving the config file's routes only");
-                m.services.clear();
-                m.compose()?;
+        // A stored service that now conflicts (the config file changed under it) is left out and
+        // logged, one at a time; the rest is served.
+        loop {
+            let e = match m.compose() {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            let offender = match &e {
+                ConfigError::Invalid { field, .. } => field
+                    .strip_prefix("services.")
+                    .and_then(|r| r.split('.').next())
+                    .and_then(|id| m.services.iter().find(|(_, s)| s.row.id == id))
+                    .map(|(seq, _)| *seq),
+                _ => None,
+            };
+            match offender {
+                Some(seq) => {
+                    tracing::error!(error = %e, "stored service conflicts; not served until fixed");
+                    m.services.remove(&seq);
+                }
+                None => {
+                    tracing::error!(error = %e, "managed services do not compose; serving the config file's routes only");
+                    m.services.clear();
+                    m.compose()?;
+                    break;
+                }
             }
         }
         m.publish()?;
@@ -327,11 +366,45 @@ impl Managed {
     /// Composes a new service (`row.seq` 0) or a changed one with the others (its routes must
     /// conflict with nobody's) without keeping it: [`Managed::service_added`] takes the result
     /// once the store has the service.
+    ///
+    /// A tenant's routes may not overlap another tenant's, nor the config file's (a catch-all
+    /// `/` excepted): otherwise a more specific route (a host, a longer prefix, a method) would
+    /// take another owner's traffic.
     pub fn prepare_service(
         &self,
         row: &ServiceRow,
         parts: ServiceRoutes,
     ) -> Result<Prepared, ConfigError> {
+        for (i, r) in parts.routes.iter().enumerate() {
+            if let Some(other) = self
+                .base
+                .routes
+                .iter()
+                .find(|o| !overlaps_allowed(o) && overlaps(r, o))
+            {
+                return Err(ConfigError::invalid(
+                    format!("routes[{i}]"),
+                    format!(
+                        "overlaps route {:?} of the config file: requests it matches would be taken from it",
+                        other.name
+                    ),
+                ));
+            }
+            let foreign = self.services.values().find(|s| {
+                s.row.seq != row.seq
+                    && s.row.tenant_id != row.tenant_id
+                    && s.parts.routes.iter().any(|o| overlaps(r, o))
+            });
+            if let Some(s) = foreign {
+                return Err(ConfigError::invalid(
+                    format!("routes[{i}]"),
+                    format!(
+                        "overlaps a route of another tenant's service {:?} ({})",
+                        s.row.name, s.row.id
+                    ),
+                ));
+            }
+        }
         let mut list: Vec<Composed<'_>> = self
             .services
             .values()

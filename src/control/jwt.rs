@@ -21,14 +21,36 @@ pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
 pub const MIN_SECRET: usize = 32;
 
-/// The HTTP client JWKS documents are fetched with (system roots, 5 s timeout, no redirects to
-/// other schemes).
+/// The HTTP client JWKS documents are fetched with (system roots, 5 s timeout, no redirects: a
+/// redirect could lead anywhere the URL check did not look).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_default()
+}
+
+/// A JWKS URL must be `https://` to a host that does not resolve to this machine, a link-local or
+/// an unspecified address; with `allow_loopback` (development), `http://` to a loopback address
+/// is accepted too.
+pub fn check_jwks_url(url: &str, allow_loopback: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let host = parsed.host_str().ok_or("no host")?;
+    let port = parsed.port_or_known_default().ok_or("no port")?;
+    let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    let loopback = !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback());
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_loopback && loopback => {}
+        _ => return Err("must be https://".into()),
+    }
+    for a in &addrs {
+        crate::config::managed::check_target_ip(a.ip(), allow_loopback)?;
+    }
+    Ok(())
 }
 
 /// Fetches a JWKS document.

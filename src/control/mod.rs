@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod declarative;
 pub mod jwt;
 pub mod keyring;
 pub mod model;

@@ -535,6 +535,36 @@ impl Store {
         list(&self.pool, "SELECT * FROM users", "id", "tenant_id", q).await
     }
 
+    /// Disables a user and revokes every token it has.
+    pub async fn disable_user(
+        &self,
+        id: &str,
+        at: i64,
+        c: &Change<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET disabled_at = $1, updated_at = $1, version = version + 1 \
+             WHERE id = $2 AND disabled_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Stores a token; `c` is recorded for personal tokens (sessions are not changes).
     pub async fn insert_token(
         &self,
@@ -703,8 +733,10 @@ impl Store {
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT seq, at, actor, action, object_kind, object_id, tenant_id, before, after FROM audit WHERE 1=1",
         );
-        if let Some(c) = q.cursor.as_deref().and_then(|c| c.parse::<i64>().ok()) {
-            b.push(" AND seq > ").push_bind(c);
+        if let Some(c) = q.cursor.as_deref() {
+            // A cursor that is not a sequence matches nothing rather than restarting the list.
+            b.push(" AND seq > ")
+                .push_bind(c.parse::<i64>().unwrap_or(i64::MAX));
         }
         push_tenants(&mut b, "tenant_id", q.tenants.as_deref());
         for (col, v) in &q.filters {

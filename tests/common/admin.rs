@@ -11,6 +11,8 @@ use serde_json::Value;
 use super::{Client, Driver, Response};
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
+/// A password long enough for the admin API's rules.
+pub const PASSWORD_FOR_TESTS: &str = "correct horse battery staple";
 
 /// A running gateway and control plane on a store file that outlives them (for restarts).
 pub struct Managed {
@@ -57,7 +59,7 @@ impl Managed {
 pub fn config(driver: Driver, workers: usize, store: &Path, extra: &str) -> Config {
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\ndriver = \"{}\"\nworkers = {workers}\ntick = \"10ms\"\nshutdown_timeout = \"2s\"\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n{extra}",
+         [admin]\nlisten = \"127.0.0.1:0\"\nallow_loopback = true\n[store]\npath = \"{}\"\n{extra}",
         driver.name(),
         store.display()
     );

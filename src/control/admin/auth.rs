@@ -211,8 +211,16 @@ pub fn new_token() -> (String, [u8; 32]) {
     (token, hash)
 }
 
+/// Password hashes computed at once at most: each takes 19 MiB and a core for ~20 ms, so
+/// concurrent logins queue here instead of exhausting memory.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// argon2id PHC string of `password` (on the blocking pool).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("password hashing unavailable"))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())?;
         argon2::Argon2::default()
@@ -228,6 +236,9 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 /// verifies against a hash of a random password, so that an unknown email takes as long.
 pub async fn verify_password(password: String, phc: Option<String>) -> bool {
     static DUMMY: OnceLock<String> = OnceLock::new();
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let phc = phc.unwrap_or_else(|| {
             DUMMY
@@ -306,5 +317,12 @@ impl Throttle {
 
     pub async fn clear(&self, key: &str) {
         self.failures.lock().await.remove(key);
+    }
+
+    /// Takes back one counted attempt (a login that succeeded).
+    pub async fn forgive(&self, key: &str) {
+        if let Some(e) = self.failures.lock().await.get_mut(key) {
+            e.0 = e.0.saturating_sub(1);
+        }
     }
 }

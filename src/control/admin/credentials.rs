@@ -73,9 +73,19 @@ pub async fn create(
                 "comes from the JWKS with jwks_url",
             ));
         }
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(ApiError::field("jwks_url", "must be an http(s) URL"));
+        if config.audience.is_none() {
+            // A JWKS is usually an identity provider's, signing tokens for many clients: without an
+            // audience any of them would pass as this app.
+            return Err(ApiError::field(
+                "audience",
+                "required with jwks_url: the tokens' aud must name this API",
+            ));
         }
+        let (u, allow) = (url.clone(), managed.allow_loopback);
+        tokio::task::spawn_blocking(move || jwt::check_jwks_url(&u, allow))
+            .await
+            .map_err(|_| ApiError::internal("URL check failed"))?
+            .map_err(|e| ApiError::field("jwks_url", e))?;
         let fetched = jwt::fetch(&managed.http, &url)
             .await
             .map_err(|e| ApiError::field("jwks_url", e))?;

@@ -97,6 +97,86 @@ impl<T: DeserializeOwned> FromRequest<AdminState> for Body<T> {
     }
 }
 
+/// Decodes `bytes` as every admin input type the way [`Body`] does, and validates what decodes
+/// (without resolving host names): for the fuzz target `admin_json`, which checks that no input
+/// panics and every refusal is a 4xx that names a field.
+#[doc(hidden)]
+pub fn fuzz_decode(bytes: &[u8]) -> Vec<ApiError> {
+    use super::model::*;
+    fn one<T: DeserializeOwned>(bytes: &[u8], out: &mut Vec<ApiError>) -> Option<T> {
+        let r = serde_json::from_slice::<serde_json::Value>(bytes)
+            .map_err(ApiError::bad_json)
+            .and_then(|v| {
+                if v.is_object() {
+                    serde_path_to_error::deserialize(v).map_err(ApiError::from_json)
+                } else {
+                    Err(ApiError::field("body", "must be a JSON object"))
+                }
+            });
+        match r {
+            Ok(t) => Some(t),
+            Err(e) => {
+                out.push(e);
+                None
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(t) = one::<NewTenant>(bytes, &mut out) {
+        if let Err(e) = tenants::check_name("name", &t.name) {
+            out.push(e);
+        }
+    }
+    if let Some(s) = one::<NewService>(bytes, &mut out) {
+        let (_, s) = s.split();
+        if let Err(e) = services::validate(&s) {
+            out.push(e);
+        }
+        let addrs_only = s.upstream["targets"].as_array().is_some_and(|t| {
+            t.iter().all(|x| {
+                x.as_str()
+                    .is_some_and(|a| a.parse::<std::net::SocketAddr>().is_ok())
+            })
+        });
+        if addrs_only && s.upstream.get("tls").is_none() && s.upstream.get("health_check").is_none()
+        {
+            let http = crate::Config::single_proxy("127.0.0.1:0", "127.0.0.1:1")
+                .map(|c| c.http)
+                .ok();
+            if let Some(http) = http {
+                if let Err(e) = crate::config::managed::managed_service(
+                    "svc_fuzz",
+                    &s.routes,
+                    &s.upstream,
+                    &http,
+                    true,
+                ) {
+                    out.push(e.into());
+                }
+            }
+        }
+    }
+    let _ = one::<ServiceUpdate>(bytes, &mut out);
+    let _ = one::<Deprecate>(bytes, &mut out);
+    let _ = one::<NewApp>(bytes, &mut out);
+    let _ = one::<NewKey>(bytes, &mut out);
+    let _ = one::<NewCredential>(bytes, &mut out);
+    let _ = one::<NewSubscription>(bytes, &mut out);
+    if let Some(a) = one::<Approve>(bytes, &mut out) {
+        if let Some(q) = a.quota {
+            if let Err((f, r)) = q.check("quota") {
+                out.push(ApiError::field(f, r));
+            }
+        }
+    }
+    let _ = one::<Reason>(bytes, &mut out);
+    let _ = one::<NewUser>(bytes, &mut out);
+    let _ = one::<Login>(bytes, &mut out);
+    let _ = one::<NewToken>(bytes, &mut out);
+    let _ = one::<NoInput>(bytes, &mut out);
+    out
+}
+
 /// `?cursor=&limit=` and the filters a list takes.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +199,14 @@ impl ListParams {
         principal: &Principal,
         allowed: &[&'static str],
     ) -> Result<ListQuery, ApiError> {
+        if let Some(c) = &self.cursor {
+            let ok = !c.is_empty()
+                && c.len() <= 64
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(ApiError::field("cursor", "not a cursor this API gave out"));
+            }
+        }
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
             return Err(ApiError::field("limit", "must be 1 to 500"));
@@ -182,7 +270,8 @@ pub fn check_if_match(headers: &HeaderMap, version: i64) -> Result<(), ApiError>
     let ok = v
         .split(',')
         .map(str::trim)
-        .any(|t| t == "*" || t.trim_start_matches("W/") == etag(version));
+        // If-Match compares strongly (RFC 9110 §13.1.1): a weak tag never matches.
+        .any(|t| t == "*" || t == etag(version));
     if ok {
         Ok(())
     } else {
@@ -217,7 +306,13 @@ pub fn router(state: AdminState) -> Router {
             )
         })
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
+            |panic: Box<dyn std::any::Any + Send>| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "admin API handler panicked");
                 axum::response::IntoResponse::into_response(ApiError::internal(
                     "internal error (logged)",
                 ))

@@ -43,6 +43,7 @@ use crate::control::model;
         users::create,
         users::list,
         users::one,
+        users::disable,
         users::login,
         users::logout,
         users::me,

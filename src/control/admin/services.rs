@@ -9,7 +9,7 @@ use axum::{Json, Router};
 
 use super::tenants::check_name;
 use super::{AdminState, ApiError, Body, ListParams, Need, Principal, check_if_match, etag, page};
-use crate::control::catalog::service_parts;
+use crate::control::catalog::service_parts_blocking;
 use crate::control::model::{
     Deprecate, NewService, NoInput, Page, Service, ServiceRow, ServiceSpec, ServiceUpdate, new_id,
     now_ms, parse_rfc3339,
@@ -31,7 +31,7 @@ pub fn routes() -> Router<AdminState> {
 const CREDENTIALS: &[&str] = &["api_key", "jwt"];
 const LATER: &[&str] = &["hmac", "basic"];
 
-fn validate(body: &ServiceUpdate) -> Result<(), ApiError> {
+pub(super) fn validate(body: &ServiceUpdate) -> Result<(), ApiError> {
     check_name("name", &body.name)?;
     if let Some(v) = &body.visibility {
         if v != "private" && v != "public" {
@@ -114,6 +114,17 @@ fn with_etag(version: i64) -> HeaderMap {
     h
 }
 
+/// The view of a service for `p`: another tenant's public service without its upstream (where
+/// the API owner's backends are is not the subscriber's business, and would let it bypass the
+/// gateway).
+fn view_for(p: &Principal, row: &ServiceRow) -> Service {
+    let mut v = row.view();
+    if !p.sees(&row.tenant_id) {
+        v.upstream = serde_json::Value::Null;
+    }
+    v
+}
+
 #[utoipa::path(post, path = "/api/v1/services", request_body = NewService,
     responses((status = 201, body = Service), (status = 404, description = "no such tenant"),
         (status = 409, description = "name taken, or routes conflict with another service's or the config file's"),
@@ -160,7 +171,10 @@ pub async fn create(
         quota: body.quota.and_then(|q| serde_json::to_string(&q).ok()),
     };
     let mut managed = st.managed.lock().await;
-    let parts = service_parts(&row, managed.http())?;
+    // Host names resolve on the blocking pool; the writer lock is held (writers wait, readers
+    // and the runtime do not).
+    let parts =
+        service_parts_blocking(row.clone(), managed.http().clone(), managed.allow_loopback).await?;
     let prepared = managed.prepare_service(&row, parts).map_err(|e| {
         let mut a = ApiError::from(e);
         a.status = StatusCode::CONFLICT;
@@ -218,15 +232,43 @@ pub async fn update(
     };
     let mut row = before.clone();
     row.name = body.name;
-    row.visibility = body.visibility.unwrap_or_else(|| "private".into());
-    row.approval = body.approval.unwrap_or_else(|| "manual".into());
+    // Omitted: kept as it is (a PUT that leaves visibility out must not make a service private).
+    if let Some(v) = body.visibility {
+        row.visibility = v;
+    }
+    if let Some(a) = body.approval {
+        row.approval = a;
+    }
+    if row.visibility == "private" && before.visibility == "public" {
+        let live = st.store.service_subscriptions(&id).await?;
+        let mut others = 0;
+        for s in &live {
+            if let Some(app) = st.store.app(&s.app_id).await? {
+                if app.tenant_id != before.tenant_id {
+                    others += 1;
+                }
+            }
+        }
+        if others > 0 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "subscribed_by_other_tenants",
+                format!(
+                    "{others} live subscription(s) of other tenants' apps: revoke them before making the service private"
+                ),
+            ));
+        }
+    }
     row.spec =
         serde_json::to_string(&spec).map_err(|_| ApiError::internal("cannot encode the spec"))?;
     row.openapi = body.openapi.map(|d| d.to_string());
     row.quota = body.quota.and_then(|q| serde_json::to_string(&q).ok());
     row.updated_at = now_ms();
     row.version += 1;
-    let parts = service_parts(&row, managed.http())?;
+    // Host names resolve on the blocking pool; the writer lock is held (writers wait, readers
+    // and the runtime do not).
+    let parts =
+        service_parts_blocking(row.clone(), managed.http().clone(), managed.allow_loopback).await?;
     let prepared = managed.prepare_service(&row, parts).map_err(|e| {
         let mut a = ApiError::from(e);
         a.status = StatusCode::CONFLICT;
@@ -275,7 +317,7 @@ pub async fn list(
         rows,
         &q,
         |s: &ServiceRow| s.id.clone(),
-        |s| s.view(),
+        |s| view_for(&p, &s),
     )))
 }
 
@@ -287,7 +329,7 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<(HeaderMap, Json<Service>), ApiError> {
     let s = visible(&st, &p, &id).await?;
-    Ok((with_etag(s.version), Json(s.view())))
+    Ok((with_etag(s.version), Json(view_for(&p, &s))))
 }
 
 #[utoipa::path(get, path = "/api/v1/services/{id}/openapi.json",

@@ -108,14 +108,8 @@ pub async fn list(
     p: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Subscription>>, ApiError> {
-    let mut q = params.query(&p, &["state", "app_id", "service_id"])?;
-    for f in &mut q.filters {
-        f.0 = match f.0 {
-            "state" => "s.state",
-            "app_id" => "s.app_id",
-            _ => "s.service_id",
-        };
-    }
+    // The store qualifies the filter columns with the subscriptions table itself.
+    let q = params.query(&p, &["state", "app_id", "service_id"])?;
     let rows = st.store.subscriptions(&q).await?;
     Ok(Json(page(rows, &q, |s: &Subscription| s.id.clone(), |s| s)))
 }

@@ -20,6 +20,7 @@ pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/users", get(list).post(create))
         .route("/api/v1/users/{id}", get(one))
+        .route("/api/v1/users/{id}/disable", post(disable))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
@@ -132,6 +133,49 @@ pub async fn one(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable",
+    responses((status = 200, body = User, description = "disabled; its sessions and tokens are revoked"), (status = 403), (status = 404), (status = 409)))]
+pub async fn disable(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    _body: Body<NoInput>,
+) -> Result<Json<User>, ApiError> {
+    let Some(before) = st.store.user(&id).await?.filter(|u| p.sees(&u.tenant_id)) else {
+        return Err(ApiError::not_found(format!("no user {id:?}")));
+    };
+    p.require(Need::Users)?;
+    if before.role == "owner" {
+        if let Principal::User { role, .. } = &p {
+            if *role != Role::Owner {
+                return Err(auth::forbidden(
+                    "only an owner (or the operator) disables owners",
+                ));
+            }
+        }
+    }
+    let now = now_ms();
+    let mut after = before.clone();
+    after.disabled_at = Some(now);
+    after.updated_at = now;
+    after.version += 1;
+    let change = Change {
+        actor: &p.actor(),
+        action: "user.disable",
+        kind: "user",
+        id: &id,
+        tenant_id: Some(&before.tenant_id),
+        before: serde_json::to_string(&before).ok(),
+        after: serde_json::to_string(&after).ok(),
+        at: now,
+    };
+    if st.store.disable_user(&id, now, &change).await? {
+        Ok(Json(after))
+    } else {
+        Err(ApiError::conflict("the user is disabled already"))
+    }
+}
+
 /// A session token, shown once, with the user it acts for.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Session {
@@ -162,6 +206,10 @@ pub async fn login(
             return Err(e);
         }
     }
+    // The attempt counts before the password is checked, so concurrent guesses cannot all pass
+    // the throttle; a success takes it back.
+    st.throttle.failed(&by_email).await;
+    st.throttle.failed(&by_client).await;
     let user = st.store.user_by_email(&email).await?;
     let ok = auth::verify_password(
         body.password,
@@ -171,13 +219,12 @@ pub async fn login(
     let user = match user {
         Some(u) if ok && u.disabled_at.is_none() => u,
         _ => {
-            st.throttle.failed(&by_email).await;
-            st.throttle.failed(&by_client).await;
             tracing::info!(client = %peer.ip(), "admin login failed");
             return Err(ApiError::unauthorized("wrong email or password"));
         }
     };
     st.throttle.clear(&by_email).await;
+    st.throttle.forgive(&by_client).await;
     let (token, hash) = new_token();
     let now = now_ms();
     let info = TokenInfo {
@@ -260,6 +307,12 @@ pub async fn create_token(
     Body(body): Body<NewToken>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (user_id, write) = user_of(&p)?;
+    if let Principal::User { session: false, .. } = &p {
+        // A token cannot extend its own life by minting a successor: tokens come from a login.
+        return Err(auth::forbidden(
+            "personal tokens are made from a console session (/login)",
+        ));
+    }
     super::tenants::check_name("name", &body.name)?;
     let mut scopes = Vec::new();
     for (i, s) in body.scopes.iter().enumerate() {

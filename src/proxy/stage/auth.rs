@@ -6,7 +6,8 @@
 //! both are sent), or a JWT as `Authorization: Bearer` (verified once per shard and token, then
 //! cached until it expires: [`crate::catalog::jwt`]); each only where the service accepts it. The header that carried it is not forwarded; nor is any `x-ringway-*` header
 //! the client sent, so that the identity the upstream gets (`x-ringway-app`, `x-ringway-tenant`,
-//! here, and `x-ringway-subscription` from [`super::access`]) cannot be forged.
+//! here, and `x-ringway-subscription` from [`super::access`]) cannot be forged; client
+//! `x-ringway-*` headers are dropped on the config file's routes too.
 //!
 //! Errors: 401 `credential_missing` (nothing presented) or `credential_invalid` (malformed,
 //! unknown, expired, revoked, sent twice), both with `WWW-Authenticate`.
@@ -33,12 +34,21 @@ const CHALLENGE_INVALID: &[u8] =
 pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
     let idx = route::matched(cx)?;
     let services = &cx.state.snap.catalog.services;
-    let Some(Some(service)) = services.by_route.get(idx).copied() else {
+    let managed = services.by_route.get(idx).copied().flatten();
+    let kit = &mut *cx.kit;
+    let data = kit.buf.data();
+    let Some(service) = managed else {
+        // Not a managed route: nothing to check, but the gateway's identity headers are still
+        // its own to send (an upstream behind a file route may trust them too).
+        for h in kit.req.headers.iter_mut() {
+            let name = h.name.of(data);
+            if name.len() > 10 && name[..10].eq_ignore_ascii_case(b"x-ringway-") {
+                h.drop = true;
+            }
+        }
         return Ok(());
     };
     cx.ctx.service = Some(service);
-    let kit = &mut *cx.kit;
-    let data = kit.buf.data();
     let mut api_key: Option<Span> = None;
     let mut bearer: Option<Span> = None;
     let mut twice = false;

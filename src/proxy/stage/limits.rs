@@ -45,6 +45,14 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         }
     }
     if let Some(quota) = quota {
+        // A quota counts per app and service: one app's calls to two services with equal quotas
+        // (which share a table) spend two budgets.
+        let service = cx
+            .ctx
+            .service
+            .and_then(|i| cx.state.snap.catalog.services.entries.get(i as usize))
+            .map_or(0, |s| s.seq);
+        let who = (who.0, who.1.map(|app| app.wrapping_shl(32) ^ service));
         // The route's own RateLimit-* fields, when it sent some, are the ones the client sees.
         let route_wrote = kit.response_headers.len();
         let res = quota.check(&kit.req, data, path, who, now, &mut kit.response_headers);

@@ -1,0 +1,289 @@
+//! What a review of the management plane found, each shown fixed: targets and JWKS URLs that
+//! reach the gateway's own host or link-local space, routes that would take another tenant's (or
+//! the config file's) traffic, a PUT that made a service private behind its subscribers' backs,
+//! quotas shared between services, users that could not be cut off, filters that failed, and
+//! identity headers forged on file routes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::admin::{self, PASSWORD_FOR_TESTS, api, call, s};
+use common::{Driver, Mock, ok};
+use ringway::Config;
+use serde_json::json;
+
+fn svc(t: &str, name: &str, route: serde_json::Value, target: &str) -> String {
+    json!({"tenant_id": t, "name": name, "approval": "auto", "routes": [route],
+           "upstream": {"targets": [target]}})
+    .to_string()
+}
+
+#[test]
+fn targets_and_jwks_urls_cannot_reach_the_gateway_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\ntick = \"10ms\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n",
+        store.display()
+    );
+    let m = admin::start_config(Config::from_toml(&text).unwrap(), &store);
+    let t = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"t"}"#),
+        "id",
+    );
+    for target in [
+        "127.0.0.1:6379",
+        "169.254.169.254:80",
+        "0.0.0.0:80",
+        "[::1]:80",
+        "[fe80::1]:80",
+    ] {
+        let (st, v, _) = m.api(
+            "POST",
+            "/api/v1/services",
+            Some(&svc(&t, "x", json!({"path_prefix": "/x"}), target)),
+        );
+        assert_eq!(st, 422, "{target}: {v}");
+        assert!(
+            v["error"]["fields"]["upstream.targets[0]"].is_string(),
+            "{target}: {v}"
+        );
+    }
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &svc(&t, "ok", json!({"path_prefix": "/ok"}), "10.1.2.3:80"),
+    );
+    let app = s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/apps",
+            &json!({"tenant_id": t, "name": "a"}).to_string(),
+        ),
+        "id",
+    );
+    for (body, field) in [
+        (
+            json!({"kind": "jwt", "issuer": "i", "audience": "a", "jwks_url": "http://127.0.0.1:1/jwks"}),
+            "jwks_url",
+        ),
+        (
+            json!({"kind": "jwt", "issuer": "i", "audience": "a", "jwks_url": "https://127.0.0.1:1/jwks"}),
+            "jwks_url",
+        ),
+        (
+            json!({"kind": "jwt", "issuer": "i", "jwks_url": "https://idp.example/jwks"}),
+            "audience",
+        ),
+    ] {
+        let (st, v, _) = m.api(
+            "POST",
+            &format!("/api/v1/apps/{app}/credentials"),
+            Some(&body.to_string()),
+        );
+        assert_eq!(
+            (st, v["error"]["fields"][field].is_string()),
+            (422, true),
+            "{body}: {v}"
+        );
+    }
+    m.shutdown();
+}
+
+#[test]
+fn routes_cannot_take_another_owners_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Mock::start(|_| ok("x"));
+    let file = format!(
+        "{}[[routes]]\nname = \"files\"\npath_prefix = \"/files\"\nupstream = \"app\"\n[[routes]]\nname = \"rest\"\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        common::upstream("app", up.addr)
+    );
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), &file);
+    let a = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"a"}"#),
+        "id",
+    );
+    let b = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"b"}"#),
+        "id",
+    );
+    let target = up.addr.to_string();
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &svc(&a, "pay", json!({"path_prefix": "/pay"}), &target),
+    );
+    // The same tenant may refine its own paths; the file's catch-all may be carved out.
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &svc(&a, "pay2", json!({"path_prefix": "/pay/v2"}), &target),
+    );
+    for (name, route) in [
+        ("deeper", json!({"path_prefix": "/pay/v3"})),
+        (
+            "by-method",
+            json!({"path_prefix": "/pay", "methods": ["GET"]}),
+        ),
+        (
+            "by-host",
+            json!({"path_prefix": "/", "hosts": ["api.example.com"]}),
+        ),
+        ("exact", json!({"path_exact": "/pay/x"})),
+        ("file", json!({"path_prefix": "/files/private"})),
+    ] {
+        let (st, v, _) = m.api(
+            "POST",
+            "/api/v1/services",
+            Some(&svc(&b, name, route.clone(), &target)),
+        );
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (409, Some("route_conflict")),
+            "{route}: {v}"
+        );
+    }
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &svc(&b, "own", json!({"path_prefix": "/b"}), &target),
+    );
+    // Identity headers a client sends are dropped on the file's routes too.
+    let r = call(
+        m.proxy(),
+        "/files/a",
+        "X-Ringway-App: forged\r\nX-Ringway-Tenant: forged\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = up.seen.lock().unwrap().last().cloned().unwrap();
+    assert!(seen.header("x-ringway-app").is_none() && seen.header("x-ringway-tenant").is_none());
+    m.shutdown();
+}
+
+#[test]
+fn subscriptions_quotas_and_visibility_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Mock::start(|_| ok("x"));
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), "");
+    let a = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"a"}"#),
+        "id",
+    );
+    let b = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"b"}"#),
+        "id",
+    );
+    let mk = |name: &str, path: &str| {
+        let v = m.ok(201, "POST", "/api/v1/services", &json!({"tenant_id": a, "name": name, "visibility": "public",
+            "approval": "auto", "routes": [{"path_prefix": path}], "upstream": {"targets": [up.addr.to_string()]},
+            "quota": {"per_minute": 2}}).to_string());
+        let id = s(&v, "id");
+        m.ok(200, "POST", &format!("/api/v1/services/{id}/publish"), "");
+        id
+    };
+    let (s1, s2) = (mk("one", "/one"), mk("two", "/two"));
+    let app = s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/apps",
+            &json!({"tenant_id": b, "name": "b-app"}).to_string(),
+        ),
+        "id",
+    );
+    let key = s(
+        &m.ok(201, "POST", &format!("/api/v1/apps/{app}/keys"), "{}"),
+        "key",
+    );
+    for svc in [&s1, &s2] {
+        m.ok(
+            201,
+            "POST",
+            "/api/v1/subscriptions",
+            &json!({"app_id": app, "service_id": svc}).to_string(),
+        );
+    }
+    // Filters work (they failed with a 500).
+    let (st, v, _) = m.api("GET", "/api/v1/subscriptions?state=approved", None);
+    assert_eq!(
+        (st, v["items"].as_array().map(|i| i.len())),
+        (200, Some(2)),
+        "{v}"
+    );
+    let (st, v, _) = m.api(
+        "GET",
+        &format!("/api/v1/subscriptions?service_id={s1}&app_id={app}"),
+        None,
+    );
+    assert_eq!(
+        (st, v["items"].as_array().map(|i| i.len())),
+        (200, Some(1)),
+        "{v}"
+    );
+    // Two services with equal quotas: two budgets.
+    m.settle();
+    let hdr = format!("X-API-Key: {key}\r\n");
+    let count = |p: &str| {
+        (0..4)
+            .filter(|_| call(m.proxy(), p, &hdr).status == 200)
+            .count()
+    };
+    assert_eq!((count("/one"), count("/two")), (2, 2));
+    // Another tenant's view of a public service hides its upstream.
+    let u = m.ok(201, "POST", "/api/v1/users", &json!({"tenant_id": b, "email": "b@example.com", "password": PASSWORD_FOR_TESTS, "role": "owner"}).to_string());
+    let _ = u;
+    let (_, login, _) = api(
+        m.admin,
+        "",
+        "POST",
+        "/api/v1/login",
+        Some(&json!({"email": "b@example.com", "password": PASSWORD_FOR_TESTS}).to_string()),
+    );
+    let bt = s(&login, "token");
+    let (st, v, _) = api(m.admin, &bt, "GET", &format!("/api/v1/services/{s1}"), None);
+    assert_eq!((st, v["upstream"].is_null()), (200, true), "{v}");
+    // A PUT without visibility keeps it public; making it private is refused while another
+    // tenant's apps are subscribed.
+    let def = |vis: Option<&str>| {
+        let mut d = json!({"name": "one", "approval": "auto", "routes": [{"path_prefix": "/one"}],
+                           "upstream": {"targets": [up.addr.to_string()]}});
+        if let Some(v) = vis {
+            d["visibility"] = json!(v);
+        }
+        d.to_string()
+    };
+    let v = m.ok(200, "PUT", &format!("/api/v1/services/{s1}"), &def(None));
+    assert_eq!(v["visibility"], "public");
+    let (st, v, _) = m.api(
+        "PUT",
+        &format!("/api/v1/services/{s1}"),
+        Some(&def(Some("private"))),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("subscribed_by_other_tenants")),
+        "{v}"
+    );
+    // A user can be cut off: disabled, its session stops working at once.
+    let uid = s(&login["user"], "id");
+    m.ok(200, "POST", &format!("/api/v1/users/{uid}/disable"), "");
+    assert_eq!(api(m.admin, &bt, "GET", "/api/v1/me", None).0, 401);
+    let (st, _, _) = api(
+        m.admin,
+        "",
+        "POST",
+        "/api/v1/login",
+        Some(&json!({"email": "b@example.com", "password": PASSWORD_FOR_TESTS}).to_string()),
+    );
+    assert_eq!(st, 401, "a disabled user cannot log in");
+    // Bad cursors are refused, not silently restarted.
+    let (st, _, _) = m.api("GET", "/api/v1/audit?cursor=not%20a%20cursor", None);
+    assert_eq!(st, 422);
+    m.shutdown();
+}
