@@ -52,6 +52,52 @@ pub fn report(config: &Config) -> (String, usize) {
             );
         }
     }
+    if let Some(store) = &config.store {
+        let _ = writeln!(
+            out,
+            "\ncontrol plane: store {} (sealing key {}){}",
+            store.path.display(),
+            crate::control::keyring::key_file(&store.path).display(),
+            match &config.admin {
+                Some(a) => format!(
+                    ", admin API on {}{}{}",
+                    a.listen,
+                    if a.listen.ip().is_loopback() {
+                        " (loopback)"
+                    } else {
+                        " (NOT loopback: reachable from the network)"
+                    },
+                    if a.allow_loopback {
+                        "; managed targets may point at this host"
+                    } else {
+                        ""
+                    }
+                ),
+                None => ", no admin API".to_string(),
+            }
+        );
+        if config
+            .admin
+            .as_ref()
+            .is_some_and(|a| !a.listen.ip().is_loopback())
+        {
+            warnings += 1;
+        }
+        if config.admin.is_some()
+            && std::env::var("RINGWAY_ADMIN_TOKEN").is_err()
+            && config
+                .admin
+                .as_ref()
+                .and_then(|a| a.token_file.as_ref())
+                .is_none()
+        {
+            warnings += 1;
+            let _ = writeln!(
+                out,
+                "  ! no bootstrap token: set RINGWAY_ADMIN_TOKEN or [admin] token_file, or the gateway will not start"
+            );
+        }
+    }
     let _ = writeln!(out, "\nroutes (most specific match wins):");
     for (i, r) in config.routes.iter().enumerate() {
         let hosts = if r.hosts.is_empty() {
