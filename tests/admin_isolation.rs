@@ -371,6 +371,46 @@ fn another_tenant_sees_none_of_this_ones_objects() {
         Some(&any),
     );
     assert_eq!(st, 403, "cancelling is the app's tenant's");
+    // Each side sees the subscription in its audit log; the other side's people stay unnamed.
+    let (_, audit) = call(
+        &w,
+        "b-owner",
+        "GET",
+        &format!("/api/v1/audit?object_id={bsub}"),
+        None,
+    );
+    let rows: Vec<(String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (s(a, "action"), s(a, "actor")))
+        .collect();
+    assert!(
+        rows.contains(&("subscription.approved".into(), "another tenant".into())),
+        "{rows:?}"
+    );
+    let (_, audit) = call(
+        &w,
+        "a-admin",
+        "GET",
+        &format!("/api/v1/audit?object_id={bsub}"),
+        None,
+    );
+    let rows: Vec<(String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (s(a, "action"), s(a, "actor")))
+        .collect();
+    assert!(
+        rows.contains(&("subscription.create".into(), "another tenant".into())),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|(a, who)| a == "subscription.approved" && who.starts_with("user:")),
+        "{rows:?}"
+    );
     let (st, _) = call(
         &w,
         "b-owner",
@@ -476,6 +516,67 @@ fn roles_and_scopes_allow_what_they_say() {
     assert_eq!(call(&w, "a-admin", "POST", "/api/v1/users", Some(&json!({"tenant_id": a, "email": "n@example.com", "password": PASSWORD, "role": "developer"}))).0, 201);
     assert_eq!(call(&w, "a-admin", "POST", "/api/v1/users", Some(&json!({"tenant_id": a, "email": "o@example.com", "password": PASSWORD, "role": "owner"}))).0, 403);
     assert_eq!(call(&w, "a-owner", "POST", "/api/v1/users", Some(&json!({"tenant_id": a, "email": "o@example.com", "password": PASSWORD, "role": "owner"}))).0, 201);
+    // Roles change through PATCH: admins move non-owners, only owners touch owners.
+    let (_, users, _) = w.m.api(
+        "GET",
+        &format!("/api/v1/users?tenant_id={a}&limit=50"),
+        None,
+    );
+    let id_of = |email: &str| {
+        users["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .map(|u| s(u, "id"))
+            .unwrap()
+    };
+    let (dev, owner) = (
+        id_of("a-developer@example.com"),
+        id_of("a-owner@example.com"),
+    );
+    assert_eq!(
+        call(
+            &w,
+            "a-developer",
+            "PATCH",
+            &format!("/api/v1/users/{dev}"),
+            Some(&json!({"role": "admin"}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &w,
+            "a-admin",
+            "PATCH",
+            &format!("/api/v1/users/{owner}"),
+            Some(&json!({"role": "viewer"}))
+        )
+        .0,
+        403
+    );
+    let (st, v) = call(
+        &w,
+        "a-admin",
+        "PATCH",
+        &format!("/api/v1/users/{dev}"),
+        Some(&json!({"role": "viewer"})),
+    );
+    assert_eq!((st, v["role"].as_str()), (200, Some("viewer")), "{v}");
+    assert_eq!(
+        call(
+            &w,
+            "a-developer",
+            "POST",
+            "/api/v1/apps",
+            Some(&new_app("demoted"))
+        )
+        .0,
+        403,
+        "the new role applies at once"
+    );
     // Tenants are the operator's to make.
     assert_eq!(
         call(

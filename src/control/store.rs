@@ -407,10 +407,14 @@ impl Store {
 
     // Subscriptions.
 
+    /// A subscription involves two tenants (the app's and the service's): `c` is recorded for
+    /// `c.tenant_id` (the acting side) and, when it is another one, for `other_tenant` too (with
+    /// the actor withheld), so that each sees it in its audit log.
     pub async fn insert_subscription(
         &self,
         s: &Subscription,
         c: &Change<'_>,
+        other_tenant: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -430,8 +434,28 @@ impl Store {
         .map_err(|e| {
             StoreError::from_write(e, "the app has a live subscription to this service")
         })?;
-        Store::record(&mut tx, c).await?;
+        Store::record_both(&mut tx, c, other_tenant).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_both(
+        tx: &mut Tx,
+        c: &Change<'_>,
+        other_tenant: &str,
+    ) -> Result<(), StoreError> {
+        Store::record(tx, c).await?;
+        if c.tenant_id != Some(other_tenant) {
+            // The other tenant learns what happened, not who of the acting tenant did it.
+            let twin = Change {
+                actor: "another tenant",
+                tenant_id: Some(other_tenant),
+                before: c.before.clone(),
+                after: c.after.clone(),
+                ..*c
+            };
+            Store::record(tx, &twin).await?;
+        }
         Ok(())
     }
 
@@ -440,6 +464,7 @@ impl Store {
         &self,
         s: &Subscription,
         c: &Change<'_>,
+        other_tenant: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         let n = sqlx::query(
@@ -459,7 +484,7 @@ impl Store {
         if n != 1 {
             return Ok(false);
         }
-        Store::record(&mut tx, c).await?;
+        Store::record_both(&mut tx, c, other_tenant).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -533,6 +558,28 @@ impl Store {
 
     pub async fn users(&self, q: &ListQuery) -> Result<Vec<User>, StoreError> {
         list(&self.pool, "SELECT * FROM users", "id", "tenant_id", q).await
+    }
+
+    /// Writes a user's role if its version is still `u.version - 1`.
+    pub async fn update_user_role(&self, u: &User, c: &Change<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET role = $1, updated_at = $2, version = $3 WHERE id = $4 AND version = $5",
+        )
+        .bind(&u.role)
+        .bind(u.updated_at)
+        .bind(u.version)
+        .bind(&u.id)
+        .bind(u.version - 1)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Disables a user and revokes every token it has.

@@ -91,7 +91,9 @@ pub async fn create(
         after: serde_json::to_string(&sub).ok(),
         at: now,
     };
-    st.store.insert_subscription(&sub, &change).await?;
+    st.store
+        .insert_subscription(&sub, &change, &svc.tenant_id)
+        .await?;
     managed.subscription_changed(&sub, svc.seq)?;
     drop(managed);
     Ok((
@@ -206,12 +208,19 @@ async fn transition(
         action: &action,
         kind: "subscription",
         id: &sub.id,
-        tenant_id: Some(&app_tenant),
+        tenant_id: Some(match side {
+            Side::Service => &svc.tenant_id,
+            Side::App => &app_tenant,
+        }),
         before: serde_json::to_string(&before).ok(),
         after: serde_json::to_string(&sub).ok(),
         at: sub.updated_at,
     };
-    if !st.store.update_subscription(&sub, &change).await? {
+    let other = match side {
+        Side::Service => &app_tenant,
+        Side::App => &svc.tenant_id,
+    };
+    if !st.store.update_subscription(&sub, &change, other).await? {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             "precondition_failed",

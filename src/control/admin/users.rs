@@ -12,14 +12,15 @@ use axum::{Json, Router};
 use super::auth::{self, Need, Principal, Role, new_token};
 use super::{AdminState, ApiError, Body, ListParams, etag, page};
 use crate::control::model::{
-    Login, NewToken, NewTokenShown, NewUser, NoInput, Page, TokenInfo, User, new_id, now_ms,
+    Login, NewToken, NewTokenShown, NewUser, NoInput, Page, TokenInfo, User, UserUpdate, new_id,
+    now_ms,
 };
 use crate::control::store::Change;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/users", get(list).post(create))
-        .route("/api/v1/users/{id}", get(one))
+        .route("/api/v1/users/{id}", get(one).patch(update))
         .route("/api/v1/users/{id}/disable", post(disable))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
@@ -131,6 +132,54 @@ pub async fn one(
         Some(u) if p.sees(&u.tenant_id) => Ok(([("etag", etag(u.version))], Json(u))),
         _ => Err(ApiError::not_found(format!("no user {id:?}"))),
     }
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/{id}", request_body = UserUpdate,
+    responses((status = 200, body = User), (status = 403), (status = 404), (status = 412), (status = 422)))]
+pub async fn update(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Body(body): Body<UserUpdate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::field("role", "must be owner, admin, developer or viewer"))?;
+    let Some(before) = st.store.user(&id).await?.filter(|u| p.sees(&u.tenant_id)) else {
+        return Err(ApiError::not_found(format!("no user {id:?}")));
+    };
+    p.require(Need::Users)?;
+    if let Principal::User { role: mine, .. } = &p {
+        // Owners are made and unmade by owners.
+        if (role == Role::Owner || before.role == "owner") && *mine != Role::Owner {
+            return Err(auth::forbidden(
+                "only an owner (or the operator) grants or removes the owner role",
+            ));
+        }
+    }
+    super::check_if_match(&headers, before.version)?;
+    let mut after = before.clone();
+    after.role = role.as_str().into();
+    after.updated_at = now_ms();
+    after.version += 1;
+    let change = Change {
+        actor: &p.actor(),
+        action: "user.update",
+        kind: "user",
+        id: &id,
+        tenant_id: Some(&before.tenant_id),
+        before: serde_json::to_string(&before).ok(),
+        after: serde_json::to_string(&after).ok(),
+        at: after.updated_at,
+    };
+    if !st.store.update_user_role(&after, &change).await? {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "the user changed meanwhile; read it again",
+        ));
+    }
+    Ok(([("etag", etag(after.version))], Json(after)))
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable",
