@@ -77,6 +77,9 @@ pub enum ErrorKind {
     SubscriptionPending,
     /// 410: the service is retired.
     ServiceRetired,
+    /// 429: the shard checks no more uncached credentials this second (password hashing is
+    /// bounded).
+    CredentialCheckBusy,
 }
 
 /// Whether a request that failed with this error may be sent again (to another connection or
@@ -196,6 +199,7 @@ impl GatewayError {
             ErrorKind::CredentialMissing | ErrorKind::CredentialInvalid => 401,
             ErrorKind::SubscriptionRequired | ErrorKind::SubscriptionPending => 403,
             ErrorKind::ServiceRetired => 410,
+            ErrorKind::CredentialCheckBusy => 429,
         }
     }
 
@@ -240,6 +244,7 @@ impl GatewayError {
             ErrorKind::SubscriptionRequired => "subscription_required",
             ErrorKind::SubscriptionPending => "subscription_pending",
             ErrorKind::ServiceRetired => "service_retired",
+            ErrorKind::CredentialCheckBusy => "too_many_credential_checks",
         }
     }
 
@@ -279,6 +284,9 @@ impl GatewayError {
                 "the calling app's subscription to this API waits for approval"
             }
             ErrorKind::ServiceRetired => "this API is retired",
+            ErrorKind::CredentialCheckBusy => {
+                "too many new credentials to check right now; retry shortly"
+            }
         }
     }
 
@@ -297,6 +305,7 @@ impl GatewayError {
                 | ErrorKind::SubscriptionRequired
                 | ErrorKind::SubscriptionPending
                 | ErrorKind::ServiceRetired
+                | ErrorKind::CredentialCheckBusy
         )
     }
 
@@ -317,7 +326,8 @@ impl GatewayError {
             | ErrorKind::CredentialInvalid
             | ErrorKind::SubscriptionRequired
             | ErrorKind::SubscriptionPending
-            | ErrorKind::ServiceRetired => Side::Client,
+            | ErrorKind::ServiceRetired
+            | ErrorKind::CredentialCheckBusy => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset

@@ -14,6 +14,7 @@
 //! one before (the control plane changes a part with `Arc::make_mut`, which copies it only while a
 //! published snapshot still holds it).
 
+pub mod basic;
 pub mod jwt;
 mod keys;
 mod subs;
@@ -80,6 +81,7 @@ pub struct ServiceEntry {
 pub struct Accepts {
     pub api_key: bool,
     pub jwt: bool,
+    pub basic: bool,
 }
 
 /// The calling app, as a credential resolves to it.
@@ -120,6 +122,8 @@ pub struct Catalog {
     pub quotas: Arc<Vec<Arc<NodeRouteLimits>>>,
     /// JWT issuers and their keys.
     pub jwt: Arc<jwt::JwtIndex>,
+    /// Basic credentials by username.
+    pub basic: Arc<basic::BasicIndex>,
 }
 
 impl std::fmt::Debug for Catalog {

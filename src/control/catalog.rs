@@ -45,6 +45,7 @@ fn accepts(row: &ServiceRow) -> Accepts {
     Accepts {
         api_key: kinds.iter().any(|k| k == "api_key"),
         jwt: kinds.iter().any(|k| k == "jwt"),
+        basic: kinds.iter().any(|k| k == "basic"),
     }
 }
 
@@ -68,8 +69,8 @@ pub struct Managed {
     tenants: HashMap<String, i64>,
     /// Each distinct quota's index in the catalog's quota tables.
     quota_tables: HashMap<Quota, u32>,
-    /// Live JWT credentials by id, and the JWKS documents fetched for those with a URL.
-    jwt_creds: HashMap<String, CredentialRow>,
+    /// Live credentials (JWT, basic) by id, and the JWKS documents fetched for JWTs with a URL.
+    creds: HashMap<String, CredentialRow>,
     jwks_docs: HashMap<String, Vec<u8>>,
     pub keyring: Arc<Keyring>,
     pub http: reqwest::Client,
@@ -212,12 +213,13 @@ impl Managed {
                 subs: SubIndex::default(),
                 quotas: Arc::default(),
                 jwt: Arc::default(),
+                basic: Arc::default(),
             },
             services,
             apps,
             tenants,
             quota_tables: HashMap::new(),
-            jwt_creds: HashMap::new(),
+            creds: HashMap::new(),
             jwks_docs: HashMap::new(),
             keyring,
             http: super::jwt::client(),
@@ -225,6 +227,12 @@ impl Managed {
             publisher,
         };
         for row in store.live_credentials().await? {
+            if row.kind == "basic" {
+                if let Err(e) = m.basic_set(row) {
+                    tracing::error!(error = %e, "stored basic credential is unusable; not served");
+                }
+                continue;
+            }
             if row.kind != "jwt" {
                 continue;
             }
@@ -553,7 +561,7 @@ impl Managed {
             Some(d) => self.jwks_docs.insert(row.id.clone(), d),
             None => self.jwks_docs.remove(&row.id),
         };
-        self.jwt_creds.insert(row.id.clone(), row);
+        self.creds.insert(row.id.clone(), row);
         Ok(())
     }
 
@@ -568,18 +576,55 @@ impl Managed {
         Ok(self.publish()?)
     }
 
-    pub fn jwt_revoked(&mut self, id: &str) -> Result<u64, ConfigError> {
-        if let Some(row) = self.jwt_creds.remove(id) {
-            Arc::make_mut(&mut self.catalog.jwt).remove(row.lookup.as_str());
-            self.jwks_docs.remove(id);
+    /// A credential of any kind revoked: out of the catalog.
+    pub fn credential_revoked(&mut self, id: &str) -> Result<u64, ConfigError> {
+        if let Some(row) = self.creds.remove(id) {
+            match row.kind.as_str() {
+                "basic" => {
+                    Arc::make_mut(&mut self.catalog.basic).remove(row.lookup.as_str());
+                }
+                _ => {
+                    Arc::make_mut(&mut self.catalog.jwt).remove(row.lookup.as_str());
+                    self.jwks_docs.remove(id);
+                }
+            }
         }
         self.publish()
     }
 
+    /// Sets a basic credential (username → app, argon2id hash). Does not publish.
+    fn basic_set(&mut self, row: CredentialRow) -> Result<(), String> {
+        let app = self
+            .apps
+            .get(&row.app_id)
+            .cloned()
+            .ok_or("the credential's app is gone")?;
+        let phc = serde_json::from_str::<serde_json::Value>(&row.config)
+            .ok()
+            .and_then(|v| v["password_hash"].as_str().map(str::to_string))
+            .ok_or("no password hash")?;
+        let cred = Arc::new(crate::catalog::basic::BasicCred {
+            username: row.lookup.as_str().into(),
+            app,
+            phc: phc.into(),
+        });
+        Arc::make_mut(&mut self.catalog.basic).insert(row.lookup.as_str().into(), cred);
+        self.creds.insert(row.id.clone(), row);
+        Ok(())
+    }
+
+    /// A basic credential the store now has: served from now on.
+    pub fn basic_added(&mut self, row: CredentialRow) -> Result<u64, CatalogError> {
+        self.basic_set(row)
+            .map_err(|e| CatalogError::Config(ConfigError::invalid("credential", e)))?;
+        Ok(self.publish()?)
+    }
+
     /// The JWT credentials with a JWKS URL: (id, url).
     pub fn jwks_sources(&self) -> Vec<(String, String)> {
-        self.jwt_creds
+        self.creds
             .values()
+            .filter(|r| r.kind == "jwt")
             .filter_map(|r| Some((r.id.clone(), r.jwt().jwks_url?)))
             .collect()
     }
@@ -589,7 +634,7 @@ impl Managed {
         if self.jwks_docs.get(id) == Some(&doc) {
             return;
         }
-        let Some(row) = self.jwt_creds.get(id).cloned() else {
+        let Some(row) = self.creds.get(id).cloned() else {
             return;
         };
         match self.jwt_set(row, Some(doc)) {

@@ -537,10 +537,12 @@ pub struct JwtConfig {
 pub struct Credential {
     pub id: String,
     pub app_id: String,
-    /// `jwt`.
+    /// `jwt` or `basic`.
     pub kind: String,
     /// The JWT issuer (`iss`) it accepts.
-    pub issuer: String,
+    pub issuer: Option<String>,
+    /// The basic credential's username.
+    pub username: Option<String>,
     pub algorithm: Option<String>,
     pub jwks_url: Option<String>,
     pub audience: Option<String>,
@@ -565,7 +567,8 @@ impl CredentialRow {
             id: self.id.clone(),
             app_id: self.app_id.clone(),
             kind: self.kind.clone(),
-            issuer: self.lookup.clone(),
+            issuer: (self.kind == "jwt").then(|| self.lookup.clone()),
+            username: (self.kind == "basic").then(|| self.lookup.clone()),
             algorithm: c.algorithm,
             jwks_url: c.jwks_url,
             audience: c.audience,
@@ -577,14 +580,17 @@ impl CredentialRow {
     }
 }
 
-/// A JWT credential: an issuer and one of a public key (RS256/ES256), a secret (HS256, at least
-/// 32 bytes) or a JWKS URL.
+/// A JWT credential (an issuer and one of a public key (RS256/ES256), a secret (HS256, at least
+/// 32 bytes) or a JWKS URL), or a basic one (a username and a password, made if not given).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCredential {
-    /// `jwt`.
+    /// `jwt` or `basic`.
     pub kind: String,
-    pub issuer: String,
+    pub issuer: Option<String>,
+    pub username: Option<String>,
+    /// At least 12 characters; absent: one is made and shown once.
+    pub password: Option<String>,
     /// `RS256`, `ES256` or `HS256` (with `public_key` or `secret`).
     pub algorithm: Option<String>,
     /// PEM of the public key.

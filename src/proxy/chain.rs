@@ -7,6 +7,10 @@
 //! → forward (LB, pool, retries)
 //! ```
 //!
+//! Every stage is synchronous but one step: a credential that cannot be checked on the shard (a
+//! basic password not yet cached, verified on the node's verifier thread) is awaited between
+//! `auth` and `access`.
+//!
 //! `auth` and `access` act on managed services' routes only (credential → app, lifecycle,
 //! subscription); a cache will sit between `limits` and `upstream`: one line here and one file
 //! in [`super::stage`].
@@ -60,6 +64,9 @@ pub struct Cx<'a> {
     pub ctx: &'a mut RequestCtx,
     /// Concurrency slots taken by the limits stage, held until the request ends.
     pub limits: Option<LimitGuard>,
+    /// A credential the auth stage could not check without waiting (a basic password not yet
+    /// cached); [`stage::auth::verify`] checks it before the next stage.
+    pub pending: Option<stage::auth::Pending>,
 }
 
 impl<'a> Cx<'a> {
@@ -76,6 +83,7 @@ impl<'a> Cx<'a> {
             state,
             ctx,
             limits: None,
+            pending: None,
         }
     }
 
@@ -89,11 +97,16 @@ impl<'a> Cx<'a> {
     }
 }
 
-/// The stages before the terminal one, in order.
-fn stages(cx: &mut Cx<'_>) -> Result<(), Answer> {
+/// The stages up to and including authentication, in order.
+fn identify(cx: &mut Cx<'_>) -> Result<(), Answer> {
     stage::normalize::run(cx)?;
     stage::route::run(cx)?;
     stage::auth::run(cx)?;
+    Ok(())
+}
+
+/// The stages after authentication, before the terminal one.
+fn policies(cx: &mut Cx<'_>) -> Result<(), Answer> {
     stage::access::run(cx)?;
     stage::limits::run(cx)?;
     stage::respond::run(cx)?;
@@ -106,7 +119,16 @@ pub async fn serve(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx) -> Next
     kit.response_headers.clear();
     kit.upstream_headers.clear();
     let mut cx = Cx::new(conn, kit, &state, ctx);
-    let answer = match stages(&mut cx).and_then(|()| stage::upstream::admit(&mut cx)) {
+    let mut identified = identify(&mut cx);
+    if identified.is_ok() && cx.pending.is_some() {
+        // Only a credential that needs checking off the shard waits here (rarely: once per
+        // credential and shard).
+        identified = Box::pin(stage::auth::verify(&mut cx)).await;
+    }
+    let admitted = identified
+        .and_then(|()| policies(&mut cx))
+        .and_then(|()| stage::upstream::admit(&mut cx));
+    let answer = match admitted {
         Ok(admitted) => forward::forward(&mut cx, admitted).await,
         Err(answer) => answer,
     };

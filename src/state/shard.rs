@@ -37,6 +37,8 @@ pub struct ShardCtx {
     requests: Arc<[CachePadded<ShardRequests>]>,
     /// JWTs this shard verified, until they expire (the auth stage borrows it without awaiting).
     pub jwt_cache: RefCell<crate::catalog::jwt::JwtCache>,
+    /// Basic credentials this shard verified, and its budget of verifications.
+    pub basic_cache: RefCell<crate::catalog::basic::BasicCache>,
 }
 
 impl ShardCtx {
@@ -60,6 +62,7 @@ impl ShardCtx {
             seq: Cell::new(0),
             requests,
             jwt_cache: RefCell::default(),
+            basic_cache: RefCell::default(),
         }
     }
 

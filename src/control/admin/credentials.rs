@@ -37,15 +37,27 @@ pub async fn create(
     Path(id): Path<String>,
     Body(body): Body<NewCredential>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if body.kind == "basic" {
+        return create_basic(st, p, id, body)
+            .await
+            .map(IntoResponse::into_response);
+    }
     if body.kind != "jwt" {
         return Err(ApiError::field(
             "kind",
-            "must be \"jwt\" (API keys are made at /api/v1/apps/{id}/keys)",
+            "must be \"jwt\" or \"basic\" (API keys are made at /api/v1/apps/{id}/keys)",
         ));
     }
-    super::tenants::check_name("issuer", &body.issuer)?;
+    let issuer = body
+        .issuer
+        .clone()
+        .ok_or_else(|| ApiError::field("issuer", "required for a jwt credential"))?;
+    super::tenants::check_name("issuer", &issuer)?;
     if let Some(a) = &body.audience {
         super::tenants::check_name("audience", a)?;
+    }
+    if body.username.is_some() || body.password.is_some() {
+        return Err(ApiError::field("username", "only for a basic credential"));
     }
     let sources = [
         body.public_key.is_some(),
@@ -131,7 +143,7 @@ pub async fn create(
         id: new_id("crd"),
         app_id: app.id.clone(),
         kind: "jwt".into(),
-        lookup: body.issuer,
+        lookup: issuer,
         config: serde_json::to_string(&config).map_err(|_| ApiError::internal("cannot encode"))?,
         created_at: now,
         revoked_at: None,
@@ -149,7 +161,101 @@ pub async fn create(
     };
     row.seq = st.store.insert_credential(&row, &change).await?;
     managed.jwt_added(row, doc)?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// A basic credential just made; `password` is shown this once (when the gateway made it).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct NewBasicShown {
+    #[serde(flatten)]
+    pub credential: Credential,
+    pub password: Option<String>,
+}
+
+async fn create_basic(
+    st: AdminState,
+    p: Principal,
+    id: String,
+    body: NewCredential,
+) -> Result<impl IntoResponse, ApiError> {
+    let username = body
+        .username
+        .ok_or_else(|| ApiError::field("username", "required for a basic credential"))?;
+    let ok = !username.is_empty()
+        && username.len() <= 128
+        && !username.contains(':')
+        && !username
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace());
+    if !ok {
+        return Err(ApiError::field(
+            "username",
+            "1 to 128 characters, no colon, spaces or control characters",
+        ));
+    }
+    for (set, f) in [
+        (body.issuer.is_some(), "issuer"),
+        (body.algorithm.is_some(), "algorithm"),
+        (body.public_key.is_some(), "public_key"),
+        (body.secret.is_some(), "secret"),
+        (body.jwks_url.is_some(), "jwks_url"),
+        (body.audience.is_some(), "audience"),
+    ] {
+        if set {
+            return Err(ApiError::field(f, "only for a jwt credential"));
+        }
+    }
+    let made = body.password.is_none();
+    let password = match body.password {
+        Some(pw) => {
+            let n = pw.chars().count();
+            if !(12..=512).contains(&n) || pw.chars().any(char::is_control) {
+                return Err(ApiError::field("password", "must be 12 to 512 characters"));
+            }
+            pw
+        }
+        None => {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>())
+        }
+    };
+    // Hashed before the writer lock is taken: ~20 ms that other writers need not wait for.
+    let phc = super::auth::hash_password(password.clone()).await?;
+    let mut managed = st.managed.lock().await;
+    let app = owned(&st, &p, &id).await?;
+    p.require(Need::Develop)?;
+    let now = now_ms();
+    let mut row = CredentialRow {
+        seq: 0,
+        id: new_id("crd"),
+        app_id: app.id.clone(),
+        kind: "basic".into(),
+        lookup: username,
+        config: serde_json::json!({ "password_hash": phc }).to_string(),
+        created_at: now,
+        revoked_at: None,
+    };
+    let view = row.view();
+    let change = Change {
+        actor: &p.actor(),
+        action: "credential.create",
+        kind: "credential",
+        id: &row.id,
+        tenant_id: Some(&app.tenant_id),
+        before: None,
+        after: serde_json::to_string(&view).ok(),
+        at: now,
+    };
+    row.seq = st.store.insert_credential(&row, &change).await?;
+    managed.basic_added(row)?;
+    Ok((
+        StatusCode::CREATED,
+        [("cache-control", "no-store")],
+        Json(NewBasicShown {
+            credential: view,
+            password: made.then_some(password),
+        }),
+    ))
 }
 
 /// The one-source check above makes this unreachable; an error rather than a panic all the same.
@@ -219,6 +325,6 @@ pub async fn revoke(
     if !st.store.revoke_credential(&cid, now, &change).await? {
         return Err(ApiError::conflict("the credential is revoked already"));
     }
-    managed.jwt_revoked(&cid)?;
+    managed.credential_revoked(&cid)?;
     Ok(Json(view))
 }

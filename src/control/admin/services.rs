@@ -28,8 +28,8 @@ pub fn routes() -> Router<AdminState> {
 
 /// Credential kinds a service may accept. Only API keys are verified by this version; the others
 /// are refused by name rather than accepted and ignored.
-const CREDENTIALS: &[&str] = &["api_key", "jwt"];
-const LATER: &[&str] = &["hmac", "basic"];
+const CREDENTIALS: &[&str] = &["api_key", "jwt", "basic"];
+const LATER: &[&str] = &["hmac"];
 
 pub(super) fn validate(body: &ServiceUpdate) -> Result<(), ApiError> {
     check_name("name", &body.name)?;
@@ -61,14 +61,14 @@ pub(super) fn validate(body: &ServiceUpdate) -> Result<(), ApiError> {
                 return Err(ApiError::field(
                     format!("credentials[{i}]"),
                     format!(
-                        "{c:?} is not verified by this version of the gateway; use \"api_key\" or \"jwt\""
+                        "{c:?} is not verified by this version of the gateway; use \"api_key\", \"jwt\" or \"basic\""
                     ),
                 ));
             }
             if !CREDENTIALS.contains(&c.as_str()) {
                 return Err(ApiError::field(
                     format!("credentials[{i}]"),
-                    format!("unknown credential kind {c:?} (known: api_key, jwt)"),
+                    format!("unknown credential kind {c:?} (known: api_key, jwt, basic)"),
                 ));
             }
         }

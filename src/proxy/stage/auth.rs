@@ -16,12 +16,17 @@
 //! the key index; for a cached JWT one hash of the token and a comparison. No lock; no
 //! allocation but a JWT cache miss.
 
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::catalog::basic::{self, BasicCred};
 use crate::catalog::jwt::{self, looks_like_jwt};
-use crate::catalog::{AppEntry, hash_key, looks_like_key};
+use crate::catalog::{Accepts, AppEntry, hash_key, looks_like_key};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::headers::Span;
 use crate::observe::clock;
 use crate::proxy::ctx::Caller;
+use crate::state::ShardCtx;
 
 use super::super::answer::Answer;
 use super::super::chain::Cx;
@@ -49,8 +54,14 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         return Ok(());
     };
     cx.ctx.service = Some(service);
+    let accepts = services
+        .entries
+        .get(service as usize)
+        .map(|s| s.accepts)
+        .unwrap_or_default();
     let mut api_key: Option<Span> = None;
     let mut bearer: Option<Span> = None;
+    let mut basic_value: Option<Span> = None;
     let mut twice = false;
     for h in kit.req.headers.iter_mut() {
         let name = h.name.of(data);
@@ -63,34 +74,64 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         } else if name.eq_ignore_ascii_case(b"authorization") {
             let v = crate::http::headers::trim_ows(h.value.of(data));
             if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
-                twice |= bearer.is_some();
+                twice |= bearer.is_some() || basic_value.is_some();
                 bearer = Some(h.value);
+                h.drop = true;
+            } else if accepts.basic && v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic ") {
+                twice |= bearer.is_some() || basic_value.is_some();
+                basic_value = Some(h.value);
                 h.drop = true;
             }
         }
     }
+    let challenge = Challenge(accepts);
+    if twice {
+        return Err(challenge.refuse(ErrorKind::CredentialInvalid));
+    }
+    let catalog = &cx.state.snap.catalog;
+    let now = clock::unix_ms_coarse();
+    if let (None, None, Some(span)) = (api_key, bearer, basic_value) {
+        let value = crate::http::headers::trim_ows(&span.of(data)[6..]);
+        let value = crate::http::headers::trim_ows(value);
+        let cache = cx.conn.shard.basic_cache.borrow();
+        if let Some(cred) = cache.get(&catalog.basic, value) {
+            cx.ctx.caller = Some(identify(&mut kit.upstream_headers, &cred.app));
+            return Ok(());
+        }
+        let mut buf = [0u8; basic::MAX_VALUE];
+        let cred = (value.len() <= basic::MAX_VALUE / 4 * 3)
+            .then(|| basic::decode(value, &mut buf))
+            .flatten()
+            .and_then(|(user, pass)| Some((catalog.basic.get(user)?.clone(), pass)));
+        let Some((cred, password)) = cred else {
+            return Err(challenge.refuse(ErrorKind::CredentialInvalid));
+        };
+        if !cache.take_miss(now / 1000) {
+            return Err(Answer::Error(
+                GatewayError::new(ErrorKind::CredentialCheckBusy),
+                b"retry-after: 1\r\n".to_vec(),
+            ));
+        }
+        cx.pending = Some(Pending {
+            value: value.into(),
+            password: password.into(),
+            cred,
+            accepts,
+        });
+        return Ok(());
+    }
     let Some(span) = api_key.or(bearer) else {
-        return Err(refuse(ErrorKind::CredentialMissing, CHALLENGE));
+        return Err(challenge.refuse(ErrorKind::CredentialMissing));
     };
     let mut presented = crate::http::headers::trim_ows(span.of(data));
     if api_key.is_none() {
         presented = crate::http::headers::trim_ows(&presented[7..]);
     }
-    if twice {
-        return Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID));
-    }
-    let catalog = &cx.state.snap.catalog;
-    let accepts = services
-        .entries
-        .get(service as usize)
-        .map(|s| s.accepts)
-        .unwrap_or_default();
-    let now = clock::unix_ms_coarse();
     let out = &mut kit.upstream_headers;
     if accepts.api_key && looks_like_key(presented) {
         let entry = match catalog.keys.get(&hash_key(presented)) {
             Some(e) if e.expires_at_ms.is_none_or(|t| now < t) => e,
-            _ => return Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID)),
+            _ => return Err(challenge.refuse(ErrorKind::CredentialInvalid)),
         };
         cx.ctx.caller = Some(identify(out, &entry.app));
         return Ok(());
@@ -106,13 +147,78 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
             .ok()
             .and_then(|t| jwt::verify(&catalog.jwt, t));
         let Some((cred, exp)) = verified else {
-            return Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID));
+            return Err(challenge.refuse(ErrorKind::CredentialInvalid));
         };
         cx.ctx.caller = Some(identify(out, &cred.app));
         cache.insert(presented, cred, exp);
         return Ok(());
     }
-    Err(refuse(ErrorKind::CredentialInvalid, CHALLENGE_INVALID))
+    Err(challenge.refuse(ErrorKind::CredentialInvalid))
+}
+
+/// A basic credential waiting for its password check.
+pub struct Pending {
+    /// The `Authorization` value after `Basic ` (the cache key once verified).
+    value: Box<[u8]>,
+    password: Box<str>,
+    cred: Arc<BasicCred>,
+    accepts: Accepts,
+}
+
+/// Gives a miss back to the shard's budget when the check ends, however it ends (a client gone
+/// mid-check drops the future).
+struct MissGuard(Rc<ShardCtx>);
+
+impl Drop for MissGuard {
+    fn drop(&mut self) {
+        self.0.basic_cache.borrow().miss_done();
+    }
+}
+
+/// Checks the pending basic credential on the verifier thread, awaiting it without blocking the
+/// shard; on success it is cached for the shard.
+pub async fn verify(cx: &mut Cx<'_>) -> Result<(), Answer> {
+    let Some(p) = cx.pending.take() else {
+        return Ok(());
+    };
+    let guard = MissGuard(cx.conn.shard.clone());
+    let ok = basic::verify_off_shard(&p.cred.phc, &p.password).await;
+    drop(guard);
+    if !ok {
+        return Err(Challenge(p.accepts).refuse(ErrorKind::CredentialInvalid));
+    }
+    cx.ctx.caller = Some(identify(&mut cx.kit.upstream_headers, &p.cred.app));
+    cx.conn
+        .shard
+        .basic_cache
+        .borrow_mut()
+        .insert(&p.value, p.cred);
+    Ok(())
+}
+
+/// The `WWW-Authenticate` challenges of a service: `Bearer` for keys and JWTs, `Basic` for
+/// basic credentials.
+#[derive(Clone, Copy)]
+struct Challenge(Accepts);
+
+impl Challenge {
+    fn refuse(self, kind: ErrorKind) -> Answer {
+        let invalid = kind == ErrorKind::CredentialInvalid;
+        let mut h = Vec::with_capacity(128);
+        if self.0.api_key || self.0.jwt || !self.0.basic {
+            h.extend_from_slice(if invalid {
+                CHALLENGE_INVALID
+            } else {
+                CHALLENGE
+            });
+        }
+        if self.0.basic {
+            h.extend_from_slice(
+                b"www-authenticate: Basic realm=\"ringway\", charset=\"UTF-8\"\r\n",
+            );
+        }
+        Answer::Error(GatewayError::new(kind), h)
+    }
 }
 
 /// The caller of `app`, its identity written as the upstream's header lines.
@@ -126,8 +232,4 @@ fn identify(out: &mut Vec<u8>, app: &AppEntry) -> Caller {
         app: app.seq,
         tenant: app.tenant_seq,
     }
-}
-
-fn refuse(kind: ErrorKind, challenge: &[u8]) -> Answer {
-    Answer::Error(GatewayError::new(kind), challenge.to_vec())
 }
