@@ -80,6 +80,8 @@ pub enum ErrorKind {
     /// 429: the shard checks no more uncached credentials this second (password hashing is
     /// bounded).
     CredentialCheckBusy,
+    /// 411: a signed request with a chunked body (its digest needs the length first).
+    LengthRequired,
 }
 
 /// Whether a request that failed with this error may be sent again (to another connection or
@@ -200,6 +202,7 @@ impl GatewayError {
             ErrorKind::SubscriptionRequired | ErrorKind::SubscriptionPending => 403,
             ErrorKind::ServiceRetired => 410,
             ErrorKind::CredentialCheckBusy => 429,
+            ErrorKind::LengthRequired => 411,
         }
     }
 
@@ -245,6 +248,7 @@ impl GatewayError {
             ErrorKind::SubscriptionPending => "subscription_pending",
             ErrorKind::ServiceRetired => "service_retired",
             ErrorKind::CredentialCheckBusy => "too_many_credential_checks",
+            ErrorKind::LengthRequired => "length_required",
         }
     }
 
@@ -287,6 +291,7 @@ impl GatewayError {
             ErrorKind::CredentialCheckBusy => {
                 "too many new credentials to check right now; retry shortly"
             }
+            ErrorKind::LengthRequired => "a signed request's body needs Content-Length",
         }
     }
 
@@ -327,7 +332,8 @@ impl GatewayError {
             | ErrorKind::SubscriptionRequired
             | ErrorKind::SubscriptionPending
             | ErrorKind::ServiceRetired
-            | ErrorKind::CredentialCheckBusy => Side::Client,
+            | ErrorKind::CredentialCheckBusy
+            | ErrorKind::LengthRequired => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset

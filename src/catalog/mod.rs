@@ -15,6 +15,7 @@
 //! published snapshot still holds it).
 
 pub mod basic;
+pub mod hmac;
 pub mod jwt;
 mod keys;
 mod subs;
@@ -82,6 +83,7 @@ pub struct Accepts {
     pub api_key: bool,
     pub jwt: bool,
     pub basic: bool,
+    pub hmac: bool,
 }
 
 /// The calling app, as a credential resolves to it.
@@ -124,6 +126,10 @@ pub struct Catalog {
     pub jwt: Arc<jwt::JwtIndex>,
     /// Basic credentials by username.
     pub basic: Arc<basic::BasicIndex>,
+    /// HMAC signing credentials by access key, and the node's signatures seen (one table for the
+    /// node's life: every catalog shares it).
+    pub hmac: Arc<hmac::HmacIndex>,
+    pub replays: Arc<hmac::Replays>,
 }
 
 impl std::fmt::Debug for Catalog {

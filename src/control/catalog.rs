@@ -46,6 +46,7 @@ fn accepts(row: &ServiceRow) -> Accepts {
         api_key: kinds.iter().any(|k| k == "api_key"),
         jwt: kinds.iter().any(|k| k == "jwt"),
         basic: kinds.iter().any(|k| k == "basic"),
+        hmac: kinds.iter().any(|k| k == "hmac"),
     }
 }
 
@@ -214,6 +215,8 @@ impl Managed {
                 quotas: Arc::default(),
                 jwt: Arc::default(),
                 basic: Arc::default(),
+                hmac: Arc::default(),
+                replays: Arc::default(),
             },
             services,
             apps,
@@ -230,6 +233,12 @@ impl Managed {
             if row.kind == "basic" {
                 if let Err(e) = m.basic_set(row) {
                     tracing::error!(error = %e, "stored basic credential is unusable; not served");
+                }
+                continue;
+            }
+            if row.kind == "hmac" {
+                if let Err(e) = m.hmac_set(row) {
+                    tracing::error!(error = %e, "stored HMAC credential is unusable; not served");
                 }
                 continue;
             }
@@ -583,6 +592,9 @@ impl Managed {
                 "basic" => {
                     Arc::make_mut(&mut self.catalog.basic).remove(row.lookup.as_str());
                 }
+                "hmac" => {
+                    Arc::make_mut(&mut self.catalog.hmac).remove(row.lookup.as_str());
+                }
                 _ => {
                     Arc::make_mut(&mut self.catalog.jwt).remove(row.lookup.as_str());
                     self.jwks_docs.remove(id);
@@ -611,6 +623,39 @@ impl Managed {
         Arc::make_mut(&mut self.catalog.basic).insert(row.lookup.as_str().into(), cred);
         self.creds.insert(row.id.clone(), row);
         Ok(())
+    }
+
+    /// Sets an HMAC credential (access key → app, its secret opened from the store's seal).
+    /// Does not publish.
+    fn hmac_set(&mut self, row: CredentialRow) -> Result<(), String> {
+        let app = self
+            .apps
+            .get(&row.app_id)
+            .cloned()
+            .ok_or("the credential's app is gone")?;
+        let sealed = serde_json::from_str::<serde_json::Value>(&row.config)
+            .ok()
+            .and_then(|v| v["secret_sealed"].as_str().map(str::to_string))
+            .ok_or("no secret")?;
+        let secret = self
+            .keyring
+            .open(&sealed)
+            .ok_or("the secret does not open with the store key")?;
+        let cred = Arc::new(crate::catalog::hmac::HmacCred {
+            access_key: row.lookup.as_str().into(),
+            app,
+            secret: secret.into(),
+        });
+        Arc::make_mut(&mut self.catalog.hmac).insert(row.lookup.as_str().into(), cred);
+        self.creds.insert(row.id.clone(), row);
+        Ok(())
+    }
+
+    /// An HMAC credential the store now has: served from now on.
+    pub fn hmac_added(&mut self, row: CredentialRow) -> Result<u64, CatalogError> {
+        self.hmac_set(row)
+            .map_err(|e| CatalogError::Config(ConfigError::invalid("credential", e)))?;
+        Ok(self.publish()?)
     }
 
     /// A basic credential the store now has: served from now on.

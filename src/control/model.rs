@@ -543,6 +543,8 @@ pub struct Credential {
     pub issuer: Option<String>,
     /// The basic credential's username.
     pub username: Option<String>,
+    /// The HMAC credential's access key.
+    pub access_key: Option<String>,
     pub algorithm: Option<String>,
     pub jwks_url: Option<String>,
     pub audience: Option<String>,
@@ -569,6 +571,7 @@ impl CredentialRow {
             kind: self.kind.clone(),
             issuer: (self.kind == "jwt").then(|| self.lookup.clone()),
             username: (self.kind == "basic").then(|| self.lookup.clone()),
+            access_key: (self.kind == "hmac").then(|| self.lookup.clone()),
             algorithm: c.algorithm,
             jwks_url: c.jwks_url,
             audience: c.audience,
@@ -585,7 +588,7 @@ impl CredentialRow {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCredential {
-    /// `jwt` or `basic`.
+    /// `jwt`, `basic` or `hmac`.
     pub kind: String,
     pub issuer: Option<String>,
     pub username: Option<String>,

@@ -42,10 +42,15 @@ pub async fn create(
             .await
             .map(IntoResponse::into_response);
     }
+    if body.kind == "hmac" {
+        return create_hmac(st, p, id, body)
+            .await
+            .map(IntoResponse::into_response);
+    }
     if body.kind != "jwt" {
         return Err(ApiError::field(
             "kind",
-            "must be \"jwt\" or \"basic\" (API keys are made at /api/v1/apps/{id}/keys)",
+            "must be \"jwt\", \"basic\" or \"hmac\" (API keys are made at /api/v1/apps/{id}/keys)",
         ));
     }
     let issuer = body
@@ -254,6 +259,83 @@ async fn create_basic(
         Json(NewBasicShown {
             credential: view,
             password: made.then_some(password),
+        }),
+    ))
+}
+
+/// An HMAC credential just made: the access key and the secret, shown this once.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct NewHmacShown {
+    #[serde(flatten)]
+    pub credential: Credential,
+    pub access_key: String,
+    /// base64url of 32 random bytes: the HMAC-SHA256 key.
+    pub secret: String,
+}
+
+async fn create_hmac(
+    st: AdminState,
+    p: Principal,
+    id: String,
+    body: NewCredential,
+) -> Result<impl IntoResponse, ApiError> {
+    use base64::Engine;
+    for (set, f) in [
+        (body.issuer.is_some(), "issuer"),
+        (body.username.is_some(), "username"),
+        (body.password.is_some(), "password"),
+        (body.algorithm.is_some(), "algorithm"),
+        (body.public_key.is_some(), "public_key"),
+        (body.secret.is_some(), "secret"),
+        (body.jwks_url.is_some(), "jwks_url"),
+        (body.audience.is_some(), "audience"),
+    ] {
+        if set {
+            return Err(ApiError::field(
+                f,
+                "an hmac credential is made by the gateway: give only kind",
+            ));
+        }
+    }
+    let mut managed = st.managed.lock().await;
+    let app = owned(&st, &p, &id).await?;
+    p.require(Need::Develop)?;
+    let b32 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let access_key = format!("rwh_{}", b32(&rand::random::<[u8; 15]>()));
+    let raw: [u8; 32] = rand::random();
+    let secret = b32(&raw);
+    let now = now_ms();
+    let mut row = CredentialRow {
+        seq: 0,
+        id: new_id("crd"),
+        app_id: app.id.clone(),
+        kind: "hmac".into(),
+        lookup: access_key.clone(),
+        config: serde_json::json!({ "secret_sealed": managed.keyring.seal(secret.as_bytes()) })
+            .to_string(),
+        created_at: now,
+        revoked_at: None,
+    };
+    let view = row.view();
+    let change = Change {
+        actor: &p.actor(),
+        action: "credential.create",
+        kind: "credential",
+        id: &row.id,
+        tenant_id: Some(&app.tenant_id),
+        before: None,
+        after: serde_json::to_string(&view).ok(),
+        at: now,
+    };
+    row.seq = st.store.insert_credential(&row, &change).await?;
+    managed.hmac_added(row)?;
+    Ok((
+        StatusCode::CREATED,
+        [("cache-control", "no-store")],
+        Json(NewHmacShown {
+            credential: view,
+            access_key,
+            secret,
         }),
     ))
 }

@@ -26,10 +26,8 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/services/{id}/retire", post(retire))
 }
 
-/// Credential kinds a service may accept. Only API keys are verified by this version; the others
-/// are refused by name rather than accepted and ignored.
-const CREDENTIALS: &[&str] = &["api_key", "jwt", "basic"];
-const LATER: &[&str] = &["hmac"];
+/// Credential kinds a service may accept.
+const CREDENTIALS: &[&str] = &["api_key", "jwt", "basic", "hmac"];
 
 pub(super) fn validate(body: &ServiceUpdate) -> Result<(), ApiError> {
     check_name("name", &body.name)?;
@@ -57,18 +55,10 @@ pub(super) fn validate(body: &ServiceUpdate) -> Result<(), ApiError> {
             ));
         }
         for (i, c) in cs.iter().enumerate() {
-            if LATER.contains(&c.as_str()) {
-                return Err(ApiError::field(
-                    format!("credentials[{i}]"),
-                    format!(
-                        "{c:?} is not verified by this version of the gateway; use \"api_key\", \"jwt\" or \"basic\""
-                    ),
-                ));
-            }
             if !CREDENTIALS.contains(&c.as_str()) {
                 return Err(ApiError::field(
                     format!("credentials[{i}]"),
-                    format!("unknown credential kind {c:?} (known: api_key, jwt, basic)"),
+                    format!("unknown credential kind {c:?} (known: api_key, jwt, basic, hmac)"),
                 ));
             }
         }

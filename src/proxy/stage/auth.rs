@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::catalog::basic::{self, BasicCred};
+use crate::catalog::hmac::{self, HmacCred};
 use crate::catalog::jwt::{self, looks_like_jwt};
 use crate::catalog::{Accepts, AppEntry, hash_key, looks_like_key};
 use crate::error::{ErrorKind, GatewayError};
@@ -62,6 +63,8 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
     let mut api_key: Option<Span> = None;
     let mut bearer: Option<Span> = None;
     let mut basic_value: Option<Span> = None;
+    let mut signed: Option<Span> = None;
+    let (mut date, mut digest): (Option<Span>, Option<Span>) = (None, None);
     let mut twice = false;
     for h in kit.req.headers.iter_mut() {
         let name = h.name.of(data);
@@ -81,7 +84,20 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
                 twice |= bearer.is_some() || basic_value.is_some();
                 basic_value = Some(h.value);
                 h.drop = true;
+            } else if accepts.hmac
+                && v.len() > hmac::SCHEME.len()
+                && v[..hmac::SCHEME.len()].eq_ignore_ascii_case(hmac::SCHEME)
+            {
+                twice |= bearer.is_some() || basic_value.is_some() || signed.is_some();
+                signed = Some(h.value);
+                h.drop = true;
             }
+        } else if accepts.hmac && name.eq_ignore_ascii_case(b"date") {
+            twice |= date.is_some();
+            date = Some(h.value);
+        } else if accepts.hmac && name.eq_ignore_ascii_case(b"content-digest") {
+            twice |= digest.is_some();
+            digest = Some(h.value);
         }
     }
     let challenge = Challenge(accepts);
@@ -90,6 +106,38 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
     }
     let catalog = &cx.state.snap.catalog;
     let now = clock::unix_ms_coarse();
+    if let (None, None, None, Some(span)) = (api_key, bearer, basic_value, signed) {
+        let value = crate::http::headers::trim_ows(span.of(data));
+        let Some(s) = hmac::parse(value) else {
+            return Err(challenge.refuse(ErrorKind::CredentialInvalid));
+        };
+        let Some(cred) = catalog.hmac.get(s.access_key).cloned() else {
+            return Err(challenge.refuse(ErrorKind::CredentialInvalid));
+        };
+        let body_len = match kit.req.framing {
+            crate::http::Framing::Length(n) => n,
+            crate::http::Framing::Chunked => return Err(Answer::kind(ErrorKind::LengthRequired)),
+            _ => 0,
+        };
+        let p = SignedPending {
+            cred,
+            signature: s.signature,
+            date,
+            digest,
+            body_len: body_len as usize,
+            accepts,
+        };
+        let have = kit.buf.len() - kit.req.len;
+        if p.body_len > have {
+            // The body is not all here yet: read it (it must fit the buffer) and check after.
+            if p.body_len > have + kit.buf.spare() {
+                return Err(Answer::kind(ErrorKind::BodyTooLarge));
+            }
+            cx.pending = Some(Pending::Signed(p));
+            return Ok(());
+        }
+        return check_signed(cx, p, now);
+    }
     if let (None, None, Some(span)) = (api_key, bearer, basic_value) {
         let value = crate::http::headers::trim_ows(&span.of(data)[6..]);
         let value = crate::http::headers::trim_ows(value);
@@ -112,12 +160,12 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
                 b"retry-after: 1\r\n".to_vec(),
             ));
         }
-        cx.pending = Some(Pending {
+        cx.pending = Some(Pending::Basic(BasicPending {
             value: value.into(),
             password: password.into(),
             cred,
             accepts,
-        });
+        }));
         return Ok(());
     }
     let Some(span) = api_key.or(bearer) else {
@@ -156,8 +204,59 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
     Err(challenge.refuse(ErrorKind::CredentialInvalid))
 }
 
+/// A credential the stage could not check without waiting.
+pub enum Pending {
+    Basic(BasicPending),
+    Signed(SignedPending),
+}
+
+/// A signed request waiting for the rest of its body.
+pub struct SignedPending {
+    cred: Arc<HmacCred>,
+    signature: [u8; 32],
+    date: Option<Span>,
+    digest: Option<Span>,
+    body_len: usize,
+    accepts: Accepts,
+}
+
+/// Checks a signed request whose body (if any) is all in the buffer: the clock skew, the body's
+/// digest, the signature (constant time), and that the signature was not used before.
+fn check_signed(cx: &mut Cx<'_>, p: SignedPending, now_ms: u64) -> Result<(), Answer> {
+    let kit = &mut *cx.kit;
+    let data = kit.buf.data();
+    let refuse = || Challenge(p.accepts).refuse(ErrorKind::CredentialInvalid);
+    let date = p
+        .date
+        .map_or(&b""[..], |d| crate::http::headers::trim_ows(d.of(data)));
+    let digest = p
+        .digest
+        .map_or(&b""[..], |d| crate::http::headers::trim_ows(d.of(data)));
+    let now_s = now_ms / 1000;
+    if !hmac::fresh(date, now_s) {
+        return Err(refuse());
+    }
+    let Some(body) = data.get(kit.req.len..kit.req.len + p.body_len) else {
+        return Err(refuse());
+    };
+    if (p.body_len > 0 || !digest.is_empty()) && !hmac::digest_matches(digest, body) {
+        return Err(refuse());
+    }
+    let method = kit.req.method_span.of(data);
+    let target = kit.req.path.of(data);
+    if !hmac::verify_signature(&p.cred.secret, method, target, date, digest, &p.signature) {
+        return Err(refuse());
+    }
+    let replays = &cx.state.snap.catalog.replays;
+    if !replays.first_use(&p.signature, now_s, now_s + 2 * hmac::SKEW_S) {
+        return Err(refuse());
+    }
+    cx.ctx.caller = Some(identify(&mut kit.upstream_headers, &p.cred.app));
+    Ok(())
+}
+
 /// A basic credential waiting for its password check.
-pub struct Pending {
+pub struct BasicPending {
     /// The `Authorization` value after `Basic ` (the cache key once verified).
     value: Box<[u8]>,
     password: Box<str>,
@@ -178,8 +277,10 @@ impl Drop for MissGuard {
 /// Checks the pending basic credential on the verifier thread, awaiting it without blocking the
 /// shard; on success it is cached for the shard.
 pub async fn verify(cx: &mut Cx<'_>) -> Result<(), Answer> {
-    let Some(p) = cx.pending.take() else {
-        return Ok(());
+    let p = match cx.pending.take() {
+        None => return Ok(()),
+        Some(Pending::Signed(s)) => return read_signed_body(cx, s).await,
+        Some(Pending::Basic(p)) => p,
     };
     let guard = MissGuard(cx.conn.shard.clone());
     let ok = basic::verify_off_shard(&p.cred.phc, &p.password).await;
@@ -196,6 +297,34 @@ pub async fn verify(cx: &mut Cx<'_>) -> Result<(), Answer> {
     Ok(())
 }
 
+/// Reads the rest of a signed request's body into the buffer (it fits: checked before), then
+/// checks the request.
+async fn read_signed_body(cx: &mut Cx<'_>, p: SignedPending) -> Result<(), Answer> {
+    use crate::proxy::relay::{Body, RelayError, Source, read_short_body};
+    let have = cx.kit.buf.len() - cx.kit.req.len;
+    let mut body = Body::Length((p.body_len - have) as u64);
+    let http = &cx.state.snap.config.http;
+    let conn = &mut *cx.conn;
+    let mut src = Source::client(&mut conn.stream, conn.fd, http);
+    let (_, filled) = read_short_body(&mut src, &conn.watch, &mut cx.kit.buf, &mut body).await;
+    match filled {
+        Ok(()) if body.is_done() => check_signed(cx, p, clock::unix_ms_coarse()),
+        Ok(()) => Err(Answer::kind(ErrorKind::BodyTooLarge)),
+        Err(RelayError::SrcTimeout) => {
+            let n = cx.kit.buf.len();
+            crate::proxy::forward::consume_request(cx, n);
+            Err(Answer::kind(ErrorKind::BodyTimeout))
+        }
+        Err(_) => {
+            let n = cx.kit.buf.len();
+            crate::proxy::forward::consume_request(cx, n);
+            cx.ctx
+                .fail(GatewayError::new(ErrorKind::ClientGone).context("reading a signed body"));
+            Err(Answer::Sent(crate::proxy::chain::Next::Close))
+        }
+    }
+}
+
 /// The `WWW-Authenticate` challenges of a service: `Bearer` for keys and JWTs, `Basic` for
 /// basic credentials.
 #[derive(Clone, Copy)]
@@ -205,7 +334,7 @@ impl Challenge {
     fn refuse(self, kind: ErrorKind) -> Answer {
         let invalid = kind == ErrorKind::CredentialInvalid;
         let mut h = Vec::with_capacity(128);
-        if self.0.api_key || self.0.jwt || !self.0.basic {
+        if self.0.api_key || self.0.jwt || !(self.0.basic || self.0.hmac) {
             h.extend_from_slice(if invalid {
                 CHALLENGE_INVALID
             } else {
@@ -216,6 +345,9 @@ impl Challenge {
             h.extend_from_slice(
                 b"www-authenticate: Basic realm=\"ringway\", charset=\"UTF-8\"\r\n",
             );
+        }
+        if self.0.hmac {
+            h.extend_from_slice(b"www-authenticate: RINGWAY-HMAC-SHA256 realm=\"ringway\"\r\n");
         }
         Answer::Error(GatewayError::new(kind), h)
     }
