@@ -39,6 +39,15 @@ fn every_body_is_checked_and_errors_name_the_field() {
         ),
         "id",
     );
+    let uid = s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/users",
+            &json!({"tenant_id": t, "email": "existing@example.com", "password": "long enough password", "role": "viewer"}).to_string(),
+        ),
+        "id",
+    );
     let sub = s(
         &m.ok(
             201,
@@ -138,6 +147,27 @@ fn every_body_is_checked_and_errors_name_the_field() {
             json!({"email": "u@example.com", "password": "x"}),
             Some("password"),
             "email",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/users/{uid}"),
+            json!({"role": "viewer"}),
+            Some("role"),
+            "role",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            json!({"name": "n", "scopes": ["read"]}),
+            Some("name"),
+            "expires_in_days",
+        ),
+        (
+            "POST",
+            format!("/api/v1/apps/{app}/credentials"),
+            json!({"kind": "basic", "username": "u", "password": "long enough password"}),
+            Some("kind"),
+            "username",
         ),
     ];
     for (method, path, valid, required, typed) in &endpoints {

@@ -23,6 +23,7 @@ struct World {
     public_svc: String,
     app: String,
     key_id: String,
+    cred_id: String,
     sub: String,
     a_user: String,
 }
@@ -119,6 +120,15 @@ fn world() -> World {
         &m.ok(201, "POST", &format!("/api/v1/apps/{app}/keys"), "{}"),
         "id",
     );
+    let cred_id = s(
+        &m.ok(
+            201,
+            "POST",
+            &format!("/api/v1/apps/{app}/credentials"),
+            r#"{"kind":"hmac"}"#,
+        ),
+        "id",
+    );
     let sub = s(
         &m.ok(
             201,
@@ -139,6 +149,7 @@ fn world() -> World {
         public_svc,
         app,
         key_id,
+        cred_id,
         sub,
         a_user,
     }
@@ -260,6 +271,41 @@ fn another_tenant_sees_none_of_this_ones_objects() {
         (
             "POST",
             format!("/api/v1/tokens/{a_token_id}/revoke"),
+            Some(any.clone()),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/services/{p}"),
+            Some(
+                json!({"name": "x", "routes": [{"path_prefix": "/x"}], "upstream": {"targets": ["127.0.0.1:1"]}}),
+            ),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/services/{q}"),
+            Some(
+                json!({"name": "x", "routes": [{"path_prefix": "/x"}], "upstream": {"targets": ["127.0.0.1:1"]}}),
+            ),
+        ),
+        ("GET", format!("/api/v1/apps/{app}/credentials"), None),
+        (
+            "POST",
+            format!("/api/v1/apps/{app}/credentials"),
+            Some(json!({"kind": "hmac"})),
+        ),
+        (
+            "POST",
+            format!("/api/v1/apps/{app}/credentials/{}/revoke", w.cred_id),
+            Some(any.clone()),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/users/{}", w.a_user),
+            Some(json!({"role": "admin"})),
+        ),
+        (
+            "POST",
+            format!("/api/v1/users/{}/disable", w.a_user),
             Some(any.clone()),
         ),
     ];
