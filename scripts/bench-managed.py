@@ -11,6 +11,7 @@ service routing / to the backend with a quota, an app, a key and an auto-approve
   scripts/bench-managed.py --ab [--rounds 6] [--secs 8]    (paired bare/managed, scripts/ab.py)
   scripts/bench-managed.py --jwt [--ab] ...   (an RS256 JWT instead of an API key: verified once,
                                               then served from the shard's cache)
+  scripts/bench-managed.py --basic [--ab] ... (a basic credential: argon2id once, then cached)
 """
 import argparse, base64, json, os, secrets, socket, subprocess, sys, tempfile, time, urllib.request
 
@@ -70,8 +71,8 @@ def rs256_token(d, issuer):
         return f.read(), f"{head}.{body}.{b64url(sig)}"
 
 
-def provision(d, backend_port, token, jwt=False):
-    store = os.path.join(d, "managed-jwt.db" if jwt else "managed.db")
+def provision(d, backend_port, token, kind="api_key"):
+    store = os.path.join(d, f"managed-{kind}.db")
     port, admin = free_port(), free_port()
     p = subprocess.Popen([BIN, "--config", config(d, port, admin, store)],
                          env={**os.environ, "RINGWAY_ADMIN_TOKEN": token, "RUST_LOG": "warn"})
@@ -80,13 +81,17 @@ def provision(d, backend_port, token, jwt=False):
         t = api(admin, token, "POST", "/api/v1/tenants", {"name": "bench"})
         svc = api(admin, token, "POST", "/api/v1/services", {
             "tenant_id": t["id"], "name": "bench", "approval": "auto",
-            "credentials": ["jwt"] if jwt else ["api_key"],
+            "credentials": [kind],
             "routes": [{"path_prefix": "/"}],
             "upstream": {"targets": [f"127.0.0.1:{backend_port}"], "max_idle": 1024},
             "quota": {"per_second": 100_000_000, "per_day": 1_000_000_000}})
         api(admin, token, "POST", f"/api/v1/services/{svc['id']}/publish")
         app = api(admin, token, "POST", "/api/v1/apps", {"tenant_id": t["id"], "name": "bench"})
-        if jwt:
+        if kind == "basic":
+            api(admin, token, "POST", f"/api/v1/apps/{app['id']}/credentials",
+                {"kind": "basic", "username": "bench", "password": "bench password 123"})
+            key = "Authorization: Basic " + base64.b64encode(b"bench:bench password 123").decode()
+        elif kind == "jwt":
             pub, bearer = rs256_token(d, "https://bench.example")
             api(admin, token, "POST", f"/api/v1/apps/{app['id']}/credentials",
                 {"kind": "jwt", "issuer": "https://bench.example", "algorithm": "RS256", "public_key": pub})
@@ -105,13 +110,15 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--ab", action="store_true", help="paired A/B of bare (A) and managed (B) with scripts/ab.py")
     ap.add_argument("--jwt", action="store_true", help="authenticate with an RS256 JWT instead of an API key")
+    ap.add_argument("--basic", action="store_true", help="authenticate with a basic credential (argon2id, cached per shard)")
     a, rest = ap.parse_known_args()
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     d = tempfile.mkdtemp(prefix="ringway-managed-")
     token = secrets.token_hex(24)
     backend_port = free_port()
-    store, header = provision(d, backend_port, token, a.jwt)
+    kind = "jwt" if a.jwt else "basic" if a.basic else "api_key"
+    store, header = provision(d, backend_port, token, kind)
     # Each round's managed gateway gets its own config (listen port) on the provisioned store.
     managed = (f"sed -e s/@PORT@/{{port}}/ -e s/@ADMIN@/0/ -e 's#@STORE@#{store}#' "
                f"{ROOT}/bench/configs/managed.toml > {d}/m-{{port}}.toml && "
@@ -123,7 +130,7 @@ def main():
     else:
         cmd = [sys.executable, os.path.join(ROOT, "scripts/compare.py"), "--nginx",
                "--backend-port", str(backend_port), "--header", header,
-               "--proxy", f"bare={bare}", "--proxy", f"{'jwt' if a.jwt else 'managed'}={managed}"] + rest
+               "--proxy", f"bare={bare}", "--proxy", f"{kind}={managed}"] + rest
     sys.exit(subprocess.call(cmd))
 
 

@@ -85,6 +85,8 @@ use crate::control::model;
         users::Me,
         model::Credential,
         model::NewCredential,
+        credentials::NewBasicShown,
+        credentials::NewHmacShown,
     ))
 )]
 pub struct AdminApi;
