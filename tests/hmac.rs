@@ -23,7 +23,7 @@ impl Signer {
         let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.secret.as_bytes());
         let tag = ring::hmac::sign(
             &k,
-            format!("{method}\n{target}\n{date}\n{digest}").as_bytes(),
+            format!("{method}\nt\n{target}\n{date}\n{digest}").as_bytes(),
         );
         let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         format!(
@@ -232,6 +232,35 @@ fn flow(driver: Driver) {
         send(proxy, "POST", "/h/orders", &hdrs, &big, false).status,
         413
     );
+
+    // Waiting for 100-continue with a body not yet sent: 417, the client sends it without.
+    let date = now_date(0);
+    let dg = digest(b"body");
+    let auth = signer.sign("POST", "/h/orders", &date, &dg);
+    let mut cl = Client::connect(proxy);
+    cl.send(format!("POST /h/orders HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\nDate: {date}\r\nContent-Digest: {dg}\r\nContent-Length: 4\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").as_bytes());
+    assert_eq!(cl.response(false).unwrap().status, 417);
+    // A signature next to another credential is ambiguous: refused.
+    let date = now_date(0);
+    let auth = signer.sign("GET", "/h/two", &date, "");
+    let r = send(
+        proxy,
+        "GET",
+        "/h/two",
+        &format!(
+            "Authorization: {auth}\r\nAuthorization: Bearer rw_{}\r\nDate: {date}\r\n",
+            "A".repeat(43)
+        ),
+        b"",
+        false,
+    );
+    assert_eq!(r.status, 401);
+    // The Host is signed: the same request sent to another host does not verify.
+    let date = now_date(0);
+    let auth = signer.sign("GET", "/h/host", &date, "");
+    let mut cl = Client::connect(proxy);
+    cl.send(format!("GET /h/host HTTP/1.1\r\nHost: elsewhere\r\nAuthorization: {auth}\r\nDate: {date}\r\nConnection: close\r\n\r\n").as_bytes());
+    assert_eq!(cl.response(false).unwrap().status, 401);
 
     // Revoked: refused.
     let cid = s(&c, "id");

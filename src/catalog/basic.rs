@@ -6,7 +6,10 @@
 //! ([`verify_off_shard`]), which the request awaits without blocking the shard. Misses are
 //! bounded per shard ([`MISS_BUDGET`] per second, [`MISS_IN_FLIGHT`] at once): beyond that a
 //! request with an uncached credential gets 429, so guessing passwords can cost the node at most
-//! a known share of one core, and clients whose credential is cached are not affected.
+//! a known share of one core, and clients whose credential is cached are not affected. An unknown
+//! username costs the same check (against a dummy hash) as a wrong password. A verifier that is
+//! full, gone or later than 2 s answers "unavailable": 429 with `Retry-After`, never a 401 for a
+//! right password.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -125,6 +128,20 @@ fn hash(v: &[u8]) -> u64 {
 /// 0: waiting, 1: matches, 2: does not.
 type Slot = Arc<AtomicU8>;
 
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    NoMatch,
+    /// The verifier is full, gone or late: the caller is told to retry, not that it is wrong.
+    Unavailable,
+}
+
+/// Jobs queued at most (a shard holds at most [`MISS_IN_FLIGHT`] of them).
+const QUEUE: usize = 256;
+/// Longest wait for a verdict.
+const DEADLINE: Duration = Duration::from_secs(2);
+
 struct Job {
     phc: Box<str>,
     password: Box<str>,
@@ -134,16 +151,20 @@ struct Job {
 fn verifier() -> Option<&'static SyncSender<Job>> {
     static TX: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
     TX.get_or_init(|| {
-        let (tx, rx) = sync_channel::<Job>(64);
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("ringway-verify".into())
             .spawn(move || {
                 for job in rx {
-                    let ok = PasswordHash::new(&job.phc).is_ok_and(|h| {
-                        argon2::Argon2::default()
-                            .verify_password(job.password.as_bytes(), &h)
-                            .is_ok()
-                    });
+                    // A panic in the hasher must not end the thread (and every check after it).
+                    let ok = std::panic::catch_unwind(|| {
+                        PasswordHash::new(&job.phc).is_ok_and(|h| {
+                            argon2::Argon2::default()
+                                .verify_password(job.password.as_bytes(), &h)
+                                .is_ok()
+                        })
+                    })
+                    .unwrap_or(false);
                     job.slot.store(if ok { 1 } else { 2 }, Ordering::Release);
                 }
             })
@@ -153,10 +174,25 @@ fn verifier() -> Option<&'static SyncSender<Job>> {
     .as_ref()
 }
 
-/// Verifies `password` against `phc` on the verifier thread; the shard polls for the answer
+/// A hash of a random password nobody knows, for checking unknown usernames at the same cost.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let random: [u8; 16] = rand::random();
+        match SaltString::encode_b64(&rand::random::<[u8; 16]>()) {
+            Ok(salt) => argon2::Argon2::default()
+                .hash_password(&random, &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    })
+}
+
+/// Verifies `password` against `phc` on the verifier thread; the shard polls for the verdict
 /// every millisecond meanwhile (the verification itself takes ~20 ms), serving other requests.
-/// `false` when it does not match, or when the verifier is gone or full.
-pub async fn verify_off_shard(phc: &str, password: &str) -> bool {
+pub async fn verify_off_shard(phc: &str, password: &str) -> Verdict {
     let slot: Slot = Arc::new(AtomicU8::new(0));
     let job = Job {
         phc: phc.into(),
@@ -164,15 +200,18 @@ pub async fn verify_off_shard(phc: &str, password: &str) -> bool {
         slot: slot.clone(),
     };
     let Some(tx) = verifier() else {
-        return false;
+        return Verdict::Unavailable;
     };
     if tx.try_send(job).is_err() {
-        return false;
+        return Verdict::Unavailable;
     }
+    let start = std::time::Instant::now();
     loop {
         match slot.load(Ordering::Acquire) {
-            0 => monoio::time::sleep(Duration::from_millis(1)).await,
-            v => return v == 1,
+            0 if start.elapsed() < DEADLINE => monoio::time::sleep(Duration::from_millis(1)).await,
+            0 => return Verdict::Unavailable,
+            1 => return Verdict::Match,
+            _ => return Verdict::NoMatch,
         }
     }
 }

@@ -213,9 +213,12 @@ async fn create_basic(
     let made = body.password.is_none();
     let password = match body.password {
         Some(pw) => {
-            let n = pw.chars().count();
-            if !(12..=512).contains(&n) || pw.chars().any(char::is_control) {
-                return Err(ApiError::field("password", "must be 12 to 512 characters"));
+            // 400 bytes at most: with the username it must fit the gateway's Authorization limit.
+            if pw.chars().count() < 12 || pw.len() > 400 || pw.chars().any(char::is_control) {
+                return Err(ApiError::field(
+                    "password",
+                    "must be 12 characters to 400 bytes, without control characters",
+                ));
             }
             pw
         }
@@ -224,7 +227,10 @@ async fn create_basic(
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>())
         }
     };
-    // Hashed before the writer lock is taken: ~20 ms that other writers need not wait for.
+    // Who may make it is checked before the (costly, bounded) hash; hashed before the writer
+    // lock is taken, and checked again under it.
+    owned(&st, &p, &id).await?;
+    p.require(Need::Develop)?;
     let phc = super::auth::hash_password(password.clone()).await?;
     let mut managed = st.managed.lock().await;
     let app = owned(&st, &p, &id).await?;
@@ -269,7 +275,8 @@ pub struct NewHmacShown {
     #[serde(flatten)]
     pub credential: Credential,
     pub access_key: String,
-    /// base64url of 32 random bytes: the HMAC-SHA256 key.
+    /// 43 characters (base64url of 32 random bytes); the HMAC-SHA256 key is this text as given,
+    /// not its decoded bytes.
     pub secret: String,
 }
 

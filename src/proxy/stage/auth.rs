@@ -24,6 +24,7 @@ use crate::catalog::hmac::{self, HmacCred};
 use crate::catalog::jwt::{self, looks_like_jwt};
 use crate::catalog::{Accepts, AppEntry, hash_key, looks_like_key};
 use crate::error::{ErrorKind, GatewayError};
+use crate::http::HeadError;
 use crate::http::headers::Span;
 use crate::observe::clock;
 use crate::proxy::ctx::Caller;
@@ -77,11 +78,11 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         } else if name.eq_ignore_ascii_case(b"authorization") {
             let v = crate::http::headers::trim_ows(h.value.of(data));
             if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
-                twice |= bearer.is_some() || basic_value.is_some();
+                twice |= bearer.is_some() || basic_value.is_some() || signed.is_some();
                 bearer = Some(h.value);
                 h.drop = true;
             } else if accepts.basic && v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic ") {
-                twice |= bearer.is_some() || basic_value.is_some();
+                twice |= bearer.is_some() || basic_value.is_some() || signed.is_some();
                 basic_value = Some(h.value);
                 h.drop = true;
             } else if accepts.hmac
@@ -101,6 +102,8 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         }
     }
     let challenge = Challenge(accepts);
+    // One credential per request: a signature next to a key or a bearer token is ambiguous.
+    twice |= signed.is_some() && api_key.is_some();
     if twice {
         return Err(challenge.refuse(ErrorKind::CredentialInvalid));
     }
@@ -129,7 +132,15 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         };
         let have = kit.buf.len() - kit.req.len;
         if p.body_len > have {
-            // The body is not all here yet: read it (it must fit the buffer) and check after.
+            // The body is not all here yet: read it (it must fit the buffer) and check after. A
+            // client waiting for 100-continue is told to send it without (curl does so on 417).
+            if kit.req.expect_continue {
+                return Err(Answer::kind(ErrorKind::Head(HeadError::Expectation)));
+            }
+            if p.body_len > have + kit.buf.spare() {
+                // Spans are relative to the data: compacting keeps them.
+                kit.buf.compact();
+            }
             if p.body_len > have + kit.buf.spare() {
                 return Err(Answer::kind(ErrorKind::BodyTooLarge));
             }
@@ -147,13 +158,15 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
             return Ok(());
         }
         let mut buf = [0u8; basic::MAX_VALUE];
-        let cred = (value.len() <= basic::MAX_VALUE / 4 * 3)
+        let decoded = (value.len() <= basic::MAX_VALUE / 4 * 3)
             .then(|| basic::decode(value, &mut buf))
-            .flatten()
-            .and_then(|(user, pass)| Some((catalog.basic.get(user)?.clone(), pass)));
-        let Some((cred, password)) = cred else {
+            .flatten();
+        let Some((user, password)) = decoded else {
             return Err(challenge.refuse(ErrorKind::CredentialInvalid));
         };
+        // An unknown username costs the same check as a wrong password (against a hash nobody
+        // has the password of), so timing does not tell which usernames exist.
+        let cred = catalog.basic.get(user).cloned();
         if !cache.take_miss(now / 1000) {
             return Err(Answer::Error(
                 GatewayError::new(ErrorKind::CredentialCheckBusy),
@@ -233,7 +246,8 @@ fn check_signed(cx: &mut Cx<'_>, p: SignedPending, now_ms: u64) -> Result<(), An
         .digest
         .map_or(&b""[..], |d| crate::http::headers::trim_ows(d.of(data)));
     let now_s = now_ms / 1000;
-    if !hmac::fresh(date, now_s) {
+    let replays = &cx.state.snap.catalog.replays;
+    if !hmac::fresh(date, now_s) || !hmac::dated_since(date, replays.since_s()) {
         return Err(refuse());
     }
     let Some(body) = data.get(kit.req.len..kit.req.len + p.body_len) else {
@@ -242,14 +256,28 @@ fn check_signed(cx: &mut Cx<'_>, p: SignedPending, now_ms: u64) -> Result<(), An
     if (p.body_len > 0 || !digest.is_empty()) && !hmac::digest_matches(digest, body) {
         return Err(refuse());
     }
-    let method = kit.req.method_span.of(data);
-    let target = kit.req.path.of(data);
-    if !hmac::verify_signature(&p.cred.secret, method, target, date, digest, &p.signature) {
+    let parts = hmac::Parts {
+        method: kit.req.method_span.of(data),
+        host: kit
+            .req
+            .host
+            .map_or(&b""[..], |h| crate::http::headers::trim_ows(h.of(data))),
+        target: kit.req.path.of(data),
+        date,
+        digest,
+    };
+    if !hmac::verify_signature(&p.cred.secret, &parts, &p.signature) {
         return Err(refuse());
     }
-    let replays = &cx.state.snap.catalog.replays;
-    if !replays.first_use(&p.signature, now_s, now_s + 2 * hmac::SKEW_S) {
-        return Err(refuse());
+    match replays.first_use(&p.signature, now_s, now_s + 2 * hmac::SKEW_S) {
+        hmac::Seen::First => {}
+        hmac::Seen::Again => return Err(refuse()),
+        hmac::Seen::Full => {
+            return Err(Answer::Error(
+                GatewayError::new(ErrorKind::CredentialCheckBusy),
+                b"retry-after: 1\r\n".to_vec(),
+            ));
+        }
     }
     cx.ctx.caller = Some(identify(&mut kit.upstream_headers, &p.cred.app));
     Ok(())
@@ -260,7 +288,8 @@ pub struct BasicPending {
     /// The `Authorization` value after `Basic ` (the cache key once verified).
     value: Box<[u8]>,
     password: Box<str>,
-    cred: Arc<BasicCred>,
+    /// `None`: no such username (checked against a dummy hash, then refused).
+    cred: Option<Arc<BasicCred>>,
     accepts: Accepts,
 }
 
@@ -283,17 +312,27 @@ pub async fn verify(cx: &mut Cx<'_>) -> Result<(), Answer> {
         Some(Pending::Basic(p)) => p,
     };
     let guard = MissGuard(cx.conn.shard.clone());
-    let ok = basic::verify_off_shard(&p.cred.phc, &p.password).await;
+    let verdict = match &p.cred {
+        Some(c) => basic::verify_off_shard(&c.phc, &p.password).await,
+        None => basic::verify_off_shard(basic::dummy_hash(), &p.password).await,
+    };
     drop(guard);
-    if !ok {
-        return Err(Challenge(p.accepts).refuse(ErrorKind::CredentialInvalid));
-    }
-    cx.ctx.caller = Some(identify(&mut cx.kit.upstream_headers, &p.cred.app));
+    let cred = match (verdict, p.cred) {
+        (basic::Verdict::Match, Some(c)) => c,
+        (basic::Verdict::Unavailable, _) => {
+            return Err(Answer::Error(
+                GatewayError::new(ErrorKind::CredentialCheckBusy),
+                b"retry-after: 1\r\n".to_vec(),
+            ));
+        }
+        _ => return Err(Challenge(p.accepts).refuse(ErrorKind::CredentialInvalid)),
+    };
+    cx.ctx.caller = Some(identify(&mut cx.kit.upstream_headers, &cred.app));
     cx.conn
         .shard
         .basic_cache
         .borrow_mut()
-        .insert(&p.value, p.cred);
+        .insert(&p.value, cred);
     Ok(())
 }
 
