@@ -308,6 +308,10 @@ fn another_tenant_sees_none_of_this_ones_objects() {
             format!("/api/v1/users/{}/disable", w.a_user),
             Some(any.clone()),
         ),
+        ("DELETE", format!("/api/v1/apps/{app}"), None),
+        ("DELETE", format!("/api/v1/services/{p}"), None),
+        ("DELETE", format!("/api/v1/services/{q}"), None),
+        ("DELETE", format!("/api/v1/tenants/{}", w.a), None),
     ];
     for (method, path, body) in &cases {
         let (st, v) = call(&w, "b-owner", method, path, body.as_ref());

@@ -532,3 +532,69 @@ fn update(driver: Driver) {
     m.shutdown();
 }
 both_drivers!(services_are_replaced_with_put, update);
+
+/// Deleting: an app takes its keys and subscriptions with it (refused at once on every shard), a
+/// service only once retired (its routes leave the table), a tenant only once empty.
+fn deletes(driver: Driver) {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    let m = admin::start(driver, 2, &dir.path().join("s.db"), "");
+    let proxy = m.proxy();
+    let (tenant, svc, app, key) = setup(&m, &up, "auto");
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/subscriptions",
+        &json!({"app_id": app, "service_id": svc}).to_string(),
+    );
+    m.settle();
+    assert_eq!(call(proxy, "/orders", &with_key(&key)).status, 200);
+    let (st, v, _) = m.api("DELETE", &format!("/api/v1/services/{svc}"), None);
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("not_retired"))
+    );
+    let (st, _, _) = m.api("DELETE", &format!("/api/v1/tenants/{tenant}"), None);
+    assert_eq!(st, 409, "the tenant still owns things");
+    let (st, _, _) = m.api("DELETE", &format!("/api/v1/apps/{app}"), None);
+    assert_eq!(st, 204);
+    m.settle();
+    for _ in 0..4 {
+        assert_eq!(
+            call(proxy, "/orders", &with_key(&key)).error_code(),
+            "credential_invalid"
+        );
+    }
+    assert_eq!(m.api("GET", &format!("/api/v1/apps/{app}"), None).0, 404);
+    let (_, subs, _) = m.api(
+        "GET",
+        &format!("/api/v1/subscriptions?service_id={svc}"),
+        None,
+    );
+    assert_eq!(
+        subs["items"].as_array().unwrap().len(),
+        0,
+        "its subscriptions went with it"
+    );
+    m.ok(200, "POST", &format!("/api/v1/services/{svc}/retire"), "");
+    let (st, _, _) = m.api("DELETE", &format!("/api/v1/services/{svc}"), None);
+    assert_eq!(st, 204);
+    m.settle();
+    let r = call(proxy, "/orders", &with_key(&key));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "route_not_found"),
+        "the route is gone"
+    );
+    let (st, _, _) = m.api("DELETE", &format!("/api/v1/tenants/{tenant}"), None);
+    assert_eq!(st, 204);
+    let (_, audit, _) = m.api("GET", &format!("/api/v1/audit?object_id={app}"), None);
+    let last = audit["items"].as_array().unwrap().last().cloned().unwrap();
+    assert_eq!(last["action"], "app.delete");
+    // Deleted state stays deleted across a restart.
+    m.shutdown();
+    let m = admin::start(driver, 1, &dir.path().join("s.db"), "");
+    assert_eq!(call(m.proxy(), "/orders", &with_key(&key)).status, 404);
+    m.shutdown();
+}
+both_drivers!(apps_services_and_tenants_are_deleted, deletes);

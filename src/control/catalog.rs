@@ -695,6 +695,58 @@ impl Managed {
         }
     }
 
+    /// An app was deleted with its keys, credentials and subscriptions: all out of the catalog,
+    /// in one publication.
+    pub fn app_deleted(
+        &mut self,
+        app_id: &str,
+        d: &super::store::Deleted,
+        service_seqs: &HashMap<String, i64>,
+    ) -> Result<u64, ConfigError> {
+        for h in &d.keys {
+            if let Some(h) = key_hash(h) {
+                self.catalog.keys.remove(&h);
+            }
+        }
+        for id in &d.creds {
+            if let Some(row) = self.creds.remove(id) {
+                match row.kind.as_str() {
+                    "basic" => {
+                        Arc::make_mut(&mut self.catalog.basic).remove(row.lookup.as_str());
+                    }
+                    "hmac" => {
+                        Arc::make_mut(&mut self.catalog.hmac).remove(row.lookup.as_str());
+                    }
+                    _ => {
+                        Arc::make_mut(&mut self.catalog.jwt).remove(row.lookup.as_str());
+                        self.jwks_docs.remove(id);
+                    }
+                }
+            }
+        }
+        if let Some(app) = self.apps.remove(app_id) {
+            for s in &d.subs {
+                if let Some(&svc) = service_seqs.get(&s.service_id) {
+                    self.catalog.subs.set(app.seq, svc, None);
+                }
+            }
+        }
+        self.publish()
+    }
+
+    /// A (retired) service was deleted with its subscriptions: its routes leave the table.
+    pub fn service_deleted(&mut self, seq: i64, subs: &[Subscription]) -> Result<u64, ConfigError> {
+        for s in subs {
+            if let Some(app) = self.apps.get(&s.app_id) {
+                self.catalog.subs.set(app.seq, seq, None);
+            }
+        }
+        if self.services.remove(&seq).is_some() {
+            self.compose()?;
+        }
+        self.publish()
+    }
+
     /// What a shard would see now (tests and measurements).
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

@@ -19,7 +19,7 @@ use crate::control::store::Change;
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/apps", get(list).post(create))
-        .route("/api/v1/apps/{id}", get(one))
+        .route("/api/v1/apps/{id}", get(one).delete(delete))
         .route("/api/v1/apps/{id}/keys", get(keys).post(create_key))
         .route("/api/v1/apps/{id}/keys/{key_id}/revoke", post(revoke_key))
 }
@@ -99,6 +99,41 @@ pub async fn one(
 ) -> Result<impl IntoResponse, ApiError> {
     let a = owned(&st, &p, &id).await?;
     Ok(([("etag", etag(a.version))], Json(a)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/apps/{id}",
+    responses((status = 204, description = "deleted, with its keys, credentials and subscriptions"), (status = 403), (status = 404), (status = 412)))]
+pub async fn delete(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let mut managed = st.managed.lock().await;
+    let app = owned(&st, &p, &id).await?;
+    p.require(Need::Develop)?;
+    super::check_if_match(&headers, app.version)?;
+    let change = Change {
+        actor: &p.actor(),
+        action: "app.delete",
+        kind: "app",
+        id: &app.id,
+        tenant_id: Some(&app.tenant_id),
+        before: serde_json::to_string(&app).ok(),
+        after: None,
+        at: now_ms(),
+    };
+    let Some(gone) = st.store.delete_app(&id, &change).await? else {
+        return Err(ApiError::not_found(format!("no app {id:?}")));
+    };
+    let mut seqs = std::collections::HashMap::new();
+    for s in &gone.subs {
+        if let Some(svc) = st.store.service(&s.service_id).await? {
+            seqs.insert(svc.id, svc.seq);
+        }
+    }
+    managed.app_deleted(&id, &gone, &seqs)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{id}/keys", request_body = NewKey,

@@ -19,7 +19,7 @@ use crate::control::store::Change;
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/services", get(list).post(create))
-        .route("/api/v1/services/{id}", get(one).put(update))
+        .route("/api/v1/services/{id}", get(one).put(update).delete(delete))
         .route("/api/v1/services/{id}/openapi.json", get(openapi))
         .route("/api/v1/services/{id}/publish", post(publish))
         .route("/api/v1/services/{id}/deprecate", post(deprecate))
@@ -291,6 +291,43 @@ pub async fn update(
         managed.service_quota_changed(seq, &live)?;
     }
     Ok((with_etag(view.version), Json(view)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/services/{id}",
+    responses((status = 204, description = "deleted, with its subscriptions"), (status = 403), (status = 404),
+        (status = 409, description = "not retired"), (status = 412)))]
+pub async fn delete(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let mut managed = st.managed.lock().await;
+    let svc = owned(&st, &p, &id).await?;
+    p.require(Need::Govern)?;
+    check_if_match(&headers, svc.version)?;
+    if svc.state != "retired" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_retired",
+            "retire the service first (its callers get 410 meanwhile), then delete it",
+        ));
+    }
+    let change = Change {
+        actor: &p.actor(),
+        action: "service.delete",
+        kind: "service",
+        id: &svc.id,
+        tenant_id: Some(&svc.tenant_id),
+        before: serde_json::to_string(&svc.view()).ok(),
+        after: None,
+        at: now_ms(),
+    };
+    let Some(subs) = st.store.delete_service(&id, &change).await? else {
+        return Err(ApiError::not_found(format!("no service {id:?}")));
+    };
+    managed.service_deleted(svc.seq, &subs)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/services", params(ListParams),

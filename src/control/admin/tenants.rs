@@ -13,7 +13,7 @@ use crate::control::store::Change;
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/tenants", get(list).post(create))
-        .route("/api/v1/tenants/{id}", get(one))
+        .route("/api/v1/tenants/{id}", get(one).delete(delete))
 }
 
 /// A name: 1 to 100 characters, no control characters.
@@ -80,6 +80,37 @@ pub async fn list(
     let q = params.query(&p, &[])?;
     let rows = st.store.tenants(&q).await?;
     Ok(Json(page(rows, &q, |t: &Tenant| t.id.clone(), |t| t)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}",
+    responses((status = 204), (status = 403), (status = 404), (status = 409, description = "it still owns services, apps or users")))]
+pub async fn delete(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let Some(t) = st.store.tenant(&id).await?.filter(|t| p.sees(&t.id)) else {
+        return Err(ApiError::not_found(format!("no tenant {id:?}")));
+    };
+    p.require_operator()?;
+    let _writer = st.managed.lock().await;
+    let change = Change {
+        actor: &p.actor(),
+        action: "tenant.delete",
+        kind: "tenant",
+        id: &t.id,
+        tenant_id: Some(&t.id),
+        before: serde_json::to_string(&t).ok(),
+        after: None,
+        at: now_ms(),
+    };
+    if st.store.delete_tenant(&id, &change).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::conflict(
+            "the tenant still owns services, apps or users: delete them first",
+        ))
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{id}",

@@ -70,6 +70,13 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// What deleting an app took with it (for the catalog).
+pub struct Deleted {
+    pub keys: Vec<Vec<u8>>,
+    pub creds: Vec<String>,
+    pub subs: Vec<Subscription>,
+}
+
 type Tx = Transaction<'static, Sqlite>;
 
 impl Store {
@@ -403,6 +410,109 @@ impl Store {
             .fetch_all(&self.pool)
             .await?,
         )
+    }
+
+    // Deletions: the object and what hangs off it, in one transaction with the audit row. Each
+    // returns what the catalog must drop.
+
+    /// Deletes an app with its keys, credentials and subscriptions: returns the hashes of its
+    /// live keys, its live credentials' ids, and its live subscriptions.
+    pub async fn delete_app(
+        &self,
+        id: &str,
+        c: &Change<'_>,
+    ) -> Result<Option<Deleted>, StoreError> {
+        let mut tx = self.begin().await?;
+        let keys: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hash FROM api_keys WHERE app_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let creds: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM credentials WHERE app_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let subs: Vec<Subscription> = sqlx::query_as(
+            "SELECT id, app_id, service_id, state, reason, created_at, updated_at, version, quota \
+             FROM subscriptions WHERE app_id = $1 AND state IN ('pending', 'approved')",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for table in ["api_keys", "credentials", "subscriptions"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE app_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let n = sqlx::query("DELETE FROM apps WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n != 1 {
+            return Ok(None);
+        }
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(Some(Deleted { keys, creds, subs }))
+    }
+
+    /// Deletes a service and its subscriptions: returns its live subscriptions.
+    pub async fn delete_service(
+        &self,
+        id: &str,
+        c: &Change<'_>,
+    ) -> Result<Option<Vec<Subscription>>, StoreError> {
+        let mut tx = self.begin().await?;
+        let subs: Vec<Subscription> = sqlx::query_as(
+            "SELECT id, app_id, service_id, state, reason, created_at, updated_at, version, quota \
+             FROM subscriptions WHERE service_id = $1 AND state IN ('pending', 'approved')",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM subscriptions WHERE service_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM services WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n != 1 {
+            return Ok(None);
+        }
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(Some(subs))
+    }
+
+    /// Deletes a tenant that owns nothing (no services, apps or users); false when it does.
+    pub async fn delete_tenant(&self, id: &str, c: &Change<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let owned: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM services WHERE tenant_id = $1) \
+             + (SELECT count(*) FROM apps WHERE tenant_id = $1) \
+             + (SELECT count(*) FROM users WHERE tenant_id = $1)",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if owned > 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     // Subscriptions.
