@@ -272,6 +272,21 @@ fn subscriptions_quotas_and_visibility_hold() {
     );
     // A user can be cut off: disabled, its session stops working at once.
     let uid = s(&login["user"], "id");
+    // A tenant keeps an owner: the last one can be neither demoted nor disabled.
+    let (st, _, _) = m.api(
+        "PATCH",
+        &format!("/api/v1/users/{uid}"),
+        Some(r#"{"role":"viewer"}"#),
+    );
+    assert_eq!(st, 409);
+    let (st, _, _) = m.api("POST", &format!("/api/v1/users/{uid}/disable"), None);
+    assert_eq!(st, 409);
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/users",
+        &json!({"tenant_id": b, "email": "b2@example.com", "password": PASSWORD_FOR_TESTS, "role": "owner"}).to_string(),
+    );
     m.ok(200, "POST", &format!("/api/v1/users/{uid}/disable"), "");
     assert_eq!(api(m.admin, &bt, "GET", "/api/v1/me", None).0, 401);
     let (st, _, _) = api(

@@ -61,7 +61,8 @@ pub fn decode<'a>(value: &[u8], out: &'a mut [u8; MAX_VALUE]) -> Option<(&'a str
 }
 
 struct Cached {
-    value: Box<[u8]>,
+    /// SHA-256 of the `Authorization` value: the password never stays in memory in the clear.
+    digest: [u8; 32],
     cred: Arc<BasicCred>,
 }
 
@@ -78,8 +79,9 @@ pub struct BasicCache {
 impl BasicCache {
     /// The credential an `Authorization` value was verified for, if it is still the catalog's.
     pub fn get(&self, index: &BasicIndex, value: &[u8]) -> Option<&BasicCred> {
-        let c = self.map.get(&hash(value))?;
-        if &*c.value != value {
+        let digest = super::hash_key(value);
+        let c = self.map.get(&hash(&digest))?;
+        if c.digest != digest {
             return None;
         }
         let current = index.get(&*c.cred.username)?;
@@ -92,13 +94,8 @@ impl BasicCache {
                 self.map.remove(&k);
             }
         }
-        self.map.insert(
-            hash(value),
-            Cached {
-                value: value.into(),
-                cred,
-            },
-        );
+        let digest = super::hash_key(value);
+        self.map.insert(hash(&digest), Cached { digest, cred });
     }
 
     /// Takes one miss from the budget (`now_s`: a coarse clock in seconds); false when spent.

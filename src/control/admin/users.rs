@@ -158,6 +158,14 @@ pub async fn update(
         }
     }
     super::check_if_match(&headers, before.version)?;
+    if before.role == "owner"
+        && role != Role::Owner
+        && st.store.owners(&before.tenant_id).await? <= 1
+    {
+        return Err(ApiError::conflict(
+            "the tenant's last owner keeps the role: make another owner first",
+        ));
+    }
     let mut after = before.clone();
     after.role = role.as_str().into();
     after.updated_at = now_ms();
@@ -202,6 +210,14 @@ pub async fn disable(
                 ));
             }
         }
+    }
+    if before.role == "owner"
+        && before.disabled_at.is_none()
+        && st.store.owners(&before.tenant_id).await? <= 1
+    {
+        return Err(ApiError::conflict(
+            "the tenant's last owner cannot be disabled: make another owner first",
+        ));
     }
     let now = now_ms();
     let mut after = before.clone();

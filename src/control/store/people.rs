@@ -41,6 +41,16 @@ impl Store {
             .await?)
     }
 
+    /// Enabled owners of a tenant.
+    pub async fn owners(&self, tenant: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND disabled_at IS NULL",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn users(&self, q: &ListQuery) -> Result<Vec<User>, StoreError> {
         list(&self.pool, "SELECT * FROM users", "id", "tenant_id", q).await
     }

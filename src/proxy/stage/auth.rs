@@ -285,7 +285,7 @@ fn check_signed(cx: &mut Cx<'_>, p: SignedPending, now_ms: u64) -> Result<(), An
 
 /// A basic credential waiting for its password check.
 pub struct BasicPending {
-    /// The `Authorization` value after `Basic ` (the cache key once verified).
+    /// The `Authorization` value after `Basic ` (cached as its SHA-256 once verified).
     value: Box<[u8]>,
     password: Box<str>,
     /// `None`: no such username (checked against a dummy hash, then refused).
