@@ -202,12 +202,19 @@ fn main() {
         &format!("/api/v1/apps/app_00000001/keys/{kid}/revoke"),
         "{}",
     );
+    let app = change(
+        "new app",
+        "POST",
+        "/api/v1/apps",
+        "{\"tenant_id\":\"ten_00000000\",\"name\":\"fresh app\"}",
+    );
+    let app = app["id"].as_str().unwrap().to_string();
     let sub = change(
         "new subscription (pending)",
         "POST",
         "/api/v1/subscriptions",
         &format!(
-            "{{\"app_id\":\"app_00000002\",\"service_id\":\"svc_{:08}\"}}",
+            "{{\"app_id\":\"{app}\",\"service_id\":\"svc_{:08}\"}}",
             services / 2
         ),
     );
