@@ -22,9 +22,13 @@ use argon2::password_hash::{PasswordHash, PasswordVerifier};
 
 use super::AppEntry;
 
-/// Misses one shard hands to the verifier per second, and at once.
+/// Misses one shard hands to the verifier per second, and at once; and of those, per client
+/// address per second (so one client guessing cannot spend the whole budget).
 pub const MISS_BUDGET: u32 = 16;
 pub const MISS_IN_FLIGHT: u32 = 4;
+pub const MISS_PER_CLIENT: u32 = 8;
+/// Client addresses tracked for [`MISS_PER_CLIENT`] (the table is cleared every second anyway).
+const CLIENTS: usize = 4096;
 /// Verified credentials cached per shard.
 pub const CACHE_ENTRIES: usize = 4096;
 /// Longest `Authorization` value considered (a username and password of a few hundred bytes).
@@ -74,6 +78,8 @@ pub struct BasicCache {
     second: Cell<u64>,
     spent: Cell<u32>,
     in_flight: Cell<u32>,
+    /// Misses per client address in the current second.
+    clients: std::cell::RefCell<HashMap<std::net::IpAddr, u32, foldhash::fast::FixedState>>,
 }
 
 impl BasicCache {
@@ -98,15 +104,23 @@ impl BasicCache {
         self.map.insert(hash(&digest), Cached { digest, cred });
     }
 
-    /// Takes one miss from the budget (`now_s`: a coarse clock in seconds); false when spent.
-    pub fn take_miss(&self, now_s: u64) -> bool {
+    /// Takes one miss of `client` from the budget (`now_s`: a coarse clock in seconds); false
+    /// when the shard's or the client's is spent.
+    pub fn take_miss(&self, now_s: u64, client: std::net::IpAddr) -> bool {
+        let mut clients = self.clients.borrow_mut();
         if self.second.get() != now_s {
             self.second.set(now_s);
             self.spent.set(0);
+            clients.clear();
         }
         if self.spent.get() >= MISS_BUDGET || self.in_flight.get() >= MISS_IN_FLIGHT {
             return false;
         }
+        let mine = clients.get(&client).copied().unwrap_or(0);
+        if mine >= MISS_PER_CLIENT || (mine == 0 && clients.len() >= CLIENTS) {
+            return false;
+        }
+        clients.insert(client, mine + 1);
         self.spent.set(self.spent.get() + 1);
         self.in_flight.set(self.in_flight.get() + 1);
         true

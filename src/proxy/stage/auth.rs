@@ -167,7 +167,7 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         // An unknown username costs the same check as a wrong password (against a hash nobody
         // has the password of), so timing does not tell which usernames exist.
         let cred = catalog.basic.get(user).cloned();
-        if !cache.take_miss(now / 1000) {
+        if !cache.take_miss(now / 1000, cx.conn.peer.ip()) {
             return Err(Answer::Error(
                 GatewayError::new(ErrorKind::CredentialCheckBusy),
                 b"retry-after: 1\r\n".to_vec(),
