@@ -302,3 +302,70 @@ fn subscriptions_quotas_and_visibility_hold() {
     assert_eq!(st, 422);
     m.shutdown();
 }
+
+/// A quota table no live subscription uses is emptied and its slot reused: a new subscription
+/// with another quota gets that quota, with a fresh budget.
+#[test]
+fn freed_quota_tables_are_reused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Mock::start(|_| ok("x"));
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), "");
+    let t = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"q"}"#),
+        "id",
+    );
+    let svc = s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/services",
+            &json!({"tenant_id": t, "name": "q", "approval": "manual", "routes": [{"path_prefix": "/q"}],
+                    "upstream": {"targets": [up.addr.to_string()]}})
+            .to_string(),
+        ),
+        "id",
+    );
+    let app = s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/apps",
+            &json!({"tenant_id": t, "name": "a"}).to_string(),
+        ),
+        "id",
+    );
+    let key = s(
+        &m.ok(201, "POST", &format!("/api/v1/apps/{app}/keys"), "{}"),
+        "key",
+    );
+    let hdr = format!("X-API-Key: {key}\r\n");
+    for quota in [2usize, 3] {
+        let sub = s(
+            &m.ok(
+                201,
+                "POST",
+                "/api/v1/subscriptions",
+                &json!({"app_id": app, "service_id": svc}).to_string(),
+            ),
+            "id",
+        );
+        m.ok(
+            200,
+            "POST",
+            &format!("/api/v1/subscriptions/{sub}/approve"),
+            &json!({"quota": {"per_minute": quota}}).to_string(),
+        );
+        m.settle();
+        let ok = (0..quota + 2)
+            .filter(|_| call(m.proxy(), "/q", &hdr).status == 200)
+            .count();
+        assert_eq!(ok, quota, "quota {quota}: a fresh budget of its own");
+        m.ok(
+            200,
+            "POST",
+            &format!("/api/v1/subscriptions/{sub}/revoke"),
+            "",
+        );
+    }
+    m.shutdown();
+}

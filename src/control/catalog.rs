@@ -4,6 +4,9 @@
 //! One writer: the admin API holds [`Managed`] behind one async mutex across validate → store write
 //! → apply → publish, so the published catalog always follows the store's commit order.
 //!
+//! Quota tables are shared by the subscriptions with the same quota and counted; one that no live
+//! subscription uses is emptied and its slot reused.
+//!
 //! What a change costs (bounds measured in `perf/RESULTS.md`):
 //! - a key or a subscription: one of the index's 256 parts copied, the rest shared; the config and
 //!   route table are shared with the previous snapshot;
@@ -70,6 +73,9 @@ pub struct Managed {
     tenants: HashMap<String, i64>,
     /// Each distinct quota's index in the catalog's quota tables.
     quota_tables: HashMap<Quota, u32>,
+    /// Per quota table: its quota and how many live subscriptions use it; tables no one uses are
+    /// emptied and their index reused.
+    quota_uses: Vec<(Option<Quota>, u32)>,
     /// Live credentials (JWT, basic) by id, and the JWKS documents fetched for JWTs with a URL.
     creds: HashMap<String, CredentialRow>,
     jwks_docs: HashMap<String, Vec<u8>>,
@@ -222,6 +228,7 @@ impl Managed {
             apps,
             tenants,
             quota_tables: HashMap::new(),
+            quota_uses: Vec::new(),
             creds: HashMap::new(),
             jwks_docs: HashMap::new(),
             keyring,
@@ -275,6 +282,11 @@ impl Managed {
             let quota = m.quota_of(&s, svc);
             if let Some(e) = sub_entry(&s, quota) {
                 entries.push(((app, svc), e));
+            }
+        }
+        for (_, e) in &entries {
+            if let Some(q) = e.quota {
+                m.quota_use(q, 1);
             }
         }
         m.catalog.subs = SubIndex::from_entries(entries);
@@ -484,7 +496,7 @@ impl Managed {
         for s in live {
             if let Some(app) = self.apps.get(&s.app_id).map(|a| a.seq) {
                 let quota = self.quota_of(s, service_seq);
-                self.catalog.subs.set(app, service_seq, sub_entry(s, quota));
+                self.set_sub(app, service_seq, sub_entry(s, quota));
             }
         }
         self.publish()
@@ -531,15 +543,22 @@ impl Managed {
         service_seq: i64,
     ) -> Result<u64, ConfigError> {
         if let Some(app) = self.apps.get(&s.app_id).map(|a| a.seq) {
-            let quota = self.quota_of(s, service_seq);
-            self.catalog.subs.set(app, service_seq, sub_entry(s, quota));
+            // Only a live subscription holds a quota table (a table made for none would never be
+            // freed).
+            let live = matches!(s.state.as_str(), "pending" | "approved");
+            let quota = if live {
+                self.quota_of(s, service_seq)
+            } else {
+                None
+            };
+            self.set_sub(app, service_seq, sub_entry(s, quota));
         }
         self.publish()
     }
 
-    /// The quota table of a subscription: its own quota, else its service's; made on first use.
-    /// Tables are shared by every subscription with the same quota and never dropped while the
-    /// process runs (there are as many as distinct quotas, not subscriptions).
+    /// The quota table of a subscription: its own quota, else its service's; made on first use
+    /// (in a freed slot when there is one). Tables are shared by every subscription with the same
+    /// quota; one that no live subscription uses any more is emptied ([`Managed::set_sub`]).
     fn quota_of(&mut self, s: &Subscription, service_seq: i64) -> Option<u32> {
         let q = Quota::parse(s.quota.as_deref()).or_else(|| {
             let svc = self.services.get(&service_seq)?;
@@ -548,11 +567,58 @@ impl Managed {
         if let Some(&i) = self.quota_tables.get(&q) {
             return Some(i);
         }
+        let table = Arc::new(NodeRouteLimits::new(&quota_limits(&q)));
+        let free = self
+            .quota_uses
+            .iter()
+            .position(|(q, n)| q.is_none() && *n == 0);
         let tables = Arc::make_mut(&mut self.catalog.quotas);
-        let i = tables.len() as u32;
-        tables.push(Arc::new(NodeRouteLimits::new(&quota_limits(&q))));
+        let i = match free {
+            Some(i) => {
+                tables[i] = table;
+                self.quota_uses[i] = (Some(q), 0);
+                i as u32
+            }
+            None => {
+                tables.push(table);
+                self.quota_uses.push((Some(q), 0));
+                (tables.len() - 1) as u32
+            }
+        };
         self.quota_tables.insert(q, i);
         Some(i)
+    }
+
+    /// Counts `delta` uses of quota table `i`; a table left unused is emptied (its keys' memory
+    /// goes) and its slot freed for the next new quota.
+    fn quota_use(&mut self, i: u32, delta: i32) {
+        let Some(slot) = self.quota_uses.get_mut(i as usize) else {
+            return;
+        };
+        slot.1 = slot.1.saturating_add_signed(delta);
+        if slot.1 == 0 {
+            if let Some(q) = slot.0.take() {
+                self.quota_tables.remove(&q);
+                let tables = Arc::make_mut(&mut self.catalog.quotas);
+                if let Some(t) = tables.get_mut(i as usize) {
+                    *t = Arc::new(NodeRouteLimits::new(&RouteLimitsConfig::default()));
+                }
+            }
+        }
+    }
+
+    /// Sets (or with `None` removes) the live subscription of `app` to `service`, keeping the
+    /// quota tables' use counts.
+    fn set_sub(&mut self, app: i64, service: i64, entry: Option<SubEntry>) {
+        let old = self.catalog.subs.get(app, service).and_then(|e| e.quota);
+        let new = entry.as_ref().and_then(|e| e.quota);
+        self.catalog.subs.set(app, service, entry);
+        if let Some(n) = new {
+            self.quota_use(n, 1);
+        }
+        if let Some(o) = old {
+            self.quota_use(o, -1);
+        }
     }
 
     /// Sets (adds or replaces) a JWT credential in the catalog; `jwks` is its fetched document.
@@ -727,7 +793,7 @@ impl Managed {
         if let Some(app) = self.apps.remove(app_id) {
             for s in &d.subs {
                 if let Some(&svc) = service_seqs.get(&s.service_id) {
-                    self.catalog.subs.set(app.seq, svc, None);
+                    self.set_sub(app.seq, svc, None);
                 }
             }
         }
@@ -738,7 +804,8 @@ impl Managed {
     pub fn service_deleted(&mut self, seq: i64, subs: &[Subscription]) -> Result<u64, ConfigError> {
         for s in subs {
             if let Some(app) = self.apps.get(&s.app_id) {
-                self.catalog.subs.set(app.seq, seq, None);
+                let app = app.seq;
+                self.set_sub(app, seq, None);
             }
         }
         if self.services.remove(&seq).is_some() {
