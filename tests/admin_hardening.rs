@@ -369,3 +369,90 @@ fn freed_quota_tables_are_reused_cleanly() {
     }
     m.shutdown();
 }
+
+/// Passwords change: your own with the current one (your sessions end), another user's by an
+/// admin of the tenant; the old password stops working.
+#[test]
+fn passwords_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), "");
+    let t = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"p"}"#),
+        "id",
+    );
+    let login = |email: &str, pw: &str| {
+        api(
+            m.admin,
+            "",
+            "POST",
+            "/api/v1/login",
+            Some(&json!({"email": email, "password": pw}).to_string()),
+        )
+    };
+    for (email, role) in [
+        ("adm@example.com", "admin"),
+        ("dev@example.com", "developer"),
+    ] {
+        m.ok(
+            201,
+            "POST",
+            "/api/v1/users",
+            &json!({"tenant_id": t, "email": email, "password": PASSWORD_FOR_TESTS, "role": role})
+                .to_string(),
+        );
+    }
+    let (_, dev, _) = login("dev@example.com", PASSWORD_FOR_TESTS);
+    let (dev_token, dev_id) = (s(&dev, "token"), s(&dev["user"], "id"));
+    let path = format!("/api/v1/users/{dev_id}/password");
+    let (st, v, _) = api(
+        m.admin,
+        &dev_token,
+        "POST",
+        &path,
+        Some(r#"{"password":"a brand new password"}"#),
+    );
+    assert_eq!(
+        (st, v["error"]["fields"]["current"].is_string()),
+        (422, true)
+    );
+    let (st, _, _) = api(
+        m.admin,
+        &dev_token,
+        "POST",
+        &path,
+        Some(r#"{"current":"wrong password!!","password":"a brand new password"}"#),
+    );
+    assert_eq!(st, 422);
+    let body =
+        json!({"current": PASSWORD_FOR_TESTS, "password": "a brand new password"}).to_string();
+    assert_eq!(api(m.admin, &dev_token, "POST", &path, Some(&body)).0, 204);
+    assert_eq!(
+        api(m.admin, &dev_token, "GET", "/api/v1/me", None).0,
+        401,
+        "its sessions end"
+    );
+    assert_eq!(login("dev@example.com", PASSWORD_FOR_TESTS).0, 401);
+    let (st, dev, _) = login("dev@example.com", "a brand new password");
+    assert_eq!(st, 201);
+    // A developer cannot set another's password; an admin can.
+    let (_, adm, _) = login("adm@example.com", PASSWORD_FOR_TESTS);
+    let adm_id = s(&adm["user"], "id");
+    let (st, _, _) = api(
+        m.admin,
+        &s(&dev, "token"),
+        "POST",
+        &format!("/api/v1/users/{adm_id}/password"),
+        Some(r#"{"password":"taken over password"}"#),
+    );
+    assert_eq!(st, 403);
+    let (st, _, _) = api(
+        m.admin,
+        &s(&adm, "token"),
+        "POST",
+        &path,
+        Some(r#"{"password":"reset by the admin"}"#),
+    );
+    assert_eq!(st, 204);
+    assert_eq!(login("dev@example.com", "reset by the admin").0, 201);
+    m.shutdown();
+}

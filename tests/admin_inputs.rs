@@ -157,6 +157,13 @@ fn every_body_is_checked_and_errors_name_the_field() {
         ),
         (
             "POST",
+            format!("/api/v1/users/{uid}/password"),
+            json!({"password": "a long new password"}),
+            Some("password"),
+            "current",
+        ),
+        (
+            "POST",
             "/api/v1/tokens".into(),
             json!({"name": "n", "scopes": ["read"]}),
             Some("name"),

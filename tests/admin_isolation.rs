@@ -308,6 +308,11 @@ fn another_tenant_sees_none_of_this_ones_objects() {
             format!("/api/v1/users/{}/disable", w.a_user),
             Some(any.clone()),
         ),
+        (
+            "POST",
+            format!("/api/v1/users/{}/password", w.a_user),
+            Some(json!({"password": "taken over password"})),
+        ),
         ("DELETE", format!("/api/v1/apps/{app}"), None),
         ("DELETE", format!("/api/v1/services/{p}"), None),
         ("DELETE", format!("/api/v1/services/{q}"), None),

@@ -447,6 +447,14 @@ pub struct NewUser {
     pub role: String,
 }
 
+/// A new password: `current` is required when users change their own.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    pub current: Option<String>,
+    pub password: String,
+}
+
 /// A user's changed fields.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use super::auth::{self, Need, Principal, Role, new_token};
 use super::{AdminState, ApiError, Body, ListParams, etag, page};
 use crate::control::model::{
-    Login, NewToken, NewTokenShown, NewUser, NoInput, Page, TokenInfo, User, UserUpdate, new_id,
-    now_ms,
+    Login, NewPassword, NewToken, NewTokenShown, NewUser, NoInput, Page, TokenInfo, User,
+    UserUpdate, new_id, now_ms,
 };
 use crate::control::store::Change;
 
@@ -22,6 +22,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/users", get(list).post(create))
         .route("/api/v1/users/{id}", get(one).patch(update))
         .route("/api/v1/users/{id}/disable", post(disable))
+        .route("/api/v1/users/{id}/password", post(password))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
@@ -239,6 +240,65 @@ pub async fn disable(
     } else {
         Err(ApiError::conflict("the user is disabled already"))
     }
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{id}/password", request_body = NewPassword,
+    responses((status = 204, description = "changed; the user's console sessions end"), (status = 401), (status = 403), (status = 404), (status = 422)))]
+pub async fn password(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<NewPassword>,
+) -> Result<StatusCode, ApiError> {
+    let Some(user) = st.store.user(&id).await?.filter(|u| p.sees(&u.tenant_id)) else {
+        return Err(ApiError::not_found(format!("no user {id:?}")));
+    };
+    let own = matches!(&p, Principal::User { user_id, .. } if *user_id == user.id);
+    if own {
+        if let Principal::User { write: false, .. } = &p {
+            return Err(auth::forbidden("this token has the read scope only"));
+        }
+        // Users changing their own password prove they know the current one.
+        let current = body
+            .current
+            .clone()
+            .ok_or_else(|| ApiError::field("current", "required to change your own password"))?;
+        if !auth::verify_password(current, Some(user.password_hash.clone())).await {
+            return Err(ApiError::field("current", "not the current password"));
+        }
+    } else {
+        p.require(Need::Users)?;
+        if user.role == "owner" {
+            if let Principal::User { role, .. } = &p {
+                if *role != Role::Owner {
+                    return Err(auth::forbidden(
+                        "only an owner (or the operator) sets an owner's password",
+                    ));
+                }
+            }
+        }
+    }
+    let n = body.password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
+        return Err(ApiError::field(
+            "password",
+            format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+        ));
+    }
+    let phc = auth::hash_password(body.password).await?;
+    let now = now_ms();
+    let change = Change {
+        actor: &p.actor(),
+        action: "user.password",
+        kind: "user",
+        id: &id,
+        tenant_id: Some(&user.tenant_id),
+        before: None,
+        after: None,
+        at: now,
+    };
+    st.store.set_password(&id, &phc, now, &change).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A session token, shown once, with the user it acts for.

@@ -41,6 +41,39 @@ impl Store {
             .await?)
     }
 
+    /// Sets a user's password hash and ends its console sessions (personal tokens stay).
+    pub async fn set_password(
+        &self,
+        id: &str,
+        phc: &str,
+        at: i64,
+        c: &Change<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2, version = version + 1 WHERE id = $3",
+        )
+        .bind(phc)
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Enabled owners of a tenant.
     pub async fn owners(&self, tenant: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
