@@ -148,3 +148,100 @@ fn export_then_apply_reproduces_the_state() {
     a.shutdown();
     b.shutdown();
 }
+
+/// The CLI: `ringway export` writes the document, `ringway apply --dry-run` prints the plan and
+/// changes nothing, `ringway apply` applies it; `ringway check` describes the control plane.
+#[test]
+fn the_cli_exports_and_applies() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = Mock::start(|_| ok("x"));
+    let a = admin::start(Driver::Uring, 1, &d1.path().join("a.db"), "");
+    let t = s(
+        &a.ok(201, "POST", "/api/v1/tenants", r#"{"name":"cli"}"#),
+        "id",
+    );
+    a.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &json!({"tenant_id": t, "name": "s",
+        "routes": [{"path_prefix": "/s"}], "upstream": {"targets": [up.addr.to_string()]}})
+        .to_string(),
+    );
+    let file = d1.path().join("state.json");
+    let bin = env!("CARGO_BIN_EXE_ringway");
+    let run = |args: &[&str], admin: std::net::SocketAddr| {
+        std::process::Command::new(bin)
+            .args(args)
+            .arg("--admin")
+            .arg(format!("http://{admin}"))
+            .env("RINGWAY_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["export", "-o", file.to_str().unwrap()], a.admin);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: State = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc.tenants[0].name, "cli");
+    let b = admin::start(Driver::Uring, 1, &d2.path().join("b.db"), "");
+    let out = run(&["apply", file.to_str().unwrap(), "--dry-run"], b.admin);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("+ tenant cli") && text.contains("dry run"),
+        "{text}"
+    );
+    assert_eq!(
+        b.api("GET", "/api/v1/tenants", None).1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let out = run(&["apply", file.to_str().unwrap()], b.admin);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("change(s) made"),
+        "{text}"
+    );
+    assert_eq!(
+        b.api("GET", "/api/v1/tenants", None).1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // A wrong token is a clear failure, not a plan.
+    let out = std::process::Command::new(bin)
+        .args(["export", "--admin", &format!("http://{}", b.admin)])
+        .env("RINGWAY_ADMIN_TOKEN", "not-the-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn check_describes_the_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"0.0.0.0:9999\"\n[store]\npath = \"x.db\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .env_remove("RINGWAY_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("control plane: store"), "{text}");
+    assert!(text.contains("NOT loopback"), "{text}");
+    assert!(text.contains("no bootstrap token"), "{text}");
+}
