@@ -456,3 +456,99 @@ fn passwords_change() {
     assert_eq!(login("dev@example.com", "reset by the admin").0, 201);
     m.shutdown();
 }
+
+/// The operator can confine a tenant's routes (hosts, path prefixes): routes outside are
+/// refused naming the field; the tenant cannot change its own scope.
+#[test]
+fn route_scopes_confine_a_tenants_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Mock::start(|_| ok("x"));
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), "");
+    let t = s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"acme"}"#),
+        "id",
+    );
+    let v = m.ok(
+        200,
+        "PUT",
+        &format!("/api/v1/tenants/{t}/route-scope"),
+        r#"{"scopes":[{"hosts":["api.acme.com","*.acme.io"],"path_prefix":"/acme"}]}"#,
+    );
+    assert_eq!(v["route_scope"][0]["path_prefix"], "/acme");
+    let target = up.addr.to_string();
+    for (route, field) in [
+        (
+            json!({"path_prefix": "/other", "hosts": ["api.acme.com"]}),
+            "routes[0].path_prefix",
+        ),
+        (json!({"path_prefix": "/acme/v1"}), "routes[0].path_prefix"),
+        (
+            json!({"path_prefix": "/acme/v1", "hosts": ["evil.com"]}),
+            "routes[0].path_prefix",
+        ),
+    ] {
+        let (st, v, _) = m.api(
+            "POST",
+            "/api/v1/services",
+            Some(&svc(&t, "x", route.clone(), &target)),
+        );
+        assert_eq!(
+            (st, v["error"]["fields"][field].is_string()),
+            (422, true),
+            "{route}: {v}"
+        );
+    }
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &svc(
+            &t,
+            "in",
+            json!({"path_prefix": "/acme/v1", "hosts": ["api.acme.com"]}),
+            &target,
+        ),
+    );
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &svc(
+            &t,
+            "wild",
+            json!({"path_exact": "/acme/x", "hosts": ["eu.acme.io"]}),
+            &target,
+        ),
+    );
+    // The tenant's own owner may not widen it.
+    m.ok(201, "POST", "/api/v1/users", &json!({"tenant_id": t, "email": "o@acme.com", "password": PASSWORD_FOR_TESTS, "role": "owner"}).to_string());
+    let (_, login, _) = api(
+        m.admin,
+        "",
+        "POST",
+        "/api/v1/login",
+        Some(&json!({"email": "o@acme.com", "password": PASSWORD_FOR_TESTS}).to_string()),
+    );
+    let (st, _, _) = api(
+        m.admin,
+        &s(&login, "token"),
+        "PUT",
+        &format!("/api/v1/tenants/{t}/route-scope"),
+        Some(r#"{"scopes":null}"#),
+    );
+    assert_eq!(st, 403);
+    // Lifted: anywhere free.
+    m.ok(
+        200,
+        "PUT",
+        &format!("/api/v1/tenants/{t}/route-scope"),
+        r#"{"scopes":null}"#,
+    );
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/services",
+        &svc(&t, "free", json!({"path_prefix": "/other"}), &target),
+    );
+    m.shutdown();
+}

@@ -317,6 +317,11 @@ fn another_tenant_sees_none_of_this_ones_objects() {
         ("DELETE", format!("/api/v1/services/{p}"), None),
         ("DELETE", format!("/api/v1/services/{q}"), None),
         ("DELETE", format!("/api/v1/tenants/{}", w.a), None),
+        (
+            "PUT",
+            format!("/api/v1/tenants/{}/route-scope", w.a),
+            Some(json!({"scopes": null})),
+        ),
     ];
     for (method, path, body) in &cases {
         let (st, v) = call(&w, "b-owner", method, path, body.as_ref());

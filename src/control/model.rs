@@ -50,6 +50,10 @@ pub struct Tenant {
     pub seq: i64,
     pub id: String,
     pub name: String,
+    /// Where the tenant's services may route (set by the operator); `null`: anywhere free.
+    #[serde(serialize_with = "ser_json")]
+    #[schema(value_type = Option<Vec<RouteScope>>)]
+    pub route_scope: Option<String>,
     #[serde(serialize_with = "ser_time")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
@@ -63,6 +67,49 @@ pub struct Tenant {
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     pub name: String,
+}
+
+/// A part of the route space a tenant may use: a path prefix, on some hosts (absent: any host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteScope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    pub path_prefix: String,
+}
+
+/// The body of `PUT /tenants/{id}/route-scope`: `null` lifts the restriction.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteScopes {
+    pub scopes: Option<Vec<RouteScope>>,
+}
+
+impl RouteScope {
+    /// Whether a host pattern as a route writes it (`api.x.com`, `*.x.com`) falls in this scope.
+    fn covers_host(&self, host: &str) -> bool {
+        let Some(hosts) = &self.hosts else {
+            return true;
+        };
+        let host = host.to_ascii_lowercase();
+        hosts.iter().any(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.strip_prefix("*.") {
+                Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                None => h == host,
+            }
+        })
+    }
+
+    /// Whether a route (its hosts and path) falls in this scope.
+    pub fn covers(&self, hosts: &[String], path: &str) -> bool {
+        let host_ok = if hosts.is_empty() || hosts.iter().any(|h| h == "*") {
+            self.hosts.is_none()
+        } else {
+            hosts.iter().all(|h| self.covers_host(h))
+        };
+        host_ok && path.starts_with(self.path_prefix.as_str())
+    }
 }
 
 /// What a service is made of besides its name and policies: stored as one JSON document.

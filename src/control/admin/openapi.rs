@@ -19,6 +19,7 @@ use crate::control::model;
         tenants::list,
         tenants::one,
         tenants::delete,
+        tenants::route_scope,
         services::delete,
         apps::delete,
         services::create,
@@ -62,6 +63,8 @@ use crate::control::model;
     components(schemas(
         model::Tenant,
         model::NewTenant,
+        model::RouteScope,
+        model::RouteScopes,
         model::Service,
         model::NewService,
         model::ServiceUpdate,

@@ -126,15 +126,16 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let (tenant_id, body) = body.split();
     validate(&body)?;
-    match st.store.tenant(&tenant_id).await? {
-        Some(t) if p.sees(&t.id) => {}
+    let tenant = match st.store.tenant(&tenant_id).await? {
+        Some(t) if p.sees(&t.id) => t,
         _ => {
             let mut e = ApiError::not_found(format!("no tenant {tenant_id:?}"));
             e.fields.insert("tenant_id".into(), "no such tenant".into());
             return Err(e);
         }
-    }
+    };
     p.require(Need::Develop)?;
+    super::tenants::check_scope(&tenant, &body.routes)?;
     let now = now_ms();
     let spec = ServiceSpec {
         routes: body.routes,
@@ -201,6 +202,9 @@ pub async fn update(
     validate(&body)?;
     let mut managed = st.managed.lock().await;
     let before = owned(&st, &p, &id).await?;
+    if let Some(t) = st.store.tenant(&before.tenant_id).await? {
+        super::tenants::check_scope(&t, &body.routes)?;
+    }
     // A draft is its developers' to change; what consumers already call is governed.
     p.require(if before.state == "draft" {
         Need::Develop

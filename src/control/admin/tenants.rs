@@ -7,13 +7,17 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::{AdminState, ApiError, Body, ListParams, Principal, etag, page};
-use crate::control::model::{NewTenant, Page, Tenant, new_id, now_ms};
+use crate::control::model::{NewTenant, Page, RouteScope, RouteScopes, Tenant, new_id, now_ms};
 use crate::control::store::Change;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/tenants", get(list).post(create))
         .route("/api/v1/tenants/{id}", get(one).delete(delete))
+        .route(
+            "/api/v1/tenants/{id}/route-scope",
+            axum::routing::put(route_scope),
+        )
 }
 
 /// A name: 1 to 100 characters, no control characters.
@@ -48,6 +52,7 @@ pub async fn create(
         seq: 0,
         id: new_id("ten"),
         name: body.name,
+        route_scope: None,
         created_at: now,
         updated_at: now,
         version: 1,
@@ -80,6 +85,89 @@ pub async fn list(
     let q = params.query(&p, &[])?;
     let rows = st.store.tenants(&q).await?;
     Ok(Json(page(rows, &q, |t: &Tenant| t.id.clone(), |t| t)))
+}
+
+/// The routes of a service that fall outside its tenant's scope, as field errors.
+pub fn check_scope(
+    tenant: &Tenant,
+    routes: &[crate::config::managed::ServiceRoute],
+) -> Result<(), ApiError> {
+    let Some(text) = &tenant.route_scope else {
+        return Ok(());
+    };
+    let scopes: Vec<RouteScope> = serde_json::from_str(text).unwrap_or_default();
+    for (i, r) in routes.iter().enumerate() {
+        let (field, path) = match (&r.path_prefix, &r.path_exact) {
+            (Some(p), _) => ("path_prefix", p.as_str()),
+            (None, Some(p)) => ("path_exact", p.as_str()),
+            (None, None) => ("path_prefix", "/"),
+        };
+        let hosts = r.hosts.clone().unwrap_or_default();
+        if !scopes.iter().any(|s| s.covers(&hosts, path)) {
+            return Err(ApiError::field(
+                format!("routes[{i}].{field}"),
+                "outside the tenant's route scope (set by the operator)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[utoipa::path(put, path = "/api/v1/tenants/{id}/route-scope", request_body = RouteScopes,
+    responses((status = 200, body = Tenant), (status = 403), (status = 404), (status = 422)))]
+pub async fn route_scope(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<RouteScopes>,
+) -> Result<Json<Tenant>, ApiError> {
+    let Some(t) = st.store.tenant(&id).await?.filter(|t| p.sees(&t.id)) else {
+        return Err(ApiError::not_found(format!("no tenant {id:?}")));
+    };
+    p.require_operator()?;
+    if let Some(scopes) = &body.scopes {
+        for (i, s) in scopes.iter().enumerate() {
+            if !s.path_prefix.starts_with('/') {
+                return Err(ApiError::field(
+                    format!("scopes[{i}].path_prefix"),
+                    "must start with /",
+                ));
+            }
+            for (j, h) in s.hosts.iter().flatten().enumerate() {
+                if h.is_empty() || h == "*" || h.contains(|c: char| c.is_whitespace() || c == '/') {
+                    return Err(ApiError::field(
+                        format!("scopes[{i}].hosts[{j}]"),
+                        "a host name or *.domain",
+                    ));
+                }
+            }
+        }
+    }
+    let text = body
+        .scopes
+        .as_ref()
+        .and_then(|s| serde_json::to_string(s).ok());
+    let now = now_ms();
+    let _writer = st.managed.lock().await;
+    let mut after = t.clone();
+    after.route_scope = text.clone();
+    let change = Change {
+        actor: &p.actor(),
+        action: "tenant.route_scope",
+        kind: "tenant",
+        id: &t.id,
+        tenant_id: Some(&t.id),
+        before: serde_json::to_string(&t).ok(),
+        after: serde_json::to_string(&after).ok(),
+        at: now,
+    };
+    st.store
+        .set_route_scope(&id, text.as_deref(), now, &change)
+        .await?;
+    match st.store.tenant(&id).await? {
+        Some(t) => Ok(Json(t)),
+        None => Err(ApiError::not_found(format!("no tenant {id:?}"))),
+    }
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}",

@@ -143,6 +143,32 @@ impl Store {
         Ok(seq)
     }
 
+    /// Sets where a tenant's services may route (`None`: anywhere free).
+    pub async fn set_route_scope(
+        &self,
+        id: &str,
+        scope: Option<&str>,
+        at: i64,
+        c: &Change<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE tenants SET route_scope = $1, updated_at = $2, version = version + 1 WHERE id = $3",
+        )
+        .bind(scope)
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM tenants WHERE id = $1")
             .bind(id)
