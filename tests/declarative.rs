@@ -27,6 +27,12 @@ fn export_then_apply_reproduces_the_state() {
         &a.ok(201, "POST", "/api/v1/tenants", r#"{"name":"acme"}"#),
         "id",
     );
+    a.ok(
+        200,
+        "PUT",
+        &format!("/api/v1/tenants/{t}/route-scope"),
+        r#"{"scopes":[{"path_prefix":"/"}]}"#,
+    );
     let svc = s(
         &a.ok(
             201,

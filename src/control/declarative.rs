@@ -30,6 +30,9 @@ pub struct State {
 #[serde(deny_unknown_fields)]
 pub struct TenantDoc {
     pub name: String,
+    /// Where its services may route (the operator's to set); absent: anywhere free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_scope: Option<Value>,
     #[serde(default)]
     pub services: Vec<ServiceDoc>,
     #[serde(default)]
@@ -203,6 +206,7 @@ async fn current(a: &Admin) -> Result<Current, DeclarativeError> {
         c.tenant_ids.insert(s(t, "name"), s(t, "id"));
         c.state.tenants.push(TenantDoc {
             name: s(t, "name"),
+            route_scope: (!t["route_scope"].is_null()).then(|| t["route_scope"].clone()),
             ..TenantDoc::default()
         });
     }
@@ -311,6 +315,27 @@ pub async fn apply(
                     .call("POST", "/api/v1/tenants", Some(&json!({"name": t.name})))
                     .await?;
                 cur.tenant_ids.insert(t.name.clone(), s(&v, "id"));
+            }
+        }
+    }
+    for t in &want.tenants {
+        let have = cur
+            .state
+            .tenants
+            .iter()
+            .find(|x| x.name == t.name)
+            .and_then(|x| x.route_scope.clone());
+        if have != t.route_scope {
+            note(format!("> tenant {}: route scope", t.name), &mut plan);
+            if !dry_run {
+                let tid = cur.tenant_ids.get(&t.name).cloned().unwrap_or_default();
+                let body = json!({ "scopes": t.route_scope });
+                a.call(
+                    "PUT",
+                    &format!("/api/v1/tenants/{tid}/route-scope"),
+                    Some(&body),
+                )
+                .await?;
             }
         }
     }
