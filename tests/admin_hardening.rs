@@ -454,6 +454,25 @@ fn passwords_change() {
     );
     assert_eq!(st, 204);
     assert_eq!(login("dev@example.com", "reset by the admin").0, 201);
+    // An admin does not reset a peer admin's password (that would take the account).
+    m.ok(201, "POST", "/api/v1/users", &json!({"tenant_id": t, "email": "adm2@example.com", "password": PASSWORD_FOR_TESTS, "role": "admin"}).to_string());
+    let (_, users, _) = m.api("GET", "/api/v1/users?limit=50", None);
+    let adm2 = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "adm2@example.com")
+        .map(|u| s(u, "id"))
+        .unwrap();
+    let (_, adm, _) = login("adm@example.com", PASSWORD_FOR_TESTS);
+    let (st, _, _) = api(
+        m.admin,
+        &s(&adm, "token"),
+        "POST",
+        &format!("/api/v1/users/{adm2}/password"),
+        Some(r#"{"password":"taken over password"}"#),
+    );
+    assert_eq!(st, 403);
     m.shutdown();
 }
 
@@ -484,6 +503,10 @@ fn route_scopes_confine_a_tenants_routes() {
         (json!({"path_prefix": "/acme/v1"}), "routes[0].path_prefix"),
         (
             json!({"path_prefix": "/acme/v1", "hosts": ["evil.com"]}),
+            "routes[0].path_prefix",
+        ),
+        (
+            json!({"path_prefix": "/acmeX", "hosts": ["api.acme.com"]}),
             "routes[0].path_prefix",
         ),
     ] {

@@ -108,7 +108,12 @@ impl RouteScope {
         } else {
             hosts.iter().all(|h| self.covers_host(h))
         };
-        host_ok && path.starts_with(self.path_prefix.as_str())
+        // At a segment boundary: scope `/team-a` covers `/team-a` and `/team-a/x`, not `/team-ab`.
+        let p = self.path_prefix.as_str();
+        let path_ok = path == p
+            || (path.starts_with(p)
+                && (p.ends_with('/') || path.as_bytes().get(p.len()) == Some(&b'/')));
+        host_ok && path_ok
     }
 }
 

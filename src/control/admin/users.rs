@@ -159,6 +159,8 @@ pub async fn update(
         }
     }
     super::check_if_match(&headers, before.version)?;
+    // Owner counts and changes are serialised with every other admin write.
+    let _writer = st.managed.lock().await;
     if before.role == "owner"
         && role != Role::Owner
         && st.store.owners(&before.tenant_id).await? <= 1
@@ -212,6 +214,7 @@ pub async fn disable(
             }
         }
     }
+    let _writer = st.managed.lock().await;
     if before.role == "owner"
         && before.disabled_at.is_none()
         && st.store.owners(&before.tenant_id).await? <= 1
@@ -254,6 +257,7 @@ pub async fn password(
         return Err(ApiError::not_found(format!("no user {id:?}")));
     };
     let own = matches!(&p, Principal::User { user_id, .. } if *user_id == user.id);
+    let throttle_key = format!("password:{}", user.id);
     if own {
         if let Principal::User { write: false, .. } = &p {
             return Err(auth::forbidden("this token has the read scope only"));
@@ -263,18 +267,29 @@ pub async fn password(
             .current
             .clone()
             .ok_or_else(|| ApiError::field("current", "required to change your own password"))?;
+        // Guessing the current password is throttled like logins.
+        if let Some(wait) = st.throttle.blocked(&throttle_key, auth::PER_EMAIL).await {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many wrong passwords; try again in {wait} s"),
+            ));
+        }
+        st.throttle.failed(&throttle_key).await;
         if !auth::verify_password(current, Some(user.password_hash.clone())).await {
             return Err(ApiError::field("current", "not the current password"));
         }
+        st.throttle.clear(&throttle_key).await;
     } else {
         p.require(Need::Users)?;
-        if user.role == "owner" {
-            if let Principal::User { role, .. } = &p {
-                if *role != Role::Owner {
-                    return Err(auth::forbidden(
-                        "only an owner (or the operator) sets an owner's password",
-                    ));
-                }
+        // Resetting someone's password takes their account: only for roles below your own
+        // (owners reset anyone's, admins developers' and viewers').
+        if let Principal::User { role, .. } = &p {
+            let target = Role::parse(&user.role).unwrap_or(Role::Owner);
+            if *role != Role::Owner && target >= *role {
+                return Err(auth::forbidden(
+                    "only a higher role (or the operator) resets this user's password",
+                ));
             }
         }
     }

@@ -55,6 +55,17 @@ fn accepts(row: &ServiceRow) -> Accepts {
     }
 }
 
+/// A quota table's use: its quota, the live subscriptions using it, and since when none has
+/// (unix ms). An unused table keeps its counters for [`QUOTA_KEEP_MS`], so cancelling and
+/// subscribing again does not reset a day's budget; after that its slot may be reused.
+struct QuotaUse {
+    quota: Option<Quota>,
+    uses: u32,
+    unused_since: Option<i64>,
+}
+
+const QUOTA_KEEP_MS: i64 = 86_400_000;
+
 /// A new service composed with the others, waiting for the store to take it.
 pub struct Prepared {
     config: Arc<Config>,
@@ -77,7 +88,7 @@ pub struct Managed {
     quota_tables: HashMap<Quota, u32>,
     /// Per quota table: its quota and how many live subscriptions use it; tables no one uses are
     /// emptied and their index reused.
-    quota_uses: Vec<(Option<Quota>, u32)>,
+    quota_uses: Vec<QuotaUse>,
     /// Live credentials (JWT, basic) by id, and the JWKS documents fetched for JWTs with a URL.
     creds: HashMap<String, CredentialRow>,
     jwks_docs: HashMap<String, Vec<u8>>,
@@ -570,20 +581,32 @@ impl Managed {
             return Some(i);
         }
         let table = Arc::new(NodeRouteLimits::new(&quota_limits(&q)));
+        let now = super::model::now_ms();
         let free = self
             .quota_uses
             .iter()
-            .position(|(q, n)| q.is_none() && *n == 0);
+            .position(|u| u.uses == 0 && u.unused_since.is_some_and(|t| now - t >= QUOTA_KEEP_MS));
         let tables = Arc::make_mut(&mut self.catalog.quotas);
         let i = match free {
             Some(i) => {
+                if let Some(old) = self.quota_uses[i].quota.take() {
+                    self.quota_tables.remove(&old);
+                }
                 tables[i] = table;
-                self.quota_uses[i] = (Some(q), 0);
+                self.quota_uses[i] = QuotaUse {
+                    quota: Some(q),
+                    uses: 0,
+                    unused_since: None,
+                };
                 i as u32
             }
             None => {
                 tables.push(table);
-                self.quota_uses.push((Some(q), 0));
+                self.quota_uses.push(QuotaUse {
+                    quota: Some(q),
+                    uses: 0,
+                    unused_since: None,
+                });
                 (tables.len() - 1) as u32
             }
         };
@@ -591,22 +614,18 @@ impl Managed {
         Some(i)
     }
 
-    /// Counts `delta` uses of quota table `i`; a table left unused is emptied (its keys' memory
-    /// goes) and its slot freed for the next new quota.
+    /// Counts `delta` uses of quota table `i`. A table left unused keeps its counters for a
+    /// day (the longest window), then its slot may go to a new quota (see `quota_of`).
     fn quota_use(&mut self, i: u32, delta: i32) {
-        let Some(slot) = self.quota_uses.get_mut(i as usize) else {
+        let Some(u) = self.quota_uses.get_mut(i as usize) else {
             return;
         };
-        slot.1 = slot.1.saturating_add_signed(delta);
-        if slot.1 == 0 {
-            if let Some(q) = slot.0.take() {
-                self.quota_tables.remove(&q);
-                let tables = Arc::make_mut(&mut self.catalog.quotas);
-                if let Some(t) = tables.get_mut(i as usize) {
-                    *t = Arc::new(NodeRouteLimits::new(&RouteLimitsConfig::default()));
-                }
-            }
-        }
+        u.uses = u.uses.saturating_add_signed(delta);
+        u.unused_since = if u.uses == 0 {
+            Some(super::model::now_ms())
+        } else {
+            None
+        };
     }
 
     /// Sets (or with `None` removes) the live subscription of `app` to `service`, keeping the

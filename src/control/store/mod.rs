@@ -532,10 +532,14 @@ impl Store {
         if owned > 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM tenants WHERE id = $1")
+        let n = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
         Store::record(&mut tx, c).await?;
         tx.commit().await?;
         Ok(true)

@@ -41,7 +41,8 @@ impl Store {
             .await?)
     }
 
-    /// Sets a user's password hash and ends its console sessions (personal tokens stay).
+    /// Sets a user's password hash and revokes every token it has (sessions and personal tokens:
+    /// a password changes because it may be known, and tokens made with it may be too).
     pub async fn set_password(
         &self,
         id: &str,
@@ -62,13 +63,11 @@ impl Store {
         if n != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL",
-        )
-        .bind(at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         Store::record(&mut tx, c).await?;
         tx.commit().await?;
         Ok(true)
