@@ -105,6 +105,22 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
+    /// Records `c` and commits: every change ends this way, so no write lands without its
+    /// audit row.
+    async fn commit_with(mut tx: Tx, c: &Change<'_>) -> Result<(), StoreError> {
+        Store::record(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Store::commit_with`] when the write `changed` a row (else rolls back): whether it did.
+    async fn commit_if(tx: Tx, changed: bool, c: &Change<'_>) -> Result<bool, StoreError> {
+        if changed {
+            Store::commit_with(tx, c).await?;
+        }
+        Ok(changed)
+    }
+
     async fn record(tx: &mut Tx, c: &Change<'_>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit (at, actor, action, object_kind, object_id, tenant_id, before, after) \
@@ -138,8 +154,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::from_write(e, "a tenant with this name exists"))?;
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(seq)
     }
 
@@ -161,12 +176,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n != 1 {
-            return Ok(false);
-        }
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
-        Ok(true)
+        Store::commit_if(tx, n == 1, c).await
     }
 
     pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
@@ -209,8 +219,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::from_write(e, "the tenant has a service with this name"))?;
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(seq)
     }
 
@@ -237,12 +246,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n != 1 {
-            return Ok(false);
-        }
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
-        Ok(true)
+        Store::commit_if(tx, n == 1, c).await
     }
 
     /// Replaces a service's definition if its version is still `s.version - 1`.
@@ -266,12 +270,7 @@ impl Store {
         .await
         .map_err(|e| StoreError::from_write(e, "the tenant has a service with this name"))?
         .rows_affected();
-        if n != 1 {
-            return Ok(false);
-        }
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
-        Ok(true)
+        Store::commit_if(tx, n == 1, c).await
     }
 
     /// The live subscriptions of a service.
@@ -337,8 +336,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::from_write(e, "the tenant has an app with this name"))?;
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(seq)
     }
 
@@ -380,8 +378,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_write(e, "key collision"))?;
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(())
     }
 
@@ -400,10 +397,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        if hash.is_some() {
-            Store::record(&mut tx, c).await?;
-            tx.commit().await?;
-        }
+        Store::commit_if(tx, hash.is_some(), c).await?;
         Ok(hash)
     }
 
@@ -482,8 +476,7 @@ impl Store {
         if n != 1 {
             return Ok(None);
         }
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(Some(Deleted { keys, creds, subs }))
     }
 
@@ -513,8 +506,7 @@ impl Store {
         if n != 1 {
             return Ok(None);
         }
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(Some(subs))
     }
 
@@ -537,12 +529,7 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if n != 1 {
-            return Ok(false);
-        }
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
-        Ok(true)
+        Store::commit_if(tx, n == 1, c).await
     }
 
     // Subscriptions.

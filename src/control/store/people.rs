@@ -22,8 +22,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::from_write(e, "a user with this email exists"))?;
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(seq)
     }
 
@@ -68,8 +67,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(true)
     }
 
@@ -101,12 +99,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n != 1 {
-            return Ok(false);
-        }
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
-        Ok(true)
+        Store::commit_if(tx, n == 1, c).await
     }
 
     /// Disables a user and revokes every token it has.
@@ -134,8 +127,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(true)
     }
 
@@ -254,8 +246,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::from_write(e, "a live credential of this kind has this issuer"))?;
-        Store::record(&mut tx, c).await?;
-        tx.commit().await?;
+        Store::commit_with(tx, c).await?;
         Ok(seq)
     }
 
@@ -293,10 +284,6 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n == 1 {
-            Store::record(&mut tx, c).await?;
-            tx.commit().await?;
-        }
-        Ok(n == 1)
+        Store::commit_if(tx, n == 1, c).await
     }
 }
