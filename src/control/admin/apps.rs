@@ -39,14 +39,7 @@ pub async fn create(
     Body(body): Body<NewApp>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_name("name", &body.name)?;
-    match st.store.tenant(&body.tenant_id).await? {
-        Some(t) if p.sees(&t.id) => {}
-        _ => {
-            let mut e = ApiError::not_found(format!("no tenant {:?}", body.tenant_id));
-            e.fields.insert("tenant_id".into(), "no such tenant".into());
-            return Err(e);
-        }
-    }
+    super::tenants::named_tenant(&st, &p, &body.tenant_id).await?;
     p.require(Need::Develop)?;
     let now = now_ms();
     let mut app = App {

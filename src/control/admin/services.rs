@@ -126,14 +126,7 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let (tenant_id, body) = body.split();
     validate(&body)?;
-    let tenant = match st.store.tenant(&tenant_id).await? {
-        Some(t) if p.sees(&t.id) => t,
-        _ => {
-            let mut e = ApiError::not_found(format!("no tenant {tenant_id:?}"));
-            e.fields.insert("tenant_id".into(), "no such tenant".into());
-            return Err(e);
-        }
-    };
+    let tenant = super::tenants::named_tenant(&st, &p, &tenant_id).await?;
     p.require(Need::Develop)?;
     super::tenants::check_scope(&tenant, &body.routes)?;
     let now = now_ms();

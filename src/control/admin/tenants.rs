@@ -20,6 +20,18 @@ pub fn routes() -> Router<AdminState> {
         )
 }
 
+/// The tenant a body's `tenant_id` names, if `p` sees it; else 404 naming the field.
+pub async fn named_tenant(st: &AdminState, p: &Principal, id: &str) -> Result<Tenant, ApiError> {
+    match st.store.tenant(id).await? {
+        Some(t) if p.sees(&t.id) => Ok(t),
+        _ => {
+            let mut e = ApiError::not_found(format!("no tenant {id:?}"));
+            e.fields.insert("tenant_id".into(), "no such tenant".into());
+            Err(e)
+        }
+    }
+}
+
 /// A name: 1 to 100 characters, no control characters.
 pub fn check_name(field: &str, s: &str) -> Result<(), ApiError> {
     let n = s.chars().count();

@@ -65,14 +65,7 @@ pub async fn create(
     }
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::field("role", "must be owner, admin, developer or viewer"))?;
-    match st.store.tenant(&body.tenant_id).await? {
-        Some(t) if p.sees(&t.id) => {}
-        _ => {
-            let mut e = ApiError::not_found(format!("no tenant {:?}", body.tenant_id));
-            e.fields.insert("tenant_id".into(), "no such tenant".into());
-            return Err(e);
-        }
-    }
+    super::tenants::named_tenant(&st, &p, &body.tenant_id).await?;
     p.require(Need::Users)?;
     if role == Role::Owner {
         if let Principal::User { role, .. } = &p {
