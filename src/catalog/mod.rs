@@ -70,6 +70,7 @@ pub struct ServiceEntry {
     pub seq: i64,
     pub id: Box<str>,
     pub tenant_seq: i64,
+    pub tenant_id: Box<str>,
     pub state: Lifecycle,
     /// The credential kinds it accepts.
     pub accepts: Accepts,

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod limits;
 pub mod managed;
+pub mod observe;
 mod raw;
 pub mod tls;
 pub mod units;
@@ -44,6 +45,12 @@ pub struct Config {
     /// `[store]` (or its default when `[admin]` is set): the control plane's store; `None` when
     /// neither section is present (no control plane).
     pub store: Option<admin::StoreConfig>,
+    /// `[call_log]`: one record per finished request (`None`: no records are made).
+    pub call_log: Option<observe::CallLogConfig>,
+    /// `[metrics]`: label bounds of the Prometheus endpoint.
+    pub metrics: observe::MetricsConfig,
+    /// `[analytics]`: rollups in the store (on by default when there is a store).
+    pub analytics: Option<observe::AnalyticsConfig>,
     /// `routes` compiled. Validation has to compile them (that is how it finds two routes that
     /// match the same requests), so it keeps the table, and every snapshot of this config serves
     /// from it instead of compiling it again. Shared, so cloning a config does not copy it.

@@ -26,6 +26,9 @@ pub struct RawConfig {
     pub tls: Option<super::tls::RawTls>,
     pub admin: Option<super::admin::RawAdmin>,
     pub store: Option<super::admin::RawStore>,
+    pub call_log: Option<super::observe::RawCallLog>,
+    pub metrics: Option<super::observe::RawMetrics>,
+    pub analytics: Option<super::observe::RawAnalytics>,
 }
 
 #[derive(Debug, Default, Deserialize)]

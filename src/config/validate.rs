@@ -49,6 +49,12 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
             ));
         }
     }
+    let call_log = match raw.call_log {
+        Some(c) => super::observe::call_log(c, base)?,
+        None => None,
+    };
+    let metrics = super::observe::metrics(raw.metrics)?;
+    let analytics = super::observe::analytics(raw.analytics, store.is_some())?;
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     for (name, u) in raw.upstreams {
         upstreams.push(upstream(name, u, base)?);
@@ -86,6 +92,9 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         tls,
         admin,
         store,
+        call_log,
+        metrics,
+        analytics,
         route_table: Arc::new(route_table),
     })
 }
@@ -229,7 +238,7 @@ fn server(s: RawServer) -> Result<ServerConfig, ConfigError> {
     })
 }
 
-fn size(
+pub(super) fn size(
     v: Option<super::units::Size>,
     default: u64,
     field: &str,

@@ -30,6 +30,7 @@ use crossbeam_utils::CachePadded;
 pub use shard::ConnHandler;
 
 use crate::config::{Config, ConfigError};
+use crate::observe::calllog::CallLog;
 use crate::observe::{RequestTotals, ShardRequests};
 use crate::runtime::{DriverKind, available_cpus, watchdog};
 use crate::state::Snapshot;
@@ -53,6 +54,8 @@ pub struct Control {
     requests: Arc<[CachePadded<ShardRequests>]>,
     /// Random per process; prefix of generated request ids.
     pub instance: u32,
+    /// The shards have call-record rings (made at start when the config wanted records).
+    recording: bool,
 }
 
 impl Control {
@@ -187,6 +190,10 @@ pub struct Gateway {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     drivers: Vec<DriverKind>,
+    /// The call-log writer, when the shards record calls.
+    call_log: Option<CallLog>,
+    /// Finished analytics periods, until the control plane takes them.
+    rollups: Option<RollupReceiver>,
 }
 
 impl Gateway {
@@ -238,7 +245,9 @@ impl Gateway {
                 .map(|_| CachePadded::new(ShardRequests::default()))
                 .collect(),
             instance: instance_id(),
+            recording: wants_records(&snap.config),
         });
+        let (mut recorders, call_log, rollups) = start_call_log(&control, workers)?;
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
         for id in (0..workers).rev() {
@@ -246,9 +255,12 @@ impl Gateway {
             let cpu = cpus[id % cpus.len()];
             let control = control.clone();
             let ready = ready_tx.clone();
+            let recorder = recorders.pop().flatten();
             let t = std::thread::Builder::new()
                 .name(format!("ringway-shard-{id}"))
-                .spawn(move || shard::run(id, cpu, control, shard_listeners, ready, handler))
+                .spawn(move || {
+                    shard::run(id, cpu, control, shard_listeners, recorder, ready, handler)
+                })
                 .map_err(|e| StartError::Shard {
                     shard: id,
                     reason: format!("cannot spawn thread: {e}"),
@@ -280,6 +292,8 @@ impl Gateway {
             tls_addrs,
             drivers,
             checker: Arc::new(OnceLock::new()),
+            call_log,
+            rollups,
         };
         g.publisher().ensure_checker();
         Ok(g)
@@ -356,7 +370,7 @@ impl Gateway {
         }
     }
 
-    /// Waits for every shard to finish.
+    /// Waits for every shard to finish, then for the call log to write what they recorded.
     pub fn join(mut self) {
         for t in std::mem::take(&mut self.threads)
             .into_iter()
@@ -364,6 +378,19 @@ impl Gateway {
         {
             let _ = t.join();
         }
+        if let Some(c) = self.call_log.take() {
+            c.stop();
+        }
+    }
+
+    /// The call log's counters, when it runs.
+    pub fn call_log(&self) -> Option<Arc<crate::observe::calllog::Stats>> {
+        self.call_log.as_ref().map(|c| c.stats.clone())
+    }
+
+    /// The analytics periods the call-log writer closes (once: the control plane stores them).
+    pub fn take_rollups(&mut self) -> Option<RollupReceiver> {
+        self.rollups.take()
     }
 
     /// `begin_shutdown` + `join`.
@@ -386,7 +413,60 @@ impl Drop for Gateway {
         {
             let _ = t.join();
         }
+        if let Some(c) = self.call_log.take() {
+            c.stop();
+        }
     }
+}
+
+/// Whether `config` wants call records (a call log, or analytics built from them).
+fn wants_records(config: &Config) -> bool {
+    config.call_log.is_some() || config.analytics.is_some()
+}
+
+type Recorders = Vec<Option<crate::observe::recorder::Recorder>>;
+pub type RollupReceiver = tokio::sync::mpsc::Receiver<crate::observe::rollup::Period>;
+
+/// Makes the shards' record rings and starts the call-log writer over them, when the config wants
+/// records; with analytics, the writer's rollups come out of the returned receiver.
+fn start_call_log(
+    control: &Arc<Control>,
+    workers: usize,
+) -> Result<(Recorders, Option<CallLog>, Option<RollupReceiver>), StartError> {
+    let config = control.snapshot().config.clone();
+    if !control.recording {
+        return Ok(((0..workers).map(|_| None).collect(), None, None));
+    }
+    let bytes = config
+        .call_log
+        .as_ref()
+        .map_or(crate::observe::rollup::RING_WITHOUT_LOG, |c| c.buffer);
+    let (recorders, rings): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| crate::observe::recorder::ring(bytes))
+        .map(|(r, c)| (Some(r), c))
+        .unzip();
+    let (tap, rx) = match config.analytics {
+        Some(_) => {
+            let (t, rx) = crate::observe::rollup::Rollups::new();
+            (
+                Some(Box::new(t) as Box<dyn crate::observe::calllog::Tap>),
+                Some(rx),
+            )
+        }
+        None => (None, None),
+    };
+    let c = control.clone();
+    let log = CallLog::start(
+        rings,
+        control.requests.clone(),
+        Box::new(move || c.snapshot().config.clone()),
+        tap,
+    )
+    .map_err(|e| StartError::Shard {
+        shard: 0,
+        reason: format!("cannot start the call log writer: {e}"),
+    })?;
+    Ok((recorders, Some(log), rx))
 }
 
 /// The checker thread, once no publisher handle holds it any more (a handle outliving the
@@ -416,6 +496,13 @@ impl SnapshotPublisher {
         let _writer = self.control.publisher.lock();
         let prev = self.control.snapshot();
         let (config, catalog) = next(&prev)?;
+        if wants_records(&config) && !self.control.recording {
+            return Err(ConfigError::invalid(
+                if config.call_log.is_some() { "call_log" } else { "analytics" },
+                "turning call records on needs a restart (the shards' record buffers are made at start)",
+            )
+            .into());
+        }
         let generation = prev.generation + 1;
         let snap = Snapshot::build(config, catalog, generation, Some(&prev))?;
         // Snapshot first, then the generation shards compare: a shard that sees the new generation

@@ -140,6 +140,7 @@ pub fn run<H: ConnHandler>(
     cpu: usize,
     control: Arc<Control>,
     listeners: Vec<Listener>,
+    recorder: Option<crate::observe::recorder::Recorder>,
     ready: Sender<(usize, Result<DriverKind, String>)>,
     handler: H,
 ) {
@@ -171,6 +172,7 @@ pub fn run<H: ConnHandler>(
         ShardState::new(snap.clone(), None, control.shards()),
         Pools::new(http.buffer_size, http.response_buffer_size, POOL_KEEP),
         control.requests.clone(),
+        recorder,
     );
     let shard = Rc::new(Shard {
         id,

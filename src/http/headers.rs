@@ -51,6 +51,8 @@ pub enum HeaderKind {
     XForwardedProto,
     XForwardedHost,
     RequestId,
+    UserAgent,
+    Traceparent,
 }
 
 impl HeaderKind {
@@ -90,6 +92,8 @@ pub fn classify(name: &[u8]) -> HeaderKind {
         7 if eq(b"trailer") => HeaderKind::Trailer,
         10 if eq(b"connection") => HeaderKind::Connection,
         10 if eq(b"keep-alive") => HeaderKind::KeepAlive,
+        10 if eq(b"user-agent") => HeaderKind::UserAgent,
+        11 if eq(b"traceparent") => HeaderKind::Traceparent,
         12 if eq(b"x-request-id") => HeaderKind::RequestId,
         14 if eq(b"content-length") => HeaderKind::ContentLength,
         15 if eq(b"x-forwarded-for") => HeaderKind::XForwardedFor,

@@ -10,6 +10,7 @@ pub mod request;
 pub mod respond;
 pub mod response;
 pub mod rewrite;
+pub mod traceparent;
 
 pub use method::Method;
 pub use request::{Framing, HeadError, Limits, MAX_HEADERS_LIMIT, RequestHead, parse_request};

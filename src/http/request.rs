@@ -138,6 +138,10 @@ pub struct RequestHead {
     pub upgrade: Option<Span>,
     pub expect_continue: bool,
     pub request_id: Option<Span>,
+    /// The (last) User-Agent value.
+    pub user_agent: Option<Span>,
+    /// Index in `headers` of the (last) `traceparent` field.
+    pub traceparent: Option<usize>,
     /// Some line ends with a bare LF: forward a rebuilt head instead of the raw bytes.
     pub bare_lf: bool,
 }
@@ -164,6 +168,8 @@ impl Default for RequestHead {
             upgrade: None,
             expect_continue: false,
             request_id: None,
+            user_agent: None,
+            traceparent: None,
             bare_lf: false,
         }
     }
@@ -302,6 +308,12 @@ fn parse_request_into<'d>(
                     head.request_id = Some(Span::new(s, s + v.len()));
                 }
             }
+            HeaderKind::UserAgent => {
+                let v = trim_ows(value);
+                let s = off(v);
+                head.user_agent = Some(Span::new(s, s + v.len()));
+            }
+            HeaderKind::Traceparent => head.traceparent = Some(i),
             _ => {}
         }
         head.headers.push(HeaderLine {

@@ -6,7 +6,11 @@
 //! other threads sum the rows whenever they like. A reader may see a count a few nanoseconds old;
 //! it never sees one go backwards.
 
+pub mod calllog;
 pub mod clock;
+pub mod record;
+pub mod recorder;
+pub mod rollup;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,6 +25,8 @@ pub struct ShardRequests {
     pub by_class: [AtomicU64; 6],
     /// Requests that ended with an error (a refusal, an upstream failure, the client gone, ...).
     pub errors: AtomicU64,
+    /// Call records dropped because the shard's ring was full.
+    pub log_dropped: AtomicU64,
 }
 
 /// Owner-only increment: one writer per row, so a load and a store are enough.
@@ -43,6 +49,12 @@ impl ShardRequests {
             bump(&self.errors);
         }
     }
+
+    /// Counts a call record the shard's ring had no room for. Only the owning shard calls this.
+    #[inline]
+    pub fn log_drop(&self) {
+        bump(&self.log_dropped);
+    }
 }
 
 /// Totals over every shard.
@@ -51,6 +63,7 @@ pub struct RequestTotals {
     pub finished: u64,
     pub by_class: [u64; 6],
     pub errors: u64,
+    pub log_dropped: u64,
 }
 
 /// Sums the shards' rows.
@@ -62,6 +75,7 @@ pub fn totals(rows: &[CachePadded<ShardRequests>]) -> RequestTotals {
             t.by_class[i] += c.load(Ordering::Relaxed);
         }
         t.errors += r.errors.load(Ordering::Relaxed);
+        t.log_dropped += r.log_dropped.load(Ordering::Relaxed);
     }
     t
 }

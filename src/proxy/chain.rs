@@ -3,7 +3,7 @@
 //! or answers it (`Err(Answer)`):
 //!
 //! ```text
-//! normalize → route → auth → access → limits → respond (static routes) → upstream (breaker)
+//! trace → normalize → route → auth → access → limits → respond (static routes) → upstream (breaker)
 //! → forward (LB, pool, retries)
 //! ```
 //!
@@ -99,6 +99,7 @@ impl<'a> Cx<'a> {
 
 /// The stages up to and including authentication, in order.
 fn identify(cx: &mut Cx<'_>) -> Result<(), Answer> {
+    stage::trace::run(cx)?;
     stage::normalize::run(cx)?;
     stage::route::run(cx)?;
     stage::auth::run(cx)?;
@@ -114,11 +115,15 @@ fn policies(cx: &mut Cx<'_>) -> Result<(), Answer> {
 }
 
 /// Serves one parsed request (head in `kit.req`) and writes its answer.
-pub async fn serve(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx) -> Next {
-    let state = conn.shard.state();
+pub async fn serve(
+    conn: &mut Conn,
+    kit: &mut Kit,
+    state: &ShardState,
+    ctx: &mut RequestCtx,
+) -> Next {
     kit.response_headers.clear();
     kit.upstream_headers.clear();
-    let mut cx = Cx::new(conn, kit, &state, ctx);
+    let mut cx = Cx::new(conn, kit, state, ctx);
     let mut identified = identify(&mut cx);
     if identified.is_ok() && cx.pending.is_some() {
         // Only a credential that needs checking off the shard waits here (rarely: once per

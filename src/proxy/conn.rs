@@ -31,7 +31,7 @@ use crate::tls::{ClientStream, TlsStream};
 use super::answer::{self, Answer};
 use super::chain::{self, Cx, Next, Upgraded};
 use super::ctx::RequestCtx;
-use super::finish::finish;
+use super::finish::{Seen, capture_head, finish};
 use super::{relay, tunnel};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::buf::{Buf, Gather};
@@ -323,7 +323,7 @@ async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
         Ok(HeadRead::Closed) => return Step::Close,
         Ok(HeadRead::Abandoned) => {
             ctx.fail(GatewayError::new(ErrorKind::ClientGone).context("reading the request head"));
-            finish(&conn.shard, &mut ctx);
+            finish(&conn.shard, &mut ctx, Seen::default());
             return Step::Close;
         }
         Ok(HeadRead::Parked(p)) => return Step::Park(p),
@@ -333,7 +333,7 @@ async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
             } else {
                 ctx.fail(e);
             }
-            finish(&conn.shard, &mut ctx);
+            finish(&conn.shard, &mut ctx, Seen::default());
             return Step::Close;
         }
     }
@@ -342,8 +342,17 @@ async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
     };
     conn.served += 1;
     ctx.read_head(&kit.req, kit.buf.data());
-    let next = chain::serve(conn, kit, &mut ctx).await;
-    finish(&conn.shard, &mut ctx);
+    let state = conn.shard.state();
+    match state.snap.config.call_log.as_ref() {
+        Some(c) if conn.shard.recording() => capture_head(kit, c),
+        _ => kit.log_head.clear(),
+    }
+    let next = chain::serve(conn, kit, &state, &mut ctx).await;
+    let seen = Seen {
+        state: Some(&state),
+        kit: Some(kit),
+    };
+    finish(&conn.shard, &mut ctx, seen);
     match next {
         Next::KeepAlive => Step::KeepAlive,
         Next::Close => Step::Close,

@@ -86,6 +86,45 @@ pub struct HeadFacts {
     pub keep_alive_10: bool,
 }
 
+/// A short text copied out of something that may be gone when the request ends (an app's id:
+/// the catalog it came from may be replaced meanwhile). Longer texts are cut.
+#[derive(Clone, Copy)]
+pub struct ShortText {
+    len: u8,
+    bytes: [u8; 64],
+}
+
+impl ShortText {
+    pub const fn empty() -> ShortText {
+        ShortText {
+            len: 0,
+            bytes: [0; 64],
+        }
+    }
+
+    pub fn set(&mut self, v: &[u8]) {
+        let n = v.len().min(self.bytes.len());
+        self.bytes[..n].copy_from_slice(&v[..n]);
+        self.len = n as u8;
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// The request's place in a W3C trace: its trace id, the span the gateway's hop is (sent upstream
+/// as the parent), and the caller's span when it sent a valid `traceparent`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trace {
+    pub set: bool,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// All zero: the trace started here.
+    pub parent_id: [u8; 8],
+    pub flags: u8,
+}
+
 /// The app a credential identified (store numbers, stable across catalog rebuilds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
@@ -114,6 +153,9 @@ pub struct RequestCtx {
     pub service: Option<u32>,
     /// Who is calling, once the auth stage identified them.
     pub caller: Option<Caller>,
+    /// The calling app's id (for the call record).
+    pub app_id: ShortText,
+    pub trace: Trace,
     /// The caller's quota table (index in the catalog's quotas), from its subscription.
     pub quota: Option<u32>,
     /// Index of the upstream that served (the fallback upstream when the breaker sent it there).
@@ -152,6 +194,8 @@ impl RequestCtx {
             path_rewritten: false,
             service: None,
             caller: None,
+            app_id: ShortText::empty(),
+            trace: Trace::default(),
             quota: None,
             upstream: None,
             target: None,

@@ -29,6 +29,9 @@ pub struct Kit {
     pub upstream_headers: Vec<u8>,
     /// The normalized path (and query) when normalization changed it (`RequestCtx::path_rewritten`).
     pub path: Vec<u8>,
+    /// What the call record keeps of the current request's head, captured when it is read
+    /// ([`crate::proxy::finish::capture_head`]); empty without a call log.
+    pub log_head: Vec<u8>,
 }
 
 /// Most free items a list holds, whatever the concurrency (a bound on what a burst leaves behind

@@ -13,11 +13,14 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 use super::Snapshot;
+use crate::http::traceparent::TraceParent;
 use crate::limit::RouteLimits;
 use crate::observe::ShardRequests;
+use crate::observe::recorder::Recorder;
 use crate::runtime::pools::Pools;
 use crate::runtime::watchdog::Watchdog;
 use crate::upstream::Upstream;
+use crate::upstream::rng::Rng;
 
 /// What a shard's connections share: the state new requests use, the shard's pools and watchdog,
 /// its request-id sequence and request counters, and whether it drains.
@@ -39,6 +42,12 @@ pub struct ShardCtx {
     pub jwt_cache: RefCell<crate::catalog::jwt::JwtCache>,
     /// Basic credentials this shard verified, and its budget of verifications.
     pub basic_cache: RefCell<crate::catalog::basic::BasicCache>,
+    /// This shard's end of its call-record ring, when the call log runs.
+    pub recorder: Option<RefCell<Recorder>>,
+    /// Trace and span ids (seeded from the OS, per shard).
+    pub ids: Rng,
+    /// The state being served wants call records (and the shard has a ring for them).
+    recording: Cell<bool>,
 }
 
 impl ShardCtx {
@@ -50,8 +59,10 @@ impl ShardCtx {
         state: ShardState,
         pools: Pools,
         requests: Arc<[CachePadded<ShardRequests>]>,
+        recorder: Option<Recorder>,
     ) -> ShardCtx {
         debug_assert!(id < requests.len());
+        let recording = recorder.is_some() && wants_records(&state);
         ShardCtx {
             id,
             state: RefCell::new(Rc::new(state)),
@@ -63,6 +74,9 @@ impl ShardCtx {
             requests,
             jwt_cache: RefCell::default(),
             basic_cache: RefCell::default(),
+            recorder: recorder.map(RefCell::new),
+            ids: Rng::seeded(rand::random()),
+            recording: Cell::new(recording),
         }
     }
 
@@ -75,7 +89,15 @@ impl ShardCtx {
     /// Makes `state` the one new requests use; requests in flight keep theirs. The shard thread
     /// calls this when it picks up a new snapshot.
     pub fn set_state(&self, state: ShardState) {
+        self.recording
+            .set(self.recorder.is_some() && wants_records(&state));
         *self.state.borrow_mut() = Rc::new(state);
+    }
+
+    /// Whether finished requests are recorded (see [`crate::proxy::finish`]).
+    #[inline]
+    pub fn recording(&self) -> bool {
+        self.recording.get()
     }
 
     #[inline]
@@ -95,6 +117,28 @@ impl ShardCtx {
         &self.requests[self.id]
     }
 
+    /// Fills `t` with a new trace's ids, or a new span of the caller's trace when it sent one.
+    pub fn new_span(&self, t: &mut crate::proxy::ctx::Trace, parent: Option<&TraceParent>) {
+        t.set = true;
+        t.span_id = nonzero(self.ids.next()).to_be_bytes();
+        match parent {
+            Some(p) => {
+                t.trace_id = p.trace_id;
+                t.parent_id = p.parent_id;
+                t.flags = p.flags;
+            }
+            None => {
+                let hi = self.ids.next();
+                let lo = nonzero(self.ids.next());
+                t.trace_id[..8].copy_from_slice(&hi.to_be_bytes());
+                t.trace_id[8..].copy_from_slice(&lo.to_be_bytes());
+                t.parent_id = [0; 8];
+                // Sampled: the gateway records every call.
+                t.flags = 1;
+            }
+        }
+    }
+
     /// Writes a new request id (24 hex digits: instance, shard, sequence) into `out`.
     pub fn request_id(&self, out: &mut [u8; 24]) {
         let n = self.seq.get().wrapping_add(1);
@@ -107,6 +151,15 @@ impl ShardCtx {
             *b = HEX[((v >> (4 * (23 - i))) & 0xf) as usize];
         }
     }
+}
+
+fn wants_records(s: &ShardState) -> bool {
+    let c = &s.snap.config;
+    c.call_log.is_some() || c.analytics.is_some()
+}
+
+fn nonzero(x: u64) -> u64 {
+    if x == 0 { 1 } else { x }
 }
 
 /// What one shard serves from: a snapshot plus the shard's runtime objects for its upstreams.

@@ -17,7 +17,7 @@ pub mod health;
 pub mod outlier;
 pub mod pool;
 pub mod retry;
-mod rng;
+pub mod rng;
 mod streak;
 
 use std::cell::Cell;

@@ -22,6 +22,11 @@ impl Default for Rng {
 }
 
 impl Rng {
+    /// A generator starting from `seed` (made non-zero).
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(Cell::new(seed | 1))
+    }
+
     pub fn next(&self) -> u64 {
         let mut x = self.0.get();
         x ^= x >> 12;

@@ -362,6 +362,7 @@ impl Managed {
                 seq: s.row.seq,
                 id: s.row.id.as_str().into(),
                 tenant_seq: self.tenants.get(&s.row.tenant_id).copied().unwrap_or(-1),
+                tenant_id: s.row.tenant_id.as_str().into(),
                 state: Lifecycle::parse(&s.row.state).unwrap_or(Lifecycle::Retired),
                 accepts: s.accepts,
                 response_headers: deprecation_headers(&s.row).into(),

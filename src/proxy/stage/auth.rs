@@ -27,7 +27,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::HeadError;
 use crate::http::headers::Span;
 use crate::observe::clock;
-use crate::proxy::ctx::Caller;
+use crate::proxy::ctx::{Caller, RequestCtx};
 use crate::state::ShardCtx;
 
 use super::super::answer::Answer;
@@ -154,7 +154,7 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         let value = crate::http::headers::trim_ows(value);
         let cache = cx.conn.shard.basic_cache.borrow();
         if let Some(cred) = cache.get(&catalog.basic, value) {
-            cx.ctx.caller = Some(identify(&mut kit.upstream_headers, &cred.app));
+            identify(&mut kit.upstream_headers, cx.ctx, &cred.app);
             return Ok(());
         }
         let mut buf = [0u8; basic::MAX_VALUE];
@@ -194,13 +194,13 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
             Some(e) if e.expires_at_ms.is_none_or(|t| now < t) => e,
             _ => return Err(challenge.refuse(ErrorKind::CredentialInvalid)),
         };
-        cx.ctx.caller = Some(identify(out, &entry.app));
+        identify(out, cx.ctx, &entry.app);
         return Ok(());
     }
     if accepts.jwt && api_key.is_none() && looks_like_jwt(presented) {
         let mut cache = cx.conn.shard.jwt_cache.borrow_mut();
         if let Some(cred) = cache.get(&catalog.jwt, presented, now) {
-            cx.ctx.caller = Some(identify(out, &cred.app));
+            identify(out, cx.ctx, &cred.app);
             return Ok(());
         }
         // A miss: verify (an RS256 signature costs tens of µs) and remember it until it expires.
@@ -210,7 +210,7 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
         let Some((cred, exp)) = verified else {
             return Err(challenge.refuse(ErrorKind::CredentialInvalid));
         };
-        cx.ctx.caller = Some(identify(out, &cred.app));
+        identify(out, cx.ctx, &cred.app);
         cache.insert(presented, cred, exp);
         return Ok(());
     }
@@ -279,7 +279,7 @@ fn check_signed(cx: &mut Cx<'_>, p: SignedPending, now_ms: u64) -> Result<(), An
             ));
         }
     }
-    cx.ctx.caller = Some(identify(&mut kit.upstream_headers, &p.cred.app));
+    identify(&mut kit.upstream_headers, cx.ctx, &p.cred.app);
     Ok(())
 }
 
@@ -327,7 +327,7 @@ pub async fn verify(cx: &mut Cx<'_>) -> Result<(), Answer> {
         }
         _ => return Err(Challenge(p.accepts).refuse(ErrorKind::CredentialInvalid)),
     };
-    cx.ctx.caller = Some(identify(&mut cx.kit.upstream_headers, &cred.app));
+    identify(&mut cx.kit.upstream_headers, cx.ctx, &cred.app);
     cx.conn
         .shard
         .basic_cache
@@ -392,15 +392,17 @@ impl Challenge {
     }
 }
 
-/// The caller of `app`, its identity written as the upstream's header lines.
-fn identify(out: &mut Vec<u8>, app: &AppEntry) -> Caller {
+/// Makes `app` the caller: its identity written as the upstream's header lines, and kept in the
+/// context for the request's end.
+fn identify(out: &mut Vec<u8>, ctx: &mut RequestCtx, app: &AppEntry) {
     out.extend_from_slice(b"x-ringway-app: ");
     out.extend_from_slice(app.id.as_bytes());
     out.extend_from_slice(b"\r\nx-ringway-tenant: ");
     out.extend_from_slice(app.tenant_id.as_bytes());
     out.extend_from_slice(b"\r\n");
-    Caller {
+    ctx.app_id.set(app.id.as_bytes());
+    ctx.caller = Some(Caller {
         app: app.seq,
         tenant: app.tenant_seq,
-    }
+    });
 }

@@ -9,4 +9,5 @@ pub mod limits;
 pub mod normalize;
 pub mod respond;
 pub mod route;
+pub mod trace;
 pub mod upstream;
