@@ -40,6 +40,22 @@ http {{ access_log off; keepalive_requests 100000000;
 """
 
 
+# nginx with a JSON access log, buffered as a production nginx would write it (the peer for the
+# call log's cost: `--nginx-log`).
+NGINX_LOG_FORMAT = (
+    "log_format calls escape=json '{{\"time\":\"$time_iso8601\",\"request_id\":\"$request_id\","
+    "\"method\":\"$request_method\",\"host\":\"$host\",\"uri\":\"$request_uri\",\"status\":$status,"
+    "\"bytes_in\":$request_length,\"bytes_out\":$bytes_sent,\"latency\":$request_time,"
+    "\"upstream\":\"$upstream_addr\",\"upstream_connect\":\"$upstream_connect_time\","
+    "\"upstream_header\":\"$upstream_header_time\",\"upstream_response\":\"$upstream_response_time\","
+    "\"client_ip\":\"$remote_addr\",\"user_agent\":\"$http_user_agent\"}}';"
+)
+NGINX_LOG_CONF = NGINX_PROXY_CONF.replace(
+    "http {{ access_log off;",
+    "http {{ " + NGINX_LOG_FORMAT + " access_log {d}/nginx-access.log calls buffer=64k flush=1s;",
+)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -202,6 +218,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proxy", action="append", default=[], metavar="NAME=CMD")
     ap.add_argument("--nginx", action="store_true", help="include nginx as a reverse proxy")
+    ap.add_argument("--nginx-log", action="store_true",
+                    help="also nginx with a buffered JSON access log (named nginx-log)")
     ap.add_argument("--size", type=int, default=0, help="response body bytes (0: 12-byte 'hello world')")
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--secs", type=int, default=5)
@@ -219,6 +237,8 @@ def main():
     proxies = []
     if a.nginx:
         proxies.append(("nginx", None))
+    if a.nginx_log:
+        proxies.append(("nginx-log", None))
     for spec in a.proxy:
         name, _, cmd = spec.partition("=")
         if not cmd:
@@ -234,9 +254,12 @@ def main():
             for name, cmd in proxies:
                 port = free_port()
                 if cmd is None:
-                    conf = f"{d}/nginx-proxy.conf"
+                    conf = f"{d}/{name}.conf"
+                    tmpl = NGINX_LOG_CONF if name == "nginx-log" else NGINX_PROXY_CONF
+                    if os.path.exists(f"{d}/nginx-access.log"):
+                        os.remove(f"{d}/nginx-access.log")
                     with open(conf, "w") as f:
-                        f.write(NGINX_PROXY_CONF.format(d=d, port=port, backend=backend_addr))
+                        f.write(tmpl.format(d=d, port=port, backend=backend_addr))
                     cmd = f"exec nginx -c {conf}"
                 else:
                     cmd = cmd.format(port=port, backend=backend_addr, dir=d)

@@ -106,6 +106,8 @@ impl CallLog {
             buf: Vec::new(),
             ring_dropped: 0,
             last_warn: None,
+            times: json::TimeText::default(),
+            line_capacity: 0,
         };
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -151,6 +153,9 @@ struct Writer {
     /// Ring drops already reported.
     ring_dropped: u64,
     last_warn: Option<Instant>,
+    times: json::TimeText,
+    /// Size of the last batch of lines: the next one starts that large (no regrowth per drain).
+    line_capacity: usize,
 }
 
 impl Writer {
@@ -160,7 +165,7 @@ impl Writer {
             let config = (self.config)();
             let cfg = config.call_log.as_ref();
             self.sinks.configure(cfg, &self.stats);
-            let mut lines = Vec::new();
+            let mut lines = Vec::with_capacity(self.line_capacity);
             let mut count = 0u64;
             let mut otlp = Vec::new();
             let clock_pair = WallClock::now();
@@ -168,6 +173,7 @@ impl Writer {
                 count += self.drain_ring(i, cfg, &clock_pair, &mut lines, &mut otlp);
             }
             self.report_ring_drops(cfg, &mut lines);
+            self.line_capacity = lines.len();
             if count > 0 || !lines.is_empty() {
                 self.sinks.send(
                     Batch {
@@ -224,7 +230,7 @@ impl Writer {
             }
             if let Some(cfg) = cfg {
                 if want_lines {
-                    json::write_line(lines, &r, &facts, cfg);
+                    json::write_line(lines, &r, &facts, cfg, &mut self.times);
                 }
                 if want_otlp {
                     otlp.push(otlp::Entry::of(&r, &facts, cfg));
