@@ -123,10 +123,12 @@ pub struct RawOtlp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
-    /// Label requests with the calling app too (one series per app; off by default).
-    pub per_app: Option<bool>,
-    /// Routes (and apps) with series of their own; the rest are counted under `_other`.
+    /// Routes and upstreams with series of their own (read at start); the rest are counted
+    /// under `_other`.
     pub max_series: Option<usize>,
+    /// Serve `/metrics` without a token (default false: the admin token or
+    /// `RINGWAY_METRICS_TOKEN`).
+    pub public: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,15 +196,15 @@ pub struct OtlpConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
-    pub per_app: bool,
     pub max_series: usize,
+    pub public: bool,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
-            per_app: false,
             max_series: 1000,
+            public: false,
         }
     }
 }
@@ -390,8 +392,8 @@ pub(super) fn metrics(m: Option<RawMetrics>) -> Result<MetricsConfig, ConfigErro
     let m = m.unwrap_or_default();
     let d = MetricsConfig::default();
     Ok(MetricsConfig {
-        per_app: m.per_app.unwrap_or(d.per_app),
         max_series: range(m.max_series, d.max_series, "metrics.max_series", 1, 100_000)?,
+        public: m.public.unwrap_or(d.public),
     })
 }
 

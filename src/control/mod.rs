@@ -258,6 +258,7 @@ async fn run(
             return;
         }
     };
+    let admin_publisher = publisher.clone();
     let managed = match Managed::load(&store, base, publisher, keyring).await {
         Ok(m) => Arc::new(Mutex::new(m)),
         Err(e) => {
@@ -317,6 +318,11 @@ async fn run(
                 managed,
                 token_hash: Arc::new(hash),
                 throttle: Arc::default(),
+                publisher: admin_publisher,
+                metrics_token: std::env::var("RINGWAY_METRICS_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Arc::new(crate::catalog::hash_key(t.as_bytes()))),
             };
             let app =
                 admin::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

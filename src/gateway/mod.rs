@@ -16,6 +16,7 @@
 //! no allocation beyond the task itself.
 
 mod listen;
+mod metrics_text;
 mod shard;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ pub use shard::ConnHandler;
 
 use crate::config::{Config, ConfigError};
 use crate::observe::calllog::CallLog;
+use crate::observe::metrics::{self, SeriesNames, ShardMetrics};
 use crate::observe::{RequestTotals, ShardRequests};
 use crate::runtime::{DriverKind, available_cpus, watchdog};
 use crate::state::Snapshot;
@@ -56,6 +58,20 @@ pub struct Control {
     pub instance: u32,
     /// The shards have call-record rings (made at start when the config wanted records).
     recording: bool,
+    /// Per shard: what it counts for the metrics endpoint.
+    pub metrics: Vec<Arc<ShardMetrics>>,
+    /// The call log's counters, once it runs.
+    pub call_log: OnceLock<Arc<crate::observe::calllog::Stats>>,
+    pub published: PublishStats,
+}
+
+/// Snapshot publications: how many, and how long the last took to build (config and catalog
+/// composed, snapshot built) in microseconds.
+#[derive(Default)]
+pub struct PublishStats {
+    pub count: AtomicU64,
+    pub last_us: AtomicU64,
+    pub total_us: AtomicU64,
 }
 
 impl Control {
@@ -140,17 +156,17 @@ impl CheckerHandle for Control {
 /// held only on the control path, across one snapshot build, and shards never touch it (they read
 /// `generation` and the `ArcSwap`).
 #[allow(clippy::disallowed_types)]
-struct Publisher(std::sync::Mutex<()>);
+struct Publisher(std::sync::Mutex<SeriesNames>);
 
 #[allow(clippy::disallowed_types)]
 impl Publisher {
-    fn new() -> Publisher {
-        Publisher(std::sync::Mutex::new(()))
+    fn new(names: SeriesNames) -> Publisher {
+        Publisher(std::sync::Mutex::new(names))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        // The lock guards no data, and a writer that panicked while building published nothing:
-        // poisoning carries no meaning here.
+    fn lock(&self) -> std::sync::MutexGuard<'_, SeriesNames> {
+        // The lock guards the metric series names, which only grow: a writer that panicked while
+        // building left them valid, so poisoning carries no meaning here.
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -223,16 +239,21 @@ impl Gateway {
         let bound = listen::bind_all(&config.server, tls_listen, workers)?;
         let (addrs, tls_addrs, mut listeners) = (bound.plain, bound.tls, bound.per_shard);
         crate::observe::clock::init();
-        let snap = Arc::new(Snapshot::build(
-            Arc::new(config),
-            crate::catalog::Catalog::empty(),
-            1,
-            None,
-        )?);
+        let mut names = SeriesNames::new(config.metrics.max_series);
+        let mut snap =
+            Snapshot::build(Arc::new(config), crate::catalog::Catalog::empty(), 1, None)?;
+        snap.series = Arc::new(metrics::assign(&mut names, &snap.config, &snap.catalog));
+        let max_series = snap.config.metrics.max_series;
+        let snap = Arc::new(snap);
         let control = Arc::new(Control {
             snapshot: ArcSwap::new(snap.clone()),
             generation: AtomicU64::new(1),
-            publisher: Publisher::new(),
+            publisher: Publisher::new(names),
+            metrics: (0..workers)
+                .map(|_| Arc::new(ShardMetrics::new(max_series)))
+                .collect(),
+            call_log: OnceLock::new(),
+            published: PublishStats::default(),
             draining: AtomicBool::new(false),
             drain_deadline: AtomicU64::new(u64::MAX),
             applied: (0..workers)
@@ -466,6 +487,7 @@ fn start_call_log(
         shard: 0,
         reason: format!("cannot start the call log writer: {e}"),
     })?;
+    let _ = control.call_log.set(log.stats.clone());
     Ok((recorders, Some(log), rx))
 }
 
@@ -493,7 +515,8 @@ impl SnapshotPublisher {
         &self,
         next: impl FnOnce(&Snapshot) -> Result<(Arc<Config>, crate::catalog::Catalog), E>,
     ) -> Result<u64, E> {
-        let _writer = self.control.publisher.lock();
+        let started = Instant::now();
+        let mut names = self.control.publisher.lock();
         let prev = self.control.snapshot();
         let (config, catalog) = next(&prev)?;
         if wants_records(&config) && !self.control.recording {
@@ -504,7 +527,14 @@ impl SnapshotPublisher {
             .into());
         }
         let generation = prev.generation + 1;
-        let snap = Snapshot::build(config, catalog, generation, Some(&prev))?;
+        let mut snap = Snapshot::build(config, catalog, generation, Some(&prev))?;
+        snap.series = if Arc::ptr_eq(&snap.config, &prev.config)
+            && Arc::ptr_eq(&snap.catalog.services, &prev.catalog.services)
+        {
+            prev.series.clone()
+        } else {
+            Arc::new(metrics::assign(&mut names, &snap.config, &snap.catalog))
+        };
         // Snapshot first, then the generation shards compare: a shard that sees the new generation
         // loads this snapshot or a later one.
         self.control.snapshot.store(Arc::new(snap));
@@ -512,7 +542,18 @@ impl SnapshotPublisher {
         // Still under the lock: two first reloads with health checks would otherwise both find no
         // checker and start one each.
         self.ensure_checker();
+        drop(names);
+        let us = started.elapsed().as_micros() as u64;
+        let p = &self.control.published;
+        p.count.fetch_add(1, Ordering::Relaxed);
+        p.last_us.store(us, Ordering::Relaxed);
+        p.total_us.fetch_add(us, Ordering::Relaxed);
         Ok(generation)
+    }
+
+    /// The node's metrics in the Prometheus text format (see `gateway::metrics_text`).
+    pub fn render_metrics(&self) -> String {
+        metrics_text::render(&self.control)
     }
 
     /// The snapshot being served.

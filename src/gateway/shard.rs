@@ -112,8 +112,10 @@ impl Shard {
         };
         ctx.watchdog.sweep(now, mode);
         let state = ctx.state();
-        for u in state.upstreams.iter() {
+        for (i, u) in state.upstreams.iter().enumerate() {
             u.maintain(now);
+            let slot = state.snap.series.upstreams.get(i).copied().unwrap_or(1);
+            u.publish_metrics(ctx.metrics.upstream(slot));
         }
         for l in state.limits.iter().flatten().chain(&state.quotas) {
             l.tick(now * 1_000_000);
@@ -173,6 +175,7 @@ pub fn run<H: ConnHandler>(
         Pools::new(http.buffer_size, http.response_buffer_size, POOL_KEEP),
         control.requests.clone(),
         recorder,
+        control.metrics[id].clone(),
     );
     let shard = Rc::new(Shard {
         id,
@@ -215,8 +218,14 @@ async fn shard_main<H: ConnHandler>(
     }
     let _ = ready.send((shard.id, Ok(kind)));
     drop(ready);
+    let m = shard.ctx.metrics.clone();
     loop {
+        let asleep = std::time::Instant::now();
         monoio::time::sleep(shard.tick).await;
+        // How much later than asked the loop came back to the tick: a busy loop's lag.
+        let late = asleep.elapsed().saturating_sub(shard.tick);
+        m.tick_lag.record(late.as_micros() as u64);
+        crate::observe::metrics::add(&m.ticks, 1);
         if !shard.tick() {
             break;
         }
@@ -248,6 +257,7 @@ async fn accept_loop<H: ConnHandler>(
                 if ctx.draining() {
                     break;
                 }
+                crate::observe::metrics::add(&ctx.metrics.accepted, 1);
                 monoio::spawn(handler.serve(ctx.clone(), stream, peer, tls));
             }
             Err(e) => {

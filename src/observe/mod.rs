@@ -8,6 +8,7 @@
 
 pub mod calllog;
 pub mod clock;
+pub mod metrics;
 pub mod record;
 pub mod recorder;
 pub mod rollup;

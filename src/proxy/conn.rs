@@ -296,9 +296,11 @@ async fn handshake(conn: Conn) -> Option<Conn> {
         tls.handshake().await
     };
     if let Err(e) = res {
+        crate::observe::metrics::add(&shard.metrics.tls_failed, 1);
         tracing::debug!(%peer, error = %e, timed_out = watch.fired(), "TLS handshake failed");
         return None;
     }
+    crate::observe::metrics::add(&shard.metrics.tls_ok, 1);
     Some(Conn {
         shard,
         stream: ClientStream::Tls(tls),

@@ -16,6 +16,7 @@ use crate::config::{RouteAction, observe::CallLogConfig};
 use crate::error::{ErrorKind, Side};
 use crate::http::Method;
 use crate::observe::clock;
+use crate::observe::metrics::{add, code_index};
 use crate::observe::record::{self, Breaker, FIELDS, Field, Fixed};
 use crate::runtime::pools::Kit;
 use crate::state::{ShardCtx, ShardState};
@@ -37,6 +38,7 @@ pub fn finish(shard: &ShardCtx, ctx: &mut RequestCtx, seen: Seen<'_>) {
         ctx.timings.last_byte = clock::now();
     }
     shard.requests().record(ctx.status, ctx.error.is_some());
+    count(shard, ctx, seen);
     let recording = shard.recording();
     if (recording || ctx.error.is_some()) && !ctx.id.is_set() {
         let mut id = [0u8; 24];
@@ -48,6 +50,43 @@ pub fn finish(shard: &ShardCtx, ctx: &mut RequestCtx, seen: Seen<'_>) {
     }
     if let Some(e) = ctx.error {
         log_error(ctx, &e);
+    }
+}
+
+/// Counts the request into the shard's metric series: its route's (status class, bytes,
+/// latency), its upstream's (first-byte latency, retries) and its error code's.
+fn count(shard: &ShardCtx, ctx: &RequestCtx, seen: Seen<'_>) {
+    let m = &*shard.metrics;
+    let series = seen.state.map(|s| &*s.snap.series);
+    let slot = series
+        .zip(ctx.route)
+        .and_then(|(s, i)| s.routes.get(i).copied())
+        .unwrap_or(0);
+    let r = m.route(slot);
+    let t = &ctx.timings;
+    let class = match ctx.status {
+        100..=599 => (ctx.status / 100) as usize,
+        _ => 0,
+    };
+    add(&r.by_class[class], 1);
+    add(&r.bytes_in, ctx.bytes_in);
+    add(&r.bytes_out, ctx.bytes_out);
+    let start = if t.head != 0 { t.head } else { t.accepted };
+    r.latency.record(clock::micros(start, t.last_byte));
+    if let Some(u) = series
+        .zip(ctx.upstream)
+        .and_then(|(s, i)| s.upstreams.get(i).copied())
+    {
+        let us = m.upstream(u);
+        add(&us.requests, 1);
+        add(&us.retries, u64::from(ctx.tries.saturating_sub(1)));
+        if t.upstream_first_byte != 0 && t.upstream_connected != 0 {
+            us.first_byte
+                .record(clock::micros(t.upstream_connected, t.upstream_first_byte));
+        }
+    }
+    if let Some(e) = &ctx.error {
+        add(&m.errors[code_index(e.code())], 1);
     }
 }
 

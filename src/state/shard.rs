@@ -16,6 +16,7 @@ use super::Snapshot;
 use crate::http::traceparent::TraceParent;
 use crate::limit::RouteLimits;
 use crate::observe::ShardRequests;
+use crate::observe::metrics::ShardMetrics;
 use crate::observe::recorder::Recorder;
 use crate::runtime::pools::Pools;
 use crate::runtime::watchdog::Watchdog;
@@ -48,6 +49,8 @@ pub struct ShardCtx {
     pub ids: Rng,
     /// The state being served wants call records (and the shard has a ring for them).
     recording: Cell<bool>,
+    /// What this shard counts for the metrics endpoint (it is the only writer).
+    pub metrics: Arc<ShardMetrics>,
 }
 
 impl ShardCtx {
@@ -60,6 +63,7 @@ impl ShardCtx {
         pools: Pools,
         requests: Arc<[CachePadded<ShardRequests>]>,
         recorder: Option<Recorder>,
+        metrics: Arc<ShardMetrics>,
     ) -> ShardCtx {
         debug_assert!(id < requests.len());
         let recording = recorder.is_some() && wants_records(&state);
@@ -77,6 +81,7 @@ impl ShardCtx {
             recorder: recorder.map(RefCell::new),
             ids: Rng::seeded(rand::random()),
             recording: Cell::new(recording),
+            metrics,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Snapshot {
     /// Rate and concurrency limit tables by route index (node-global).
     pub limits: Arc<[Option<Arc<NodeRouteLimits>>]>,
     pub generation: u64,
+    /// Metric series slots of the routes and upstreams (set by the publisher).
+    pub series: Arc<crate::observe::metrics::Series>,
 }
 
 /// Node-global per-upstream state for a new config: reused from `prev` for each upstream whose
@@ -96,6 +98,7 @@ impl Snapshot {
                 outliers: p.outliers.clone(),
                 limits: p.limits.clone(),
                 generation,
+                series: p.series.clone(),
             });
         }
         let health = carry(
@@ -178,6 +181,7 @@ impl Snapshot {
             outliers,
             limits,
             generation,
+            series: Arc::default(),
         })
     }
 }

@@ -321,6 +321,7 @@ impl Upstream {
         let mut deadline = None;
         loop {
             if let Some(s) = target.pool.take_idle() {
+                target.pool.reused.set(target.pool.reused.get() + 1);
                 return Ok(Lease::new(s, target.clone(), true));
             }
             if target.pool.try_reserve() {
@@ -337,6 +338,7 @@ impl Upstream {
                     connect::connect_stream(target.addr, watch, self.config.connect_timeout, tls)
                         .await?;
                 slot.forget();
+                target.pool.connected.set(target.pool.connected.get() + 1);
                 return Ok(Lease::new(s, target.clone(), false));
             }
             // Saturated: wait for a returned connection or a free slot, until the connect deadline,
@@ -371,6 +373,22 @@ impl Upstream {
                 o.tick(t.index, &t.outcomes, &t.addr, now);
             }
         }
+    }
+
+    /// Adds what this upstream's pools and retry budget counted since the last tick to its metric
+    /// series, and sets the pool gauges.
+    pub fn publish_metrics(&self, m: &crate::observe::metrics::UpstreamSeries) {
+        use crate::observe::metrics::{add, set};
+        let (mut idle, mut open) = (0, 0);
+        for t in &self.targets {
+            idle += t.pool.idle() as u64;
+            open += t.pool.open() as u64;
+            add(&m.reused, t.pool.reused.take());
+            add(&m.connected, t.pool.connected.take());
+        }
+        set(&m.idle, idle);
+        set(&m.open, open);
+        add(&m.retries_denied, self.retry_budget.denied.take());
     }
 
     /// Requests on this shard waiting for a connection slot.

@@ -35,6 +35,8 @@ pub struct Outlier {
     targets: Box<[TargetState]>,
     ejected: CachePadded<AtomicU32>,
     max_ejected: u32,
+    /// Ejections since the upstream's config was last changed.
+    ejections: AtomicU64,
 }
 
 /// One shard's outcomes for one target since its last tick.
@@ -49,6 +51,7 @@ impl Outlier {
             targets: (0..targets).map(|_| TargetState::default()).collect(),
             ejected: CachePadded::new(AtomicU32::new(0)),
             max_ejected: max_ejected as u32,
+            ejections: AtomicU64::new(0),
         }
     }
 
@@ -66,6 +69,11 @@ impl Outlier {
     }
 
     /// Targets out of rotation now.
+    /// Ejections so far.
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Relaxed)
+    }
+
     pub fn ejected(&self) -> u32 {
         self.ejected.load(Relaxed)
     }
@@ -113,6 +121,7 @@ impl Outlier {
             .is_ok()
         {
             t.times.store(times, Relaxed);
+            self.ejections.fetch_add(1, Relaxed);
             let n = t.consecutive.swap(0, Relaxed);
             tracing::warn!(upstream = %self.name, target = %addr, failures = n, ejection_ms = d, times, "outlier target ejected");
         } else {

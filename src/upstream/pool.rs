@@ -31,6 +31,9 @@ pub struct Pool {
     max_open: usize,
     idle_timeout_ms: u64,
     waiters: RefCell<VecDeque<Waker>>,
+    /// Leases of a pooled connection / of a new one since the last tick (taken by the metrics).
+    pub reused: Cell<u64>,
+    pub connected: Cell<u64>,
 }
 
 /// Idle connections resting at least this long are checked for a close by the upstream on each tick.
@@ -45,6 +48,8 @@ impl Pool {
             max_open,
             idle_timeout_ms,
             waiters: RefCell::new(VecDeque::new()),
+            reused: Cell::new(0),
+            connected: Cell::new(0),
         }
     }
 

@@ -35,6 +35,8 @@ pub struct RetryBudget {
     requests: Cell<u32>,
     retries: Cell<u32>,
     rng: Rng,
+    /// Retries refused for want of budget since the last tick (taken by the metrics).
+    pub denied: Cell<u64>,
 }
 
 impl RetryBudget {
@@ -58,6 +60,7 @@ impl RetryBudget {
         let share = u64::from(self.requests.get()) * u64::from(cfg.budget_percent) / 100;
         let allowed = share.max(u64::from(cfg.budget_min_per_sec));
         if u64::from(self.retries.get()) >= allowed {
+            self.denied.set(self.denied.get() + 1);
             return false;
         }
         self.retries.set(self.retries.get() + 1);

@@ -15,6 +15,7 @@ mod audit;
 pub mod auth;
 mod credentials;
 mod error;
+mod metrics;
 mod openapi;
 mod services;
 mod subscriptions;
@@ -46,6 +47,10 @@ pub struct AdminState {
     /// SHA-256 of the bootstrap admin token.
     pub token_hash: Arc<[u8; 32]>,
     pub throttle: Arc<auth::Throttle>,
+    /// Publishes snapshots, and renders the node's metrics.
+    pub publisher: crate::gateway::SnapshotPublisher,
+    /// SHA-256 of the scrape token (`RINGWAY_METRICS_TOKEN`), when one is set.
+    pub metrics_token: Option<Arc<[u8; 32]>>,
 }
 
 /// A JSON body, read with a size bound and deserialized so that every error names its field.
@@ -297,6 +302,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(users::routes())
         .merge(credentials::routes())
         .merge(openapi::routes())
+        .merge(metrics::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

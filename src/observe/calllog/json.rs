@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-
 use crate::config::observe::{CallLogConfig, QueryMode, REDACTED};
 use crate::observe::clock;
 use crate::observe::record::{Breaker, Field, Record};
@@ -219,7 +218,9 @@ impl<'o> Obj<'o> {
 
 /// Appends `v` as a JSON string.
 fn string(out: &mut Vec<u8>, v: &[u8]) {
-    if v.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+    if v.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
         out.push(b'"');
         out.extend_from_slice(v);
         out.push(b'"');
@@ -294,7 +295,11 @@ impl TimeText {
 /// Recorded headers (`name:value\n` lines) as a JSON object.
 fn headers(out: &mut Vec<u8>, h: &[u8]) {
     out.push(b'{');
-    for (i, line) in h.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+    for (i, line) in h
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
         if i > 0 {
             out.push(b',');
         }
@@ -458,7 +463,10 @@ mod tests {
         assert_eq!(v["target"], "10.0.0.255:65535");
         assert_eq!(v["headers"]["x-\"b"], "\u{7f}");
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
-        assert_eq!(v["time"].as_str().unwrap().len(), "2026-12-01T13:45:01.123456Z".len());
+        assert_eq!(
+            v["time"].as_str().unwrap().len(),
+            "2026-12-01T13:45:01.123456Z".len()
+        );
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! `GET /metrics`: the node's metrics in the Prometheus text format, for a Prometheus on the
+//! admin network. It needs the admin token or the scrape token from `RINGWAY_METRICS_TOKEN`
+//! (Prometheus: `authorization: { credentials_file: ... }`), unless `[metrics] public = true`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use subtle::ConstantTimeEq;
+
+use super::AdminState;
+use super::error::ApiError;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+fn allowed(s: &AdminState, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+    else {
+        return false;
+    };
+    let hash = crate::catalog::hash_key(token.as_bytes());
+    let admin = bool::from(hash.ct_eq(&*s.token_hash));
+    let scrape = s
+        .metrics_token
+        .as_deref()
+        .is_some_and(|m| bool::from(hash.ct_eq(m)));
+    admin | scrape
+}
+
+async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    let public = s.publisher.current().config.metrics.public;
+    if !public && !allowed(&s, &headers) {
+        return ApiError::unauthorized(
+            "/metrics needs Authorization: Bearer with the admin token or RINGWAY_METRICS_TOKEN",
+        )
+        .into_response();
+    }
+    let body = s.publisher.render_metrics();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
