@@ -358,10 +358,12 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
             },
             Ok(Event::Stop) => {
                 tracing::info!(drain = ?drain, "shutting down: no new connections, draining requests in flight");
+                // The gateway first: its call log hands its last analytics minute to the control
+                // plane, which stores it before it stops.
+                gateway.shutdown(drain);
                 if let Some(cp) = control {
                     cp.shutdown();
                 }
-                gateway.shutdown(drain);
                 tracing::info!("stopped");
                 return Ok(());
             }

@@ -8,6 +8,7 @@
 //! the data plane uses the control plane.
 
 pub mod admin;
+pub mod analytics;
 pub mod catalog;
 pub mod declarative;
 pub mod jwt;
@@ -259,6 +260,8 @@ async fn run(
         }
     };
     let admin_publisher = publisher.clone();
+    let publisher_for_analytics = publisher.clone();
+    let base_analytics = base.analytics.is_some();
     let managed = match Managed::load(&store, base, publisher, keyring).await {
         Ok(m) => Arc::new(Mutex::new(m)),
         Err(e) => {
@@ -309,6 +312,33 @@ async fn run(
         }
     };
     tokio::spawn(jwks_refresh);
+    let rollups = publisher_for_analytics.take_rollups();
+    if base_analytics {
+        tokio::spawn(analytics::maintain(
+            store.clone(),
+            publisher_for_analytics.clone(),
+        ));
+    }
+    // Analytics periods are stored on a task of their own, so a shutdown never cuts a write
+    // short: told to stop, it stores what is queued and ends.
+    let (ingest_stop, mut ingest_stopped) = oneshot::channel::<()>();
+    let ingest_store = store.clone();
+    let ingest = tokio::spawn(async move {
+        let Some(mut rx) = rollups else { return };
+        loop {
+            tokio::select! {
+                biased;
+                p = rx.recv() => match p {
+                    Some(p) => analytics::store_period(&ingest_store, p).await,
+                    None => break,
+                },
+                _ = &mut ingest_stopped => {
+                    analytics::drain(&ingest_store, &mut rx).await;
+                    break;
+                }
+            }
+        }
+    });
     let _ = ready.send(Ok(addr));
     match (listener, token_hash) {
         (Some(listener), Some(hash)) => {
@@ -343,5 +373,7 @@ async fn run(
             }
         }
     }
+    let _ = ingest_stop.send(());
+    let _ = ingest.await;
     store.close().await;
 }

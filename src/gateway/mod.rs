@@ -62,7 +62,32 @@ pub struct Control {
     pub metrics: Vec<Arc<ShardMetrics>>,
     /// The call log's counters, once it runs.
     pub call_log: OnceLock<Arc<crate::observe::calllog::Stats>>,
+    /// Finished analytics periods from the call-log writer, until the control plane takes them.
+    rollups: Rollups,
     pub published: PublishStats,
+}
+
+/// The receiving end of the analytics periods, held until the control plane takes it. Locked
+/// twice in the gateway's life (put at start, taken by the control plane), never by a shard.
+#[derive(Default)]
+#[allow(clippy::disallowed_types)]
+struct Rollups(std::sync::Mutex<Option<RollupReceiver>>);
+
+#[allow(clippy::disallowed_types)]
+impl Rollups {
+    fn put(&self, rx: Option<RollupReceiver>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = rx;
+    }
+
+    fn take(&self) -> Option<RollupReceiver> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// Snapshot publications: how many, and how long the last took to build (config and catalog
@@ -208,8 +233,6 @@ pub struct Gateway {
     drivers: Vec<DriverKind>,
     /// The call-log writer, when the shards record calls.
     call_log: Option<CallLog>,
-    /// Finished analytics periods, until the control plane takes them.
-    rollups: Option<RollupReceiver>,
 }
 
 impl Gateway {
@@ -253,6 +276,7 @@ impl Gateway {
                 .map(|_| Arc::new(ShardMetrics::new(max_series)))
                 .collect(),
             call_log: OnceLock::new(),
+            rollups: Rollups::default(),
             published: PublishStats::default(),
             draining: AtomicBool::new(false),
             drain_deadline: AtomicU64::new(u64::MAX),
@@ -269,6 +293,7 @@ impl Gateway {
             recording: wants_records(&snap.config),
         });
         let (mut recorders, call_log, rollups) = start_call_log(&control, workers)?;
+        control.rollups.put(rollups);
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
         for id in (0..workers).rev() {
@@ -314,7 +339,6 @@ impl Gateway {
             drivers,
             checker: Arc::new(OnceLock::new()),
             call_log,
-            rollups,
         };
         g.publisher().ensure_checker();
         Ok(g)
@@ -407,11 +431,6 @@ impl Gateway {
     /// The call log's counters, when it runs.
     pub fn call_log(&self) -> Option<Arc<crate::observe::calllog::Stats>> {
         self.call_log.as_ref().map(|c| c.stats.clone())
-    }
-
-    /// The analytics periods the call-log writer closes (once: the control plane stores them).
-    pub fn take_rollups(&mut self) -> Option<RollupReceiver> {
-        self.rollups.take()
     }
 
     /// `begin_shutdown` + `join`.
@@ -549,6 +568,11 @@ impl SnapshotPublisher {
         p.last_us.store(us, Ordering::Relaxed);
         p.total_us.fetch_add(us, Ordering::Relaxed);
         Ok(generation)
+    }
+
+    /// The analytics periods the call-log writer closes (once: the control plane stores them).
+    pub fn take_rollups(&self) -> Option<RollupReceiver> {
+        self.control.rollups.take()
     }
 
     /// The node's metrics in the Prometheus text format (see `gateway::metrics_text`).

@@ -45,6 +45,8 @@ pub struct Key {
     pub app: String,
     /// Status class: 0 (no status sent), 1..=5.
     pub class: u8,
+    /// The error code the call ended with ("" when it did not end in an error).
+    pub code: String,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +168,7 @@ impl Tap for Rollups {
                 100..=599 => (r.fixed.status / 100) as u8,
                 _ => 0,
             },
+            code: text(Field::ErrorCode),
         };
         if rows.len() >= MAX_KEYS && !rows.contains_key(&key) {
             key.app = "_other".into();
@@ -182,5 +185,29 @@ impl Tap for Rollups {
 
     fn drained(&mut self, last: bool) {
         self.close(SystemTime::now(), last);
+    }
+}
+
+/// The latency histogram as stored (hdrhistogram's V2 serialization).
+pub fn encode_histogram(h: &Histogram<u32>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = hdrhistogram::serialization::Serializer::serialize(
+        &mut hdrhistogram::serialization::V2Serializer::new(),
+        h,
+        &mut out,
+    );
+    out
+}
+
+/// A stored latency histogram; an unreadable one reads as empty (and is logged).
+pub fn decode_histogram(b: &[u8]) -> Histogram<u32> {
+    match hdrhistogram::serialization::Deserializer::new()
+        .deserialize::<u32, _>(&mut std::io::Cursor::new(b))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = ?e, "analytics: a stored latency histogram is unreadable; counted as empty");
+            histogram()
+        }
     }
 }

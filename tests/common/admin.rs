@@ -49,8 +49,8 @@ impl Managed {
     }
 
     pub fn shutdown(self) {
-        self.cp.shutdown();
         self.g.shutdown(std::time::Duration::from_secs(1));
+        self.cp.shutdown();
     }
 }
 

@@ -10,6 +10,7 @@
 //! Every call carries `Authorization: Bearer <token>`: the bootstrap token or a user's (see
 //! [`auth`] for who may do what).
 
+mod analytics;
 mod apps;
 mod audit;
 pub mod auth;
@@ -303,6 +304,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(credentials::routes())
         .merge(openapi::routes())
         .merge(metrics::routes())
+        .merge(analytics::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

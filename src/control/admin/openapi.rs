@@ -5,7 +5,7 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::AdminState;
-use super::{apps, audit, credentials, services, subscriptions, tenants, users};
+use super::{analytics, apps, audit, credentials, services, subscriptions, tenants, users};
 use crate::control::model;
 
 #[derive(OpenApi)]
@@ -15,6 +15,10 @@ use crate::control::model;
         description = "Tenants, users, services, apps, keys and subscriptions of a Ringway gateway. Every call but /login needs Authorization: Bearer <token>."
     ),
     paths(
+        analytics::series,
+        analytics::top,
+        analytics::errors,
+        analytics::calls,
         tenants::create,
         tenants::list,
         tenants::one,

@@ -17,7 +17,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
+mod analytics;
 mod people;
+
+pub use analytics::{DAY, HOUR, MINUTE, Rollup, RollupFilter};
 
 use super::model::{App, AuditEntry, KeyInfo, ServiceRow, Subscription, Tenant};
 

@@ -1,0 +1,227 @@
+//! The analytics rollups in the store (`rollups`, migration 0006): adding a closed period (merged
+//! into what the store has for it, so a late period or a restart within a minute adds up),
+//! downsampling minutes into hours and hours into days, expiry, and range reads.
+
+use std::collections::HashMap;
+
+use super::{Store, StoreError};
+use crate::observe::rollup::{Agg, Key, decode_histogram, encode_histogram};
+
+/// Period lengths, in seconds.
+pub const MINUTE: i64 = 60;
+pub const HOUR: i64 = 3600;
+pub const DAY: i64 = 86_400;
+
+/// A stored rollup row.
+#[derive(Debug, Clone)]
+pub struct Rollup {
+    pub res: i64,
+    pub bucket: i64,
+    pub key: Key,
+    pub agg: Agg,
+}
+
+/// What a range read keeps.
+#[derive(Debug, Default, Clone)]
+pub struct RollupFilter {
+    /// Only these tenants (`None`: every tenant, the config file's routes included).
+    pub tenants: Option<Vec<String>>,
+    pub service: Option<String>,
+    pub app: Option<String>,
+    pub route: Option<String>,
+}
+
+type Row = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Vec<u8>,
+);
+
+fn from_row(r: Row) -> Rollup {
+    let (res, bucket, tenant, service, route, app, class, code, count, errors, bin, bout, lat) = r;
+    Rollup {
+        res,
+        bucket,
+        key: Key {
+            tenant,
+            service,
+            route,
+            app,
+            class: class as u8,
+            code,
+        },
+        agg: Agg {
+            count: count as u64,
+            errors: errors as u64,
+            bytes_in: bin as u64,
+            bytes_out: bout as u64,
+            latency: decode_histogram(&lat),
+        },
+    }
+}
+
+const COLUMNS: &str = "res, bucket, tenant, service, route, app, class, code, count, errors, bytes_in, bytes_out, latency";
+
+impl Store {
+    /// Adds `rows` to the period (`res`, `bucket`), merging with what is stored for each key.
+    pub async fn add_rollups(
+        &self,
+        res: i64,
+        bucket: i64,
+        rows: &[(Key, Agg)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for (k, a) in rows {
+            merge_into(&mut tx, res, bucket, k, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Merges every `from`-long period that starts before `before` into `to`-long ones, and
+    /// deletes the merged rows; one transaction per target period, so an interruption loses
+    /// nothing and counts nothing twice. Returns the rows merged.
+    pub async fn downsample(&self, from: i64, to: i64, before: i64) -> Result<u64, StoreError> {
+        let before = before - before.rem_euclid(to);
+        let targets: Vec<(i64,)> = sqlx::query_as(
+            "SELECT DISTINCT (bucket / $3) * $3 FROM rollups WHERE res = $1 AND bucket < $2",
+        )
+        .bind(from)
+        .bind(before)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut merged = 0;
+        for (target,) in targets {
+            let mut tx = self.begin().await?;
+            let rows: Vec<Row> = sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM rollups WHERE res = $1 AND bucket >= $2 AND bucket < $3"
+            ))
+            .bind(from)
+            .bind(target)
+            .bind(target + to)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut sum: HashMap<Key, Agg> = HashMap::new();
+            for r in rows.into_iter().map(from_row) {
+                merged += 1;
+                sum.entry(r.key).or_default().merge(&r.agg);
+            }
+            for (k, a) in &sum {
+                merge_into(&mut tx, to, target, k, a).await?;
+            }
+            sqlx::query("DELETE FROM rollups WHERE res = $1 AND bucket >= $2 AND bucket < $3")
+                .bind(from)
+                .bind(target)
+                .bind(target + to)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(merged)
+    }
+
+    /// Deletes `res`-long periods that start before `before`. Returns the rows deleted.
+    pub async fn expire_rollups(&self, res: i64, before: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM rollups WHERE res = $1 AND bucket < $2")
+            .bind(res)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Every stored period that starts in `[from, to)`, whatever its resolution, that `f` keeps.
+    pub async fn rollups(
+        &self,
+        from: i64,
+        to: i64,
+        f: &RollupFilter,
+    ) -> Result<Vec<Rollup>, StoreError> {
+        let mut q =
+            sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM rollups WHERE bucket >= "));
+        q.push_bind(from).push(" AND bucket < ").push_bind(to);
+        if let Some(ts) = &f.tenants {
+            if ts.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" AND tenant IN (");
+            let mut sep = q.separated(", ");
+            for t in ts {
+                sep.push_bind(t.clone());
+            }
+            q.push(")");
+        }
+        for (col, v) in [
+            ("service", &f.service),
+            ("app", &f.app),
+            ("route", &f.route),
+        ] {
+            if let Some(v) = v {
+                q.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        let rows: Vec<Row> = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+}
+
+async fn merge_into(
+    tx: &mut super::Tx,
+    res: i64,
+    bucket: i64,
+    k: &Key,
+    a: &Agg,
+) -> Result<(), StoreError> {
+    let old: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM rollups WHERE res = $1 AND bucket = $2 AND tenant = $3 \
+         AND service = $4 AND route = $5 AND app = $6 AND class = $7 AND code = $8"
+    ))
+    .bind(res)
+    .bind(bucket)
+    .bind(&k.tenant)
+    .bind(&k.service)
+    .bind(&k.route)
+    .bind(&k.app)
+    .bind(i64::from(k.class))
+    .bind(&k.code)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let mut sum = a.clone();
+    if let Some(o) = old {
+        sum.merge(&from_row(o).agg);
+    }
+    sqlx::query(&format!(
+        "INSERT INTO rollups ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (res, bucket, tenant, service, route, app, class, code) DO UPDATE SET \
+         count = excluded.count, errors = excluded.errors, bytes_in = excluded.bytes_in, \
+         bytes_out = excluded.bytes_out, latency = excluded.latency"
+    ))
+    .bind(res)
+    .bind(bucket)
+    .bind(&k.tenant)
+    .bind(&k.service)
+    .bind(&k.route)
+    .bind(&k.app)
+    .bind(i64::from(k.class))
+    .bind(&k.code)
+    .bind(sum.count as i64)
+    .bind(sum.errors as i64)
+    .bind(sum.bytes_in as i64)
+    .bind(sum.bytes_out as i64)
+    .bind(encode_histogram(&sum.latency))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
