@@ -411,3 +411,171 @@ fn reload_moves_the_file_and_refuses_turning_records_on() {
     assert!(e.to_string().contains("call_log"), "{e}");
     assert!(e.to_string().contains("restart"), "{e}");
 }
+
+/// Under load, with every kind of outcome at once (served, parser refusals, a rate limit, an
+/// upstream that refuses connections, clients that leave mid-request), the records equal the
+/// requests and the status classes add up, over 2 shards.
+#[test]
+fn records_equal_requests_under_load() {
+    let up = Mock::ok("load");
+    let dead = dead_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = calls_path(&dir);
+    let g = gateway_workers(
+        Driver::Uring,
+        &format!(
+            r#"
+            {log}
+            {ok}
+            {dead}
+            [[routes]]
+            name = "limited"
+            path_exact = "/limited"
+            upstream = "ok"
+            [[routes.rate_limits]]
+            key = "client_ip"
+            limit = 20
+            per = "hour"
+            [[routes]]
+            name = "dead"
+            path_prefix = "/dead"
+            upstream = "dead"
+            [[routes]]
+            name = "ok"
+            path_prefix = "/"
+            upstream = "ok"
+            "#,
+            log = log_table(&path, ""),
+            ok = upstream("ok", up.addr),
+            dead = upstream("dead", dead.addr),
+        ),
+        2,
+    );
+    let a = addr(&g);
+    let per_thread = 100;
+    let threads = 6;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let mut c = Client::connect(a);
+                for i in 0..per_thread {
+                    match (t + i) % 5 {
+                        0 => assert!(matches!(c.get("/limited").status, 200 | 429)),
+                        1 => assert_eq!(get(a, "/dead").status, 502),
+                        2 => assert_eq!(
+                            raw_request(a, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+                                .unwrap()
+                                .status,
+                            400
+                        ),
+                        3 => {
+                            let mut s = TcpStream::connect(a).unwrap();
+                            s.write_all(
+                                b"POST /x HTTP/1.1\r\nHost: t\r\ncontent-length: 9\r\n\r\nab",
+                            )
+                            .unwrap();
+                            s.shutdown(std::net::Shutdown::Write).unwrap();
+                            let _ = s.read_to_end(&mut Vec::new());
+                        }
+                        _ => assert_eq!(c.get(&format!("/ok/{t}/{i}")).status, 200),
+                    }
+                }
+            });
+        }
+    });
+    let sent = (threads * per_thread) as u64;
+    let t = g.requests();
+    assert_eq!(t.finished, sent, "{t:?}");
+    wait_written(&g, sent);
+    let recs = lines(&path);
+    assert_eq!(recs.len() as u64, sent);
+    let mut by_class = [0u64; 6];
+    for r in &recs {
+        by_class[(r["status"].as_u64().unwrap() / 100) as usize] += 1;
+    }
+    assert_eq!(by_class, t.by_class, "records and counters agree by class");
+    assert_eq!(g.requests().log_dropped, 0);
+}
+
+/// The OTLP sink posts OTLP/HTTP JSON log records a collector accepts (the structure, ids as hex,
+/// int64s as strings, semantic-convention attribute names), retries a collector that answers 503,
+/// and counts what it delivered.
+#[test]
+fn otlp_sink_exports_log_records() {
+    let up = Mock::ok("o");
+    let posts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p2 = posts.clone();
+    let collector = Mock::start(move |_| {
+        let n = p2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let status = if n == 0 {
+            "503 Service Unavailable"
+        } else {
+            "200 OK"
+        };
+        Reply::Raw(format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\n{{}}").into_bytes())
+    });
+    let g = gateway(
+        Driver::Uring,
+        &format!(
+            "[call_log]\n[call_log.otlp]\nendpoint = \"http://{}/v1/logs\"\nflush = \"50ms\"\nheaders = {{ x-collector-token = \"t0k\" }}\nservice_name = \"edge-1\"\n{}\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"up\"\n",
+            collector.addr,
+            upstream("up", up.addr)
+        ),
+    );
+    let a = addr(&g);
+    for i in 0..3 {
+        assert_eq!(get(a, &format!("/o{i}?q=1")).status, 200);
+    }
+    let stats = g.call_log().unwrap();
+    wait_for("3 records exported", || stats.written(Sink::Otlp) >= 3);
+    let seen = collector.requests();
+    assert!(seen.len() >= 2, "a 503 then a retry");
+    let last = seen.last().unwrap();
+    assert_eq!(last.method, "POST");
+    assert_eq!(last.target, "/v1/logs");
+    assert_eq!(last.header("content-type"), Some("application/json"));
+    assert_eq!(last.header("x-collector-token"), Some("t0k"));
+    let mut records = Vec::new();
+    for req in seen.iter().skip(1) {
+        let v: Value = serde_json::from_slice(&req.body).unwrap();
+        let rl = &v["resourceLogs"][0];
+        assert_eq!(rl["resource"]["attributes"][0]["key"], "service.name");
+        assert_eq!(
+            rl["resource"]["attributes"][0]["value"]["stringValue"],
+            "edge-1"
+        );
+        assert_eq!(rl["scopeLogs"][0]["scope"]["name"], "ringway.call_log");
+        records.extend(rl["scopeLogs"][0]["logRecords"].as_array().unwrap().clone());
+    }
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        assert!(
+            r["timeUnixNano"]
+                .as_str()
+                .unwrap()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        );
+        assert_eq!(r["severityNumber"], 9);
+        assert_eq!(r["traceId"].as_str().unwrap().len(), 32);
+        assert_eq!(r["spanId"].as_str().unwrap().len(), 16);
+        let attrs: std::collections::HashMap<String, Value> = r["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| (kv["key"].as_str().unwrap().to_string(), kv["value"].clone()))
+            .collect();
+        assert_eq!(attrs["http.request.method"]["stringValue"], "GET");
+        assert_eq!(attrs["http.response.status_code"]["intValue"], "200");
+        assert_eq!(attrs["http.route"]["stringValue"], "r");
+        assert_eq!(attrs["url.query"]["stringValue"], "q=1");
+        assert!(
+            attrs["url.path"]["stringValue"]
+                .as_str()
+                .unwrap()
+                .starts_with("/o")
+        );
+        assert_eq!(attrs["client.address"]["stringValue"], "127.0.0.1");
+    }
+    assert_eq!(stats.dropped(Sink::Otlp), 0);
+}
