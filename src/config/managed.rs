@@ -38,6 +38,10 @@ pub struct ServiceRoute {
     pub rewrite_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_host: Option<String>,
+    /// Bytes of each request and response body kept in the call record (at most 65536), for
+    /// debugging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_body: Option<u64>,
 }
 
 /// A managed service's routes and upstream, validated. The routes' `ProxyAction::upstream` is 0
@@ -149,6 +153,7 @@ pub fn managed_service(
             strip_prefix: r.strip_prefix,
             rewrite_prefix: r.rewrite_prefix.clone(),
             upstream_host: r.upstream_host.clone(),
+            capture_body: r.capture_body.map(super::units::Size),
             ..Default::default()
         };
         if r.path_prefix.is_none() && r.path_exact.is_none() {

@@ -257,6 +257,8 @@ pub struct RouteConfig {
     /// Empty = any method.
     pub methods: Vec<Method>,
     pub max_body_size: u64,
+    /// Body bytes kept in the call record (0: none).
+    pub capture_body: usize,
     pub retry_non_idempotent: bool,
     /// Rate and concurrency limits (empty = none).
     pub limits: RouteLimitsConfig,

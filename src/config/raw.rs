@@ -261,6 +261,9 @@ pub struct RawRoute {
     /// Host header sent upstream; absent = the client's Host is preserved.
     pub upstream_host: Option<String>,
     pub max_body_size: Option<Size>,
+    /// Bytes of each request and response body kept in the call record (0 / absent: none), for
+    /// debugging; JSON fields in `call_log.redact_fields` are redacted.
+    pub capture_body: Option<Size>,
     /// Let the upstream's retry policy retry non-idempotent requests (POST, PATCH) too.
     pub retry_non_idempotent: Option<bool>,
     /// Upstream used while the route's upstream has an open circuit breaker...

@@ -437,6 +437,7 @@ pub(super) fn route(
         }
     }
     let max_body_size = r.max_body_size.map(|s| s.0).unwrap_or(http.max_body_size);
+    let capture_body = size(r.capture_body, 0, &f("capture_body"), 0, 64 * KIB)? as usize;
     let retry_non_idempotent = r.retry_non_idempotent.unwrap_or(false);
     if retry_non_idempotent && r.upstream.is_none() {
         return Err(ConfigError::invalid(
@@ -547,6 +548,7 @@ pub(super) fn route(
         path,
         methods,
         max_body_size,
+        capture_body,
         retry_non_idempotent,
         limits,
         action,

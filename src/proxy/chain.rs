@@ -123,6 +123,8 @@ pub async fn serve(
 ) -> Next {
     kit.response_headers.clear();
     kit.upstream_headers.clear();
+    kit.capture_req.clear();
+    kit.capture_resp.clear();
     let mut cx = Cx::new(conn, kit, state, ctx);
     let mut identified = identify(&mut cx);
     if identified.is_ok() && cx.pending.is_some() {

@@ -199,6 +199,8 @@ fn record(shard: &ShardCtx, ctx: &RequestCtx, seen: Seen<'_>) {
         fields[Field::Path as usize] = if ctx.path_rewritten { &kit.path } else { path };
         fields[Field::UserAgent as usize] = ua;
         fields[Field::Headers as usize] = headers;
+        fields[Field::RequestBody as usize] = &kit.capture_req;
+        fields[Field::ResponseBody as usize] = &kit.capture_resp;
     }
     let mut msg = StackText {
         len: 0,

@@ -74,6 +74,30 @@ impl Body {
     }
 }
 
+/// Where the first bytes of a body go for the call record (`call_log` with a route's
+/// `capture_body`): body data only (chunk framing removed), at most `cap` bytes.
+pub struct Capture<'a> {
+    pub out: &'a mut Vec<u8>,
+    pub cap: usize,
+}
+
+impl Capture<'_> {
+    pub fn full(&self) -> bool {
+        self.out.len() >= self.cap
+    }
+
+    /// Keeps the body data at `ranges` of `data`, up to the cap.
+    pub fn take(&mut self, data: &[u8], ranges: &[(usize, usize)]) {
+        for &(s, e) in ranges {
+            let room = self.cap.saturating_sub(self.out.len());
+            if room == 0 {
+                break;
+            }
+            self.out.extend_from_slice(&data[s..e.min(s + room)]);
+        }
+    }
+}
+
 /// Which end failed.
 #[derive(Debug)]
 pub enum RelayError {
@@ -158,14 +182,21 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     dechunk: bool,
     limit: u64,
     moved: &mut u64,
+    mut capture: Option<Capture<'_>>,
 ) -> Result<(), RelayError> {
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     loop {
         if !buf.is_empty() {
             ranges.clear();
+            let capturing = capture.as_ref().is_some_and(|c| !c.full());
             let consumed = body
-                .take(buf.data(), dechunk.then_some(&mut ranges))
+                .take(buf.data(), (dechunk || capturing).then_some(&mut ranges))
                 .map_err(RelayError::Chunk)?;
+            if capturing {
+                if let Some(c) = capture.as_mut() {
+                    c.take(buf.data(), &ranges);
+                }
+            }
             if body.chunked_data_len() > limit {
                 return Err(RelayError::TooLarge);
             }

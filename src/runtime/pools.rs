@@ -32,6 +32,10 @@ pub struct Kit {
     /// What the call record keeps of the current request's head, captured when it is read
     /// ([`crate::proxy::finish::capture_head`]); empty without a call log.
     pub log_head: Vec<u8>,
+    /// The first bytes of the current request's and response's bodies, for the call record
+    /// (routes with `capture_body`); cleared per request.
+    pub capture_req: Vec<u8>,
+    pub capture_resp: Vec<u8>,
 }
 
 /// Most free items a list holds, whatever the concurrency (a bound on what a burst leaves behind

@@ -384,10 +384,112 @@ pub fn write_line(
         o.key("headers");
         headers(o.out, h);
     }
-    o.opt_str("request_body", r.field(Field::RequestBody));
-    o.opt_str("response_body", r.field(Field::ResponseBody));
+    for (k, f) in [
+        ("request_body", Field::RequestBody),
+        ("response_body", Field::ResponseBody),
+    ] {
+        let b = r.field(f);
+        if !b.is_empty() {
+            o.str(k, &redact_body(b, &cfg.redact_fields));
+        }
+    }
     o.end();
     out.push(b'\n');
+}
+
+/// A captured body with the values of secret fields replaced: JSON members named in `fields`
+/// (compared case-insensitively, at any depth, also in a body cut short by the capture's size),
+/// and the same names as parameters of a form (`a=1&password=x`).
+pub fn redact_body<'a>(b: &'a [u8], fields: &[String]) -> Cow<'a, [u8]> {
+    let first = b.iter().find(|c| !c.is_ascii_whitespace());
+    match first {
+        Some(b'{' | b'[') => Cow::Owned(redact_json_text(b, fields)),
+        _ if b.contains(&b'=') && !b.iter().any(|c| c.is_ascii_whitespace()) => {
+            match redact_query(&String::from_utf8_lossy(b), fields) {
+                Cow::Borrowed(_) => Cow::Borrowed(b),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            }
+        }
+        _ => Cow::Borrowed(b),
+    }
+}
+
+/// End of the JSON string starting at `b[i] == '"'` (the index after its closing quote), or
+/// `None` when it is cut off.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// Token-level redaction of JSON text (valid or cut short): a member whose name is in `fields`
+/// gets `"[REDACTED]"` for its value, whatever the value was.
+fn redact_json_text(b: &[u8], fields: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'"' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let Some(end) = string_end(b, i) else {
+            out.extend_from_slice(&b[i..]);
+            break;
+        };
+        out.extend_from_slice(&b[i..end]);
+        let name = &b[i + 1..end - 1];
+        i = end;
+        let mut j = i;
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        let secret = fields
+            .iter()
+            .any(|f| f.as_bytes().eq_ignore_ascii_case(name));
+        if j >= b.len() || b[j] != b':' || !secret {
+            continue;
+        }
+        // `name:` then the value: skipped whole (a string, or up to the next `,` `}` `]` at this
+        // level for anything else) and replaced.
+        j += 1;
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        out.extend_from_slice(&b[i..j]);
+        let mut depth = 0i32;
+        let mut k = j;
+        while k < b.len() {
+            match b[k] {
+                b'"' => match string_end(b, k) {
+                    Some(e) => k = e,
+                    None => k = b.len(),
+                },
+                b'{' | b'[' => {
+                    depth += 1;
+                    k += 1;
+                }
+                b'}' | b']' if depth > 0 => {
+                    depth -= 1;
+                    k += 1;
+                }
+                b',' | b'}' | b']' if depth == 0 => break,
+                _ => k += 1,
+            }
+            if depth == 0 && k > j && b[j] == b'"' {
+                break;
+            }
+        }
+        out.extend_from_slice(b"\"[REDACTED]\"");
+        i = k;
+    }
+    out
 }
 
 /// The line that stands for records dropped before they reached this sink's writer.
@@ -467,6 +569,40 @@ mod tests {
             v["time"].as_str().unwrap().len(),
             "2026-12-01T13:45:01.123456Z".len()
         );
+    }
+
+    #[test]
+    fn body_redaction_table() {
+        let n = names(crate::config::observe::REDACTED_FIELDS);
+        let cases: [(&str, &str); 8] = [
+            (
+                r#"{"user":"u","password":"p"}"#,
+                r#"{"user":"u","password":"[REDACTED]"}"#,
+            ),
+            (
+                r#"{"a":{"Token": 12, "b": [1,2]}}"#,
+                r#"{"a":{"Token": "[REDACTED]", "b": [1,2]}}"#,
+            ),
+            (
+                r#"[{"secret":{"x":"y","z":[1]}},{"k":1}]"#,
+                r#"[{"secret":"[REDACTED]"},{"k":1}]"#,
+            ),
+            (
+                r#"{"api_key":"abc\"def","n":1}"#,
+                r#"{"api_key":"[REDACTED]","n":1}"#,
+            ),
+            (r#"{"password":"cut sh"#, r#"{"password":"[REDACTED]""#),
+            (
+                r#"{"note":"password","x":1}"#,
+                r#"{"note":"password","x":1}"#,
+            ),
+            ("user=u&password=p", "user=u&password=[REDACTED]"),
+            ("plain text password=p", "plain text password=p"),
+        ];
+        for (b, want) in cases {
+            let got = redact_body(b.as_bytes(), &n);
+            assert_eq!(String::from_utf8_lossy(&got), want, "{b}");
+        }
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl CallLog {
             last_warn: None,
             times: json::TimeText::default(),
             line_capacity: 0,
+            sent: Vec::new(),
         };
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -154,8 +155,11 @@ struct Writer {
     ring_dropped: u64,
     last_warn: Option<Instant>,
     times: json::TimeText,
-    /// Size of the last batch of lines: the next one starts that large (no regrowth per drain).
+    /// Size of the last batch of lines: a new buffer starts that large.
     line_capacity: usize,
+    /// Batches handed to the sinks; a buffer is reused once every sink is done with it, so a
+    /// steady load formats into the same few buffers (no allocation, no page faults per drain).
+    sent: Vec<Arc<Vec<u8>>>,
 }
 
 impl Writer {
@@ -165,7 +169,7 @@ impl Writer {
             let config = (self.config)();
             let cfg = config.call_log.as_ref();
             self.sinks.configure(cfg, &self.stats);
-            let mut lines = Vec::with_capacity(self.line_capacity);
+            let mut lines = self.line_buffer();
             let mut count = 0u64;
             let mut otlp = Vec::new();
             let clock_pair = WallClock::now();
@@ -175,9 +179,11 @@ impl Writer {
             self.report_ring_drops(cfg, &mut lines);
             self.line_capacity = lines.len();
             if count > 0 || !lines.is_empty() {
+                let lines = Arc::new(lines);
+                self.sent.push(lines.clone());
                 self.sinks.send(
                     Batch {
-                        lines: Arc::new(lines),
+                        lines,
                         records: count,
                         otlp,
                     },
@@ -239,6 +245,22 @@ impl Writer {
         }
         self.stats.records.fetch_add(count, Ordering::Relaxed);
         count
+    }
+
+    /// An empty buffer for a batch of lines: one the sinks are done with, else a new one.
+    fn line_buffer(&mut self) -> Vec<u8> {
+        if let Some(i) = self.sent.iter().position(|b| Arc::strong_count(b) == 1) {
+            let b = self.sent.swap_remove(i);
+            if let Ok(mut v) = Arc::try_unwrap(b) {
+                v.clear();
+                return v;
+            }
+        }
+        // Bounded: a stalled sink holds its queue's buffers, the rest are reused.
+        if self.sent.len() > 64 {
+            self.sent.retain(|b| Arc::strong_count(b) > 1);
+        }
+        Vec::with_capacity(self.line_capacity)
     }
 
     /// Says so (in the sinks and the log) when shards dropped records since the last drain.

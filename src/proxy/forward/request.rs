@@ -31,7 +31,7 @@ use crate::upstream::Lease;
 use super::super::answer::Answer;
 use super::super::chain::Cx;
 use super::super::relay::{
-    Body, Ends, RelayError, Source, read_short_body, relay, send as send_gather,
+    Body, Capture, Ends, RelayError, Source, read_short_body, relay, send as send_gather,
 };
 
 /// The request body as forwarding sees it.
@@ -41,6 +41,8 @@ pub struct ReqBody {
     pub prefix: usize,
     /// The whole request (head and body) is in the buffer: it can be sent again.
     pub whole: bool,
+    /// Body bytes to keep for the call record (0: none).
+    pub capture: usize,
 }
 
 /// Takes the body bytes already read and waits for a short rest (not with `Expect: 100-continue`:
@@ -53,9 +55,19 @@ pub async fn prepare(cx: &mut Cx<'_>, route: &RouteConfig) -> Result<ReqBody, An
         Framing::Chunked => Body::Chunked(ChunkedDecoder::new(http.max_head_size)),
         Framing::None | Framing::Close => Body::Length(0),
     };
+    let cap = if cx.conn.shard.recording() {
+        route.capture_body
+    } else {
+        0
+    };
+    let mut ranges = Vec::new();
     let mut prefix = body
-        .take(&cx.kit.buf.data()[head_len..], None)
+        .take(
+            &cx.kit.buf.data()[head_len..],
+            (cap > 0).then_some(&mut ranges),
+        )
         .map_err(|e| Answer::error(e.into()))?;
+    let taken = prefix;
     if body.chunked_data_len() > route.max_body_size {
         return Err(Answer::kind(ErrorKind::BodyTooLarge));
     }
@@ -78,11 +90,23 @@ pub async fn prepare(cx: &mut Cx<'_>, route: &RouteConfig) -> Result<ReqBody, An
         }
     }
     cx.ctx.bytes_in += prefix as u64;
+    if cap > 0 {
+        let kit = &mut *cx.kit;
+        let data = &kit.buf.data()[head_len..];
+        // What came with the head (by its ranges), then what the short read added (contiguous).
+        ranges.push((taken, prefix));
+        Capture {
+            out: &mut kit.capture_req,
+            cap,
+        }
+        .take(data, &ranges);
+    }
     let whole = body.is_done();
     Ok(ReqBody {
         body,
         prefix,
         whole,
+        capture: cap,
     })
 }
 
@@ -244,6 +268,10 @@ async fn stream_body(
             false,
             max_body,
             &mut moved,
+            (body.capture > 0).then_some(Capture {
+                out: &mut kit.capture_req,
+                cap: body.capture,
+            }),
         ));
         let mut answer = pin!(rd.read(ubuf));
         let mut early = None;

@@ -19,6 +19,7 @@ use crate::upstream::{Lease, Upstream};
 
 use super::super::answer::{Answer, client_keep_alive};
 use super::super::chain::{Cx, Next, Upgraded};
+use super::super::relay::Capture;
 use super::super::relay::{Body, Ends, Source, read_short_body, relay};
 use crate::observe::clock;
 
@@ -145,8 +146,14 @@ pub async fn relay_response(
         Framing::Close => Body::Close,
     };
     let resp_len = cx.kit.resp.len;
+    let cap = match cx.ctx.route {
+        Some(r) if cx.conn.shard.recording() => cx.state.snap.config.routes[r].capture_body,
+        _ => 0,
+    };
     let mut ranges = Vec::new();
-    let body_prefix = match rbody.take(&ubuf.data()[resp_len..], dechunk.then_some(&mut ranges)) {
+    let want_ranges = dechunk || cap > 0;
+    let body_prefix = match rbody.take(&ubuf.data()[resp_len..], want_ranges.then_some(&mut ranges))
+    {
         Ok(n) => n,
         Err(e) => {
             cx.conn.shard.pools.put_buf(ubuf);
@@ -166,6 +173,15 @@ pub async fn relay_response(
     let conn = &mut *cx.conn;
     let kit = &mut *cx.kit;
     let (more, filled) = read_short_body(&mut src, &conn.watch, &mut ubuf, &mut rbody).await;
+    if cap > 0 {
+        let mut c = Capture {
+            out: &mut kit.capture_resp,
+            cap,
+        };
+        let data = &ubuf.data()[resp_len..];
+        c.take(data, &ranges);
+        c.take(data, &[(body_prefix, body_prefix + more)]);
+    }
     let body_prefix = body_prefix + more;
     let rw = ResponseRewrite {
         extra: &kit.response_headers,
@@ -180,8 +196,10 @@ pub async fn relay_response(
         let res = conn
             .send(&mut kit.g, &mut ubuf, |g| {
                 rewrite::response_head(g, resp, &rw);
-                for &(s, e) in &ranges {
-                    g.push_main(resp_len + s, resp_len + e);
+                if dechunk {
+                    for &(s, e) in &ranges {
+                        g.push_main(resp_len + s, resp_len + e);
+                    }
                 }
                 total = g.total();
             })
@@ -218,6 +236,10 @@ pub async fn relay_response(
                 dechunk,
                 u64::MAX,
                 &mut moved,
+                (cap > 0).then_some(Capture {
+                    out: &mut kit.capture_resp,
+                    cap,
+                }),
             )
             .await
         }
