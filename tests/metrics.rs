@@ -256,3 +256,78 @@ fn public_metrics() {
     promtool(&r.text());
     m.shutdown();
 }
+
+/// A managed service's route series name its service and tenant; with `metrics.per_app`, each
+/// calling app has its own series.
+#[test]
+fn managed_routes_and_per_app_series() {
+    use serde_json::json;
+    let up = Mock::ok("a");
+    let dir = tempfile::tempdir().unwrap();
+    let m = admin::start(
+        Driver::Uring,
+        1,
+        &dir.path().join("a.db"),
+        "[metrics]\nper_app = true\n",
+    );
+    let t = admin::s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"acme"}"#),
+        "id",
+    );
+    let svc = admin::s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/services",
+            &json!({"tenant_id": t, "name": "orders", "approval": "auto",
+                "routes": [{"path_prefix": "/orders"}],
+                "upstream": {"targets": [up.addr.to_string()]}})
+            .to_string(),
+        ),
+        "id",
+    );
+    m.ok(200, "POST", &format!("/api/v1/services/{svc}/publish"), "");
+    let app = admin::s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/apps",
+            &json!({"tenant_id": t, "name": "shop"}).to_string(),
+        ),
+        "id",
+    );
+    let key = admin::s(
+        &m.ok(201, "POST", &format!("/api/v1/apps/{app}/keys"), "{}"),
+        "key",
+    );
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/subscriptions",
+        &json!({"app_id": app, "service_id": svc}).to_string(),
+    );
+    m.settle();
+    for _ in 0..3 {
+        let r = admin::call(m.proxy(), "/orders/1", &format!("X-API-Key: {key}\r\n"));
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(admin::call(m.proxy(), "/orders/1", "").status, 401);
+    let text = scrape(m.admin, Some(TOKEN)).text();
+    let s = samples(&text);
+    let route = format!(r#"route="{svc}#0",service="{svc}",tenant="{t}""#);
+    assert_eq!(
+        s[&format!("ringway_requests_total{{{route},class=\"2xx\"}}")],
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        s[&format!("ringway_requests_total{{{route},class=\"4xx\"}}")],
+        1.0
+    );
+    assert_eq!(
+        s[&format!("ringway_app_requests_total{{app=\"{app}\",tenant=\"{t}\",class=\"2xx\"}}")],
+        3.0
+    );
+    promtool(&text);
+    m.shutdown();
+}

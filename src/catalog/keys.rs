@@ -199,6 +199,7 @@ mod tests {
             id: "app_1".into(),
             tenant_seq: 1,
             tenant_id: "ten_1".into(),
+            series: 0,
         })
     }
 

@@ -94,6 +94,8 @@ pub struct AppEntry {
     pub id: Box<str>,
     pub tenant_seq: i64,
     pub tenant_id: Box<str>,
+    /// Its metric series slot (`metrics.per_app`; see [`crate::observe::metrics::AppSlots`]).
+    pub series: u32,
 }
 
 /// The managed services and which route of the snapshot's table belongs to which.
@@ -131,6 +133,8 @@ pub struct Catalog {
     /// node's life: every catalog shares it).
     pub hmac: Arc<hmac::HmacIndex>,
     pub replays: Arc<hmac::Replays>,
+    /// By app series slot: the app's id and its tenant's (for the metrics endpoint).
+    pub app_series: Arc<Vec<(Box<str>, Box<str>)>>,
 }
 
 impl std::fmt::Debug for Catalog {

@@ -123,6 +123,9 @@ pub struct RawOtlp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
+    /// Label requests by calling app too (`ringway_app_requests_total`; off by default: one
+    /// series per app, up to `max_series` apps).
+    pub per_app: Option<bool>,
     /// Routes and upstreams with series of their own (read at start); the rest are counted
     /// under `_other`.
     pub max_series: Option<usize>,
@@ -198,6 +201,7 @@ pub struct OtlpConfig {
 pub struct MetricsConfig {
     pub max_series: usize,
     pub public: bool,
+    pub per_app: bool,
 }
 
 impl Default for MetricsConfig {
@@ -205,6 +209,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             max_series: 1000,
             public: false,
+            per_app: false,
         }
     }
 }
@@ -394,6 +399,7 @@ pub(super) fn metrics(m: Option<RawMetrics>) -> Result<MetricsConfig, ConfigErro
     Ok(MetricsConfig {
         max_series: range(m.max_series, d.max_series, "metrics.max_series", 1, 100_000)?,
         public: m.public.unwrap_or(d.public),
+        per_app: m.per_app.unwrap_or(d.per_app),
     })
 }
 

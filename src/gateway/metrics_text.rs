@@ -97,6 +97,31 @@ pub fn render(c: &Control) -> String {
         out.histogram("ringway_request_duration_seconds", &route_labels(i), &h);
     }
 
+    // Calling apps (`metrics.per_app`).
+    if cfg_per_app(&snap) {
+        out.family(
+            "ringway_app_requests_total",
+            "counter",
+            "Finished requests by calling app and status class (metrics.per_app).",
+        );
+        let apps = &snap.catalog.app_series;
+        for (i, (app, tenant)) in apps.iter().enumerate().skip(1) {
+            for (k, class) in CLASSES.iter().enumerate() {
+                let n: u64 = shards
+                    .iter()
+                    .map(|s| s.apps.get(i).map_or(0, |a| get(&a.by_class[k])))
+                    .sum();
+                if n > 0 {
+                    out.line(
+                        "ringway_app_requests_total",
+                        &[("app", app), ("tenant", tenant), ("class", class)],
+                        n,
+                    );
+                }
+            }
+        }
+    }
+
     // Upstreams.
     let ups = &series.upstream_labels;
     let up_used: Vec<usize> = (1..ups.len())
@@ -493,6 +518,10 @@ pub fn render(c: &Control) -> String {
         stats.map_or(0, |s| s.rotations.load(Ordering::Relaxed)),
     );
     out.0
+}
+
+fn cfg_per_app(snap: &crate::state::Snapshot) -> bool {
+    snap.config.metrics.per_app
 }
 
 struct Out(String);

@@ -86,8 +86,16 @@ pub struct UpstreamSeries {
 /// Error codes counted node-wide (the codes of [`crate::error::GatewayError::code`]).
 pub const MAX_CODES: usize = 64;
 
+/// Requests of one calling app by status class (`metrics.per_app`).
+#[derive(Default)]
+pub struct AppSeries {
+    pub by_class: [AtomicU64; 6],
+}
+
 pub struct ShardMetrics {
     pub routes: Box<[RouteSeries]>,
+    /// By app series slot ([`AppSlots`]).
+    pub apps: Box<[AppSeries]>,
     pub upstreams: Box<[UpstreamSeries]>,
     /// By error code, as interned in [`codes`].
     pub errors: [AtomicU64; MAX_CODES],
@@ -106,6 +114,7 @@ impl ShardMetrics {
         ShardMetrics {
             routes: (0..n).map(|_| RouteSeries::default()).collect(),
             upstreams: (0..n).map(|_| UpstreamSeries::default()).collect(),
+            apps: (0..n).map(|_| AppSeries::default()).collect(),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             accepted: AtomicU64::new(0),
             tls_ok: AtomicU64::new(0),
@@ -118,6 +127,11 @@ impl ShardMetrics {
     #[inline]
     pub fn route(&self, slot: u32) -> &RouteSeries {
         &self.routes[(slot as usize).min(self.routes.len() - 1)]
+    }
+
+    #[inline]
+    pub fn app(&self, slot: u32) -> &AppSeries {
+        &self.apps[(slot as usize).min(self.apps.len() - 1)]
     }
 
     #[inline]
@@ -300,4 +314,46 @@ pub fn assign(
         .collect();
     let upstreams: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
     names.assign(routes, &upstreams)
+}
+
+/// App series slots (`metrics.per_app`), handed out by the control plane as apps enter the
+/// catalog: at most `max` apps get one; the others share `_other` (slot 1). Slot 0 is "no app".
+pub struct AppSlots {
+    max: usize,
+    slot: HashMap<String, u32>,
+    labels: Vec<(Box<str>, Box<str>)>,
+    shared: Arc<Vec<(Box<str>, Box<str>)>>,
+}
+
+impl AppSlots {
+    pub fn new(max: usize) -> AppSlots {
+        AppSlots {
+            max,
+            slot: HashMap::new(),
+            labels: vec![("".into(), "".into()), ("_other".into(), "".into())],
+            shared: Arc::default(),
+        }
+    }
+
+    /// The slot of app `id` (of `tenant`), given one if there is room.
+    pub fn slot(&mut self, id: &str, tenant: &str) -> u32 {
+        if let Some(&s) = self.slot.get(id) {
+            return s;
+        }
+        if self.labels.len() >= self.max + 2 {
+            return 1;
+        }
+        let s = self.labels.len() as u32;
+        self.labels.push((id.into(), tenant.into()));
+        self.slot.insert(id.to_string(), s);
+        s
+    }
+
+    /// Every slot's (app, tenant), shared until a slot is added.
+    pub fn labels(&mut self) -> Arc<Vec<(Box<str>, Box<str>)>> {
+        if self.shared.len() != self.labels.len() {
+            self.shared = Arc::new(self.labels.clone());
+        }
+        self.shared.clone()
+    }
 }

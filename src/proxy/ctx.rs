@@ -130,6 +130,8 @@ pub struct Trace {
 pub struct Caller {
     pub app: i64,
     pub tenant: i64,
+    /// The app's metric series slot.
+    pub series: u32,
 }
 
 /// What happened to the request, filled as it goes.

@@ -88,6 +88,11 @@ fn count(shard: &ShardCtx, ctx: &RequestCtx, seen: Seen<'_>) {
     if let Some(e) = &ctx.error {
         add(&m.errors[code_index(e.code())], 1);
     }
+    if let (Some(c), Some(s)) = (ctx.caller, seen.state) {
+        if s.snap.config.metrics.per_app {
+            add(&m.app(c.series).by_class[class], 1);
+        }
+    }
 }
 
 /// Captures what the call record needs from a fresh head, before its bytes can be consumed: the

@@ -30,6 +30,7 @@ use crate::config::{
     Config, ConfigError, LimitAlgorithm, LimitKey, RateLimitConfig, RouteLimitsConfig,
 };
 use crate::gateway::SnapshotPublisher;
+use crate::observe::metrics::AppSlots;
 use std::time::Duration;
 
 mod credentials;
@@ -97,6 +98,8 @@ pub struct Managed {
     /// `[admin] allow_loopback`.
     pub allow_loopback: bool,
     publisher: SnapshotPublisher,
+    /// Metric series slots of the apps (`metrics.per_app`).
+    app_slots: AppSlots,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,8 +191,9 @@ impl Managed {
             .map(|t| (t.id, t.seq))
             .collect();
         let mut apps = HashMap::new();
+        let mut app_slots = AppSlots::new(base.metrics.max_series);
         for a in store.all_apps().await? {
-            let entry = app_entry(&a, &tenants);
+            let entry = app_entry(&a, &tenants, &mut app_slots);
             apps.insert(a.id, entry);
         }
         let mut services = BTreeMap::new();
@@ -236,9 +240,11 @@ impl Managed {
                 basic: Arc::default(),
                 hmac: Arc::default(),
                 replays: Arc::default(),
+                app_series: app_slots.labels(),
             },
             services,
             apps,
+            app_slots,
             tenants,
             quota_tables: HashMap::new(),
             quota_uses: Vec::new(),
@@ -402,8 +408,9 @@ impl Managed {
     }
 
     pub fn app_added(&mut self, app: &App) {
-        let entry = app_entry(app, &self.tenants);
+        let entry = app_entry(app, &self.tenants, &mut self.app_slots);
         self.apps.insert(app.id.clone(), entry);
+        self.catalog.app_series = self.app_slots.labels();
     }
 
     /// Composes a new service (`row.seq` 0) or a changed one with the others (its routes must
@@ -729,11 +736,12 @@ fn quota_limits(q: &Quota) -> RouteLimitsConfig {
     }
 }
 
-fn app_entry(a: &App, tenants: &HashMap<String, i64>) -> Arc<AppEntry> {
+fn app_entry(a: &App, tenants: &HashMap<String, i64>, slots: &mut AppSlots) -> Arc<AppEntry> {
     Arc::new(AppEntry {
         seq: a.seq,
         id: a.id.as_str().into(),
         tenant_seq: tenants.get(&a.tenant_id).copied().unwrap_or(-1),
         tenant_id: a.tenant_id.as_str().into(),
+        series: slots.slot(&a.id, &a.tenant_id),
     })
 }

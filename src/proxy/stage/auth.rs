@@ -404,5 +404,6 @@ fn identify(out: &mut Vec<u8>, ctx: &mut RequestCtx, app: &AppEntry) {
     ctx.caller = Some(Caller {
         app: app.seq,
         tenant: app.tenant_seq,
+        series: app.series,
     });
 }
