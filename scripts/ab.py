@@ -19,7 +19,7 @@ Usage:
   paths must be absolute or relative to the repository root. Needs nginx (the backend) and wrk.
 """
 
-import argparse, os, statistics, sys, threading, time
+import argparse, os, shutil, statistics, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import (free_port, group_cpu_seconds, require_tools, run_load, start_backend,  # noqa: E402
@@ -85,6 +85,7 @@ def main():
     finally:
         for p in reversed(procs):
             stop_group(p)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -270,6 +270,8 @@ def main():
                           f"p99 {r['p99_ms']} ms errors {r['errors']}", file=sys.stderr)
     finally:
         stop_group(backend)
+        # The scratch directory holds what the proxies wrote (call logs, access logs).
+        shutil.rmtree(d, ignore_errors=True)
 
     summary = {"size": a.size, "conns": a.conns, "secs": a.secs, "rounds": a.rounds, "tool": a.tool, "proxies": {}}
     for name, runs in results.items():

@@ -98,6 +98,7 @@ pub fn report(config: &Config) -> (String, usize) {
             );
         }
     }
+    observe_report(&mut out, config);
     let _ = writeln!(out, "\nroutes (most specific match wins):");
     for (i, r) in config.routes.iter().enumerate() {
         let hosts = if r.hosts.is_empty() {
@@ -355,5 +356,78 @@ fn kernel_older_than(major: u32, minor: u32) -> bool {
     match (it.next(), it.next()) {
         (Some(a), Some(b)) => (a, b) < (major, minor),
         _ => false,
+    }
+}
+
+/// The call log's sinks, the metrics endpoint and the analytics retention, one line each.
+fn observe_report(out: &mut String, config: &Config) {
+    let _ = match &config.call_log {
+        None => writeln!(out, "\ncall log: off"),
+        Some(c) => {
+            let mut sinks = Vec::new();
+            if let Some(f) = &c.file {
+                sinks.push(format!(
+                    "file {} (rotated at {} MiB or {}, {} kept)",
+                    f.path.display(),
+                    f.max_size / (1024 * 1024),
+                    span(f.max_age),
+                    f.keep
+                ));
+            }
+            if c.stdout {
+                sinks.push("stdout".to_string());
+            }
+            if let Some(o) = &c.otlp {
+                sinks.push(format!("OTLP {}", o.endpoint));
+            }
+            if sinks.is_empty() {
+                sinks.push("no sink (records feed analytics only)".to_string());
+            }
+            writeln!(
+                out,
+                "\ncall log: {}; query strings {}, trace context {}, {} bytes of ring per shard",
+                sinks.join(", "),
+                match c.query {
+                    crate::config::observe::QueryMode::Keep => "kept",
+                    crate::config::observe::QueryMode::Redact => "redacted",
+                    crate::config::observe::QueryMode::Drop => "dropped",
+                },
+                if c.trace { "on" } else { "off" },
+                c.buffer
+            )
+        }
+    };
+    if config.admin.is_some() {
+        let m = &config.metrics;
+        let _ = writeln!(
+            out,
+            "metrics: GET /metrics on the admin listener ({}), up to {} series per kind{}",
+            if m.public {
+                "no token"
+            } else {
+                "admin token or RINGWAY_METRICS_TOKEN"
+            },
+            m.max_series,
+            if m.per_app { ", per app" } else { "" }
+        );
+    }
+    if let Some(a) = &config.analytics {
+        let _ = writeln!(
+            out,
+            "analytics: per-minute rollups kept {}, per-hour {}, per-day {}",
+            span(a.minutes),
+            span(a.hours),
+            span(a.days)
+        );
+    }
+}
+
+/// A retention as whole days when it is one (`35d`), else as humantime writes it.
+fn span(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
     }
 }

@@ -154,7 +154,10 @@ fn one_record_per_request(driver: Driver) {
     assert_eq!(served["query"], "x=1");
     assert_eq!(served["target"], ok.addr.to_string());
     assert_eq!(served["tries"], 1);
-    assert_eq!(served["breaker"], "closed");
+    assert!(
+        served.get("breaker").is_none(),
+        "the upstream has no breaker"
+    );
     assert_eq!(served["client_ip"], "127.0.0.1");
     assert!(served["bytes_out"].as_u64().unwrap() > 4);
     assert!(
@@ -484,6 +487,8 @@ fn records_equal_requests_under_load() {
         }
     });
     let sent = (threads * per_thread) as u64;
+    // A client may read its answer before the gateway has ended the request.
+    wait_for("every request finished", || g.requests().finished >= sent);
     let t = g.requests();
     assert_eq!(t.finished, sent, "{t:?}");
     wait_written(&g, sent);

@@ -197,6 +197,23 @@ fn counts_every_outcome(driver: Driver) {
     assert_eq!(v(r#"ringway_call_log_dropped_total{stage="shard"}"#), 0.0);
     assert!(v("ringway_config_generation") >= 1.0);
     promtool(&text);
+    // The call records say what the breaker did.
+    let calls = std::fs::read_to_string(dir.path().join("calls.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = calls
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dead: Vec<&serde_json::Value> = recs.iter().filter(|r| r["route"] == "dead").collect();
+    assert!(
+        dead.iter()
+            .any(|r| r["status"] == 503 && r["breaker"] == "open"),
+        "{dead:?}"
+    );
+    assert!(
+        dead.iter()
+            .any(|r| r["status"] == 502 && r["breaker"] == "closed"),
+        "{dead:?}"
+    );
     m.shutdown();
 }
 both_drivers!(counts_every_outcome, counts_every_outcome);

@@ -187,7 +187,8 @@ fn record(shard: &ShardCtx, ctx: &RequestCtx, seen: Seen<'_>) {
         let config = &state.snap.config;
         if let Some(route) = config.routes.get(i) {
             fields[Field::Route as usize] = route.name.as_bytes();
-            f.set_breaker(breaker(ctx, &route.action));
+            let has = |u: usize| state.snap.breakers.get(u).is_some_and(Option::is_some);
+            f.set_breaker(breaker(ctx, &route.action, has));
         }
         if let Some(s) = state.snap.catalog.services.of_route(i) {
             fields[Field::Service as usize] = s.id.as_bytes();
@@ -237,8 +238,8 @@ fn method_index(m: Method) -> u8 {
     }
 }
 
-/// The breaker's part in a request on a route of `action`.
-fn breaker(ctx: &RequestCtx, action: &RouteAction) -> Breaker {
+/// The breaker's part in a request on a route of `action` (`has`: whether an upstream has one).
+fn breaker(ctx: &RequestCtx, action: &RouteAction, has: impl Fn(usize) -> bool) -> Breaker {
     if ctx
         .error
         .as_ref()
@@ -248,7 +249,7 @@ fn breaker(ctx: &RequestCtx, action: &RouteAction) -> Breaker {
     }
     match (action, ctx.upstream) {
         (RouteAction::Proxy(p), Some(u)) if u != p.upstream => Breaker::Fallback,
-        (RouteAction::Proxy(_), Some(_)) => Breaker::Passed,
+        (RouteAction::Proxy(_), Some(u)) if has(u) => Breaker::Passed,
         _ => Breaker::None,
     }
 }

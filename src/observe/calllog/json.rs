@@ -397,6 +397,25 @@ pub fn write_line(
     out.push(b'\n');
 }
 
+/// The JSON line of `r` under the default call-log config (the fuzz target's entry point).
+#[doc(hidden)]
+pub fn fuzz_line(r: &Record<'_>) -> Vec<u8> {
+    static CFG: std::sync::OnceLock<Option<CallLogConfig>> = std::sync::OnceLock::new();
+    let cfg = CFG.get_or_init(|| {
+        crate::config::Config::from_toml(
+            "[[routes]]\npath_prefix = \"/\"\nrespond = { status = 200 }\n[call_log]\n",
+        )
+        .ok()
+        .and_then(|c| c.call_log)
+    });
+    let mut out = Vec::new();
+    if let Some(cfg) = cfg {
+        let f = Facts::of(r, &WallClock::now());
+        write_line(&mut out, r, &f, cfg, &mut TimeText::default());
+    }
+    out
+}
+
 /// A captured body with the values of secret fields replaced: JSON members named in `fields`
 /// (compared case-insensitively, at any depth, also in a body cut short by the capture's size),
 /// and the same names as parameters of a form (`a=1&password=x`).
