@@ -660,3 +660,31 @@ fn body_capture(driver: Driver) {
     assert!(by("/p").get("response_body").is_none());
 }
 both_drivers!(body_capture, body_capture);
+
+/// A managed service's routes take `capture_body` like the config file's (bounded, named on
+/// error).
+#[test]
+fn managed_routes_take_capture_body() {
+    let up = Mock::ok("m");
+    let dir = tempfile::tempdir().unwrap();
+    let m = common::admin::start(Driver::Uring, 1, &dir.path().join("c.db"), "[call_log]\n");
+    let t = common::admin::s(
+        &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"t"}"#),
+        "id",
+    );
+    let body = |cap: u64| {
+        serde_json::json!({"tenant_id": t, "name": format!("s{cap}"),
+            "routes": [{"path_prefix": format!("/c{cap}"), "capture_body": cap}],
+            "upstream": {"targets": [up.addr.to_string()]}})
+        .to_string()
+    };
+    let (st, v, _) = m.api("POST", "/api/v1/services", Some(&body(100_000)));
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["error"]["fields"].get("routes[0].capture_body").is_some(),
+        "{v}"
+    );
+    let svc = m.ok(201, "POST", "/api/v1/services", &body(32));
+    assert_eq!(svc["routes"][0]["capture_body"], 32);
+    m.shutdown();
+}

@@ -416,3 +416,74 @@ fn idle_rate_limit_tables_stay_out_of_memory() {
     eprintln!("RSS with 40 idle limit tables: {rss} KiB");
     assert!(rss < 32 * 1024, "RSS {rss} KiB with 40 idle limit tables");
 }
+
+/// `call_log.stdout` writes one JSON line per call to the process's standard output; when
+/// nobody reads that pipe (it fills at 64 KiB), requests are served all the same.
+#[test]
+fn call_log_to_stdout_and_a_stdout_nobody_reads() {
+    let up = Mock::ok("s");
+    for read_it in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            config(
+                "io_uring",
+                up.addr,
+                "path_prefix = \"/\"\n[call_log]\nstdout = true\nsink_queue = 1000\n",
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = wait_line(&rx, "ringway listening");
+        let addr: SocketAddr = line
+            .split("listen=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.split(',').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        if read_it {
+            let mut c = Client::connect(addr);
+            for i in 0..3 {
+                assert_eq!(c.get(&format!("/s{i}")).status, 200);
+            }
+            let mut lines = BufReader::new(stdout).lines();
+            for i in 0..3 {
+                let l = lines.next().unwrap().unwrap();
+                let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+                assert_eq!(v["path"], format!("/s{i}"));
+                assert_eq!(v["status"], 200);
+            }
+        } else {
+            // ~20 MB of lines into a pipe that holds 64 KiB: the sink blocks, the shard does not.
+            let mut c = Client::connect(addr);
+            let t = Instant::now();
+            for i in 0..20_000 {
+                assert_eq!(c.get(&format!("/n{i}")).status, 200);
+            }
+            assert!(t.elapsed() < Duration::from_secs(60));
+            drop(stdout);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
