@@ -51,6 +51,37 @@ fn calls_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("logs").join("calls.jsonl")
 }
 
+/// Routes with every outcome: `/limited` (`limit` calls per hour, node-wide), `/dead` (an upstream
+/// that refuses connections), and `ok_prefix` proxied to `ok`; with a call log to `path`.
+fn outcome_routes(path: &Path, ok: &Mock, dead: &DeadPort, limit: u32, ok_prefix: &str) -> String {
+    format!(
+        r#"
+        {log}
+        {ok}
+        {dead}
+        [[routes]]
+        name = "limited"
+        path_exact = "/limited"
+        upstream = "ok"
+        [[routes.rate_limits]]
+        key = "client_ip"
+        limit = {limit}
+        per = "hour"
+        [[routes]]
+        name = "dead"
+        path_prefix = "/dead"
+        upstream = "dead"
+        [[routes]]
+        name = "ok"
+        path_prefix = "{ok_prefix}"
+        upstream = "ok"
+        "#,
+        log = log_table(path, ""),
+        ok = upstream("ok", ok.addr),
+        dead = upstream("dead", dead.addr),
+    )
+}
+
 /// Every request, whatever its outcome, is exactly one record, and the record says what happened.
 fn one_record_per_request(driver: Driver) {
     let ok = Mock::ok("fine");
@@ -60,37 +91,9 @@ fn one_record_per_request(driver: Driver) {
     let g = gateway(
         driver,
         &format!(
-            r#"
-            [http]
-            header_timeout = "300ms"
-            max_body_size = "1KiB"
-            {log}
-            {ok}
-            {dead}
-            [[routes]]
-            name = "static"
-            path_exact = "/static"
-            respond = {{ status = 200, body = "s" }}
-            [[routes]]
-            name = "limited"
-            path_exact = "/limited"
-            upstream = "ok"
-            [[routes.rate_limits]]
-            key = "client_ip"
-            limit = 1
-            per = "hour"
-            [[routes]]
-            name = "dead"
-            path_prefix = "/dead"
-            upstream = "dead"
-            [[routes]]
-            name = "ok"
-            path_prefix = "/ok"
-            upstream = "ok"
-            "#,
-            log = log_table(&path, ""),
-            ok = upstream("ok", ok.addr),
-            dead = upstream("dead", dead.addr),
+            "[http]\nheader_timeout = \"300ms\"\nmax_body_size = \"1KiB\"\n{}\n\
+             [[routes]]\nname = \"static\"\npath_exact = \"/static\"\nrespond = {{ status = 200, body = \"s\" }}\n",
+            outcome_routes(&path, &ok, &dead, 1, "/ok")
         ),
     );
     let a = addr(&g);
@@ -427,32 +430,7 @@ fn records_equal_requests_under_load() {
     let path = calls_path(&dir);
     let g = gateway_workers(
         Driver::Uring,
-        &format!(
-            r#"
-            {log}
-            {ok}
-            {dead}
-            [[routes]]
-            name = "limited"
-            path_exact = "/limited"
-            upstream = "ok"
-            [[routes.rate_limits]]
-            key = "client_ip"
-            limit = 20
-            per = "hour"
-            [[routes]]
-            name = "dead"
-            path_prefix = "/dead"
-            upstream = "dead"
-            [[routes]]
-            name = "ok"
-            path_prefix = "/"
-            upstream = "ok"
-            "#,
-            log = log_table(&path, ""),
-            ok = upstream("ok", up.addr),
-            dead = upstream("dead", dead.addr),
-        ),
+        &outcome_routes(&path, &up, &dead, 20, "/"),
         2,
     );
     let a = addr(&g);
