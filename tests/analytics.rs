@@ -391,3 +391,51 @@ fn retention_ages_and_deletes() {
         assert_eq!(again, (0, 0, 0));
     });
 }
+
+/// Under load over 2 shards, with served calls, parser refusals, 404s and upstream failures at
+/// once, the rollups count exactly the requests made (and so does the call log).
+#[test]
+fn rollups_count_every_request_under_load() {
+    let up = Mock::ok("l");
+    let dead = dead_port();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("l.db");
+    let extra = format!(
+        "{}\n{}\n[[routes]]\nname = \"dead\"\npath_prefix = \"/dead\"\nupstream = \"dead\"\n",
+        extra(dir.path(), &up),
+        upstream("dead", dead.addr)
+    );
+    let m = admin::start(Driver::Uring, 2, &store, &extra);
+    let a = m.proxy();
+    let (threads, per) = (4, 100);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let mut c = Client::connect(a);
+                for i in 0..per {
+                    match (t + i) % 4 {
+                        0 => assert_eq!(get(a, "/dead").status, 502),
+                        1 => assert_eq!(c.get("/nowhere").status, 404),
+                        2 => assert_eq!(
+                            raw_request(a, b"GET /file HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+                                .unwrap()
+                                .status,
+                            400
+                        ),
+                        _ => assert_eq!(c.get(&format!("/file/{t}/{i}")).status, 200),
+                    }
+                }
+            });
+        }
+    });
+    let sent = (threads * per) as u64;
+    wait_for("every request finished", || m.g.requests().finished >= sent);
+    m.shutdown();
+    let m = admin::start_config(admin::config(Driver::Uring, 2, &store, &extra), &store);
+    let (_, all) = get_json(&m, admin::TOKEN, "/api/v1/analytics/series?step=1h");
+    assert_eq!(sum(&all, "count"), sent, "{all}");
+    assert_eq!(sum(&all, "errors"), sent * 3 / 4);
+    let lines = std::fs::read_to_string(dir.path().join("calls.jsonl")).unwrap();
+    assert_eq!(lines.lines().count() as u64, sent);
+    m.shutdown();
+}
