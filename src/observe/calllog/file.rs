@@ -5,9 +5,14 @@
 //! name (`calls.jsonl`); a rotated one is renamed with the UTC time of the rotation
 //! (`calls.20261201T134501.123Z.jsonl`), so names sort by age and a search can skip files that end
 //! before the range it looks at. Beyond `keep` rotated files, the oldest are deleted.
+//!
+//! Rotated or deleted by someone else (logrotate without `copytruncate`, an operator's `mv`): the
+//! sink notices before its next write (the path no longer names the file it has open) and opens
+//! a new one, as nginx does on `USR1`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -16,6 +21,8 @@ use crate::config::observe::FileSinkConfig;
 pub struct FileSink {
     cfg: FileSinkConfig,
     file: Option<File>,
+    /// Device and inode of the open file, to notice it was moved away.
+    id: (u64, u64),
     size: u64,
     opened: Instant,
     pub rotations: u64,
@@ -77,6 +84,7 @@ impl FileSink {
         FileSink {
             cfg,
             file: None,
+            id: (0, 0),
             size: 0,
             opened: Instant::now(),
             rotations: 0,
@@ -92,7 +100,9 @@ impl FileSink {
                 .create(true)
                 .append(true)
                 .open(&self.cfg.path)?;
-            self.size = f.metadata()?.len();
+            let m = f.metadata()?;
+            self.size = m.len();
+            self.id = (m.dev(), m.ino());
             self.opened = Instant::now();
             self.file = Some(f);
         }
@@ -105,6 +115,14 @@ impl FileSink {
     /// Writes whole lines; rotates first when they would take the file past its size, or when it
     /// is older than its age.
     pub fn write(&mut self, mut lines: &[u8]) -> std::io::Result<()> {
+        if self.file.is_some() {
+            let still =
+                std::fs::metadata(&self.cfg.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+            if !still {
+                // Moved or deleted by someone else: the lines go to a new file at the path.
+                self.file = None;
+            }
+        }
         while !lines.is_empty() {
             self.open()?;
             if self.due(0) {
@@ -190,6 +208,28 @@ impl FileSink {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_file_moved_away_is_followed_by_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.jsonl");
+        let mut s = FileSink::new(FileSinkConfig {
+            path: path.clone(),
+            max_size: 1 << 20,
+            max_age: Duration::from_secs(3600),
+            keep: 3,
+        });
+        s.write(b"one\n").unwrap();
+        std::fs::rename(&path, dir.path().join("calls.jsonl.1")).unwrap();
+        s.write(b"two\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        s.write(b"three\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("calls.jsonl.1")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\n");
+    }
 
     #[test]
     fn rotation_keeps_whole_lines_and_prunes() {
