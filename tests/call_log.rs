@@ -417,6 +417,19 @@ fn reload_moves_the_file_and_refuses_turning_records_on() {
         .unwrap_err();
     assert!(e.to_string().contains("call_log"), "{e}");
     assert!(e.to_string().contains("restart"), "{e}");
+    // Analytics likewise, where the gateway started with a call log but without analytics.
+    let store = format!(
+        "[store]\npath = {:?}\n",
+        dir.path().join("a.db").display().to_string()
+    );
+    let no_analytics = gateway(
+        Driver::Uring,
+        &format!("{store}[analytics]\nenabled = false\n{}", cfg(&one)),
+    );
+    let e = no_analytics
+        .reload(ringway::Config::from_toml(&format!("{store}{}", cfg(&one))).unwrap())
+        .unwrap_err();
+    assert!(e.to_string().starts_with("analytics"), "{e}");
 }
 
 /// Under load, with every kind of outcome at once (served, parser refusals, a rate limit, an

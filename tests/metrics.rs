@@ -242,6 +242,7 @@ fn series_are_bounded() {
     for i in 0..6 {
         assert_eq!(get(m.proxy(), &format!("/r{i}")).status, 200);
     }
+    wait_for("six requests counted", || m.g.requests().finished >= 6);
     let text = scrape(m.admin, Some(TOKEN)).text();
     let s = samples(&text);
     let requests: Vec<(&String, &f64)> = s
@@ -329,9 +330,14 @@ fn managed_routes_and_per_app_series() {
         assert_eq!(r.status, 200);
     }
     assert_eq!(admin::call(m.proxy(), "/orders/1", "").status, 401);
+    let route = format!(r#"route="{svc}#0",service="{svc}",tenant="{t}""#);
+    // A client may read its answer before the gateway has counted the request.
+    let four = format!("ringway_requests_total{{{route},class=\"4xx\"}}");
+    wait_for("the 401 counted", || {
+        samples(&scrape(m.admin, Some(TOKEN)).text()).contains_key(&four)
+    });
     let text = scrape(m.admin, Some(TOKEN)).text();
     let s = samples(&text);
-    let route = format!(r#"route="{svc}#0",service="{svc}",tenant="{t}""#);
     assert_eq!(
         s[&format!("ringway_requests_total{{{route},class=\"2xx\"}}")],
         3.0,

@@ -58,6 +58,8 @@ pub struct Control {
     pub instance: u32,
     /// The shards have call-record rings (made at start when the config wanted records).
     recording: bool,
+    /// The call-log writer rolls records up for analytics (set up at start when configured).
+    analytics_tap: bool,
     /// Per shard: what it counts for the metrics endpoint.
     pub metrics: Vec<Arc<ShardMetrics>>,
     /// The call log's counters, once it runs.
@@ -291,6 +293,7 @@ impl Gateway {
                 .collect(),
             instance: instance_id(),
             recording: wants_records(&snap.config),
+            analytics_tap: snap.config.analytics.is_some(),
         });
         let (mut recorders, call_log, rollups) = start_call_log(&control, workers)?;
         control.rollups.put(rollups);
@@ -538,6 +541,13 @@ impl SnapshotPublisher {
         let mut names = self.control.publisher.lock();
         let prev = self.control.snapshot();
         let (config, catalog) = next(&prev)?;
+        if config.analytics.is_some() && !self.control.analytics_tap {
+            return Err(ConfigError::invalid(
+                "analytics",
+                "turning analytics on needs a restart (the call-log writer's rollups are set up at start)",
+            )
+            .into());
+        }
         if wants_records(&config) && !self.control.recording {
             return Err(ConfigError::invalid(
                 if config.call_log.is_some() { "call_log" } else { "analytics" },

@@ -112,10 +112,21 @@ impl Shard {
         };
         ctx.watchdog.sweep(now, mode);
         let state = ctx.state();
+        // Pool gauges by series: summed over the upstreams that share one, and 0 for series of
+        // upstreams a reload removed.
+        let m = &ctx.metrics;
+        let mut gauges = vec![(0u64, 0u64); m.upstreams.len()];
         for (i, u) in state.upstreams.iter().enumerate() {
             u.maintain(now);
-            let slot = state.snap.series.upstreams.get(i).copied().unwrap_or(1);
-            u.publish_metrics(ctx.metrics.upstream(slot));
+            let slot = state.snap.series.upstreams.get(i).copied().unwrap_or(1) as usize;
+            let slot = slot.min(gauges.len() - 1);
+            let (idle, open) = u.publish_metrics(&m.upstreams[slot]);
+            gauges[slot].0 += idle;
+            gauges[slot].1 += open;
+        }
+        for (series, (idle, open)) in m.upstreams.iter().zip(gauges) {
+            crate::observe::metrics::set(&series.idle, idle);
+            crate::observe::metrics::set(&series.open, open);
         }
         for l in state.limits.iter().flatten().chain(&state.quotas) {
             l.tick(now * 1_000_000);

@@ -10,6 +10,7 @@ pub mod request;
 pub mod respond;
 pub mod response;
 pub mod rewrite;
+pub mod sse;
 pub mod traceparent;
 
 pub use method::Method;

@@ -238,10 +238,12 @@ impl SeriesNames {
         };
         SeriesNames {
             max,
-            routes: vec![none.clone(), other],
-            route_slot: HashMap::from([(none, 0)]),
+            routes: vec![none.clone(), other.clone()],
+            // Names that are the reserved slots' labels map to those slots (a route named
+            // `_other` counts with the overflow), so no two series have the same labels.
+            route_slot: HashMap::from([(none, 0), (other, 1)]),
             upstreams: vec![String::new(), "_other".into()],
-            upstream_slot: HashMap::from([(String::new(), 0)]),
+            upstream_slot: HashMap::from([(String::new(), 0), ("_other".into(), 1)]),
             route_labels: Arc::default(),
             upstream_labels: Arc::default(),
         }

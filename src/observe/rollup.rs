@@ -70,10 +70,10 @@ impl Agg {
     }
 
     pub fn merge(&mut self, o: &Agg) {
-        self.count += o.count;
-        self.errors += o.errors;
-        self.bytes_in += o.bytes_in;
-        self.bytes_out += o.bytes_out;
+        self.count = self.count.saturating_add(o.count);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.bytes_in = self.bytes_in.saturating_add(o.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(o.bytes_out);
         // Same bounds on both sides; a value out of them was already saturated when recorded.
         let _ = self.latency.add(&o.latency);
     }

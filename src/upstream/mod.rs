@@ -376,9 +376,10 @@ impl Upstream {
     }
 
     /// Adds what this upstream's pools and retry budget counted since the last tick to its metric
-    /// series, and sets the pool gauges.
-    pub fn publish_metrics(&self, m: &crate::observe::metrics::UpstreamSeries) {
-        use crate::observe::metrics::{add, set};
+    /// series. Returns its idle and open connections (the shard sets the gauges per series, which
+    /// upstreams may share).
+    pub fn publish_metrics(&self, m: &crate::observe::metrics::UpstreamSeries) -> (u64, u64) {
+        use crate::observe::metrics::add;
         let (mut idle, mut open) = (0, 0);
         for t in &self.targets {
             idle += t.pool.idle() as u64;
@@ -386,9 +387,8 @@ impl Upstream {
             add(&m.reused, t.pool.reused.take());
             add(&m.connected, t.pool.connected.take());
         }
-        set(&m.idle, idle);
-        set(&m.open, open);
         add(&m.retries_denied, self.retry_budget.denied.take());
+        (idle, open)
     }
 
     /// Requests on this shard waiting for a connection slot.

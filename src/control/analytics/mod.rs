@@ -25,8 +25,17 @@ pub async fn drain(store: &Store, rx: &mut RollupReceiver) {
     }
 }
 
+/// Stores one closed minute, trying three times (the store may be busy with another writer).
 pub async fn store_period(store: &Store, p: crate::observe::rollup::Period) {
-    if let Err(e) = store.add_rollups(MINUTE, p.minute * MINUTE, &p.rows).await {
+    let mut last = None;
+    for wait_ms in [0u64, 100, 1000] {
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        match store.add_rollups(MINUTE, p.minute * MINUTE, &p.rows).await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+    }
+    if let Some(e) = last {
         tracing::warn!(minute = p.minute, error = %e, "analytics: cannot store a minute of rollups; it is lost");
     }
 }
@@ -118,7 +127,8 @@ struct Acc {
 impl Acc {
     fn add(&mut self, r: &Rollup) {
         self.agg.merge(&r.agg);
-        *self.by_class.entry(class_name(r.key.class)).or_default() += r.agg.count;
+        let c = self.by_class.entry(class_name(r.key.class)).or_default();
+        *c = c.saturating_add(r.agg.count);
     }
 
     fn totals(&self) -> Totals {
@@ -267,7 +277,8 @@ pub async fn errors(
     let rows = store.rollups(from, to, f).await?;
     let mut by: HashMap<(String, u8), u64> = HashMap::new();
     for r in rows.iter().filter(|r| !r.key.code.is_empty()) {
-        *by.entry((r.key.code.clone(), r.key.class)).or_default() += r.agg.count;
+        let c = by.entry((r.key.code.clone(), r.key.class)).or_default();
+        *c = c.saturating_add(r.agg.count);
     }
     let mut items: Vec<ErrorItem> = by
         .into_iter()

@@ -60,11 +60,12 @@ fn from_row(r: Row) -> Rollup {
             class: class as u8,
             code,
         },
+        // A negative figure (a damaged row) reads as 0, never as a huge one.
         agg: Agg {
-            count: count as u64,
-            errors: errors as u64,
-            bytes_in: bin as u64,
-            bytes_out: bout as u64,
+            count: count.max(0) as u64,
+            errors: errors.max(0) as u64,
+            bytes_in: bin.max(0) as u64,
+            bytes_out: bout.max(0) as u64,
             latency: decode_histogram(&lat),
         },
     }
@@ -73,6 +74,13 @@ fn from_row(r: Row) -> Rollup {
 const COLUMNS: &str = "res, bucket, tenant, service, route, app, class, code, count, errors, bytes_in, bytes_out, latency";
 
 impl Store {
+    /// A write transaction that takes SQLite's write lock at once: its read-then-write of a
+    /// rollup cannot meet another writer's commit in between (a deferred one would fail with
+    /// `SQLITE_BUSY_SNAPSHOT` then, which the busy timeout does not wait out).
+    async fn begin_write(&self) -> Result<super::Tx, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Adds `rows` to the period (`res`, `bucket`), merging with what is stored for each key.
     pub async fn add_rollups(
         &self,
@@ -80,7 +88,7 @@ impl Store {
         bucket: i64,
         rows: &[(Key, Agg)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (k, a) in rows {
             merge_into(&mut tx, res, bucket, k, a).await?;
         }
@@ -103,7 +111,7 @@ impl Store {
         .await?;
         let mut merged = 0;
         for (target,) in targets {
-            let mut tx = self.begin().await?;
+            let mut tx = self.begin_write().await?;
             let rows: Vec<Row> = sqlx::query_as(&format!(
                 "SELECT {COLUMNS} FROM rollups WHERE res = $1 AND bucket >= $2 AND bucket < $3"
             ))

@@ -390,7 +390,7 @@ pub fn write_line(
     ] {
         let b = r.field(f);
         if !b.is_empty() {
-            o.str(k, &redact_body(b, &cfg.redact_fields));
+            o.str(k, &redact_body(b, &cfg.redact_fields, &cfg.redact_query));
         }
     }
     o.end();
@@ -418,13 +418,17 @@ pub fn fuzz_line(r: &Record<'_>) -> Vec<u8> {
 
 /// A captured body with the values of secret fields replaced: JSON members named in `fields`
 /// (compared case-insensitively, at any depth, also in a body cut short by the capture's size),
-/// and the same names as parameters of a form (`a=1&password=x`).
-pub fn redact_body<'a>(b: &'a [u8], fields: &[String]) -> Cow<'a, [u8]> {
-    let first = b.iter().find(|c| !c.is_ascii_whitespace());
+/// and parameters of a form (`a=1&password=x`) named in `fields` or `params` (the query list:
+/// form bodies carry the same secrets as query strings, e.g. OAuth's `code` and `id_token`).
+pub fn redact_body<'a>(b: &'a [u8], fields: &[String], params: &[String]) -> Cow<'a, [u8]> {
+    let body = b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b);
+    let first = body.iter().find(|c| !c.is_ascii_whitespace());
+    let trimmed = body.trim_ascii();
     match first {
-        Some(b'{' | b'[') => Cow::Owned(redact_json_text(b, fields)),
-        _ if b.contains(&b'=') && !b.iter().any(|c| c.is_ascii_whitespace()) => {
-            match redact_query(&String::from_utf8_lossy(b), fields) {
+        Some(b'{' | b'[') => Cow::Owned(redact_json_text(body, fields)),
+        _ if trimmed.contains(&b'=') && !trimmed.iter().any(|c| c.is_ascii_whitespace()) => {
+            let names: Vec<String> = fields.iter().chain(params).cloned().collect();
+            match redact_query(&String::from_utf8_lossy(body), &names) {
                 Cow::Borrowed(_) => Cow::Borrowed(b),
                 Cow::Owned(s) => Cow::Owned(s.into_bytes()),
             }
@@ -593,7 +597,8 @@ mod tests {
     #[test]
     fn body_redaction_table() {
         let n = names(crate::config::observe::REDACTED_FIELDS);
-        let cases: [(&str, &str); 8] = [
+        let q = names(crate::config::observe::REDACTED_QUERY);
+        let cases: [(&str, &str); 11] = [
             (
                 r#"{"user":"u","password":"p"}"#,
                 r#"{"user":"u","password":"[REDACTED]"}"#,
@@ -617,9 +622,18 @@ mod tests {
             ),
             ("user=u&password=p", "user=u&password=[REDACTED]"),
             ("plain text password=p", "plain text password=p"),
+            (
+                "grant_type=x&code=c0de&id_token=t\r\n",
+                "grant_type=x&code=[REDACTED]&id_token=[REDACTED]",
+            ),
+            ("password=p\n", "password=[REDACTED]"),
+            (
+                "\u{feff}{\"password\":\"p\"}",
+                "{\"password\":\"[REDACTED]\"}",
+            ),
         ];
         for (b, want) in cases {
-            let got = redact_body(b.as_bytes(), &n);
+            let got = redact_body(b.as_bytes(), &n, &q);
             assert_eq!(String::from_utf8_lossy(&got), want, "{b}");
         }
     }

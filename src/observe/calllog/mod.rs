@@ -173,8 +173,10 @@ impl Writer {
             let mut count = 0u64;
             let mut otlp = Vec::new();
             let clock_pair = WallClock::now();
+            // Records feed the rollups only while the config served has analytics on.
+            let roll = config.analytics.is_some();
             for i in 0..self.rings.len() {
-                count += self.drain_ring(i, cfg, &clock_pair, &mut lines, &mut otlp);
+                count += self.drain_ring(i, cfg, roll, &clock_pair, &mut lines, &mut otlp);
             }
             self.report_ring_drops(cfg, &mut lines);
             self.line_capacity = lines.len();
@@ -208,6 +210,7 @@ impl Writer {
         &mut self,
         i: usize,
         cfg: Option<&CallLogConfig>,
+        roll: bool,
         clock_pair: &WallClock,
         lines: &mut Vec<u8>,
         otlp: &mut Vec<otlp::Entry>,
@@ -231,7 +234,7 @@ impl Writer {
         for r in record::decode(&self.buf) {
             count += 1;
             let facts = Facts::of(&r, clock_pair);
-            if let Some(t) = self.tap.as_mut() {
+            if let Some(t) = self.tap.as_mut().filter(|_| roll) {
                 t.record(&r, &facts);
             }
             if let Some(cfg) = cfg {

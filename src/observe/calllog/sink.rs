@@ -44,8 +44,6 @@ pub struct Batch {
 enum Msg {
     Lines(Arc<Vec<u8>>, u64),
     Otlp(Vec<Entry>),
-    /// Records this sink lost because its queue was full.
-    Dropped(u64),
 }
 
 /// Longest a closing sink may take to finish its queue before it is left to finish on its own
@@ -55,6 +53,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 struct Worker {
     tx: Sender<Msg>,
     queued: Arc<AtomicU64>,
+    /// Records lost because the queue was full, not yet reported in the sink's own output.
+    lost: Arc<AtomicU64>,
     done: Receiver<()>,
     thread: JoinHandle<()>,
 }
@@ -68,10 +68,12 @@ impl Worker {
         let (tx, rx) = channel();
         let (done_tx, done) = channel();
         let queued = Arc::new(AtomicU64::new(0));
+        let lost = Arc::new(AtomicU64::new(0));
         let shared = Shared {
             kind,
             stats: stats.clone(),
             queued: queued.clone(),
+            lost: lost.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("ringway-log-{}", kind.as_str()))
@@ -83,6 +85,7 @@ impl Worker {
             Ok(thread) => Some(Worker {
                 tx,
                 queued,
+                lost,
                 done,
                 thread,
             }),
@@ -99,6 +102,12 @@ impl Worker {
             let _ = self.thread.join();
         }
     }
+
+    /// Lets the sink finish its queue on its own (a reload replaced it): the writer does not
+    /// wait, so the shards' rings keep draining meanwhile.
+    fn retire(self) {
+        drop(self.tx);
+    }
 }
 
 /// What a sink thread shares with the writer.
@@ -106,6 +115,7 @@ struct Shared {
     kind: SinkKind,
     stats: Arc<Stats>,
     queued: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -145,7 +155,7 @@ impl Sinks {
         let want_file = cfg.and_then(|c| c.file.clone());
         if self.file.as_ref().map(|f| &f.0) != want_file.as_ref() {
             if let Some((_, w)) = self.file.take() {
-                w.close();
+                w.retire();
             }
             self.file = want_file.and_then(|f| {
                 let c = f.clone();
@@ -156,7 +166,7 @@ impl Sinks {
         let want_stdout = cfg.is_some_and(|c| c.stdout);
         if want_stdout != self.stdout.is_some() {
             if let Some(w) = self.stdout.take() {
-                w.close();
+                w.retire();
             }
             if want_stdout {
                 self.stdout = Worker::start(SinkKind::Stdout, stats, run_stdout);
@@ -165,7 +175,7 @@ impl Sinks {
         let want_otlp = cfg.and_then(|c| c.otlp.clone());
         if self.otlp.as_ref().map(|o| &o.0) != want_otlp.as_ref() {
             if let Some((_, w)) = self.otlp.take() {
-                w.close();
+                w.retire();
             }
             self.otlp = want_otlp.and_then(|o| {
                 let c = o.clone();
@@ -190,7 +200,7 @@ impl Sinks {
             let queued = w.queued.load(Ordering::Relaxed);
             if b.records > 0 && queued + b.records > limit {
                 stats.dropped[kind as usize].fetch_add(b.records, Ordering::Relaxed);
-                let _ = w.tx.send(Msg::Dropped(b.records));
+                w.lost.fetch_add(b.records, Ordering::Relaxed);
                 return;
             }
             w.queued.fetch_add(b.records, Ordering::Relaxed);
@@ -244,16 +254,6 @@ fn run_file(rx: Receiver<Msg>, s: &Shared, cfg: FileSinkConfig) {
                 count_rotations(&f, &mut rotations, s);
                 s.done(n, r.is_ok());
             }
-            Ok(Msg::Dropped(n)) => {
-                let mut line = Vec::new();
-                super::json::write_dropped(
-                    &mut line,
-                    std::time::SystemTime::now(),
-                    n,
-                    "file sink behind",
-                );
-                let _ = f.write(&line);
-            }
             Ok(Msg::Otlp(_)) => {}
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(e) = f.tick() {
@@ -262,9 +262,22 @@ fn run_file(rx: Receiver<Msg>, s: &Shared, cfg: FileSinkConfig) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if let Some(line) = lost_line(s, "file sink behind") {
+            let _ = f.write(&line);
+        }
         count_rotations(&f, &mut rotations, s);
     }
     f.flush();
+}
+
+/// The `{"dropped": N}` line for what the queue lost since the last one, if it lost anything.
+fn lost_line(s: &Shared, reason: &str) -> Option<Vec<u8>> {
+    let n = s.lost.swap(0, Ordering::Relaxed);
+    (n > 0).then(|| {
+        let mut line = Vec::new();
+        super::json::write_dropped(&mut line, std::time::SystemTime::now(), n, reason);
+        line
+    })
 }
 
 fn count_rotations(f: &FileSink, seen: &mut u64, s: &Shared) {
@@ -289,17 +302,10 @@ fn run_stdout(rx: Receiver<Msg>, s: &Shared) {
                 }
                 s.done(n, r.is_ok());
             }
-            Msg::Dropped(n) => {
-                let mut line = Vec::new();
-                super::json::write_dropped(
-                    &mut line,
-                    std::time::SystemTime::now(),
-                    n,
-                    "stdout sink behind",
-                );
-                let _ = out.write_all(&line).and_then(|()| out.flush());
-            }
             Msg::Otlp(_) => {}
+        }
+        if let Some(line) = lost_line(s, "stdout sink behind") {
+            let _ = out.write_all(&line).and_then(|()| out.flush());
         }
     }
 }
