@@ -22,6 +22,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod ai;
 pub mod catalog;
 pub mod check;
 pub mod config;
