@@ -4,4 +4,5 @@
 //! them. Streaming uses [`crate::http::sse`].
 
 pub mod anthropic;
+pub mod anthropic_stream;
 pub mod openai;
