@@ -5,4 +5,5 @@
 
 pub mod anthropic;
 pub mod anthropic_stream;
+pub mod gemini;
 pub mod openai;
