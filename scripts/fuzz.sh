@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Short fuzzing run of the wire parsers (request head, chunked body, response head), the path
-# normalizer, the admin API's JSON inputs and the call record (encode/decode, its JSON line,
-# traceparent), each for $FUZZ_SECS seconds (default 60), from fuzz/seeds/
+# normalizer, the admin API's JSON inputs, the call record (encode/decode, its JSON line,
+# traceparent), server-sent events and the AI gateway's translations, each for $FUZZ_SECS seconds (default 60), from fuzz/seeds/
 # Not part of the test suite; run it after touching src/http/.
 #   scripts/fuzz.sh            # all targets, 60 s each
 #   FUZZ_SECS=600 scripts/fuzz.sh chunked
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${FUZZ_SECS:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request_head chunked response_head normalize admin_json call_record sse)
+[ ${#targets[@]} -gt 0 ] || targets=(request_head chunked response_head normalize admin_json call_record sse ai_translate)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 if ! rustc --version | grep -q nightly; then
   export RUSTC_BOOTSTRAP=1
