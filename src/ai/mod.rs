@@ -6,4 +6,6 @@
 pub mod anthropic;
 pub mod anthropic_stream;
 pub mod gemini;
+pub mod keys;
 pub mod openai;
+pub mod price;
