@@ -3,6 +3,7 @@
 //! both ways. Pure functions over bytes and JSON, no I/O: the request path's AI stage will call
 //! them. Streaming uses [`crate::http::sse`].
 
+pub mod alias;
 pub mod anthropic;
 pub mod anthropic_stream;
 pub mod gemini;
