@@ -10,3 +10,4 @@ pub mod gemini;
 pub mod keys;
 pub mod openai;
 pub mod price;
+pub mod provider;
