@@ -19,35 +19,18 @@ use serde_json::{Value, json};
 
 use super::openai::{
     AssistantMessage, ChatRequest, ChatResponse, Choice, Content, ErrorBody, ErrorDetail,
-    FinishReason, FunctionCall, Message, Part, PromptDetails, ToolCall, ToolChoice, Usage,
+    FinishReason, FunctionCall, Image, Message, Part, PromptDetails, ToolCall, ToolChoice, Usage,
 };
+use super::{TranslateError, bad, push_turn};
 
 /// `max_tokens` sent when the client set none (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-/// Why a request cannot be translated (a 400 naming the field).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct TranslateError {
-    pub field: String,
-    pub reason: String,
-}
-
-fn bad(field: impl Into<String>, reason: impl Into<String>) -> TranslateError {
-    TranslateError {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
 
 /// The Messages API request for `req`, calling `model` (the provider's name for it).
 pub fn request(req: &ChatRequest, model: &str) -> Result<Value, TranslateError> {
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    let mut push = |role: &'static str, blocks: Vec<Value>| match turns.last_mut() {
-        Some((r, b)) if *r == role => b.extend(blocks),
-        _ => turns.push((role, blocks)),
-    };
+    let mut push = |role, blocks| push_turn(&mut turns, role, blocks);
     for (i, m) in req.messages.iter().enumerate() {
         match m {
             Message::System { content } | Message::Developer { content } => {
@@ -63,16 +46,7 @@ pub fn request(req: &ChatRequest, model: &str) -> Result<Value, TranslateError> 
                     None => Vec::new(),
                 };
                 for (j, t) in tool_calls.iter().enumerate() {
-                    let input: Value = if t.function.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&t.function.arguments).map_err(|_| {
-                            bad(
-                                format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                                "is not JSON",
-                            )
-                        })?
-                    };
+                    let input = t.input(i, j)?;
                     b.push(json!({"type": "tool_use", "id": t.id, "name": t.function.name, "input": input}));
                 }
                 if b.is_empty() {
@@ -173,24 +147,16 @@ fn blocks(c: &Content, i: usize) -> Result<Vec<Value>, TranslateError> {
             .enumerate()
             .map(|(j, p)| match p {
                 Part::Text { text } => Ok(json!({"type": "text", "text": text})),
-                Part::ImageUrl { image_url } => image(&image_url.url).ok_or_else(|| {
-                    bad(
-                        format!("messages[{i}].content[{j}].image_url.url"),
-                        "a data: URL must be data:<media type>;base64,<data>",
-                    )
+                Part::ImageUrl { image_url } => Ok(match image_url.image(i, j)? {
+                    Image::Url(url) => {
+                        json!({"type": "image", "source": {"type": "url", "url": url}})
+                    }
+                    Image::Inline { media_type, data } => json!({"type": "image",
+                        "source": {"type": "base64", "media_type": media_type, "data": data}}),
                 }),
             })
             .collect(),
     }
-}
-
-fn image(url: &str) -> Option<Value> {
-    let Some(rest) = url.strip_prefix("data:") else {
-        return Some(json!({"type": "image", "source": {"type": "url", "url": url}}));
-    };
-    let (meta, data) = rest.split_once(',')?;
-    let media = meta.strip_suffix(";base64")?;
-    Some(json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}))
 }
 
 /// A Messages API response.

@@ -19,6 +19,7 @@
 use serde_json::{Value, json};
 
 use super::anthropic::{AnthropicUsage, finish_reason};
+use super::openai::FinishReason;
 use crate::http::sse::{SseDecoder, SseError, write_event};
 
 /// Largest single event accepted from the provider.
@@ -79,14 +80,8 @@ impl StreamTranslator {
         Ok(())
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        })
+    fn chunk(&self, delta: Value, finish: Option<FinishReason>) -> Value {
+        super::openai::chunk(&self.id, self.created, &self.model, delta, finish)
     }
 
     fn emit(out: &mut Vec<u8>, v: &Value) {
@@ -146,8 +141,7 @@ impl StreamTranslator {
                 }
                 let stop = v["delta"]["stop_reason"].as_str();
                 if stop.is_some() {
-                    let reason = serde_json::to_value(finish_reason(stop)).unwrap_or(json!("stop"));
-                    let c = self.chunk(json!({}), reason.as_str());
+                    let c = self.chunk(json!({}), Some(finish_reason(stop)));
                     Self::emit(out, &c);
                 }
             }

@@ -17,16 +17,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::anthropic::TranslateError;
-use super::openai::{ChatRequest, Content, FinishReason, Message, Part, ToolChoice};
+use super::openai::{self, ChatRequest, Content, FinishReason, Image, Message, Part, ToolChoice};
+use super::{TranslateError, bad, push_turn};
 use crate::http::sse::{SseDecoder, SseError, write_event};
-
-fn bad(field: impl Into<String>, reason: impl Into<String>) -> TranslateError {
-    TranslateError {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
 
 /// The `generateContent` request body for `req`.
 pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
@@ -34,10 +27,7 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
     let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
     // Tool call id → function name, from the assistant turns seen so far.
     let mut names: Vec<(String, String)> = Vec::new();
-    let mut push = |role: &'static str, parts: Vec<Value>| match contents.last_mut() {
-        Some((r, p)) if *r == role => p.extend(parts),
-        _ => contents.push((role, parts)),
-    };
+    let mut push = |role, parts| push_turn(&mut contents, role, parts);
     for (i, m) in req.messages.iter().enumerate() {
         match m {
             Message::System { content } | Message::Developer { content } => {
@@ -53,16 +43,7 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
                     None => Vec::new(),
                 };
                 for (j, t) in tool_calls.iter().enumerate() {
-                    let args: Value = if t.function.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&t.function.arguments).map_err(|_| {
-                            bad(
-                                format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                                "is not JSON",
-                            )
-                        })?
-                    };
+                    let args = t.input(i, j)?;
                     names.push((t.id.clone(), t.function.name.clone()));
                     p.push(json!({"functionCall": {"name": t.function.name, "args": args}}));
                 }
@@ -174,24 +155,12 @@ fn parts(c: &Content, i: usize) -> Result<Vec<Value>, TranslateError> {
             .enumerate()
             .map(|(j, p)| match p {
                 Part::Text { text } => Ok(json!({"text": text})),
-                Part::ImageUrl { image_url } => {
-                    let url = &image_url.url;
-                    match url.strip_prefix("data:") {
-                        None => Ok(json!({"fileData": {"fileUri": url}})),
-                        Some(rest) => rest
-                            .split_once(',')
-                            .and_then(|(meta, data)| {
-                                let mime = meta.strip_suffix(";base64")?;
-                                Some(json!({"inlineData": {"mimeType": mime, "data": data}}))
-                            })
-                            .ok_or_else(|| {
-                                bad(
-                                    format!("messages[{i}].content[{j}].image_url.url"),
-                                    "a data: URL must be data:<media type>;base64,<data>",
-                                )
-                            }),
+                Part::ImageUrl { image_url } => Ok(match image_url.image(i, j)? {
+                    Image::Url(url) => json!({"fileData": {"fileUri": url}}),
+                    Image::Inline { media_type, data } => {
+                        json!({"inlineData": {"mimeType": media_type, "data": data}})
                     }
-                }
+                }),
             })
             .collect(),
     }
@@ -303,8 +272,7 @@ impl StreamTranslator {
     }
 
     fn chunk(&self, delta: Value, finish: Option<FinishReason>) -> Value {
-        json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        openai::chunk(&self.id, self.created, &self.model, delta, finish)
     }
 
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), SseError> {

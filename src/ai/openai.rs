@@ -117,12 +117,56 @@ pub struct ImageUrl {
     pub url: String,
 }
 
+/// Where an image part's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image<'a> {
+    /// A URL the provider fetches.
+    Url(&'a str),
+    /// A `data:<media type>;base64,<data>` URL, split.
+    Inline { media_type: &'a str, data: &'a str },
+}
+
+impl ImageUrl {
+    /// The image of content part `j` of message `i`.
+    pub fn image(&self, i: usize, j: usize) -> Result<Image<'_>, super::TranslateError> {
+        let Some(rest) = self.url.strip_prefix("data:") else {
+            return Ok(Image::Url(&self.url));
+        };
+        rest.split_once(',')
+            .and_then(|(meta, data)| {
+                let media_type = meta.strip_suffix(";base64")?;
+                Some(Image::Inline { media_type, data })
+            })
+            .ok_or_else(|| {
+                super::bad(
+                    format!("messages[{i}].content[{j}].image_url.url"),
+                    "a data: URL must be data:<media type>;base64,<data>",
+                )
+            })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ToolCall {
     pub id: String,
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
     pub function: FunctionCall,
+}
+
+impl ToolCall {
+    /// The call's `arguments` as JSON (`{}` when empty); the error names message `i`, call `j`.
+    pub fn input(&self, i: usize, j: usize) -> Result<Value, super::TranslateError> {
+        if self.function.arguments.trim().is_empty() {
+            return Ok(Value::Object(Default::default()));
+        }
+        serde_json::from_str(&self.function.arguments).map_err(|_| {
+            super::bad(
+                format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                "is not JSON",
+            )
+        })
+    }
 }
 
 fn function_type() -> String {
@@ -227,4 +271,21 @@ pub struct ErrorDetail {
     pub kind: String,
     pub param: Option<String>,
     pub code: Option<String>,
+}
+
+/// One `chat.completion.chunk` with a single choice.
+pub fn chunk(
+    id: &str,
+    created: u64,
+    model: &str,
+    delta: Value,
+    finish: Option<FinishReason>,
+) -> Value {
+    serde_json::json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    })
 }

@@ -14,7 +14,8 @@
 
 use serde_json::{Value, json};
 
-use super::anthropic::{self, TranslateError};
+use super::TranslateError;
+use super::anthropic;
 use super::gemini;
 use super::openai::ChatRequest;
 
