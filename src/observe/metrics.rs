@@ -199,17 +199,54 @@ pub struct RouteLabels {
     pub tenant: String,
 }
 
-/// The series slots handed out so far (node-wide; grows with new names, never shrinks before a
-/// restart). Changed only by the snapshot publisher, under its lock.
-pub struct SeriesNames {
+/// Series slots handed out by label, node-wide: slot 0 is "none" and slot 1 `_other`, where
+/// labels go once `max` have slots of their own; a slot is never reused before a restart. The
+/// labels equal to the reserved ones map to those slots, so no two series share their labels.
+/// The list of labels by slot is shared (for the scrape) until a slot is added.
+pub struct Slots<K> {
     max: usize,
-    routes: Vec<RouteLabels>,
-    route_slot: HashMap<RouteLabels, u32>,
-    upstreams: Vec<String>,
-    upstream_slot: HashMap<String, u32>,
-    /// The label lists as last handed out (shared until a name is added).
-    route_labels: Arc<Vec<RouteLabels>>,
-    upstream_labels: Arc<Vec<String>>,
+    slot: HashMap<K, u32>,
+    labels: Vec<K>,
+    shared: Arc<Vec<K>>,
+}
+
+impl<K: Clone + Eq + std::hash::Hash> Slots<K> {
+    pub fn new(max: usize, none: K, other: K) -> Slots<K> {
+        Slots {
+            max,
+            slot: HashMap::from([(none.clone(), 0), (other.clone(), 1)]),
+            labels: vec![none, other],
+            shared: Arc::default(),
+        }
+    }
+
+    /// The slot of `k`, given one if there is room.
+    pub fn slot(&mut self, k: &K) -> u32 {
+        if let Some(&s) = self.slot.get(k) {
+            return s;
+        }
+        if self.labels.len() >= self.max + 2 {
+            return 1;
+        }
+        let s = self.labels.len() as u32;
+        self.labels.push(k.clone());
+        self.slot.insert(k.clone(), s);
+        s
+    }
+
+    /// Every slot's labels.
+    pub fn labels(&mut self) -> Arc<Vec<K>> {
+        if self.shared.len() != self.labels.len() {
+            self.shared = Arc::new(self.labels.clone());
+        }
+        self.shared.clone()
+    }
+}
+
+/// The route and upstream series slots (changed only by the snapshot publisher, under its lock).
+pub struct SeriesNames {
+    routes: Slots<RouteLabels>,
+    upstreams: Slots<String>,
 }
 
 /// What a snapshot knows of the series: the slot of each of its routes and upstreams, and every
@@ -237,59 +274,21 @@ impl SeriesNames {
             ..none.clone()
         };
         SeriesNames {
-            max,
-            routes: vec![none.clone(), other.clone()],
-            // Names that are the reserved slots' labels map to those slots (a route named
-            // `_other` counts with the overflow), so no two series have the same labels.
-            route_slot: HashMap::from([(none, 0), (other, 1)]),
-            upstreams: vec![String::new(), "_other".into()],
-            upstream_slot: HashMap::from([(String::new(), 0), ("_other".into(), 1)]),
-            route_labels: Arc::default(),
-            upstream_labels: Arc::default(),
+            routes: Slots::new(max, none, other),
+            upstreams: Slots::new(max, String::new(), "_other".into()),
         }
     }
 
-    /// Slots for `routes` (labels by route index) and `upstreams` (names by index); new names
-    /// get new slots while there is room, else `_other` (slot 1).
+    /// Slots for `routes` (labels by route index) and `upstreams` (names by index).
     pub fn assign(&mut self, routes: Vec<RouteLabels>, upstreams: &[&str]) -> Series {
-        let max = self.max + 2;
-        let route_slots = routes
-            .into_iter()
-            .map(|l| match self.route_slot.get(&l) {
-                Some(&s) => s,
-                None if self.routes.len() < max => {
-                    let s = self.routes.len() as u32;
-                    self.routes.push(l.clone());
-                    self.route_slot.insert(l, s);
-                    s
-                }
-                None => 1,
-            })
-            .collect();
-        let upstream_slots = upstreams
-            .iter()
-            .map(|&n| match self.upstream_slot.get(n) {
-                Some(&s) => s,
-                None if self.upstreams.len() < max => {
-                    let s = self.upstreams.len() as u32;
-                    self.upstreams.push(n.to_string());
-                    self.upstream_slot.insert(n.to_string(), s);
-                    s
-                }
-                None => 1,
-            })
-            .collect();
-        if self.route_labels.len() != self.routes.len() {
-            self.route_labels = Arc::new(self.routes.clone());
-        }
-        if self.upstream_labels.len() != self.upstreams.len() {
-            self.upstream_labels = Arc::new(self.upstreams.clone());
-        }
         Series {
-            routes: route_slots,
-            upstreams: upstream_slots,
-            route_labels: self.route_labels.clone(),
-            upstream_labels: self.upstream_labels.clone(),
+            routes: routes.iter().map(|l| self.routes.slot(l)).collect(),
+            upstreams: upstreams
+                .iter()
+                .map(|&n| self.upstreams.slot(&n.to_string()))
+                .collect(),
+            route_labels: self.routes.labels(),
+            upstream_labels: self.upstreams.labels(),
         }
     }
 }
@@ -319,43 +318,10 @@ pub fn assign(
 }
 
 /// App series slots (`metrics.per_app`), handed out by the control plane as apps enter the
-/// catalog: at most `max` apps get one; the others share `_other` (slot 1). Slot 0 is "no app".
-pub struct AppSlots {
-    max: usize,
-    slot: HashMap<String, u32>,
-    labels: Vec<(Box<str>, Box<str>)>,
-    shared: Arc<Vec<(Box<str>, Box<str>)>>,
-}
+/// catalog, labelled (app id, tenant id).
+pub type AppSlots = Slots<(Box<str>, Box<str>)>;
 
-impl AppSlots {
-    pub fn new(max: usize) -> AppSlots {
-        AppSlots {
-            max,
-            slot: HashMap::new(),
-            labels: vec![("".into(), "".into()), ("_other".into(), "".into())],
-            shared: Arc::default(),
-        }
-    }
-
-    /// The slot of app `id` (of `tenant`), given one if there is room.
-    pub fn slot(&mut self, id: &str, tenant: &str) -> u32 {
-        if let Some(&s) = self.slot.get(id) {
-            return s;
-        }
-        if self.labels.len() >= self.max + 2 {
-            return 1;
-        }
-        let s = self.labels.len() as u32;
-        self.labels.push((id.into(), tenant.into()));
-        self.slot.insert(id.to_string(), s);
-        s
-    }
-
-    /// Every slot's (app, tenant), shared until a slot is added.
-    pub fn labels(&mut self) -> Arc<Vec<(Box<str>, Box<str>)>> {
-        if self.shared.len() != self.labels.len() {
-            self.shared = Arc::new(self.labels.clone());
-        }
-        self.shared.clone()
-    }
+/// Slots for at most `max` apps.
+pub fn app_slots(max: usize) -> AppSlots {
+    Slots::new(max, ("".into(), "".into()), ("_other".into(), "".into()))
 }

@@ -191,7 +191,7 @@ impl Managed {
             .map(|t| (t.id, t.seq))
             .collect();
         let mut apps = HashMap::new();
-        let mut app_slots = AppSlots::new(base.metrics.max_series);
+        let mut app_slots = crate::observe::metrics::app_slots(base.metrics.max_series);
         for a in store.all_apps().await? {
             let entry = app_entry(&a, &tenants, &mut app_slots);
             apps.insert(a.id, entry);
@@ -742,6 +742,6 @@ fn app_entry(a: &App, tenants: &HashMap<String, i64>, slots: &mut AppSlots) -> A
         id: a.id.as_str().into(),
         tenant_seq: tenants.get(&a.tenant_id).copied().unwrap_or(-1),
         tenant_id: a.tenant_id.as_str().into(),
-        series: slots.slot(&a.id, &a.tenant_id),
+        series: slots.slot(&(a.id.as_str().into(), a.tenant_id.as_str().into())),
     })
 }
