@@ -98,7 +98,7 @@ pub fn render(c: &Control) -> String {
     }
 
     // Calling apps (`metrics.per_app`).
-    if cfg_per_app(&snap) {
+    if snap.config.metrics.per_app {
         out.family(
             "ringway_app_requests_total",
             "counter",
@@ -518,10 +518,6 @@ pub fn render(c: &Control) -> String {
         stats.map_or(0, |s| s.rotations.load(Ordering::Relaxed)),
     );
     out.0
-}
-
-fn cfg_per_app(snap: &crate::state::Snapshot) -> bool {
-    snap.config.metrics.per_app
 }
 
 struct Out(String);

@@ -103,6 +103,18 @@ impl Worker {
         }
     }
 
+    /// Queues `msg` (`n` records) unless that would take the queue past `limit` records; then
+    /// the records count as dropped (and as lost, for the sink's own `dropped` line).
+    fn offer(&self, kind: SinkKind, n: u64, msg: Msg, limit: u64, stats: &Stats) {
+        if n > 0 && self.queued.load(Ordering::Relaxed) + n > limit {
+            stats.dropped[kind as usize].fetch_add(n, Ordering::Relaxed);
+            self.lost.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        let _ = self.tx.send(msg);
+    }
+
     /// Lets the sink finish its queue on its own (a reload replaced it): the writer does not
     /// wait, so the shards' rings keep draining meanwhile.
     fn retire(self) {
@@ -196,32 +208,18 @@ impl Sinks {
     /// Queues `b` for every sink that has room for it; the others count it as dropped.
     pub fn send(&mut self, b: Batch, stats: &Stats) {
         let limit = self.limit;
-        let offer = |w: &Worker, kind: SinkKind, msg: Msg| {
-            let queued = w.queued.load(Ordering::Relaxed);
-            if b.records > 0 && queued + b.records > limit {
-                stats.dropped[kind as usize].fetch_add(b.records, Ordering::Relaxed);
-                w.lost.fetch_add(b.records, Ordering::Relaxed);
-                return;
-            }
-            w.queued.fetch_add(b.records, Ordering::Relaxed);
-            let _ = w.tx.send(msg);
-        };
         if let Some((_, w)) = &self.file {
-            offer(w, SinkKind::File, Msg::Lines(b.lines.clone(), b.records));
+            let msg = Msg::Lines(b.lines.clone(), b.records);
+            w.offer(SinkKind::File, b.records, msg, limit, stats);
         }
         if let Some(w) = &self.stdout {
-            offer(w, SinkKind::Stdout, Msg::Lines(b.lines.clone(), b.records));
+            let msg = Msg::Lines(b.lines.clone(), b.records);
+            w.offer(SinkKind::Stdout, b.records, msg, limit, stats);
         }
         if let Some((_, w)) = &self.otlp {
             if !b.otlp.is_empty() {
                 let n = b.otlp.len() as u64;
-                let queued = w.queued.load(Ordering::Relaxed);
-                if queued + n > limit {
-                    stats.dropped[SinkKind::Otlp as usize].fetch_add(n, Ordering::Relaxed);
-                } else {
-                    w.queued.fetch_add(n, Ordering::Relaxed);
-                    let _ = w.tx.send(Msg::Otlp(b.otlp));
-                }
+                w.offer(SinkKind::Otlp, n, Msg::Otlp(b.otlp), limit, stats);
             }
         }
     }
