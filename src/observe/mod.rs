@@ -36,16 +36,21 @@ fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
+/// The class of a status sent (1..=5 for 1xx..5xx), 0 when none was sent.
+#[inline]
+pub fn status_class(status: u16) -> usize {
+    match status {
+        100..=599 => (status / 100) as usize,
+        _ => 0,
+    }
+}
+
 impl ShardRequests {
     /// Counts a finished request. Only the owning shard calls this.
     #[inline]
     pub fn record(&self, status: u16, error: bool) {
         bump(&self.finished);
-        let class = match status {
-            100..=599 => (status / 100) as usize,
-            _ => 0,
-        };
-        bump(&self.by_class[class]);
+        bump(&self.by_class[status_class(status)]);
         if error {
             bump(&self.errors);
         }

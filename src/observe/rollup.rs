@@ -164,10 +164,7 @@ impl Tap for Rollups {
             service: text(Field::Service),
             route: text(Field::Route),
             app: text(Field::App),
-            class: match r.fixed.status {
-                100..=599 => (r.fixed.status / 100) as u8,
-                _ => 0,
-            },
+            class: super::status_class(r.fixed.status) as u8,
             code: text(Field::ErrorCode),
         };
         if rows.len() >= MAX_KEYS && !rows.contains_key(&key) {

@@ -64,10 +64,7 @@ fn count(shard: &ShardCtx, ctx: &RequestCtx, seen: Seen<'_>) {
         .unwrap_or(0);
     let r = m.route(slot);
     let t = &ctx.timings;
-    let class = match ctx.status {
-        100..=599 => (ctx.status / 100) as usize,
-        _ => 0,
-    };
+    let class = crate::observe::status_class(ctx.status);
     add(&r.by_class[class], 1);
     add(&r.bytes_in, ctx.bytes_in);
     add(&r.bytes_out, ctx.bytes_out);
