@@ -434,3 +434,60 @@ pub(super) fn analytics(
         days,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// Every new field refuses a bad value with an error that names it.
+    #[test]
+    fn bad_values_name_the_field() {
+        let base = "[[routes]]\npath_prefix = \"/\"\nrespond = { status = 200 }\n";
+        for (extra, field) in [
+            ("[call_log]\nquery = \"hide\"", "call_log.query"),
+            ("[call_log]\nbuffer = \"1KiB\"", "call_log.buffer"),
+            (
+                "[call_log]\nheaders = [\"bad header\"]",
+                "call_log.headers[0]",
+            ),
+            (
+                "[call_log]\nredact_query = [\"a&b\"]",
+                "call_log.redact_query[0]",
+            ),
+            ("[call_log]\nsink_queue = 1", "call_log.sink_queue"),
+            ("[call_log.file]\npath = \"\"", "call_log.file.path"),
+            ("[call_log.file]\nmax_size = 10", "call_log.file.max_size"),
+            ("[call_log.file]\nmax_age = \"0s\"", "call_log.file.max_age"),
+            ("[call_log.otlp]\nflush = \"1s\"", "call_log.otlp.endpoint"),
+            (
+                "[call_log.otlp]\nendpoint = \"ftp://x\"",
+                "call_log.otlp.endpoint",
+            ),
+            (
+                "[call_log.otlp]\nendpoint = \"http://c/v1/logs\"\nheaders = { \"bad name\" = \"v\" }",
+                "call_log.otlp.headers.bad name",
+            ),
+            (
+                "[call_log.otlp]\nendpoint = \"http://c/v1/logs\"\nbatch = 0",
+                "call_log.otlp.batch",
+            ),
+            ("[metrics]\nmax_series = 0", "metrics.max_series"),
+            ("[analytics]\nenabled = true", "analytics.enabled"),
+            (
+                "[store]\n[analytics]\nminutes = \"10m\"",
+                "analytics.minutes",
+            ),
+            (
+                "[store]\n[analytics]\nminutes = \"3d\"\nhours = \"2d\"",
+                "analytics.hours",
+            ),
+        ] {
+            let text = format!("{base}{extra}\n").replace("[call_log.", "[call_log]\n[call_log.");
+            let e = Config::from_toml(&text).expect_err(extra).to_string();
+            assert!(e.starts_with(field), "{extra}: {e}");
+        }
+        let route = "[[routes]]\npath_prefix = \"/\"\nrespond = { status = 200 }\ncapture_body = \"1MiB\"\n";
+        let e = Config::from_toml(route).unwrap_err().to_string();
+        assert!(e.starts_with("routes[0].capture_body"), "{e}");
+    }
+}
