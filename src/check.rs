@@ -138,6 +138,17 @@ pub fn report(config: &Config) -> (String, usize) {
                 a
             }
             RouteAction::Respond(s) => format!("respond {} ({} bytes)", s.status, s.body.len()),
+            RouteAction::Ai(a) => {
+                let names: Vec<&str> = if a.models.is_empty() {
+                    config.ai.aliases.iter().map(|a| a.name.as_str()).collect()
+                } else {
+                    a.models
+                        .iter()
+                        .map(|&i| config.ai.aliases[i].name.as_str())
+                        .collect()
+                };
+                format!("ai → models {}", names.join(", "))
+            }
         };
         let _ = writeln!(
             out,

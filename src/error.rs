@@ -82,6 +82,15 @@ pub enum ErrorKind {
     CredentialCheckBusy,
     /// 411: a signed request with a chunked body (its digest needs the length first).
     LengthRequired,
+    /// 400: an AI request the gateway cannot take (not JSON, a field of the wrong type, a
+    /// request a provider's format cannot express).
+    AiBadRequest,
+    /// 404: the model is not an alias this route serves.
+    ModelNotFound,
+    /// A model provider answered this error status (passed on in OpenAI's error shape).
+    ProviderError(u16),
+    /// 503: every key of the providers that could serve the model is cooling down or disabled.
+    ProviderKeysUnavailable,
 }
 
 /// Whether a request that failed with this error may be sent again (to another connection or
@@ -203,6 +212,10 @@ impl GatewayError {
             ErrorKind::ServiceRetired => 410,
             ErrorKind::CredentialCheckBusy => 429,
             ErrorKind::LengthRequired => 411,
+            ErrorKind::AiBadRequest => 400,
+            ErrorKind::ModelNotFound => 404,
+            ErrorKind::ProviderError(s) => s,
+            ErrorKind::ProviderKeysUnavailable => 503,
         }
     }
 
@@ -249,6 +262,10 @@ impl GatewayError {
             ErrorKind::ServiceRetired => "service_retired",
             ErrorKind::CredentialCheckBusy => "too_many_credential_checks",
             ErrorKind::LengthRequired => "length_required",
+            ErrorKind::AiBadRequest => "invalid_request",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::ProviderError(_) => "provider_error",
+            ErrorKind::ProviderKeysUnavailable => "provider_keys_unavailable",
         }
     }
 
@@ -292,6 +309,12 @@ impl GatewayError {
                 "too many new credentials to check right now; retry shortly"
             }
             ErrorKind::LengthRequired => "a signed request's body needs Content-Length",
+            ErrorKind::AiBadRequest => "the request is not one this AI API takes",
+            ErrorKind::ModelNotFound => "the model does not exist or this route does not serve it",
+            ErrorKind::ProviderError(_) => "the model provider answered with an error",
+            ErrorKind::ProviderKeysUnavailable => {
+                "every key of the model's providers is cooling down or disabled"
+            }
         }
     }
 
@@ -333,7 +356,9 @@ impl GatewayError {
             | ErrorKind::SubscriptionPending
             | ErrorKind::ServiceRetired
             | ErrorKind::CredentialCheckBusy
-            | ErrorKind::LengthRequired => Side::Client,
+            | ErrorKind::LengthRequired
+            | ErrorKind::AiBadRequest
+            | ErrorKind::ModelNotFound => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset
@@ -343,7 +368,9 @@ impl GatewayError {
             | ErrorKind::NoHealthyUpstream
             | ErrorKind::CircuitOpen
             | ErrorKind::ConcurrencyLimit
-            | ErrorKind::PendingLimit => Side::Upstream,
+            | ErrorKind::PendingLimit
+            | ErrorKind::ProviderError(_)
+            | ErrorKind::ProviderKeysUnavailable => Side::Upstream,
             ErrorKind::ShuttingDown => Side::Gateway,
         }
     }

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 
 use super::openai::{
     AssistantMessage, ChatRequest, ChatResponse, Choice, Content, ErrorBody, ErrorDetail,
-    FinishReason, FunctionCall, Image, Message, Part, PromptDetails, ToolCall, ToolChoice, Usage,
+    FinishReason, FunctionCall, Image, Message, Part, PromptDetails, ResponseFormat, ToolCall,
+    ToolChoice, Usage,
 };
 use super::{TranslateError, bad, push_turn};
 
@@ -83,6 +84,9 @@ pub fn request(req: &ChatRequest, model: &str) -> Result<Value, TranslateError> 
     let o = out
         .as_object_mut()
         .ok_or_else(|| bad("messages", "internal"))?;
+    if let Some(instruction) = req.response_format.as_ref().and_then(json_instruction) {
+        system.push(instruction);
+    }
     if !system.is_empty() {
         o.insert("system".into(), json!(system.join("\n\n")));
     }
@@ -136,6 +140,26 @@ pub fn request(req: &ChatRequest, model: &str) -> Result<Value, TranslateError> 
         o.insert("metadata".into(), json!({"user_id": u}));
     }
     Ok(out)
+}
+
+/// JSON mode for a provider without one: the Messages API has no `response_format`, so the
+/// request asks for JSON in the system prompt (with the schema, when one is given).
+fn json_instruction(f: &ResponseFormat) -> Option<String> {
+    match f {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => Some(
+            "Respond with a single JSON object and nothing else: no prose, no code fences.".into(),
+        ),
+        ResponseFormat::JsonSchema { json_schema } => Some(format!(
+            "Respond with a single JSON object and nothing else (no prose, no code fences) that \
+             validates against this JSON Schema, named {:?}:\n{}",
+            json_schema.name,
+            json_schema
+                .schema
+                .as_ref()
+                .map_or_else(|| "{}".to_string(), Value::to_string)
+        )),
+    }
 }
 
 /// A message's content as Anthropic content blocks.

@@ -36,6 +36,11 @@ pub struct StreamTranslator {
     /// Anthropic content block index → OpenAI tool call index.
     tools: Vec<(u64, u64)>,
     done: bool,
+    /// The text and tool arguments generated so far (to estimate output tokens when the stream
+    /// stops before its final count).
+    generated: String,
+    /// `message_delta` gave the final output count.
+    final_usage: bool,
 }
 
 impl StreamTranslator {
@@ -49,7 +54,19 @@ impl StreamTranslator {
             usage: AnthropicUsage::default(),
             tools: Vec::new(),
             done: false,
+            generated: String::new(),
+            final_usage: false,
         }
+    }
+
+    /// What was generated so far, text and tool arguments.
+    pub fn generated(&self) -> &str {
+        &self.generated
+    }
+
+    /// The provider gave its final output token count.
+    pub fn has_final_usage(&self) -> bool {
+        self.final_usage
     }
 
     /// Token counts reported so far.
@@ -119,11 +136,14 @@ impl StreamTranslator {
                 let d = &v["delta"];
                 match d["type"].as_str() {
                     Some("text_delta") => {
+                        self.generated.push_str(d["text"].as_str().unwrap_or(""));
                         let c = self.chunk(json!({"content": d["text"]}), None);
                         Self::emit(out, &c);
                     }
                     Some("input_json_delta") => {
                         let index = num(v, "index");
+                        self.generated
+                            .push_str(d["partial_json"].as_str().unwrap_or(""));
                         if let Some(&(_, k)) = self.tools.iter().find(|(i, _)| *i == index) {
                             let c = self.chunk(
                                 json!({"tool_calls": [{"index": k, "function": {"arguments": d["partial_json"]}}]}),
@@ -138,6 +158,7 @@ impl StreamTranslator {
             "message_delta" => {
                 if let Some(n) = v["usage"].get("output_tokens").and_then(Value::as_u64) {
                     self.usage.output_tokens = n;
+                    self.final_usage = true;
                 }
                 let stop = v["delta"]["stop_reason"].as_str();
                 if stop.is_some() {

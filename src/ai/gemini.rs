@@ -17,7 +17,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::openai::{self, ChatRequest, Content, FinishReason, Image, Message, Part, ToolChoice};
+use super::openai::{
+    self, ChatRequest, Content, FinishReason, Image, Message, Part, ResponseFormat, ToolChoice,
+};
 use super::{TranslateError, bad, push_turn};
 use crate::http::sse::{SseDecoder, SseError, write_event};
 
@@ -102,6 +104,18 @@ pub fn request(req: &ChatRequest) -> Result<Value, TranslateError> {
     }
     if let Some(s) = &req.stop {
         config.insert("stopSequences".into(), json!(s.clone().into_vec()));
+    }
+    match &req.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => {
+            config.insert("responseMimeType".into(), json!("application/json"));
+        }
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            config.insert("responseMimeType".into(), json!("application/json"));
+            if let Some(schema) = &json_schema.schema {
+                config.insert("responseJsonSchema".into(), schema.clone());
+            }
+        }
     }
     if !config.is_empty() {
         out.insert("generationConfig".into(), Value::Object(config));
@@ -249,6 +263,8 @@ pub struct StreamTranslator {
     calls: u64,
     usage: Value,
     done: bool,
+    /// Text and tool arguments generated so far.
+    generated: String,
 }
 
 impl StreamTranslator {
@@ -263,7 +279,13 @@ impl StreamTranslator {
             calls: 0,
             usage: Value::Null,
             done: false,
+            generated: String::new(),
         }
+    }
+
+    /// What was generated so far, text and tool arguments.
+    pub fn generated(&self) -> &str {
+        &self.generated
     }
 
     /// The usage the stream reported last (Gemini repeats the running totals), OpenAI-shaped.
@@ -292,6 +314,11 @@ impl StreamTranslator {
             }
             let first = self.calls;
             let (text, calls, reason) = candidate(&r, &mut self.calls);
+            self.generated.push_str(&text);
+            for c in &calls {
+                self.generated
+                    .push_str(c["function"]["arguments"].as_str().unwrap_or(""));
+            }
             if !text.is_empty() {
                 let c = self.chunk(json!({"content": text}), None);
                 write_event(out, None, c.to_string().as_bytes());

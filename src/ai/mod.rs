@@ -6,11 +6,13 @@
 pub mod alias;
 pub mod anthropic;
 pub mod anthropic_stream;
+pub mod errors;
 pub mod gemini;
 pub mod keys;
 pub mod openai;
 pub mod price;
 pub mod provider;
+pub mod tokens;
 
 /// Why a request cannot be translated (a 400 naming the field).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -27,6 +27,11 @@ pub struct ChatRequest {
     #[serde(default)]
     pub stream: bool,
     #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// `{"type": "text" | "json_object" | "json_schema", "json_schema": {...}}`.
+    #[serde(default)]
+    pub response_format: Option<ResponseFormat>,
+    #[serde(default)]
     pub seed: Option<i64>,
     #[serde(default)]
     pub user: Option<String>,
@@ -37,6 +42,36 @@ impl ChatRequest {
     pub fn max_output(&self) -> Option<u64> {
         self.max_completion_tokens.or(self.max_tokens)
     }
+
+    /// The client asked for a usage chunk at the end of its stream.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchema },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsonSchema {
+    pub name: String,
+    #[serde(default)]
+    pub schema: Option<Value>,
+    #[serde(default)]
+    pub strict: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,17 +254,34 @@ pub enum FinishReason {
     ContentFilter,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    #[serde(default)]
     pub prompt_tokens: u64,
+    #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default)]
     pub total_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptDetails>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+impl Usage {
+    pub fn tokens(&self) -> super::price::Tokens {
+        super::price::Tokens {
+            input: self.prompt_tokens,
+            cached_input: self
+                .prompt_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.cached_tokens),
+            output: self.completion_tokens,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptDetails {
+    #[serde(default)]
     pub cached_tokens: u64,
 }
 

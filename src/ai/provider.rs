@@ -71,7 +71,7 @@ pub fn outgoing(
         json_body(&v)
     };
     let bearer = || vec![("authorization", format!("Bearer {key}"))];
-    Ok(match kind {
+    let mut out = match kind {
         Kind::OpenAi => Outgoing {
             target: format!("{base}/v1/chat/completions"),
             headers: bearer(),
@@ -121,7 +121,17 @@ pub fn outgoing(
             headers: vec![("x-goog-api-key", key.to_string())],
             body: json_body(&gemini::request(req)?),
         },
-    })
+    };
+    if key.is_empty() {
+        // A provider without keys (a local server): no key header at all.
+        out.headers.retain(|(name, _)| {
+            !matches!(
+                *name,
+                "authorization" | "api-key" | "x-api-key" | "x-goog-api-key"
+            )
+        });
+    }
+    Ok(out)
 }
 
 /// `s` percent-encoded for use as one path segment or query value (model and deployment names

@@ -162,7 +162,7 @@ pub fn managed_service(
                 "set path_prefix or path_exact",
             ));
         }
-        out.push(route(i, raw, ups, http)?);
+        out.push(route(i, raw, ups, http, &super::ai::AiConfig::default())?);
     }
     // Two routes of one service that match the same requests are the caller's mistake: say so now,
     // not when the service is composed.

@@ -5,6 +5,7 @@
 //! (blocking DNS happens here, on the control thread, never on an event loop).
 
 pub mod admin;
+pub mod ai;
 pub mod limits;
 pub mod managed;
 pub mod observe;
@@ -51,6 +52,8 @@ pub struct Config {
     pub metrics: observe::MetricsConfig,
     /// `[analytics]`: rollups in the store (on by default when there is a store).
     pub analytics: Option<observe::AnalyticsConfig>,
+    /// `[ai]`: model providers (their upstreams are in `upstreams`), aliases and prices.
+    pub ai: Arc<ai::AiConfig>,
     /// `routes` compiled. Validation has to compile them (that is how it finds two routes that
     /// match the same requests), so it keeps the table, and every snapshot of this config serves
     /// from it instead of compiling it again. Shared, so cloning a config does not copy it.
@@ -280,6 +283,8 @@ impl RouteConfig {
 pub enum RouteAction {
     Proxy(ProxyAction),
     Respond(StaticResponse),
+    /// The unified AI API (chat completions, embeddings, models) over `[ai]`'s providers.
+    Ai(ai::AiAction),
 }
 
 #[derive(Debug, Clone)]

@@ -29,6 +29,7 @@ pub struct RawConfig {
     pub call_log: Option<super::observe::RawCallLog>,
     pub metrics: Option<super::observe::RawMetrics>,
     pub analytics: Option<super::observe::RawAnalytics>,
+    pub ai: Option<super::ai::RawAi>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +120,7 @@ pub struct RawLog {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
+    #[serde(default)]
     pub targets: Vec<RawTarget>,
     /// `round_robin` (smooth weighted), `least_in_flight`, `random` or `consistent_hash`.
     pub balance: Option<String>,
@@ -278,6 +280,8 @@ pub struct RawRoute {
     pub concurrency_limits: Option<Vec<RawConcurrencyLimit>>,
     /// Send RateLimit-Limit/-Remaining/-Reset on the route's responses (default true).
     pub rate_limit_headers: Option<bool>,
+    /// Serve the unified AI API (`[ai]` providers and aliases).
+    pub ai: Option<super::ai::RawAiRoute>,
 }
 
 #[derive(Debug, Default, Deserialize)]

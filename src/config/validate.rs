@@ -59,10 +59,14 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
     for (name, u) in raw.upstreams {
         upstreams.push(upstream(name, u, base)?);
     }
+    let ai = match raw.ai {
+        Some(a) => super::ai::ai(a, &mut upstreams, base)?,
+        None => super::ai::AiConfig::default(),
+    };
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::new();
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let route = route(i, r, &upstreams, &http)?;
+        let route = route(i, r, &upstreams, &http, &ai)?;
         if !names.insert(route.name.clone()) {
             return Err(ConfigError::invalid(
                 format!("routes[{i}].name"),
@@ -95,6 +99,7 @@ pub(super) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         call_log,
         metrics,
         analytics,
+        ai: Arc::new(ai),
         route_table: Arc::new(route_table),
     })
 }
@@ -149,6 +154,8 @@ pub(super) fn range<T: PartialOrd + std::fmt::Display + Copy>(
 }
 
 const KIB: u64 = 1024;
+/// Largest request body an AI route buffers.
+pub(super) const AI_MAX_BODY: u64 = 32 * MIB;
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -395,6 +402,7 @@ pub(super) fn route(
     r: RawRoute,
     upstreams: &[UpstreamConfig],
     http: &HttpConfig,
+    ai: &super::ai::AiConfig,
 ) -> Result<RouteConfig, ConfigError> {
     let f = |k: &str| format!("routes[{i}].{k}");
     let name = r.name.unwrap_or_else(|| format!("route-{i}"));
@@ -436,7 +444,12 @@ pub(super) fn route(
             methods.push(method);
         }
     }
-    let max_body_size = r.max_body_size.map(|s| s.0).unwrap_or(http.max_body_size);
+    let max_body_size = match (r.max_body_size, &r.ai) {
+        (Some(s), _) => s.0,
+        // An AI route buffers the request body whole.
+        (None, Some(_)) => http.max_body_size.min(AI_MAX_BODY),
+        (None, None) => http.max_body_size,
+    };
     let capture_body = size(r.capture_body, 0, &f("capture_body"), 0, 64 * KIB)? as usize;
     let retry_non_idempotent = r.retry_non_idempotent.unwrap_or(false);
     if retry_non_idempotent && r.upstream.is_none() {
@@ -451,6 +464,40 @@ pub(super) fn route(
         r.concurrency_limits,
         r.rate_limit_headers,
     )?;
+    if let Some(a) = r.ai {
+        if r.upstream.is_some()
+            || r.respond.is_some()
+            || r.strip_prefix.is_some()
+            || r.rewrite_prefix.is_some()
+            || r.upstream_host.is_some()
+            || r.fallback_upstream.is_some()
+            || r.fallback_respond.is_some()
+            || r.retry_non_idempotent.is_some()
+        {
+            return Err(ConfigError::invalid(
+                f("ai"),
+                "an AI route calls its models' providers: upstream, respond, prefix rewrites and fallbacks do not apply",
+            ));
+        }
+        if max_body_size > AI_MAX_BODY {
+            return Err(ConfigError::invalid(
+                f("max_body_size"),
+                format!("an AI route buffers the request body: at most {AI_MAX_BODY} bytes"),
+            ));
+        }
+        let action = RouteAction::Ai(super::ai::route(&f("ai"), a, ai)?);
+        return Ok(RouteConfig {
+            name,
+            hosts,
+            path,
+            methods,
+            max_body_size,
+            capture_body,
+            retry_non_idempotent: false,
+            limits,
+            action,
+        });
+    }
     let action = match (r.upstream, r.respond) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::invalid(
@@ -461,7 +508,7 @@ pub(super) fn route(
         (None, None) => {
             return Err(ConfigError::invalid(
                 f("upstream"),
-                "set upstream = \"name\" or a [routes.respond] table",
+                "set upstream = \"name\", a [routes.respond] table or an ai table",
             ));
         }
         (Some(u), None) => {

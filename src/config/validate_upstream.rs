@@ -14,14 +14,26 @@ pub(super) fn upstream(
     u: RawUpstream,
     base: &std::path::Path,
 ) -> Result<UpstreamConfig, ConfigError> {
-    let f = |k: &str| format!("upstreams.{name}.{k}");
+    let at = format!("upstreams.{name}");
+    upstream_at(&at, name, u, base)
+}
+
+/// An upstream table found at `at` (`upstreams.NAME`, or an AI provider's `upstream` table):
+/// errors name their field under it.
+pub(super) fn upstream_at(
+    at: &str,
+    name: String,
+    u: RawUpstream,
+    base: &std::path::Path,
+) -> Result<UpstreamConfig, ConfigError> {
+    let f = |k: &str| format!("{at}.{k}");
     if name.is_empty()
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
         return Err(ConfigError::invalid(
-            format!("upstreams.{name:?}"),
+            format!("{at:?}"),
             "upstream names use letters, digits, '-', '_' and '.'",
         ));
     }
@@ -33,7 +45,7 @@ pub(super) fn upstream(
     }
     let mut targets = Vec::new();
     for (i, t) in u.targets.into_iter().enumerate() {
-        let field = format!("upstreams.{name}.targets[{i}]");
+        let field = format!("{at}.targets[{i}]");
         let (addr, weight) = match t {
             RawTarget::Addr(a) => (a, 1),
             RawTarget::Weighted(w) => (w.addr, w.weight.unwrap_or(1)),
@@ -123,15 +135,15 @@ pub(super) fn upstream(
         )?,
         health_check: match u.health_check {
             None => None,
-            Some(h) => Some(health_check(&name, h)?),
+            Some(h) => Some(health_check(at, h)?),
         },
         retry: match u.retry {
             None => None,
-            Some(r) => Some(retry(&name, r)?),
+            Some(r) => Some(retry(at, r)?),
         },
         breaker: match u.breaker {
             None => None,
-            Some(b) => Some(breaker(&name, b)?),
+            Some(b) => Some(breaker(at, b)?),
         },
         tls: u
             .tls
@@ -139,14 +151,14 @@ pub(super) fn upstream(
             .transpose()?,
         outlier: match u.outlier {
             None => None,
-            Some(o) => Some(outlier(&name, o)?),
+            Some(o) => Some(outlier(at, o)?),
         },
         name,
     })
 }
 
-fn breaker(upstream: &str, b: super::raw::RawBreaker) -> Result<BreakerConfig, ConfigError> {
-    let f = |k: &str| format!("upstreams.{upstream}.breaker.{k}");
+fn breaker(at: &str, b: super::raw::RawBreaker) -> Result<BreakerConfig, ConfigError> {
+    let f = |k: &str| format!("{at}.breaker.{k}");
     let ratio = |v: Option<f64>, default: f64, k: &str| -> Result<u32, ConfigError> {
         let r = v.unwrap_or(default);
         if !(0.0..=1.0).contains(&r) {
@@ -223,8 +235,8 @@ fn breaker(upstream: &str, b: super::raw::RawBreaker) -> Result<BreakerConfig, C
     })
 }
 
-fn outlier(upstream: &str, o: super::raw::RawOutlier) -> Result<OutlierConfig, ConfigError> {
-    let f = |k: &str| format!("upstreams.{upstream}.outlier.{k}");
+fn outlier(at: &str, o: super::raw::RawOutlier) -> Result<OutlierConfig, ConfigError> {
+    let f = |k: &str| format!("{at}.outlier.{k}");
     let base_ejection = dur(
         o.base_ejection,
         Duration::from_secs(30),
@@ -259,8 +271,8 @@ fn outlier(upstream: &str, o: super::raw::RawOutlier) -> Result<OutlierConfig, C
     })
 }
 
-fn retry(upstream: &str, r: super::raw::RawRetry) -> Result<RetryConfig, ConfigError> {
-    let f = |k: &str| format!("upstreams.{upstream}.retry.{k}");
+fn retry(at: &str, r: super::raw::RawRetry) -> Result<RetryConfig, ConfigError> {
+    let f = |k: &str| format!("{at}.retry.{k}");
     let on =
         r.on.unwrap_or_else(|| vec!["connect_failure".into(), "reset".into()]);
     let (mut c, mut rs, mut t, mut st) = (false, false, false, false);
@@ -272,7 +284,7 @@ fn retry(upstream: &str, r: super::raw::RawRetry) -> Result<RetryConfig, ConfigE
             "status" => st = true,
             other => {
                 return Err(ConfigError::invalid(
-                    format!("upstreams.{upstream}.retry.on[{i}]"),
+                    format!("{at}.retry.on[{i}]"),
                     format!("{other:?} is not one of connect_failure, reset, timeout, status"),
                 ));
             }
@@ -339,11 +351,8 @@ fn retry(upstream: &str, r: super::raw::RawRetry) -> Result<RetryConfig, ConfigE
     })
 }
 
-fn health_check(
-    upstream: &str,
-    h: super::raw::RawHealthCheck,
-) -> Result<HealthCheckConfig, ConfigError> {
-    let f = |k: &str| format!("upstreams.{upstream}.health_check.{k}");
+fn health_check(at: &str, h: super::raw::RawHealthCheck) -> Result<HealthCheckConfig, ConfigError> {
+    let f = |k: &str| format!("{at}.health_check.{k}");
     let path = h.path.unwrap_or_else(|| "/".to_string());
     check_path(&path).map_err(|e| ConfigError::invalid(f("path"), e))?;
     if let Some(host) = &h.host {

@@ -79,7 +79,21 @@ fn content_length(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Renders `{"error":{"code":..,"message":..}}` with its head into `g` (which must be reset).
+/// The OpenAI-style `type` of an error with this status, so that the AI SDKs (and anyone else)
+/// get a class of error besides the code.
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// Renders `{"error":{"code":..,"message":..,"type":..}}` (the shape OpenAI's API answers
+/// errors in, which its SDKs read) with its head into `g` (which must be reset).
 /// `extra_headers` are complete header lines (`"name: value\r\n"`).
 pub fn error(
     g: &mut Gather,
@@ -105,6 +119,8 @@ pub fn error(
     json_escape(out, code.as_bytes());
     out.extend_from_slice(b"\",\"message\":\"");
     json_escape(out, message.as_bytes());
+    out.extend_from_slice(b"\",\"type\":\"");
+    out.extend_from_slice(error_type(status).as_bytes());
     out.extend_from_slice(b"\"}}\n");
     let body_len = out.len() - body_start;
     let mut cl = Vec::with_capacity(40);
@@ -115,6 +131,70 @@ pub fn error(
         out.truncate(out.len() - body_len);
     }
     g.end_extra(from);
+}
+
+/// Renders a JSON response (`body` already serialized) with its head into `g`.
+pub fn json(
+    g: &mut Gather,
+    status: u16,
+    request_id: &[u8],
+    extra_headers: &[u8],
+    body: &[u8],
+    reply: Reply,
+) {
+    g.reset();
+    let from = g.begin_extra();
+    let out = &mut g.extra;
+    status_line(out, status);
+    out.extend_from_slice(b"content-type: application/json\r\nserver: ringway\r\nx-request-id: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra_headers);
+    connection(out, reply);
+    content_length(out, body.len());
+    out.extend_from_slice(b"\r\n");
+    if !reply.head_only {
+        out.extend_from_slice(body);
+    }
+    g.end_extra(from);
+}
+
+/// Renders the head of a streamed response (`text/event-stream`): chunked, or (`chunked` false,
+/// for HTTP/1.0 clients) delimited by the connection's close.
+pub fn stream_head(
+    g: &mut Gather,
+    request_id: &[u8],
+    extra_headers: &[u8],
+    chunked: bool,
+    reply: Reply,
+) {
+    g.reset();
+    let from = g.begin_extra();
+    let out = &mut g.extra;
+    status_line(out, 200);
+    out.extend_from_slice(
+        b"content-type: text/event-stream\r\ncache-control: no-cache\r\nserver: ringway\r\nx-request-id: ",
+    );
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra_headers);
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    connection(out, reply);
+    out.extend_from_slice(b"\r\n");
+    g.end_extra(from);
+}
+
+/// Appends `data` as one chunk of a chunked body (nothing for empty data: that would end it).
+pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    use std::io::Write;
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A static response rendered once per config: the head without its Connection field, and the body.
@@ -220,7 +300,7 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}", body.len())));
         assert_eq!(
             body,
-            "{\"error\":{\"code\":\"route_not_found\",\"message\":\"no \\\"route\\\"\\n\"}}\n"
+            "{\"error\":{\"code\":\"route_not_found\",\"message\":\"no \\\"route\\\"\\n\",\"type\":\"not_found_error\"}}\n"
         );
     }
 }

@@ -23,6 +23,17 @@ pub enum Answer {
     /// The matched route's static response, or (`fallback`) its breaker fallback response, with
     /// extra header lines.
     Static { fallback: bool, headers: Vec<u8> },
+    /// An error whose body says more than its kind: the field a request got wrong, a model
+    /// provider's own code and message.
+    Detailed(GatewayError, Box<Detail>),
+}
+
+/// The body of an [`Answer::Detailed`].
+pub struct Detail {
+    pub code: String,
+    pub message: String,
+    /// Extra header lines (`name: value\r\n`).
+    pub headers: Vec<u8>,
 }
 
 impl Answer {
@@ -33,13 +44,27 @@ impl Answer {
     pub fn kind(kind: ErrorKind) -> Answer {
         Answer::error(GatewayError::new(kind))
     }
+
+    /// An error of `kind` with its own message (the code is the kind's).
+    pub fn detailed(kind: ErrorKind, message: impl Into<String>) -> Answer {
+        let e = GatewayError::new(kind);
+        Answer::Detailed(
+            e,
+            Box::new(Detail {
+                code: e.code().to_string(),
+                message: message.into(),
+                headers: Vec::new(),
+            }),
+        )
+    }
 }
 
 /// Writes `answer` to the client and says how the connection goes on.
 pub async fn write(cx: &mut Cx<'_>, answer: Answer) -> Next {
     match answer {
         Answer::Sent(next) => next,
-        Answer::Error(e, headers) => write_error(cx, e, &headers).await,
+        Answer::Error(e, headers) => write_error(cx, e, None, &headers).await,
+        Answer::Detailed(e, d) => write_error(cx, e, Some((&d.code, &d.message)), &d.headers).await,
         Answer::Static { fallback, headers } => {
             let state = cx.state;
             let table = if fallback {
@@ -54,7 +79,10 @@ pub async fn write(cx: &mut Cx<'_>, answer: Answer) -> Next {
                 .and_then(Option::as_ref)
             {
                 Some(r) => write_static(cx, r, &headers).await,
-                None => write_error(cx, GatewayError::new(ErrorKind::RouteNotFound), b"").await,
+                None => {
+                    let e = GatewayError::new(ErrorKind::RouteNotFound);
+                    write_error(cx, e, None, b"").await
+                }
             }
         }
     }
@@ -69,7 +97,8 @@ pub fn client_keep_alive(cx: &Cx<'_>) -> bool {
 /// Bytes of the request (head and body) still in the buffer, if the whole request is there.
 fn whole_request_len(cx: &Cx<'_>) -> Option<usize> {
     if cx.ctx.consumed {
-        return None;
+        // A body read whole (an AI route's) left nothing of the request behind.
+        return cx.ctx.read_whole.then_some(0);
     }
     let kit = &cx.kit;
     match kit.req.framing {
@@ -100,7 +129,13 @@ async fn write_static(cx: &mut Cx<'_>, r: &RenderedStatic, headers: &[u8]) -> Ne
     send_and_finish(cx, whole, keep).await
 }
 
-async fn write_error(cx: &mut Cx<'_>, e: GatewayError, headers: &[u8]) -> Next {
+/// Writes error `e`; `detail`: the code and message of its body when not the kind's own.
+async fn write_error(
+    cx: &mut Cx<'_>,
+    e: GatewayError,
+    detail: Option<(&str, &str)>,
+    headers: &[u8],
+) -> Next {
     cx.ctx.fail(e);
     let whole = whole_request_len(cx);
     // A path refused by normalization closes: the client's idea of the path is not the gateway's.
@@ -120,15 +155,16 @@ async fn write_error(cx: &mut Cx<'_>, e: GatewayError, headers: &[u8]) -> Next {
     // Closing with part of the request still to come: close lingering (not for a client that
     // stalled: nothing is coming).
     let stalled = matches!(e.kind, ErrorKind::HeaderTimeout | ErrorKind::BodyTimeout);
-    if !keep && !stalled && (cx.ctx.consumed || whole.is_none()) {
+    if !keep && !stalled && (cx.ctx.consumed && !cx.ctx.read_whole || whole.is_none()) {
         cx.conn.linger = true;
     }
     let reply = reply(cx, keep);
+    let (code, message) = detail.unwrap_or((e.code(), e.message()));
     respond::error(
         &mut cx.kit.g,
         e.status(),
-        e.code(),
-        e.message(),
+        code,
+        message,
         cx.ctx.id.as_bytes(),
         &extra,
         reply,

@@ -3,8 +3,9 @@
 //! or answers it (`Err(Answer)`):
 //!
 //! ```text
-//! trace → normalize → route → auth → access → limits → respond (static routes) → upstream (breaker)
-//! → forward (LB, pool, retries)
+//! trace → normalize → route → auth → access → limits → respond (static routes)
+//!   → upstream (breaker) → forward (LB, pool, retries)      proxy routes
+//!   → ai (body, alias, provider calls with fallback, translation, accounting)   AI routes
 //! ```
 //!
 //! Every stage is synchronous but one step: a credential that cannot be checked on the shard (a
@@ -27,7 +28,7 @@ use crate::upstream::{Lease, SlotGuard};
 use super::answer::{self, Answer};
 use super::conn::Conn;
 use super::ctx::RequestCtx;
-use super::{forward, stage};
+use super::{ai, forward, stage};
 
 /// What the connection does after a request.
 pub enum Next {
@@ -114,6 +115,16 @@ fn policies(cx: &mut Cx<'_>) -> Result<(), Answer> {
     Ok(())
 }
 
+/// The matched route's AI action and body limit, when it is an AI route.
+fn ai_route<'a>(cx: &Cx<'a>) -> Option<(&'a crate::config::ai::AiAction, u64)> {
+    let state: &'a ShardState = cx.state;
+    let route = &state.snap.config.routes[cx.ctx.route?];
+    match &route.action {
+        crate::config::RouteAction::Ai(a) => Some((a, route.max_body_size)),
+        _ => None,
+    }
+}
+
 /// Serves one parsed request (head in `kit.req`) and writes its answer.
 pub async fn serve(
     conn: &mut Conn,
@@ -132,12 +143,16 @@ pub async fn serve(
         // credential and shard).
         identified = Box::pin(stage::auth::verify(&mut cx)).await;
     }
-    let admitted = identified
-        .and_then(|()| policies(&mut cx))
-        .and_then(|()| stage::upstream::admit(&mut cx));
-    let answer = match admitted {
-        Ok(admitted) => forward::forward(&mut cx, admitted).await,
+    let answer = match identified.and_then(|()| policies(&mut cx)) {
         Err(answer) => answer,
+        Ok(()) => match ai_route(&cx) {
+            // Boxed: the AI terminal's future is large and rare; the proxy path's stays small.
+            Some((action, limit)) => Box::pin(ai::serve(&mut cx, action, limit)).await,
+            None => match stage::upstream::admit(&mut cx) {
+                Ok(admitted) => forward::forward(&mut cx, admitted).await,
+                Err(answer) => answer,
+            },
+        },
     };
     answer::write(&mut cx, answer).await
 }

@@ -141,6 +141,9 @@ pub struct RequestCtx {
     /// The request's bytes (head and any body) are no longer in the connection buffer: the head's
     /// spans must not be read, and the connection cannot be kept alive after an error.
     pub consumed: bool,
+    /// The request was read whole before it was consumed (an AI route buffers its body): the
+    /// connection can stay open after its answer.
+    pub read_whole: bool,
     pub peer: SocketAddr,
     /// The client connection's TLS version (`"TLSv1.3"`), `None` for plain connections.
     pub tls: Option<&'static str>,
@@ -176,6 +179,28 @@ pub struct RequestCtx {
     pub status: u16,
     /// Why the request did not end in a complete upstream response, when it did not.
     pub error: Option<GatewayError>,
+    /// What an AI route's call used and cost (`None` for every other route).
+    pub ai: Option<Box<AiCall>>,
+}
+
+/// An AI call's accounting: which provider and model served it, its tokens and cost.
+#[derive(Debug, Clone, Default)]
+pub struct AiCall {
+    /// The alias the client asked for.
+    pub alias: String,
+    /// The provider (its name in `[ai.providers]`) and its model that served, or were tried last.
+    pub provider: String,
+    pub model: String,
+    pub tokens: crate::ai::price::Tokens,
+    /// The token counts are the gateway's estimate (the provider gave none, or the client left
+    /// before the provider's final count).
+    pub estimated: bool,
+    pub cost: crate::ai::price::Nanos,
+    /// When the first token reached the client ([`clock::now`] ticks; 0: none did).
+    pub first_token: u64,
+    pub streamed: bool,
+    /// Candidates tried (fallbacks: more than 1).
+    pub attempts: u32,
 }
 
 impl RequestCtx {
@@ -189,6 +214,7 @@ impl RequestCtx {
                 keep_alive_10: false,
             },
             consumed: false,
+            read_whole: false,
             peer,
             tls: None,
             route: None,
@@ -210,6 +236,7 @@ impl RequestCtx {
             bytes_out: 0,
             status: 0,
             error: None,
+            ai: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`tunnel`]: protocol-upgrade tunnels;
 //! - [`finish`]: the one place every request ends.
 
+pub mod ai;
 pub mod answer;
 pub mod chain;
 pub mod conn;

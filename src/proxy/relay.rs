@@ -299,3 +299,45 @@ async fn read_src<R: AsyncReadRent>(
         Err(e) => Err(RelayError::SrcIo(e)),
     }
 }
+
+/// One step of reading a body whole or piece by piece (the AI routes, which parse what they
+/// read): hands the body data in `buf` (chunk framing removed) to `on_data` and consumes it, or,
+/// when there is none yet, reads once. `Ok(true)`: the body ended (a close-delimited one with the
+/// source's close). `ranges` is scratch space, reused from step to step.
+pub async fn body_step<R: AsyncReadRent>(
+    src: &mut Source<'_, R>,
+    watch: &Watch,
+    buf: &mut Buf,
+    body: &mut Body,
+    ranges: &mut Vec<(usize, usize)>,
+    mut on_data: impl FnMut(&[u8]),
+) -> Result<bool, RelayError> {
+    if !buf.is_empty() {
+        ranges.clear();
+        let consumed = body
+            .take(buf.data(), Some(&mut *ranges))
+            .map_err(RelayError::Chunk)?;
+        for &(s, e) in ranges.iter() {
+            on_data(&buf.data()[s..e]);
+        }
+        buf.consume(consumed);
+        if body.is_done() {
+            return Ok(true);
+        }
+        if consumed > 0 {
+            return Ok(false);
+        }
+    } else if body.is_done() {
+        return Ok(true);
+    }
+    if !buf.make_room(buf.capacity().max(1024)) {
+        return Err(RelayError::Chunk(ChunkError::BadSize));
+    }
+    if read_src(src, watch, buf).await? {
+        Ok(false)
+    } else if matches!(body, Body::Close) {
+        Ok(true)
+    } else {
+        Err(RelayError::SrcClosed)
+    }
+}

@@ -176,6 +176,26 @@ pub struct ShardState {
     pub limits: Vec<Option<Rc<RouteLimits>>>,
     /// This shard's leases of the catalog's quota tables, by quota index.
     pub quotas: Vec<Rc<RouteLimits>>,
+    /// This shard's side of the AI providers: key cursors and the fallback budget.
+    pub ai: Rc<AiShard>,
+}
+
+/// What a shard keeps per AI config: its round-robin cursor into each provider's keys, and the
+/// budget of fallbacks to a model's next candidate.
+#[derive(Default)]
+pub struct AiShard {
+    pub key_cursors: Box<[Cell<usize>]>,
+    pub fallbacks: crate::upstream::retry::RetryBudget,
+}
+
+impl AiShard {
+    fn new(providers: usize, shard_seed: usize) -> AiShard {
+        AiShard {
+            // Shards start at different keys, so a burst does not go to key 0 everywhere.
+            key_cursors: (0..providers).map(|_| Cell::new(shard_seed)).collect(),
+            fallbacks: Default::default(),
+        }
+    }
 }
 
 impl ShardState {
@@ -190,6 +210,7 @@ impl ShardState {
                 upstreams: p.upstreams.clone(),
                 limits: p.limits.clone(),
                 quotas,
+                ai: p.ai.clone(),
                 snap,
             };
         }
@@ -237,11 +258,16 @@ impl ShardState {
                 )
             })
             .collect();
+        let ai = Rc::new(AiShard::new(
+            snap.config.ai.providers.len(),
+            rand::random::<u16>() as usize,
+        ));
         ShardState {
             snap,
             upstreams,
             limits,
             quotas,
+            ai,
         }
     }
 }

@@ -159,7 +159,7 @@ impl Snapshot {
             .iter()
             .map(|r| match &r.action {
                 RouteAction::Respond(s) => Some(RenderedStatic::new(s)),
-                RouteAction::Proxy(_) => None,
+                RouteAction::Proxy(_) | RouteAction::Ai(_) => None,
             })
             .collect();
         let fallbacks = config
@@ -167,7 +167,7 @@ impl Snapshot {
             .iter()
             .map(|r| match &r.action {
                 RouteAction::Proxy(p) => p.fallback_respond.as_ref().map(RenderedStatic::new),
-                RouteAction::Respond(_) => None,
+                RouteAction::Respond(_) | RouteAction::Ai(_) => None,
             })
             .collect();
         Ok(Snapshot {

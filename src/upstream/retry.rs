@@ -56,9 +56,15 @@ impl RetryBudget {
     }
 
     fn withdraw(&self, cfg: &RetryConfig) -> bool {
+        self.allow(cfg.budget_percent, cfg.budget_min_per_sec)
+    }
+
+    /// Takes one retry from this second's budget: `percent` of this second's requests, at least
+    /// `min_per_sec`. False (and counted as denied) when it is spent.
+    pub fn allow(&self, percent: u32, min_per_sec: u32) -> bool {
         self.roll(now_ms());
-        let share = u64::from(self.requests.get()) * u64::from(cfg.budget_percent) / 100;
-        let allowed = share.max(u64::from(cfg.budget_min_per_sec));
+        let share = u64::from(self.requests.get()) * u64::from(percent) / 100;
+        let allowed = share.max(u64::from(min_per_sec));
         if u64::from(self.retries.get()) >= allowed {
             self.denied.set(self.denied.get() + 1);
             return false;

@@ -24,6 +24,7 @@ use ringway::{Config, Gateway, StartOptions};
 
 pub mod admin;
 pub mod pki;
+pub mod providers;
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -15,7 +15,7 @@
 //! more on a fresh connection, if it is idempotent and whole in the buffer.
 
 mod request;
-mod response;
+pub(super) mod response;
 
 use std::rc::Rc;
 

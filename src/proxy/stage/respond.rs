@@ -1,5 +1,5 @@
 //! Static routes (`respond = { status, headers, body }`): answered from the response pre-rendered
-//! in the snapshot; proxy routes go on to [`super::upstream`].
+//! in the snapshot; proxy routes go on to [`super::upstream`], AI routes to [`crate::proxy::ai`].
 //!
 //! Performance: the response is one copy of pre-rendered bytes into the gather list.
 
@@ -16,6 +16,6 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
             fallback: false,
             headers: Vec::new(),
         }),
-        RouteAction::Proxy(_) => Ok(()),
+        RouteAction::Proxy(_) | RouteAction::Ai(_) => Ok(()),
     }
 }

@@ -1,0 +1,235 @@
+//! The terminal stage of an AI route: the unified, OpenAI-compatible API over `[ai]`'s providers.
+//!
+//! ```text
+//! endpoint (…/chat/completions, …/models) → body (read whole, bounded) → parse
+//! → alias → plan (ordered / weighted candidates)
+//! → for each candidate: call (breaker, key, translate, send, answer) → fallback?
+//! → account (tokens, cost, time to first token) → the call record
+//! ```
+//!
+//! The endpoints are found by the path's end, whatever the route's prefix: `/ai/v1/chat/
+//! completions` and `/v1/chat/completions` both reach the chat endpoint.
+//!
+//! Fallback: a candidate that fails in a way another could serve (connect errors, timeouts,
+//! resets, 429, 5xx, an open breaker, its keys all cooling) hands the call to the next one, while
+//! this shard's fallback budget allows (`[ai] fallback_budget_percent`). The answer of the last
+//! candidate tried is the client's.
+
+mod body;
+mod call;
+mod reply;
+mod stream;
+mod translate;
+
+use serde_json::Value;
+
+use crate::ai::openai::ChatRequest;
+use crate::ai::price::{Nanos, Tokens};
+use crate::ai::tokens;
+use crate::config::ai::AiAction;
+use crate::error::ErrorKind;
+use crate::http::Method;
+
+use super::answer::Answer;
+use super::chain::Cx;
+use super::ctx::AiCall;
+
+/// How one candidate's try ended.
+pub enum Served {
+    /// Answered (or failed in a way no other candidate would change).
+    Done(Answer),
+    /// This candidate could not serve it; the next one may.
+    Failed(Answer),
+}
+
+enum Endpoint<'p> {
+    Chat,
+    Models,
+    Model(&'p str),
+}
+
+/// Which endpoint the path (without its query) names.
+fn endpoint(path: &[u8]) -> Option<Endpoint<'_>> {
+    let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+    let path = path.strip_suffix(b"/").unwrap_or(path);
+    if path.ends_with(b"/chat/completions") {
+        return Some(Endpoint::Chat);
+    }
+    if path.ends_with(b"/models") {
+        return Some(Endpoint::Models);
+    }
+    let at = path.windows(8).rposition(|w| w == b"/models/")?;
+    let id = std::str::from_utf8(&path[at + 8..]).ok()?;
+    (!id.is_empty()).then_some(Endpoint::Model(id))
+}
+
+/// Serves a request of an AI route (`limit`: its `max_body_size`).
+pub async fn serve(cx: &mut Cx<'_>, action: &AiAction, limit: u64) -> Answer {
+    let method = cx.ctx.head.method;
+    let path = cx.path().to_vec();
+    match endpoint(&path) {
+        Some(Endpoint::Chat) if method == Method::Post => chat(cx, action, limit).await,
+        Some(Endpoint::Models) if matches!(method, Method::Get | Method::Head) => {
+            let body = models(cx, action, None);
+            finish_get(cx, body, limit).await
+        }
+        Some(Endpoint::Model(id)) if matches!(method, Method::Get | Method::Head) => {
+            match models(cx, action, Some(id)) {
+                Some(body) => finish_get(cx, Some(body), limit).await,
+                None => Answer::detailed(
+                    ErrorKind::ModelNotFound,
+                    format!("The model `{id}` does not exist or you do not have access to it."),
+                ),
+            }
+        }
+        Some(_) => Answer::kind(ErrorKind::MethodNotAllowed),
+        None => Answer::kind(ErrorKind::RouteNotFound),
+    }
+}
+
+async fn finish_get(cx: &mut Cx<'_>, body: Option<Vec<u8>>, limit: u64) -> Answer {
+    // A GET's body (if any) is read and dropped, so the connection can stay open.
+    if let Err(a) = body::request(cx, limit).await {
+        return a;
+    }
+    reply::json(cx, 200, &body.unwrap_or_default()).await
+}
+
+/// `GET /v1/models` (`one`: `GET /v1/models/{id}`): the aliases this route serves.
+fn models(cx: &Cx<'_>, action: &AiAction, one: Option<&str>) -> Option<Vec<u8>> {
+    let ai = &cx.state.snap.config.ai;
+    let entry = |name: &str| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": "ringway"});
+    let allowed = ai
+        .aliases
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| action.allows(*i));
+    let v = match one {
+        Some(id) => entry(&allowed.map(|(_, a)| a).find(|a| a.name == id)?.name),
+        None => {
+            let data: Vec<Value> = allowed.map(|(_, a)| entry(&a.name)).collect();
+            serde_json::json!({"object": "list", "data": data})
+        }
+    };
+    serde_json::to_vec(&v).ok()
+}
+
+/// `POST /v1/chat/completions`.
+async fn chat(cx: &mut Cx<'_>, action: &AiAction, limit: u64) -> Answer {
+    let text = match body::request(cx, limit).await {
+        Ok(t) => t,
+        Err(a) => return a,
+    };
+    let raw: Value = match serde_json::from_slice(&text) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return bad("the body must be a JSON object"),
+        Err(e) => return bad(format!("the body is not valid JSON: {e}")),
+    };
+    let req: ChatRequest = match serde_path_to_error::deserialize(&raw) {
+        Ok(r) => r,
+        Err(e) => {
+            let path = e.path().to_string();
+            return bad(format!("{path}: {}", e.into_inner()));
+        }
+    };
+    let state = cx.state;
+    let ai = &state.snap.config.ai;
+    let Some(alias) = ai.alias(&req.model).filter(|&i| action.allows(i)) else {
+        return Answer::detailed(
+            ErrorKind::ModelNotFound,
+            format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                req.model
+            ),
+        );
+    };
+    let alias = &ai.aliases[alias];
+    cx.ctx.ai = Some(Box::new(AiCall {
+        alias: alias.name.clone(),
+        streamed: req.stream,
+        ..AiCall::default()
+    }));
+    let budget = &state.ai.fallbacks;
+    budget.request();
+    let plan = alias.plan(cx.conn.shard.ids.next());
+    let mut last = None;
+    for (n, &c) in plan.iter().enumerate() {
+        if n > 0 && !budget.allow(ai.fallback_budget_percent, ai.fallback_budget_min_per_sec) {
+            tracing::debug!(alias = %alias.name, "fallback budget spent: not trying the next candidate");
+            break;
+        }
+        match call::chat(cx, &alias.candidates[c], &req, &raw).await {
+            Served::Done(a) => return a,
+            Served::Failed(a) => last = Some(a),
+        }
+    }
+    last.unwrap_or_else(|| Answer::kind(ErrorKind::NoHealthyUpstream))
+}
+
+fn bad(message: impl Into<String>) -> Answer {
+    Answer::detailed(ErrorKind::AiBadRequest, message)
+}
+
+/// Unix time in seconds (`created` of the answers the gateway makes).
+pub fn unix_secs() -> u64 {
+    call::unix_ms() / 1000
+}
+
+/// Puts a finished call's tokens and cost in the request's context: the provider's counts when it
+/// gave them, else the gateway's own (`known_input`: what the provider reported of the input
+/// before the stream ended; `generated`: the output so far).
+pub fn account(
+    cx: &mut Cx<'_>,
+    req: &ChatRequest,
+    usage: Option<Tokens>,
+    known_input: Option<u64>,
+    generated: Option<&str>,
+) {
+    let ai = &cx.state.snap.config.ai;
+    let Some(call) = cx.ctx.ai.as_mut() else {
+        return;
+    };
+    let (tokens, estimated) = match usage {
+        Some(t) => (t, false),
+        None => (
+            Tokens {
+                input: known_input.unwrap_or_else(|| tokens::prompt(req)),
+                cached_input: 0,
+                output: generated.map_or(0, tokens::count),
+            },
+            true,
+        ),
+    };
+    call.tokens = tokens;
+    call.estimated = estimated;
+    let qualified = format!("{}/{}", call.provider, call.model);
+    call.cost = ai
+        .prices
+        .get(&qualified)
+        .or_else(|| ai.prices.get(&call.model))
+        .map_or(Nanos(0), |p| p.cost(tokens));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_found_by_the_end_of_the_path() {
+        assert!(matches!(
+            endpoint(b"/ai/v1/chat/completions"),
+            Some(Endpoint::Chat)
+        ));
+        assert!(matches!(
+            endpoint(b"/v1/chat/completions/?x=1"),
+            Some(Endpoint::Chat)
+        ));
+        assert!(matches!(endpoint(b"/v1/models"), Some(Endpoint::Models)));
+        assert!(matches!(
+            endpoint(b"/v1/models/fast"),
+            Some(Endpoint::Model("fast"))
+        ));
+        assert!(endpoint(b"/v1/completions").is_none());
+        assert!(endpoint(b"/v1/models/").is_some_and(|e| matches!(e, Endpoint::Models)));
+    }
+}

@@ -1,0 +1,157 @@
+//! What an AI route writes to its client itself: a JSON answer, and a streamed answer's head,
+//! chunks and end. Errors go through [`crate::proxy::answer`] like every other error (its body is
+//! OpenAI-shaped).
+
+use crate::error::{ErrorKind, GatewayError};
+use crate::http::respond::{self, Reply};
+use crate::observe::clock;
+
+use super::super::answer::{Answer, client_keep_alive};
+use super::super::chain::{Cx, Next};
+
+/// The request's id, generated when the client sent none.
+pub fn request_id<'c>(cx: &'c mut Cx<'_>) -> &'c [u8] {
+    if !cx.ctx.id.is_set() {
+        let mut id = [0u8; 24];
+        cx.conn.shard.request_id(&mut id);
+        cx.ctx.id.set_generated(&id);
+    }
+    cx.ctx.id.as_bytes()
+}
+
+fn reply(cx: &Cx<'_>, keep: bool) -> Reply {
+    Reply {
+        close: !keep,
+        keep_alive_10: cx.ctx.head.keep_alive_10,
+        head_only: false,
+    }
+}
+
+/// Whether the connection stays open after this answer: the request was read whole and the
+/// client allows it.
+fn keep(cx: &Cx<'_>) -> bool {
+    cx.ctx.read_whole && client_keep_alive(cx)
+}
+
+/// Writes a JSON answer.
+pub async fn json(cx: &mut Cx<'_>, status: u16, body: &[u8]) -> Answer {
+    let keep = keep(cx);
+    let r = reply(cx, keep);
+    request_id(cx);
+    let kit = &mut *cx.kit;
+    respond::json(
+        &mut kit.g,
+        status,
+        cx.ctx.id.as_bytes(),
+        &kit.response_headers,
+        body,
+        r,
+    );
+    cx.ctx.status = status;
+    let len = kit.g.total() as u64;
+    if cx
+        .conn
+        .send(&mut kit.g, &mut kit.buf, |_| {})
+        .await
+        .is_err()
+    {
+        cx.ctx
+            .fail(GatewayError::new(ErrorKind::ClientGone).context("writing the answer"));
+        return Answer::Sent(Next::Close);
+    }
+    cx.ctx.bytes_out += len;
+    cx.ctx.timings.last_byte = clock::now();
+    Answer::Sent(if keep { Next::KeepAlive } else { Next::Close })
+}
+
+/// A streamed answer being written: chunked to HTTP/1.1 clients, close-delimited to HTTP/1.0.
+pub struct Stream {
+    pub chunked: bool,
+    pub keep: bool,
+    /// The client is gone (a write failed): nothing more is written.
+    pub gone: bool,
+}
+
+/// Writes a streamed answer's head.
+pub async fn stream_head(cx: &mut Cx<'_>) -> Stream {
+    let chunked = !cx.ctx.head.http10;
+    let keep = chunked && keep(cx);
+    let r = reply(cx, keep);
+    request_id(cx);
+    let kit = &mut *cx.kit;
+    respond::stream_head(
+        &mut kit.g,
+        cx.ctx.id.as_bytes(),
+        &kit.response_headers,
+        chunked,
+        r,
+    );
+    cx.ctx.status = 200;
+    let mut s = Stream {
+        chunked,
+        keep,
+        gone: false,
+    };
+    let len = kit.g.total() as u64;
+    if cx
+        .conn
+        .send(&mut kit.g, &mut kit.buf, |_| {})
+        .await
+        .is_err()
+    {
+        s.gone = true;
+        cx.ctx
+            .fail(GatewayError::new(ErrorKind::ClientGone).context("writing the stream head"));
+    } else {
+        cx.ctx.bytes_out += len;
+    }
+    s
+}
+
+impl Stream {
+    /// Writes `data` (whole SSE events) and, with `last`, the end of the body. Returns false once
+    /// the client is gone.
+    pub async fn write(&mut self, cx: &mut Cx<'_>, data: &[u8], last: bool) -> bool {
+        if self.gone {
+            return false;
+        }
+        if data.is_empty() && !(last && self.chunked) {
+            return true;
+        }
+        let kit = &mut *cx.kit;
+        kit.g.reset();
+        let from = kit.g.begin_extra();
+        if self.chunked {
+            respond::chunk(&mut kit.g.extra, data);
+            if last {
+                kit.g.extra.extend_from_slice(b"0\r\n\r\n");
+            }
+        } else {
+            kit.g.extra.extend_from_slice(data);
+        }
+        kit.g.end_extra(from);
+        let len = kit.g.total() as u64;
+        if cx
+            .conn
+            .send(&mut kit.g, &mut kit.buf, |_| {})
+            .await
+            .is_err()
+        {
+            self.gone = true;
+            cx.ctx
+                .fail(GatewayError::new(ErrorKind::ClientGone).context("streaming the answer"));
+            return false;
+        }
+        cx.ctx.bytes_out += len;
+        true
+    }
+
+    /// How the connection goes on after the stream.
+    pub fn next(&self) -> Next {
+        if self.keep && !self.gone {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
