@@ -89,11 +89,15 @@ fn gemini(status: u16, body: &[u8]) -> ErrorDetail {
         status: Option<String>,
     }
     // Gemini answers some errors as a one-element array of the same object.
-    let parsed = serde_json::from_slice::<E>(body).ok().or_else(|| {
+    // (serde would read a struct out of an array by position: look at the first byte.)
+    let array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if array {
         serde_json::from_slice::<Vec<E>>(body)
             .ok()
             .and_then(|v| v.into_iter().next())
-    });
+    } else {
+        serde_json::from_slice::<E>(body).ok()
+    };
     match parsed {
         Some(E { error: e }) => ErrorDetail {
             message: e.message.unwrap_or_else(|| text(body)),
