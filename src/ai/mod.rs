@@ -6,6 +6,7 @@
 pub mod alias;
 pub mod anthropic;
 pub mod anthropic_stream;
+pub mod embeddings;
 pub mod errors;
 pub mod gemini;
 pub mod keys;

@@ -136,7 +136,7 @@ pub fn outgoing(
 
 /// `s` percent-encoded for use as one path segment or query value (model and deployment names
 /// come from the admin API: they cannot add a `/`, `?` or `#` to the target).
-fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -33,10 +33,39 @@ pub enum Field {
     ErrorMessage,
     RequestBody,
     ResponseBody,
+    /// An AI call: the model (alias) the client asked for, the provider and the provider's model
+    /// that served it, and its [`AiUsage`] as bytes.
+    AiModel,
+    AiProvider,
+    AiProviderModel,
+    AiUsage,
 }
 
 /// How many text fields a record has.
-pub const FIELDS: usize = 14;
+pub const FIELDS: usize = 18;
+
+/// An AI call's numbers, carried as the bytes of [`Field::AiUsage`] (empty for other calls, so
+/// they cost a record nothing).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct AiUsage {
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    /// Nano-dollars.
+    pub cost: u64,
+    /// Clock tick when the first token reached the client (0: none did).
+    pub first_token: u64,
+    /// Candidates tried.
+    pub attempts: u32,
+    pub flags: u32,
+}
+
+impl AiUsage {
+    /// The token counts are the gateway's estimate.
+    pub const ESTIMATED: u32 = 1;
+    pub const STREAMED: u32 = 2;
+}
 
 /// Longest text field kept (longer ones are cut).
 pub const MAX_FIELD: usize = u16::MAX as usize;
@@ -229,6 +258,12 @@ impl<'a> Record<'a> {
     /// A text field as UTF-8 (invalid bytes replaced).
     pub fn text(&self, f: Field) -> std::borrow::Cow<'a, str> {
         String::from_utf8_lossy(self.fields[f as usize])
+    }
+
+    /// The AI call's numbers, for an AI call's record.
+    pub fn ai(&self) -> Option<AiUsage> {
+        let b = self.field(Field::AiUsage);
+        (b.len() == std::mem::size_of::<AiUsage>()).then(|| bytemuck::pod_read_unaligned(b))
     }
 
     pub fn method(&self) -> std::borrow::Cow<'a, str> {

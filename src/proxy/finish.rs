@@ -17,7 +17,7 @@ use crate::error::{ErrorKind, Side};
 use crate::http::Method;
 use crate::observe::clock;
 use crate::observe::metrics::{add, code_index};
-use crate::observe::record::{self, Breaker, FIELDS, Field, Fixed};
+use crate::observe::record::{self, AiUsage, Breaker, FIELDS, Field, Fixed};
 use crate::runtime::pools::Kit;
 use crate::state::{ShardCtx, ShardState};
 
@@ -213,6 +213,23 @@ fn record(shard: &ShardCtx, ctx: &RequestCtx, seen: Seen<'_>) {
         fields[Field::ErrorCode as usize] = e.code().as_bytes();
         let _ = write!(msg, "{e}");
         fields[Field::ErrorMessage as usize] = &msg.bytes[..msg.len];
+    }
+    let usage;
+    if let Some(ai) = &ctx.ai {
+        fields[Field::AiModel as usize] = ai.alias.as_bytes();
+        fields[Field::AiProvider as usize] = ai.provider.as_bytes();
+        fields[Field::AiProviderModel as usize] = ai.model.as_bytes();
+        usage = AiUsage {
+            input_tokens: ai.tokens.input,
+            cached_input_tokens: ai.tokens.cached_input,
+            output_tokens: ai.tokens.output,
+            cost: ai.cost.0,
+            first_token: ai.first_token,
+            attempts: ai.attempts,
+            flags: if ai.estimated { AiUsage::ESTIMATED } else { 0 }
+                | if ai.streamed { AiUsage::STREAMED } else { 0 },
+        };
+        fields[Field::AiUsage as usize] = bytemuck::bytes_of(&usage);
     }
     if !rec.borrow_mut().push(&f, &fields) {
         shard.requests().log_drop();

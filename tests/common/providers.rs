@@ -53,6 +53,20 @@ pub fn openai(r: &SeenRequest) -> Reply {
     let model = b["model"].as_str().unwrap_or("").to_string();
     let usage = json!({"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
         "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS});
+    if r.target.ends_with("/embeddings") {
+        let n = match &b["input"] {
+            Value::Array(a) => a.len(),
+            _ => 1,
+        };
+        let data: Vec<Value> = (0..n)
+            .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}))
+            .collect();
+        return json_reply(
+            200,
+            &json!({"object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": n, "total_tokens": n}}),
+        );
+    }
     if !r.target.ends_with("/chat/completions") && !r.target.contains("/chat/completions?") {
         return json_reply(
             404,
@@ -162,6 +176,11 @@ pub fn gemini(r: &SeenRequest) -> Reply {
     let b = body_json(r);
     let usage = json!({"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": COMPLETION_TOKENS,
         "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS});
+    if r.target.contains(":batchEmbedContents") {
+        let n = b["requests"].as_array().map_or(0, Vec::len);
+        let e: Vec<Value> = (0..n).map(|_| json!({"values": [0.1, 0.2, 0.3]})).collect();
+        return json_reply(200, &json!({"embeddings": e}));
+    }
     if r.target.contains(":streamGenerateContent") {
         let mut text = String::new();
         let mut ev = |v: Value| text.push_str(&format!("data: {v}\r\n\r\n"));

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::observe::{CallLogConfig, QueryMode, REDACTED};
 use crate::observe::clock;
-use crate::observe::record::{Breaker, Field, Record};
+use crate::observe::record::{AiUsage, Breaker, Field, Record};
 
 /// Turns clock ticks into wall-clock time: a (wall, tick) pair read together, refreshed by the
 /// writer once per drain (so clock drift between the two never exceeds one drain's worth).
@@ -38,6 +38,8 @@ pub struct Facts {
     pub connect_us: Option<u64>,
     pub first_byte_us: Option<u64>,
     pub last_byte_us: Option<u64>,
+    /// An AI call's time to first token.
+    pub first_token_us: Option<u64>,
 }
 
 impl Facts {
@@ -51,6 +53,9 @@ impl Facts {
             connect_us: since(t[2]),
             first_byte_us: since(t[3]),
             last_byte_us: since(t[3]).and(since(t[4])),
+            first_token_us: r
+                .ai()
+                .and_then(|u| (u.first_token != 0).then(|| clock::micros(start, u.first_token))),
         }
     }
 }
@@ -384,6 +389,10 @@ pub fn write_line(
         o.key("headers");
         headers(o.out, h);
     }
+    if let Some(u) = r.ai() {
+        o.key("ai");
+        ai(o.out, r, &u, f);
+    }
     for (k, f) in [
         ("request_body", Field::RequestBody),
         ("response_body", Field::ResponseBody),
@@ -395,6 +404,38 @@ pub fn write_line(
     }
     o.end();
     out.push(b'\n');
+}
+
+/// An AI call's object: model, provider, tokens, cost (USD, as a decimal number), time to first
+/// token.
+fn ai(out: &mut Vec<u8>, r: &Record<'_>, u: &AiUsage, f: &Facts) {
+    let mut o = Obj::new(out);
+    o.str("model", r.field(Field::AiModel));
+    o.opt_str("provider", r.field(Field::AiProvider));
+    o.opt_str("provider_model", r.field(Field::AiProviderModel));
+    o.num("input_tokens", u.input_tokens);
+    if u.cached_input_tokens > 0 {
+        o.num("cached_input_tokens", u.cached_input_tokens);
+    }
+    o.num("output_tokens", u.output_tokens);
+    if u.flags & AiUsage::ESTIMATED != 0 {
+        o.raw("estimated", b"true");
+    }
+    let cost = format!("{}.{:09}", u.cost / 1_000_000_000, u.cost % 1_000_000_000);
+    o.raw("cost_usd", cost.as_bytes());
+    o.opt_num("first_token_us", f.first_token_us);
+    o.raw(
+        "streamed",
+        if u.flags & AiUsage::STREAMED != 0 {
+            b"true"
+        } else {
+            b"false"
+        },
+    );
+    if u.attempts > 1 {
+        o.num("attempts", u64::from(u.attempts));
+    }
+    o.end();
 }
 
 /// The JSON line of `r` under the default call-log config (the fuzz target's entry point).

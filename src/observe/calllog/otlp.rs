@@ -101,6 +101,19 @@ impl Entry {
         if let Some(l) = json::limiter_of(&r.text(Field::ErrorCode)) {
             s("ringway.limited", l.to_string());
         }
+        // The GenAI semantic conventions' names for an AI call.
+        let ai = r.ai();
+        if ai.is_some() {
+            s("gen_ai.request.model", r.text(Field::AiModel).into_owned());
+            s(
+                "gen_ai.response.model",
+                r.text(Field::AiProviderModel).into_owned(),
+            );
+            s(
+                "gen_ai.provider.name",
+                r.text(Field::AiProvider).into_owned(),
+            );
+        }
         let mut n = |key: &'static str, v: Option<u64>| {
             if let Some(v) = v {
                 a.push(KeyValue {
@@ -121,6 +134,12 @@ impl Entry {
         n("ringway.upstream.first_byte_us", f.first_byte_us);
         n("ringway.upstream.last_byte_us", f.last_byte_us);
         n("ringway.tries", Some(r.fixed.tries as u64));
+        if let Some(u) = ai {
+            n("gen_ai.usage.input_tokens", Some(u.input_tokens));
+            n("gen_ai.usage.output_tokens", Some(u.output_tokens));
+            n("ringway.ai.cost_nanos_usd", Some(u.cost));
+            n("ringway.ai.first_token_us", f.first_token_us);
+        }
         let (severity_number, severity_text) = match status {
             100..=399 => (9, "INFO"),
             400..=499 => (13, "WARN"),

@@ -1,4 +1,4 @@
-//! One try of a chat call at one (provider, model) candidate: the provider's breaker admits it,
+//! One try of a call (chat or embeddings) at one (provider, model) candidate: the provider's breaker admits it,
 //! a key is picked from the provider's pool, the request goes out translated, and the answer
 //! decides what happens next:
 //!
@@ -18,7 +18,9 @@ use std::io::Write;
 use monoio::io::AsyncWriteRentExt;
 use serde_json::Value;
 
+use crate::ai::TranslateError;
 use crate::ai::alias::{Candidate, falls_back};
+use crate::ai::embeddings::{self, EmbedRequest};
 use crate::ai::errors::provider_error;
 use crate::ai::keys::KeyOutcome;
 use crate::ai::openai::{ChatRequest, ErrorDetail};
@@ -39,8 +41,35 @@ use super::{Served, body, translate};
 /// Keys of one provider tried for one call.
 pub const MAX_KEY_TRIES: usize = 3;
 
-/// Tries `cand` for `req` (`raw`: its JSON as sent).
-pub async fn chat(cx: &mut Cx<'_>, cand: &Candidate, req: &ChatRequest, raw: &Value) -> Served {
+/// What a call asks of a provider (`raw`: the request's JSON as the client sent it).
+#[derive(Clone, Copy)]
+pub enum Job<'r> {
+    Chat(&'r ChatRequest, &'r Value),
+    Embed(&'r EmbedRequest, &'r Value),
+}
+
+impl Job<'_> {
+    fn outgoing(
+        &self,
+        p: &ProviderConfig,
+        model: &str,
+        key: &str,
+    ) -> Result<Outgoing, TranslateError> {
+        match *self {
+            Job::Chat(req, raw) => provider::outgoing(&p.kind, &p.base_path, model, key, req, raw),
+            Job::Embed(req, raw) => {
+                embeddings::outgoing(&p.kind, &p.base_path, model, key, req, raw)
+            }
+        }
+    }
+
+    fn stream(&self) -> bool {
+        matches!(self, Job::Chat(r, _) if r.stream)
+    }
+}
+
+/// Tries `cand` for `job`.
+pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
     let state = cx.state;
     let p = &state.snap.config.ai.providers[cand.provider];
     let up = &state.upstreams[p.upstream];
@@ -69,13 +98,13 @@ pub async fn chat(cx: &mut Cx<'_>, cand: &Candidate, req: &ChatRequest, raw: &Va
             }
         };
         let secret = key.map_or("", |k| p.keys.secret(k));
-        let out = match provider::outgoing(&p.kind, &p.base_path, &cand.model, secret, req, raw) {
+        let out = match job.outgoing(p, &cand.model, secret) {
             Ok(o) => o,
             Err(e) => {
                 return Served::Done(Answer::detailed(ErrorKind::AiBadRequest, e.to_string()));
             }
         };
-        let bytes = request_bytes(p, &out, req.stream);
+        let bytes = request_bytes(p, &out, job.stream());
         let started = permit.try_started();
         let mut lease = match up.checkout(&cx.conn.watch, None, None).await {
             Ok(l) => l,
@@ -122,7 +151,13 @@ pub async fn chat(cx: &mut Cx<'_>, cand: &Candidate, req: &ChatRequest, raw: &Va
             }
         }
         if (200..300).contains(&status) {
-            return Served::Done(translate::success(cx, p, cand, req, lease, ubuf, up).await);
+            let answer = match job {
+                Job::Chat(req, _) => translate::success(cx, p, cand, req, lease, ubuf, up).await,
+                Job::Embed(req, _) => {
+                    translate::embeddings(cx, p, cand, req, lease, ubuf, up).await
+                }
+            };
+            return Served::Done(answer);
         }
         // An error answer: read it (it says why), then decide.
         let framing = cx.kit.resp.framing.0;

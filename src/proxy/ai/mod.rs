@@ -1,7 +1,7 @@
 //! The terminal stage of an AI route: the unified, OpenAI-compatible API over `[ai]`'s providers.
 //!
 //! ```text
-//! endpoint (…/chat/completions, …/models) → body (read whole, bounded) → parse
+//! endpoint (…/chat/completions, …/embeddings, …/models) → body (read whole, bounded) → parse
 //! → alias → plan (ordered / weighted candidates)
 //! → for each candidate: call (breaker, key, translate, send, answer) → fallback?
 //! → account (tokens, cost, time to first token) → the call record
@@ -23,6 +23,7 @@ mod translate;
 
 use serde_json::Value;
 
+use crate::ai::embeddings::EmbedRequest;
 use crate::ai::openai::ChatRequest;
 use crate::ai::price::{Nanos, Tokens};
 use crate::ai::tokens;
@@ -33,6 +34,7 @@ use crate::http::Method;
 use super::answer::Answer;
 use super::chain::Cx;
 use super::ctx::AiCall;
+use call::Job;
 
 /// How one candidate's try ended.
 pub enum Served {
@@ -44,6 +46,7 @@ pub enum Served {
 
 enum Endpoint<'p> {
     Chat,
+    Embeddings,
     Models,
     Model(&'p str),
 }
@@ -54,6 +57,9 @@ fn endpoint(path: &[u8]) -> Option<Endpoint<'_>> {
     let path = path.strip_suffix(b"/").unwrap_or(path);
     if path.ends_with(b"/chat/completions") {
         return Some(Endpoint::Chat);
+    }
+    if path.ends_with(b"/embeddings") {
+        return Some(Endpoint::Embeddings);
     }
     if path.ends_with(b"/models") {
         return Some(Endpoint::Models);
@@ -68,7 +74,10 @@ pub async fn serve(cx: &mut Cx<'_>, action: &AiAction, limit: u64) -> Answer {
     let method = cx.ctx.head.method;
     let path = cx.path().to_vec();
     match endpoint(&path) {
-        Some(Endpoint::Chat) if method == Method::Post => chat(cx, action, limit).await,
+        Some(Endpoint::Chat) if method == Method::Post => call(cx, action, limit, Kind::Chat).await,
+        Some(Endpoint::Embeddings) if method == Method::Post => {
+            call(cx, action, limit, Kind::Embed).await
+        }
         Some(Endpoint::Models) if matches!(method, Method::Get | Method::Head) => {
             let body = models(cx, action, None);
             finish_get(cx, body, limit).await
@@ -114,8 +123,22 @@ fn models(cx: &Cx<'_>, action: &AiAction, one: Option<&str>) -> Option<Vec<u8>> 
     serde_json::to_vec(&v).ok()
 }
 
-/// `POST /v1/chat/completions`.
-async fn chat(cx: &mut Cx<'_>, action: &AiAction, limit: u64) -> Answer {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Embed,
+}
+
+/// The request parsed into `T`, or the 400 naming the field it got wrong.
+fn parse<T: serde::de::DeserializeOwned>(raw: &Value) -> Result<T, Answer> {
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        bad(format!("{path}: {}", e.into_inner()))
+    })
+}
+
+/// `POST /v1/chat/completions` and `POST /v1/embeddings`.
+async fn call(cx: &mut Cx<'_>, action: &AiAction, limit: u64, kind: Kind) -> Answer {
     let text = match body::request(cx, limit).await {
         Ok(t) => t,
         Err(a) => return a,
@@ -125,28 +148,33 @@ async fn chat(cx: &mut Cx<'_>, action: &AiAction, limit: u64) -> Answer {
         Ok(_) => return bad("the body must be a JSON object"),
         Err(e) => return bad(format!("the body is not valid JSON: {e}")),
     };
-    let req: ChatRequest = match serde_path_to_error::deserialize(&raw) {
-        Ok(r) => r,
-        Err(e) => {
-            let path = e.path().to_string();
-            return bad(format!("{path}: {}", e.into_inner()));
-        }
+    let (chat, embed): (Option<ChatRequest>, Option<EmbedRequest>) = match kind {
+        Kind::Chat => match parse(&raw) {
+            Ok(r) => (Some(r), None),
+            Err(a) => return a,
+        },
+        Kind::Embed => match parse(&raw) {
+            Ok(r) => (None, Some(r)),
+            Err(a) => return a,
+        },
+    };
+    let (job, model, streamed) = match (&chat, &embed) {
+        (Some(c), _) => (Job::Chat(c, &raw), c.model.as_str(), c.stream),
+        (_, Some(e)) => (Job::Embed(e, &raw), e.model.as_str(), false),
+        _ => return Answer::kind(ErrorKind::AiBadRequest),
     };
     let state = cx.state;
     let ai = &state.snap.config.ai;
-    let Some(alias) = ai.alias(&req.model).filter(|&i| action.allows(i)) else {
+    let Some(alias) = ai.alias(model).filter(|&i| action.allows(i)) else {
         return Answer::detailed(
             ErrorKind::ModelNotFound,
-            format!(
-                "The model `{}` does not exist or you do not have access to it.",
-                req.model
-            ),
+            format!("The model `{model}` does not exist or you do not have access to it."),
         );
     };
     let alias = &ai.aliases[alias];
     cx.ctx.ai = Some(Box::new(AiCall {
         alias: alias.name.clone(),
-        streamed: req.stream,
+        streamed,
         ..AiCall::default()
     }));
     let budget = &state.ai.fallbacks;
@@ -158,7 +186,7 @@ async fn chat(cx: &mut Cx<'_>, action: &AiAction, limit: u64) -> Answer {
             tracing::debug!(alias = %alias.name, "fallback budget spent: not trying the next candidate");
             break;
         }
-        match call::chat(cx, &alias.candidates[c], &req, &raw).await {
+        match call::run(cx, &alias.candidates[c], job).await {
             Served::Done(a) => return a,
             Served::Failed(a) => last = Some(a),
         }
@@ -175,30 +203,35 @@ pub fn unix_secs() -> u64 {
     call::unix_ms() / 1000
 }
 
-/// Puts a finished call's tokens and cost in the request's context: the provider's counts when it
-/// gave them, else the gateway's own (`known_input`: what the provider reported of the input
-/// before the stream ended; `generated`: the output so far).
-pub fn account(
+/// Puts a finished chat call's tokens and cost in the request's context: the provider's counts
+/// when it gave them, else the gateway's own (`known_input`: what the provider reported of the
+/// input before the stream ended; `generated`: the output so far).
+pub fn account_chat(
     cx: &mut Cx<'_>,
     req: &ChatRequest,
     usage: Option<Tokens>,
     known_input: Option<u64>,
     generated: Option<&str>,
 ) {
-    let ai = &cx.state.snap.config.ai;
-    let Some(call) = cx.ctx.ai.as_mut() else {
-        return;
-    };
-    let (tokens, estimated) = match usage {
-        Some(t) => (t, false),
-        None => (
-            Tokens {
+    match usage {
+        Some(t) => account(cx, t, false),
+        None => {
+            let t = Tokens {
                 input: known_input.unwrap_or_else(|| tokens::prompt(req)),
                 cached_input: 0,
                 output: generated.map_or(0, tokens::count),
-            },
-            true,
-        ),
+            };
+            account(cx, t, true);
+        }
+    }
+}
+
+/// Puts a finished call's tokens (`estimated`: counted by the gateway) and their cost in the
+/// request's context.
+pub fn account(cx: &mut Cx<'_>, tokens: Tokens, estimated: bool) {
+    let ai = &cx.state.snap.config.ai;
+    let Some(call) = cx.ctx.ai.as_mut() else {
+        return;
     };
     call.tokens = tokens;
     call.estimated = estimated;

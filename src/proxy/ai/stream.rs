@@ -33,7 +33,7 @@ use crate::upstream::{Lease, Upstream};
 use super::super::answer::Answer;
 use super::super::chain::Cx;
 use super::super::relay::{Body, RelayError, Source, body_step};
-use super::{account, reply};
+use super::{account_chat, reply};
 
 /// A provider's stream on its way to OpenAI chunks.
 pub enum Translator {
@@ -319,7 +319,7 @@ pub async fn relay(
         cx.ctx.fail(e.context("reading the provider's stream"));
     }
     let generated = tr.generated().to_string();
-    account(cx, req, tr.usage(), tr.known_input(), Some(&generated));
+    account_chat(cx, req, tr.usage(), tr.known_input(), Some(&generated));
     cx.ctx.timings.last_byte = clock::now();
     let reusable = ended && !close && body.is_done() && ubuf.is_empty();
     lease.release(reusable, now_ms());

@@ -1,10 +1,11 @@
-//! A provider's 2xx chat answer on its way back: streamed answers go to [`super::stream`];
-//! whole ones are read, translated to OpenAI's `chat.completion` (OpenAI-format providers' bodies
-//! pass unchanged, only peeked at for their usage) and written.
+//! A provider's 2xx answer on its way back: streamed chat answers go to [`super::stream`]; whole
+//! ones are read, translated to OpenAI's `chat.completion` or embeddings list (OpenAI-format
+//! providers' bodies pass unchanged, only peeked at for their usage) and written.
 
 use serde::Deserialize;
 
 use crate::ai::alias::Candidate;
+use crate::ai::embeddings::EmbedRequest;
 use crate::ai::openai::{ChatRequest, Usage};
 use crate::ai::price::Tokens;
 use crate::ai::provider::Kind;
@@ -18,7 +19,7 @@ use crate::upstream::{Lease, Upstream};
 
 use super::super::answer::Answer;
 use super::super::chain::Cx;
-use super::{account, body, reply, stream};
+use super::{account, account_chat, body, reply, stream};
 
 /// Serves a provider's 2xx answer (head in `kit.resp`, first bytes in `ubuf`).
 pub async fn success(
@@ -26,22 +27,14 @@ pub async fn success(
     p: &ProviderConfig,
     cand: &Candidate,
     req: &ChatRequest,
-    mut lease: Lease,
-    mut ubuf: Buf,
+    lease: Lease,
+    ubuf: Buf,
     up: &Upstream,
 ) -> Answer {
     if req.stream {
         return stream::relay(cx, p, &cand.model, req, lease, ubuf, up).await;
     }
-    let framing = cx.kit.resp.framing.0;
-    let close = cx.kit.resp.close;
-    ubuf.consume(cx.kit.resp.len);
-    let read_timeout = up.config.read_timeout.as_millis() as u64;
-    let read = body::provider(&cx.conn.watch, &mut lease, &mut ubuf, framing, read_timeout).await;
-    let reusable = read.is_ok() && ubuf.is_empty() && !close && framing != Framing::Close;
-    lease.release(reusable, now_ms());
-    cx.conn.shard.pools.put_buf(ubuf);
-    let text = match read {
+    let text = match read_whole(cx, lease, ubuf, up).await {
         Ok(t) => t,
         Err(e) => return Answer::error(e),
     };
@@ -60,8 +53,67 @@ pub async fn success(
             );
         }
     };
-    account(cx, req, usage, None, None);
+    account_chat(cx, req, usage, None, None);
     reply::json(cx, 200, &out).await
+}
+
+/// Reads a provider's whole answer (head in `kit.resp`, first bytes in `ubuf`) and releases the
+/// connection to the pool when the exchange left it clean.
+async fn read_whole(
+    cx: &mut Cx<'_>,
+    mut lease: Lease,
+    mut ubuf: Buf,
+    up: &Upstream,
+) -> Result<Vec<u8>, GatewayError> {
+    let framing = cx.kit.resp.framing.0;
+    let close = cx.kit.resp.close;
+    ubuf.consume(cx.kit.resp.len);
+    let read_timeout = up.config.read_timeout.as_millis() as u64;
+    let read = body::provider(&cx.conn.watch, &mut lease, &mut ubuf, framing, read_timeout).await;
+    let reusable = read.is_ok() && ubuf.is_empty() && !close && framing != Framing::Close;
+    lease.release(reusable, now_ms());
+    cx.conn.shard.pools.put_buf(ubuf);
+    read
+}
+
+/// Serves a provider's 2xx embeddings answer.
+pub async fn embeddings(
+    cx: &mut Cx<'_>,
+    p: &ProviderConfig,
+    cand: &Candidate,
+    req: &EmbedRequest,
+    lease: Lease,
+    ubuf: Buf,
+    up: &Upstream,
+) -> Answer {
+    let text = match read_whole(cx, lease, ubuf, up).await {
+        Ok(t) => t,
+        Err(e) => return Answer::error(e),
+    };
+    let (out, input) = match crate::ai::embeddings::response(&p.kind, text, &cand.model, req) {
+        Ok(x) => x,
+        Err(why) => return bad_answer(why),
+    };
+    let (input, estimated) = match input {
+        Some(n) => (n, false),
+        None => (req.tokens(), true),
+    };
+    let tokens = Tokens {
+        input,
+        cached_input: 0,
+        output: 0,
+    };
+    account(cx, tokens, estimated);
+    reply::json(cx, 200, &out).await
+}
+
+fn bad_answer(why: &'static str) -> Answer {
+    Answer::error(
+        GatewayError::new(ErrorKind::UpstreamBadResponse(ResponseError::Malformed(
+            why,
+        )))
+        .context("translating the provider's answer"),
+    )
 }
 
 /// A whole 2xx chat answer in OpenAI's format, and its usage.
