@@ -138,6 +138,12 @@ pub fn report(config: &Config) -> (String, usize) {
                 a
             }
             RouteAction::Respond(s) => format!("respond {} ({} bytes)", s.status, s.body.len()),
+            RouteAction::Ai(a) if a.native.is_some() => {
+                let p = a
+                    .native
+                    .map_or("", |i| config.ai.providers[i].name.as_str());
+                format!("ai → native API of provider {p}")
+            }
             RouteAction::Ai(a) => {
                 let names: Vec<&str> = if a.models.is_empty() {
                     config.ai.aliases.iter().map(|a| a.name.as_str()).collect()

@@ -134,6 +134,20 @@ pub fn outgoing(
     Ok(out)
 }
 
+/// The header that carries `key` to a provider of `kind` (none for an empty key: a local server
+/// without keys).
+pub fn key_header(kind: &Kind, key: &str) -> Option<(&'static str, String)> {
+    if key.is_empty() {
+        return None;
+    }
+    Some(match kind {
+        Kind::OpenAi | Kind::Compatible { .. } => ("authorization", format!("Bearer {key}")),
+        Kind::Azure { .. } => ("api-key", key.to_string()),
+        Kind::Anthropic => ("x-api-key", key.to_string()),
+        Kind::Gemini => ("x-goog-api-key", key.to_string()),
+    })
+}
+
 /// `s` percent-encoded for use as one path segment or query value (model and deployment names
 /// come from the admin API: they cannot add a `/`, `?` or `#` to the target).
 pub(crate) fn path_segment(s: &str) -> String {

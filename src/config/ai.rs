@@ -115,6 +115,10 @@ pub struct RawPrice {
 pub struct RawAiRoute {
     /// Aliases served on the route; absent: all of them.
     pub models: Option<Vec<String>>,
+    /// A native pass-through route to this provider's own API (its SDKs work unmodified); the
+    /// path after the route's prefix is the provider's (`/anthropic/v1/messages` →
+    /// `/v1/messages`).
+    pub provider: Option<String>,
 }
 
 /// A validated `[ai]` section.
@@ -198,6 +202,8 @@ impl std::fmt::Debug for ProviderKeys {
 pub struct AiAction {
     /// Aliases clients may call here (indexes in `AiConfig::aliases`); empty: all.
     pub models: Vec<usize>,
+    /// A native pass-through route to this provider (index in `AiConfig::providers`).
+    pub native: Option<usize>,
 }
 
 impl AiAction {
@@ -541,6 +547,28 @@ pub(super) fn ai(
 
 /// Validates a route's `ai` table.
 pub(super) fn route(at: &str, r: RawAiRoute, ai: &AiConfig) -> Result<AiAction, ConfigError> {
+    if let Some(name) = r.provider {
+        if r.models.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{at}.models"),
+                "a native route (provider) serves the provider's own API, not aliases",
+            ));
+        }
+        let i = ai
+            .providers
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{at}.provider"),
+                    format!("unknown provider {name:?} (define it under [ai.providers.{name}])"),
+                )
+            })?;
+        return Ok(AiAction {
+            models: Vec::new(),
+            native: Some(i),
+        });
+    }
     let mut models = Vec::new();
     for (j, m) in r.models.unwrap_or_default().iter().enumerate() {
         let i = ai.alias(m).ok_or_else(|| {
@@ -559,7 +587,10 @@ pub(super) fn route(at: &str, r: RawAiRoute, ai: &AiConfig) -> Result<AiAction, 
             "an AI route needs at least one [ai.models.NAME] alias",
         ));
     }
-    Ok(AiAction { models })
+    Ok(AiAction {
+        models,
+        native: None,
+    })
 }
 
 #[cfg(test)]

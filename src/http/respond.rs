@@ -133,10 +133,11 @@ pub fn error(
     g.end_extra(from);
 }
 
-/// Renders a JSON response (`body` already serialized) with its head into `g`.
-pub fn json(
+/// Renders a response of `content_type` with `body` and its head into `g`.
+pub fn body(
     g: &mut Gather,
     status: u16,
+    content_type: &[u8],
     request_id: &[u8],
     extra_headers: &[u8],
     body: &[u8],
@@ -146,7 +147,9 @@ pub fn json(
     let from = g.begin_extra();
     let out = &mut g.extra;
     status_line(out, status);
-    out.extend_from_slice(b"content-type: application/json\r\nserver: ringway\r\nx-request-id: ");
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(b"\r\nserver: ringway\r\nx-request-id: ");
     out.extend_from_slice(request_id);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(extra_headers);
@@ -163,6 +166,7 @@ pub fn json(
 /// for HTTP/1.0 clients) delimited by the connection's close.
 pub fn stream_head(
     g: &mut Gather,
+    status: u16,
     request_id: &[u8],
     extra_headers: &[u8],
     chunked: bool,
@@ -171,7 +175,7 @@ pub fn stream_head(
     g.reset();
     let from = g.begin_extra();
     let out = &mut g.extra;
-    status_line(out, 200);
+    status_line(out, status);
     out.extend_from_slice(
         b"content-type: text/event-stream\r\ncache-control: no-cache\r\nserver: ringway\r\nx-request-id: ",
     );

@@ -114,6 +114,12 @@ pub fn openai(r: &SeenRequest) -> Reply {
 pub fn anthropic(r: &SeenRequest) -> Reply {
     let b = body_json(r);
     let model = b["model"].as_str().unwrap_or("").to_string();
+    if model == "nope-404" {
+        return json_reply(
+            404,
+            &json!({"type": "error", "error": {"type": "not_found_error", "message": "model: nope-404"}}),
+        );
+    }
     if r.header("anthropic-version").is_none() || b["max_tokens"].as_u64().is_none() {
         return json_reply(
             400,

@@ -46,6 +46,8 @@ pub const MAX_KEY_TRIES: usize = 3;
 pub enum Job<'r> {
     Chat(&'r ChatRequest, &'r Value),
     Embed(&'r EmbedRequest, &'r Value),
+    /// A native pass-through call: the provider's own API, the client's body as it is.
+    Native(&'r super::native::NativeCall),
 }
 
 impl Job<'_> {
@@ -60,11 +62,16 @@ impl Job<'_> {
             Job::Embed(req, raw) => {
                 embeddings::outgoing(&p.kind, &p.base_path, model, key, req, raw)
             }
+            Job::Native(n) => Ok(n.outgoing(p, key)),
         }
     }
 
     fn stream(&self) -> bool {
-        matches!(self, Job::Chat(r, _) if r.stream)
+        match self {
+            Job::Chat(r, _) => r.stream,
+            Job::Embed(..) => false,
+            Job::Native(n) => n.stream,
+        }
     }
 }
 
@@ -144,6 +151,7 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
         let status = cx.kit.resp.status;
         permit.record(Some(target), Outcome::Status(status), started);
         let retry_after = header(cx, &ubuf, b"retry-after").map(<[u8]>::to_vec);
+        let content_type = header(cx, &ubuf, b"content-type").map(<[u8]>::to_vec);
         if let Some(k) = key {
             let outcome = KeyOutcome::of(status, retry_after.as_deref(), now);
             if p.keys.pool.report(k, outcome, now) {
@@ -156,6 +164,7 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
                 Job::Embed(req, _) => {
                     translate::embeddings(cx, p, cand, req, lease, ubuf, up).await
                 }
+                Job::Native(n) => super::native::success(cx, p, n, lease, ubuf, up).await,
             };
             return Served::Done(answer);
         }
@@ -169,7 +178,7 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
         let reusable = text.is_ok() && ubuf.is_empty() && !close && framing != Framing::Close;
         lease.release(reusable, now_ms());
         cx.conn.shard.pools.put_buf(ubuf);
-        let detail = provider_error(&p.kind, status, &text.unwrap_or_default());
+        let text = text.unwrap_or_default();
         key_tries += 1;
         let key_problem = key.is_some() && matches!(status, 401 | 403 | 429);
         if key_problem
@@ -178,7 +187,26 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
         {
             continue;
         }
-        let answer = provider_answer(p, status, detail, retry_after.as_deref());
+        let answer = match job {
+            // The provider's own SDK gets the provider's own error (but never a 401 of the
+            // gateway's key, which it would take for its own).
+            Job::Native(_) if !matches!(status, 401 | 403) => {
+                let ct = content_type.as_deref().unwrap_or(b"application/json");
+                if let Some(v) = retry_after
+                    .as_deref()
+                    .filter(|v| v.iter().all(|b| *b == b' ' || b.is_ascii_graphic()))
+                {
+                    cx.kit.response_headers.extend_from_slice(b"retry-after: ");
+                    cx.kit.response_headers.extend_from_slice(v);
+                    cx.kit.response_headers.extend_from_slice(b"\r\n");
+                }
+                return Served::Done(super::reply::raw(cx, status, ct, &text).await);
+            }
+            _ => {
+                let detail = provider_error(&p.kind, status, &text);
+                provider_answer(p, status, detail, retry_after.as_deref())
+            }
+        };
         return if falls_back(Failure::Status(status)) || matches!(status, 401 | 403) {
             Served::Failed(answer)
         } else {

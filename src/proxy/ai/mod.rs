@@ -17,6 +17,7 @@
 
 mod body;
 mod call;
+mod native;
 mod reply;
 mod stream;
 mod translate;
@@ -71,6 +72,9 @@ fn endpoint(path: &[u8]) -> Option<Endpoint<'_>> {
 
 /// Serves a request of an AI route (`limit`: its `max_body_size`).
 pub async fn serve(cx: &mut Cx<'_>, action: &AiAction, limit: u64) -> Answer {
+    if let Some(p) = action.native {
+        return native::serve(cx, p, limit).await;
+    }
     let method = cx.ctx.head.method;
     let path = cx.path().to_vec();
     match endpoint(&path) {

@@ -35,13 +35,19 @@ fn keep(cx: &Cx<'_>) -> bool {
 
 /// Writes a JSON answer.
 pub async fn json(cx: &mut Cx<'_>, status: u16, body: &[u8]) -> Answer {
+    raw(cx, status, b"application/json", body).await
+}
+
+/// Writes an answer of `content_type`.
+pub async fn raw(cx: &mut Cx<'_>, status: u16, content_type: &[u8], body: &[u8]) -> Answer {
     let keep = keep(cx);
     let r = reply(cx, keep);
     request_id(cx);
     let kit = &mut *cx.kit;
-    respond::json(
+    respond::body(
         &mut kit.g,
         status,
+        content_type,
         cx.ctx.id.as_bytes(),
         &kit.response_headers,
         body,
@@ -72,8 +78,13 @@ pub struct Stream {
     pub gone: bool,
 }
 
-/// Writes a streamed answer's head.
+/// Writes a streamed answer's head (status 200).
 pub async fn stream_head(cx: &mut Cx<'_>) -> Stream {
+    stream_head_status(cx, 200).await
+}
+
+/// Writes a streamed answer's head with `status`.
+pub async fn stream_head_status(cx: &mut Cx<'_>, status: u16) -> Stream {
     let chunked = !cx.ctx.head.http10;
     let keep = chunked && keep(cx);
     let r = reply(cx, keep);
@@ -81,12 +92,13 @@ pub async fn stream_head(cx: &mut Cx<'_>) -> Stream {
     let kit = &mut *cx.kit;
     respond::stream_head(
         &mut kit.g,
+        status,
         cx.ctx.id.as_bytes(),
         &kit.response_headers,
         chunked,
         r,
     );
-    cx.ctx.status = 200;
+    cx.ctx.status = status;
     let mut s = Stream {
         chunked,
         keep,

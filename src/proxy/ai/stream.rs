@@ -327,6 +327,98 @@ pub async fn relay(
     Answer::Sent(s.next())
 }
 
+/// Relays a native call's streamed 2xx answer as the provider sent it (the SSE bytes unchanged),
+/// translating it on the side only to learn its usage and text.
+pub async fn native(
+    cx: &mut Cx<'_>,
+    p: &ProviderConfig,
+    n: &super::native::NativeCall,
+    mut lease: Lease,
+    mut ubuf: Buf,
+    up: &Upstream,
+    status: u16,
+) -> Answer {
+    let framing = cx.kit.resp.framing.0;
+    let close = cx.kit.resp.close;
+    ubuf.consume(cx.kit.resp.len);
+    let mut body = match framing {
+        Framing::None => Body::Length(0),
+        Framing::Length(len) => Body::Length(len),
+        Framing::Chunked => Body::Chunked(ChunkedDecoder::new(ubuf.capacity())),
+        Framing::Close => Body::Close,
+    };
+    // Asked for usage (the OpenAI format's chunk is only there if the client asked for it).
+    let mut peek = Translator::new(&p.kind, &n.model, "", 0, true);
+    let mut s = reply::stream_head_status(cx, status).await;
+    let read_timeout = up.config.read_timeout.as_millis() as u64;
+    let (mut out, mut scratch, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+    let mut failed = None;
+    let mut ended = false;
+    while !s.gone {
+        out.clear();
+        let fd = lease.fd();
+        let mut src = Source {
+            stream: lease.stream(),
+            fd,
+            timeout_ms: read_timeout,
+            shut: Shut::Both,
+        };
+        let step = body_step(
+            &mut src,
+            &cx.conn.watch,
+            &mut ubuf,
+            &mut body,
+            &mut ranges,
+            |d| {
+                out.extend_from_slice(d);
+                scratch.clear();
+                // A peek that fails (an oversized event) only loses the usage: the bytes pass.
+                let _ = peek.feed(d, &mut scratch);
+            },
+        )
+        .await;
+        let done = match step {
+            Ok(done) => done,
+            Err(_) => {
+                failed = Some(GatewayError::new(ErrorKind::UpstreamReset));
+                true
+            }
+        };
+        ended = done && failed.is_none();
+        if let Some(a) = cx.ctx.ai.as_mut() {
+            if a.first_token == 0 && !peek.generated().is_empty() {
+                a.first_token = clock::now();
+            }
+        }
+        if !s.write(cx, &out, done).await || done {
+            break;
+        }
+    }
+    if let Some(e) = failed {
+        cx.ctx.fail(e.context("reading the provider's stream"));
+    }
+    let tokens = peek.usage();
+    let generated = peek.generated().to_string();
+    let known = peek.known_input();
+    match tokens {
+        Some(t) => super::account(cx, t, false),
+        None => super::account(
+            cx,
+            Tokens {
+                input: known.unwrap_or(0),
+                cached_input: 0,
+                output: crate::ai::tokens::count(&generated),
+            },
+            true,
+        ),
+    }
+    cx.ctx.timings.last_byte = clock::now();
+    let reusable = ended && !close && body.is_done() && ubuf.is_empty();
+    lease.release(reusable, now_ms());
+    cx.conn.shard.pools.put_buf(ubuf);
+    Answer::Sent(s.next())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

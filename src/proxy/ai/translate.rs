@@ -59,7 +59,7 @@ pub async fn success(
 
 /// Reads a provider's whole answer (head in `kit.resp`, first bytes in `ubuf`) and releases the
 /// connection to the pool when the exchange left it clean.
-async fn read_whole(
+pub(super) async fn read_whole(
     cx: &mut Cx<'_>,
     mut lease: Lease,
     mut ubuf: Buf,
