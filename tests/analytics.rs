@@ -284,6 +284,7 @@ fn key(route: &str, code: &str) -> Key {
         service: "s".into(),
         route: route.into(),
         app: "a".into(),
+        model: String::new(),
         class: 2,
         code: code.into(),
     }
@@ -437,5 +438,66 @@ fn rollups_count_every_request_under_load() {
     assert_eq!(sum(&all, "errors"), sent * 3 / 4);
     let lines = std::fs::read_to_string(dir.path().join("calls.jsonl")).unwrap();
     assert_eq!(lines.lines().count() as u64, sent);
+    m.shutdown();
+}
+
+/// AI calls roll up by model alias with their tokens and cost; the top list ranks models by
+/// cost and the series filters by model.
+#[test]
+fn ai_calls_roll_up_by_model() {
+    let up = Mock::ok("ok");
+    let provider = common::providers::start(common::providers::openai);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "sk-1\n").unwrap();
+    let ai = format!(
+        "{}\n[ai.providers.oa]\nkind = \"compatible\"\nbase_url = \"http://{}\"\nkeys_file = {:?}\n\
+         [ai.models.fast]\ntargets = [{{ provider = \"oa\", model = \"gpt-4o-mini\" }}]\n\
+         [ai.models.other]\ntargets = [{{ provider = \"oa\", model = \"unpriced\" }}]\n\
+         [ai.prices.\"gpt-4o-mini\"]\ninput = 0.15\noutput = 0.6\n\
+         [[routes]]\nname = \"ai\"\npath_prefix = \"/ai\"\nai = {{}}\n",
+        extra(dir.path(), &up),
+        provider.addr,
+        keys.display().to_string()
+    );
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("a.db"), &ai);
+    let a = m.proxy();
+    let post = |model: &str, stream: bool| {
+        let b = json!({"model": model, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+        let req = format!(
+            "POST /ai/v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+        raw_request(a, req.as_bytes()).unwrap()
+    };
+    for stream in [false, false, true] {
+        assert_eq!(post("fast", stream).status, 200);
+    }
+    assert_eq!(post("other", false).status, 200);
+    let store = m.store.clone();
+    m.shutdown();
+    let m = admin::start_config(admin::config(Driver::Uring, 1, &store, &ai), &store);
+    let op = admin::TOKEN;
+    let (st, top) = get_json(&m, op, "/api/v1/analytics/top?by=model&metric=cost");
+    assert_eq!(st, 200, "{top}");
+    let items = top["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{top}");
+    let fast = &items[0];
+    assert_eq!(fast["id"], "fast", "{top}");
+    assert_eq!(fast["count"], 3);
+    assert_eq!(fast["input_tokens"], 33);
+    assert_eq!(fast["output_tokens"], 6);
+    // 3 × (11 × $0.15/M + 2 × $0.60/M).
+    assert_eq!(fast["cost_nano_usd"], 3 * 2850, "{top}");
+    assert_eq!(items[1]["id"], "other");
+    assert_eq!(
+        items[1]["cost_nano_usd"], 0,
+        "an unpriced model costs nothing"
+    );
+    let (_, series) = get_json(&m, op, "/api/v1/analytics/series?step=1h&model=fast");
+    assert_eq!(sum(&series, "count"), 3, "{series}");
+    assert_eq!(sum(&series, "output_tokens"), 6);
     m.shutdown();
 }

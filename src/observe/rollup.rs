@@ -1,5 +1,6 @@
-//! Per-minute rollups of the call records, for analytics: per (tenant, service, route, app, status
-//! class) the count, errors, bytes and a latency histogram (mergeable, so percentiles over any
+//! Per-minute rollups of the call records, for analytics: per (tenant, service, route, app, AI
+//! model, status class, error code) the count, errors, bytes, AI tokens and cost, and a latency
+//! histogram (mergeable, so percentiles over any
 //! range come from the merged counts, never from averaged percentiles).
 //!
 //! Built on the call-log writer's thread from every record it drains ([`Tap`]); a minute is the
@@ -43,6 +44,8 @@ pub struct Key {
     pub service: String,
     pub route: String,
     pub app: String,
+    /// The model alias of an AI call ("" for other calls).
+    pub model: String,
     /// Status class: 0 (no status sent), 1..=5.
     pub class: u8,
     /// The error code the call ended with ("" when it did not end in an error).
@@ -55,6 +58,10 @@ pub struct Agg {
     pub errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// AI calls' tokens and cost (nano-USD).
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_nanos: u64,
     pub latency: Histogram<u32>,
 }
 
@@ -65,6 +72,9 @@ impl Agg {
             errors: 0,
             bytes_in: 0,
             bytes_out: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_nanos: 0,
             latency: histogram(),
         }
     }
@@ -74,6 +84,9 @@ impl Agg {
         self.errors = self.errors.saturating_add(o.errors);
         self.bytes_in = self.bytes_in.saturating_add(o.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(o.bytes_out);
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
+        self.cost_nanos = self.cost_nanos.saturating_add(o.cost_nanos);
         // Same bounds on both sides; a value out of them was already saturated when recorded.
         let _ = self.latency.add(&o.latency);
     }
@@ -164,6 +177,7 @@ impl Tap for Rollups {
             service: text(Field::Service),
             route: text(Field::Route),
             app: text(Field::App),
+            model: text(Field::AiModel),
             class: super::status_class(r.fixed.status) as u8,
             code: text(Field::ErrorCode),
         };
@@ -177,6 +191,11 @@ impl Tap for Rollups {
         }
         a.bytes_in += r.fixed.bytes_in;
         a.bytes_out += r.fixed.bytes_out;
+        if let Some(u) = r.ai() {
+            a.input_tokens += u.input_tokens;
+            a.output_tokens += u.output_tokens;
+            a.cost_nanos += u.cost;
+        }
         a.latency.saturating_record(f.latency_us.max(1));
     }
 

@@ -41,9 +41,11 @@ pub struct Params {
     pub service_id: Option<String>,
     pub app_id: Option<String>,
     pub route: Option<String>,
-    /// Top lists: `service` (default), `app`, `route`, `tenant`.
+    /// An AI model alias.
+    pub model: Option<String>,
+    /// Top lists: `service` (default), `app`, `route`, `tenant`, `model`.
     pub by: Option<String>,
-    /// Top lists: `calls` (default), `errors`, `latency_p99`.
+    /// Top lists: `calls` (default), `errors`, `latency_p99`, `tokens`, `cost`.
     pub metric: Option<String>,
     /// Top lists 1-100 (default 10); call search 1-1000 (default 100).
     pub limit: Option<String>,
@@ -112,6 +114,7 @@ impl Params {
             ("service_id", &self.service_id),
             ("app_id", &self.app_id),
             ("route", &self.route),
+            ("model", &self.model),
         ] {
             if v.as_ref().is_some_and(|v| v.is_empty() || v.len() > 200) {
                 return Err(ApiError::field(field, "must be 1 to 200 characters"));
@@ -122,6 +125,7 @@ impl Params {
             service: self.service_id.clone(),
             app: self.app_id.clone(),
             route: self.route.clone(),
+            model: self.model.clone(),
         })
     }
 
@@ -219,16 +223,24 @@ pub async fn top(
         Some("app") => By::App,
         Some("route") => By::Route,
         Some("tenant") => By::Tenant,
-        Some(_) => return Err(ApiError::field("by", "one of service, app, route, tenant")),
+        Some("model") => By::Model,
+        Some(_) => {
+            return Err(ApiError::field(
+                "by",
+                "one of service, app, route, tenant, model",
+            ));
+        }
     };
     let metric = match q.metric.as_deref() {
         None | Some("calls") => Metric::Calls,
         Some("errors") => Metric::Errors,
         Some("latency_p99") => Metric::LatencyP99,
+        Some("tokens") => Metric::Tokens,
+        Some("cost") => Metric::Cost,
         Some(_) => {
             return Err(ApiError::field(
                 "metric",
-                "one of calls, errors, latency_p99",
+                "one of calls, errors, latency_p99, tokens, cost",
             ));
         }
     };

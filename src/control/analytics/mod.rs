@@ -113,6 +113,13 @@ pub struct Totals {
     pub errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// AI calls' input and output tokens.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// AI calls' cost in USD, exactly (nano-dollars)...
+    pub cost_nano_usd: u64,
+    /// ...and as a number for display.
+    pub cost_usd: f64,
     pub latency_us: Latency,
     /// Calls by status class ("2xx", ..., "none" when no status was sent).
     pub by_class: BTreeMap<String, u64>,
@@ -137,6 +144,10 @@ impl Acc {
             errors: self.agg.errors,
             bytes_in: self.agg.bytes_in,
             bytes_out: self.agg.bytes_out,
+            input_tokens: self.agg.input_tokens,
+            output_tokens: self.agg.output_tokens,
+            cost_nano_usd: self.agg.cost_nanos,
+            cost_usd: self.agg.cost_nanos as f64 / 1e9,
             latency_us: latency(&self.agg.latency),
             by_class: self.by_class.clone(),
         }
@@ -199,6 +210,9 @@ pub enum Metric {
     Calls,
     Errors,
     LatencyP99,
+    /// Input plus output tokens.
+    Tokens,
+    Cost,
 }
 
 /// What a top list groups by.
@@ -208,11 +222,13 @@ pub enum By {
     App,
     Route,
     Tenant,
+    /// AI model alias.
+    Model,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TopItem {
-    /// The service, app, route or tenant id ("" for calls without one).
+    /// The service, app, route, tenant id or model alias ("" for calls without one).
     pub id: String,
     pub tenant: String,
     #[serde(flatten)]
@@ -236,7 +252,11 @@ pub async fn top(
             By::App => &r.key.app,
             By::Route => &r.key.route,
             By::Tenant => &r.key.tenant,
+            By::Model => &r.key.model,
         };
+        if by == By::Model && id.is_empty() {
+            continue;
+        }
         groups
             .entry((id.clone(), r.key.tenant.clone()))
             .or_default()
@@ -254,6 +274,8 @@ pub async fn top(
         Metric::Calls => t.count,
         Metric::Errors => t.errors,
         Metric::LatencyP99 => t.latency_us.p99,
+        Metric::Tokens => t.input_tokens.saturating_add(t.output_tokens),
+        Metric::Cost => t.cost_nano_usd,
     };
     items.sort_by(|a, b| rank(&b.totals).cmp(&rank(&a.totals)).then(a.id.cmp(&b.id)));
     items.truncate(limit);

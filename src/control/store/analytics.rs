@@ -1,4 +1,4 @@
-//! The analytics rollups in the store (`rollups`, migration 0006): adding a closed period (merged
+//! The analytics rollups in the store (`rollups`, migrations 0006 and 0007): adding a closed period (merged
 //! into what the store has for it, so a late period or a restart within a minute adds up),
 //! downsampling minutes into hours and hours into days, expiry, and range reads.
 
@@ -29,49 +29,62 @@ pub struct RollupFilter {
     pub service: Option<String>,
     pub app: Option<String>,
     pub route: Option<String>,
+    /// An AI model alias.
+    pub model: Option<String>,
 }
 
-type Row = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    Vec<u8>,
-);
+/// A row as read: the period, the key's text columns, class, and the sums.
+#[derive(sqlx::FromRow)]
+struct Row {
+    res: i64,
+    bucket: i64,
+    tenant: String,
+    service: String,
+    route: String,
+    app: String,
+    model: String,
+    class: i64,
+    code: String,
+    count: i64,
+    errors: i64,
+    bytes_in: i64,
+    bytes_out: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    latency: Vec<u8>,
+}
 
 fn from_row(r: Row) -> Rollup {
-    let (res, bucket, tenant, service, route, app, class, code, count, errors, bin, bout, lat) = r;
+    // A negative figure (a damaged row) reads as 0, never as a huge one.
+    let n = |v: i64| v.max(0) as u64;
     Rollup {
-        res,
-        bucket,
+        res: r.res,
+        bucket: r.bucket,
         key: Key {
-            tenant,
-            service,
-            route,
-            app,
-            class: class as u8,
-            code,
+            tenant: r.tenant,
+            service: r.service,
+            route: r.route,
+            app: r.app,
+            model: r.model,
+            class: r.class as u8,
+            code: r.code,
         },
-        // A negative figure (a damaged row) reads as 0, never as a huge one.
         agg: Agg {
-            count: count.max(0) as u64,
-            errors: errors.max(0) as u64,
-            bytes_in: bin.max(0) as u64,
-            bytes_out: bout.max(0) as u64,
-            latency: decode_histogram(&lat),
+            count: n(r.count),
+            errors: n(r.errors),
+            bytes_in: n(r.bytes_in),
+            bytes_out: n(r.bytes_out),
+            input_tokens: n(r.input_tokens),
+            output_tokens: n(r.output_tokens),
+            cost_nanos: n(r.cost_nanos),
+            latency: decode_histogram(&r.latency),
         },
     }
 }
 
-const COLUMNS: &str = "res, bucket, tenant, service, route, app, class, code, count, errors, bytes_in, bytes_out, latency";
+const COLUMNS: &str = "res, bucket, tenant, service, route, app, model, class, code, count, errors, \
+                       bytes_in, bytes_out, input_tokens, output_tokens, cost_nanos, latency";
 
 impl Store {
     /// A write transaction that takes SQLite's write lock at once: its read-then-write of a
@@ -174,6 +187,7 @@ impl Store {
             ("service", &f.service),
             ("app", &f.app),
             ("route", &f.route),
+            ("model", &f.model),
         ] {
             if let Some(v) = v {
                 q.push(format!(" AND {col} = ")).push_bind(v.clone());
@@ -193,7 +207,7 @@ async fn merge_into(
 ) -> Result<(), StoreError> {
     let old: Option<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM rollups WHERE res = $1 AND bucket = $2 AND tenant = $3 \
-         AND service = $4 AND route = $5 AND app = $6 AND class = $7 AND code = $8"
+         AND service = $4 AND route = $5 AND app = $6 AND model = $7 AND class = $8 AND code = $9"
     ))
     .bind(res)
     .bind(bucket)
@@ -201,6 +215,7 @@ async fn merge_into(
     .bind(&k.service)
     .bind(&k.route)
     .bind(&k.app)
+    .bind(&k.model)
     .bind(i64::from(k.class))
     .bind(&k.code)
     .fetch_optional(&mut **tx)
@@ -211,10 +226,12 @@ async fn merge_into(
     }
     sqlx::query(&format!(
         "INSERT INTO rollups ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (res, bucket, tenant, service, route, app, class, code) DO UPDATE SET \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT (res, bucket, tenant, service, route, app, model, class, code) DO UPDATE SET \
          count = excluded.count, errors = excluded.errors, bytes_in = excluded.bytes_in, \
-         bytes_out = excluded.bytes_out, latency = excluded.latency"
+         bytes_out = excluded.bytes_out, input_tokens = excluded.input_tokens, \
+         output_tokens = excluded.output_tokens, cost_nanos = excluded.cost_nanos, \
+         latency = excluded.latency"
     ))
     .bind(res)
     .bind(bucket)
@@ -222,12 +239,16 @@ async fn merge_into(
     .bind(&k.service)
     .bind(&k.route)
     .bind(&k.app)
+    .bind(&k.model)
     .bind(i64::from(k.class))
     .bind(&k.code)
     .bind(sum.count as i64)
     .bind(sum.errors as i64)
     .bind(sum.bytes_in as i64)
     .bind(sum.bytes_out as i64)
+    .bind(sum.input_tokens.min(i64::MAX as u64) as i64)
+    .bind(sum.output_tokens.min(i64::MAX as u64) as i64)
+    .bind(sum.cost_nanos.min(i64::MAX as u64) as i64)
     .bind(encode_histogram(&sum.latency))
     .execute(&mut **tx)
     .await?;
