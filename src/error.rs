@@ -91,6 +91,8 @@ pub enum ErrorKind {
     ProviderError(u16),
     /// 503: every key of the providers that could serve the model is cooling down or disabled.
     ProviderKeysUnavailable,
+    /// 429: an AI limit (requests or tokens per minute, a token or cost budget) is reached.
+    AiLimited,
 }
 
 /// Whether a request that failed with this error may be sent again (to another connection or
@@ -216,6 +218,7 @@ impl GatewayError {
             ErrorKind::ModelNotFound => 404,
             ErrorKind::ProviderError(s) => s,
             ErrorKind::ProviderKeysUnavailable => 503,
+            ErrorKind::AiLimited => 429,
         }
     }
 
@@ -266,6 +269,7 @@ impl GatewayError {
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::ProviderError(_) => "provider_error",
             ErrorKind::ProviderKeysUnavailable => "provider_keys_unavailable",
+            ErrorKind::AiLimited => "ai_limit_exceeded",
         }
     }
 
@@ -315,6 +319,7 @@ impl GatewayError {
             ErrorKind::ProviderKeysUnavailable => {
                 "every key of the model's providers is cooling down or disabled"
             }
+            ErrorKind::AiLimited => "an AI limit of this caller is reached",
         }
     }
 
@@ -334,6 +339,7 @@ impl GatewayError {
                 | ErrorKind::SubscriptionPending
                 | ErrorKind::ServiceRetired
                 | ErrorKind::CredentialCheckBusy
+                | ErrorKind::AiLimited
         )
     }
 
@@ -358,7 +364,8 @@ impl GatewayError {
             | ErrorKind::CredentialCheckBusy
             | ErrorKind::LengthRequired
             | ErrorKind::AiBadRequest
-            | ErrorKind::ModelNotFound => Side::Client,
+            | ErrorKind::ModelNotFound
+            | ErrorKind::AiLimited => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset

@@ -313,6 +313,18 @@ fn another_tenant_sees_none_of_this_ones_objects() {
             format!("/api/v1/users/{}/password", w.a_user),
             Some(json!({"password": "taken over password"})),
         ),
+        (
+            "PUT",
+            format!("/api/v1/apps/{app}/ai-limits"),
+            Some(json!({"requests_per_minute": 1})),
+        ),
+        ("DELETE", format!("/api/v1/apps/{app}/ai-limits"), None),
+        (
+            "PUT",
+            format!("/api/v1/tenants/{}/ai-limits", w.a),
+            Some(json!({"requests_per_minute": 1})),
+        ),
+        ("DELETE", format!("/api/v1/tenants/{}/ai-limits", w.a), None),
         ("DELETE", format!("/api/v1/apps/{app}"), None),
         ("DELETE", format!("/api/v1/services/{p}"), None),
         ("DELETE", format!("/api/v1/services/{q}"), None),

@@ -20,6 +20,7 @@ pub mod jwt;
 mod keys;
 mod subs;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::limit::NodeRouteLimits;
@@ -135,6 +136,16 @@ pub struct Catalog {
     pub replays: Arc<hmac::Replays>,
     /// By app series slot: the app's id and its tenant's (for the metrics endpoint).
     pub app_series: Arc<Vec<(Box<str>, Box<str>)>>,
+    /// AI limits of apps and tenants, with what they spent (node-global).
+    pub ai: Arc<AiBudgets>,
+}
+
+/// The AI budgets of the apps and tenants that have AI limits, by store sequence number. A
+/// budget is kept (with what it spent) across catalog changes while its limits stay the same.
+#[derive(Debug, Default)]
+pub struct AiBudgets {
+    pub apps: HashMap<i64, Arc<crate::limit::budget::Budget>>,
+    pub tenants: HashMap<i64, Arc<crate::limit::budget::Budget>>,
 }
 
 impl std::fmt::Debug for Catalog {

@@ -39,6 +39,7 @@ use crate::ai::alias::{Alias, Candidate, Order};
 use crate::ai::keys::KeyPool;
 use crate::ai::price::{Price, parse_usd};
 use crate::ai::provider::Kind;
+use crate::limit::budget::AiLimits;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +55,9 @@ pub struct RawAi {
     pub fallback_budget_percent: Option<u32>,
     /// ...but this many are always allowed (default 10 per second and shard).
     pub fallback_budget_min_per_sec: Option<u32>,
+    /// Output tokens reserved on token and cost limits for a call that sets no `max_tokens`
+    /// (default 4096).
+    pub reserve_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,16 +113,85 @@ pub struct RawPrice {
     pub cached_input: Option<Usd>,
 }
 
-/// The `ai` table of a route.
-#[derive(Debug, Default, Deserialize)]
+/// AI limits, as the config file and the admin API take them (each optional).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAiLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_month: Option<u64>,
+    /// USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_day_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_month_usd: Option<f64>,
+}
+
+/// Validates AI limits found at `at`.
+pub fn limits(at: &str, r: &RawAiLimits) -> Result<AiLimits, ConfigError> {
+    use crate::limit::budget::{MAX_LIMIT, What};
+    let mut out = AiLimits::default();
+    let counts = [
+        (What::RequestsPerMinute, r.requests_per_minute),
+        (What::TokensPerMinute, r.tokens_per_minute),
+        (What::TokensPerDay, r.tokens_per_day),
+        (What::TokensPerMonth, r.tokens_per_month),
+    ];
+    for (w, v) in counts {
+        if let Some(v) = v {
+            if v == 0 || v > MAX_LIMIT {
+                return Err(ConfigError::invalid(
+                    format!("{at}.{}", w.name()),
+                    format!("must be 1 to {MAX_LIMIT}"),
+                ));
+            }
+            out.limits[w as usize] = Some(v);
+        }
+    }
+    for (w, v) in [
+        (What::CostPerDay, r.cost_per_day_usd),
+        (What::CostPerMonth, r.cost_per_month_usd),
+    ] {
+        if let Some(usd) = v {
+            let micros = (usd * 1e6).ceil();
+            if !usd.is_finite() || usd <= 0.0 || micros > MAX_LIMIT as f64 {
+                return Err(ConfigError::invalid(
+                    format!("{at}.{}", w.name()),
+                    "must be a positive amount of USD, at most 17000000",
+                ));
+            }
+            out.limits[w as usize] = Some(micros as u64);
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::invalid(
+            at,
+            "set at least one of requests_per_minute, tokens_per_minute, tokens_per_day, tokens_per_month, cost_per_day_usd, cost_per_month_usd",
+        ));
+    }
+    Ok(out)
+}
+
+/// The `ai` table of a route (and of a managed AI service).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAiRoute {
     /// Aliases served on the route; absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
     /// A native pass-through route to this provider's own API (its SDKs work unmodified); the
     /// path after the route's prefix is the provider's (`/anthropic/v1/messages` →
     /// `/v1/messages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// Limits of the route (or service) as a whole, whoever calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<RawAiLimits>,
 }
 
 /// A validated `[ai]` section.
@@ -130,6 +203,8 @@ pub struct AiConfig {
     pub prices: BTreeMap<String, Price>,
     pub fallback_budget_percent: u32,
     pub fallback_budget_min_per_sec: u32,
+    /// Output tokens a call without `max_tokens` reserves on token and cost limits.
+    pub reserve_output_tokens: u64,
 }
 
 impl Default for AiConfig {
@@ -140,6 +215,7 @@ impl Default for AiConfig {
             prices: BTreeMap::new(),
             fallback_budget_percent: 20,
             fallback_budget_min_per_sec: 10,
+            reserve_output_tokens: 4096,
         }
     }
 }
@@ -204,6 +280,8 @@ pub struct AiAction {
     pub models: Vec<usize>,
     /// A native pass-through route to this provider (index in `AiConfig::providers`).
     pub native: Option<usize>,
+    /// Limits of the route as a whole.
+    pub limits: Option<AiLimits>,
 }
 
 impl AiAction {
@@ -542,11 +620,22 @@ pub(super) fn ai(
             0,
             1_000_000,
         )?,
+        reserve_output_tokens: range(
+            raw.reserve_output_tokens,
+            4096,
+            "ai.reserve_output_tokens",
+            1,
+            10_000_000,
+        )?,
     })
 }
 
 /// Validates a route's `ai` table.
 pub(super) fn route(at: &str, r: RawAiRoute, ai: &AiConfig) -> Result<AiAction, ConfigError> {
+    let route_limits = match &r.limits {
+        Some(l) => Some(limits(&format!("{at}.limits"), l)?),
+        None => None,
+    };
     if let Some(name) = r.provider {
         if r.models.is_some() {
             return Err(ConfigError::invalid(
@@ -567,6 +656,7 @@ pub(super) fn route(at: &str, r: RawAiRoute, ai: &AiConfig) -> Result<AiAction, 
         return Ok(AiAction {
             models: Vec::new(),
             native: Some(i),
+            limits: route_limits,
         });
     }
     let mut models = Vec::new();
@@ -590,6 +680,7 @@ pub(super) fn route(at: &str, r: RawAiRoute, ai: &AiConfig) -> Result<AiAction, 
     Ok(AiAction {
         models,
         native: None,
+        limits: route_limits,
     })
 }
 

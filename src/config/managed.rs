@@ -49,7 +49,8 @@ pub struct ServiceRoute {
 #[derive(Debug, Clone)]
 pub struct ServiceRoutes {
     pub routes: Vec<RouteConfig>,
-    pub upstream: UpstreamConfig,
+    /// The service's upstream; `None` for an AI service (its routes call the `[ai]` providers).
+    pub upstream: Option<UpstreamConfig>,
 }
 
 /// Refuses a managed target (or JWKS host) address that reaches what an API owner must not: a
@@ -87,11 +88,22 @@ pub fn check_target_ip(ip: std::net::IpAddr, allow_loopback: bool) -> Result<(),
     Ok(())
 }
 
-/// Validates a service's routes and upstream. `id` names the upstream (the service's id).
+/// What a managed service is besides its routes.
+pub struct ServiceBackend<'a> {
+    /// The fields of an `[upstreams.NAME]` table (`null` for an AI service).
+    pub upstream: &'a serde_json::Value,
+    /// An AI service's `ai` table: the aliases it serves, or the provider of a native route.
+    pub ai: Option<&'a super::ai::RawAiRoute>,
+    /// The config file's `[ai]`, which an AI service's aliases and provider come from.
+    pub ai_config: &'a super::ai::AiConfig,
+}
+
+/// Validates a service's routes and upstream (or, for an AI service, its `ai` table). `id` names
+/// the upstream (the service's id).
 pub fn managed_service(
     id: &str,
     routes: &[ServiceRoute],
-    upstream_spec: &serde_json::Value,
+    backend: ServiceBackend<'_>,
     http: &HttpConfig,
     allow_loopback: bool,
 ) -> Result<ServiceRoutes, ConfigError> {
@@ -101,6 +113,10 @@ pub fn managed_service(
             "at least one route is required",
         ));
     }
+    if let Some(ai) = backend.ai {
+        return ai_service(id, routes, backend.upstream, ai, backend.ai_config, http);
+    }
+    let upstream_spec = backend.upstream;
     let raw: RawUpstream = serde_path_to_error::deserialize(upstream_spec).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
@@ -143,29 +159,88 @@ pub fn managed_service(
     let ups = std::slice::from_ref(&up);
     let mut out = Vec::with_capacity(routes.len());
     for (i, r) in routes.iter().enumerate() {
-        let raw = RawRoute {
-            name: Some(format!("{id}#{i}")),
-            hosts: r.hosts.clone(),
-            path_prefix: r.path_prefix.clone(),
-            path_exact: r.path_exact.clone(),
-            methods: r.methods.clone(),
-            upstream: Some(id.to_string()),
-            strip_prefix: r.strip_prefix,
-            rewrite_prefix: r.rewrite_prefix.clone(),
-            upstream_host: r.upstream_host.clone(),
-            capture_body: r.capture_body.map(super::units::Size),
-            ..Default::default()
-        };
-        if r.path_prefix.is_none() && r.path_exact.is_none() {
-            return Err(ConfigError::invalid(
-                format!("routes[{i}].path_prefix"),
-                "set path_prefix or path_exact",
-            ));
-        }
+        let raw = raw_route(id, i, r, Some(id), None)?;
         out.push(route(i, raw, ups, http, &super::ai::AiConfig::default())?);
     }
-    // Two routes of one service that match the same requests are the caller's mistake: say so now,
-    // not when the service is composed.
+    no_conflicts(&out)?;
+    Ok(ServiceRoutes {
+        routes: out,
+        upstream: Some(up),
+    })
+}
+
+/// The raw form of a service's route `i`, calling `upstream` or serving `ai`.
+fn raw_route(
+    id: &str,
+    i: usize,
+    r: &ServiceRoute,
+    upstream: Option<&str>,
+    ai: Option<&super::ai::RawAiRoute>,
+) -> Result<RawRoute, ConfigError> {
+    if r.path_prefix.is_none() && r.path_exact.is_none() {
+        return Err(ConfigError::invalid(
+            format!("routes[{i}].path_prefix"),
+            "set path_prefix or path_exact",
+        ));
+    }
+    Ok(RawRoute {
+        name: Some(format!("{id}#{i}")),
+        hosts: r.hosts.clone(),
+        path_prefix: r.path_prefix.clone(),
+        path_exact: r.path_exact.clone(),
+        methods: r.methods.clone(),
+        upstream: upstream.map(str::to_string),
+        strip_prefix: r.strip_prefix,
+        rewrite_prefix: r.rewrite_prefix.clone(),
+        upstream_host: r.upstream_host.clone(),
+        capture_body: r.capture_body.map(super::units::Size),
+        ai: ai.cloned(),
+        ..Default::default()
+    })
+}
+
+/// An AI service: its routes serve the unified API over the config file's aliases (or a
+/// provider's native API); it has no upstream of its own.
+fn ai_service(
+    id: &str,
+    routes: &[ServiceRoute],
+    upstream: &serde_json::Value,
+    ai: &super::ai::RawAiRoute,
+    ai_config: &super::ai::AiConfig,
+    http: &HttpConfig,
+) -> Result<ServiceRoutes, ConfigError> {
+    if !upstream.is_null() {
+        return Err(ConfigError::invalid(
+            "upstream",
+            "an AI service calls the gateway's model providers: leave upstream out",
+        ));
+    }
+    let mut out = Vec::with_capacity(routes.len());
+    for (i, r) in routes.iter().enumerate() {
+        let raw = raw_route(id, i, r, None, Some(ai))?;
+        let route = route(i, raw, &[], http, ai_config).map_err(|e| match e {
+            // The service's `ai` table is one, whichever route found it wrong.
+            ConfigError::Invalid { field, reason } => ConfigError::Invalid {
+                field: match field.strip_prefix(&format!("routes[{i}].ai")) {
+                    Some(rest) => format!("ai{rest}"),
+                    None => field,
+                },
+                reason,
+            },
+            other => other,
+        })?;
+        out.push(route);
+    }
+    no_conflicts(&out)?;
+    Ok(ServiceRoutes {
+        routes: out,
+        upstream: None,
+    })
+}
+
+/// Two routes of one service that match the same requests are the caller's mistake: say so now,
+/// not when the service is composed.
+fn no_conflicts(out: &[RouteConfig]) -> Result<(), ConfigError> {
     RouteTable::build(out.iter().map(RouteConfig::matcher)).map_err(|c| {
         ConfigError::invalid(
             format!("routes[{}]", c.route),
@@ -175,10 +250,7 @@ pub fn managed_service(
             ),
         )
     })?;
-    Ok(ServiceRoutes {
-        routes: out,
-        upstream: up,
-    })
+    Ok(())
 }
 
 /// Whether two routes can match the same request (hosts, paths and methods all intersect).
@@ -250,7 +322,9 @@ impl Config {
                 ));
             }
             let up = config.upstreams.len();
-            config.upstreams.push(s.parts.upstream.clone());
+            if let Some(u) = &s.parts.upstream {
+                config.upstreams.push(u.clone());
+            }
             for r in &s.parts.routes {
                 let mut r = r.clone();
                 if let RouteAction::Proxy(p) = &mut r.action {

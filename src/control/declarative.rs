@@ -163,6 +163,7 @@ fn definition(svc: &Value) -> serde_json::Map<String, Value> {
         "approval",
         "routes",
         "upstream",
+        "ai",
         "credentials",
         "quota",
     ] {

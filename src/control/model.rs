@@ -54,6 +54,10 @@ pub struct Tenant {
     #[serde(serialize_with = "ser_json")]
     #[schema(value_type = Option<Vec<RouteScope>>)]
     pub route_scope: Option<String>,
+    /// The tenant's AI limits (all its apps' AI calls together).
+    #[serde(serialize_with = "ser_json")]
+    #[schema(value_type = Option<Object>)]
+    pub ai_limits: Option<String>,
     #[serde(serialize_with = "ser_time")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
@@ -123,9 +127,16 @@ impl RouteScope {
 pub struct ServiceSpec {
     #[schema(value_type = Vec<Object>)]
     pub routes: Vec<ServiceRoute>,
-    /// The fields of a config file's `[upstreams.NAME]` table, as JSON.
+    /// The fields of a config file's `[upstreams.NAME]` table, as JSON (`null` for an AI
+    /// service).
+    #[serde(default)]
     #[schema(value_type = Object)]
     pub upstream: serde_json::Value,
+    /// An AI service: `{"models": [aliases]}` (the unified API over the config file's `[ai]`
+    /// aliases; absent: all) or `{"provider": NAME}` (that provider's native API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub ai: Option<crate::config::ai::RawAiRoute>,
     /// Credential kinds the service accepts.
     pub credentials: Vec<String>,
 }
@@ -205,6 +216,10 @@ pub struct Service {
     pub routes: Vec<ServiceRoute>,
     #[schema(value_type = Object)]
     pub upstream: serde_json::Value,
+    /// An AI service's `ai` table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub ai: Option<crate::config::ai::RawAiRoute>,
     pub credentials: Vec<String>,
     /// Default quota of its subscriptions.
     pub quota: Option<Quota>,
@@ -235,6 +250,7 @@ impl ServiceRow {
         let spec = self.spec().unwrap_or(ServiceSpec {
             routes: Vec::new(),
             upstream: serde_json::Value::Null,
+            ai: None,
             credentials: Vec::new(),
         });
         Service {
@@ -246,6 +262,7 @@ impl ServiceRow {
             state: self.state.clone(),
             routes: spec.routes,
             upstream: spec.upstream,
+            ai: spec.ai,
             credentials: spec.credentials,
             quota: Quota::parse(self.quota.as_deref()),
             has_openapi: self.openapi.is_some(),
@@ -270,8 +287,14 @@ pub struct NewService {
     pub approval: Option<String>,
     #[schema(value_type = Vec<Object>)]
     pub routes: Vec<ServiceRoute>,
+    /// Absent for an AI service.
+    #[serde(default)]
     #[schema(value_type = Object)]
     pub upstream: serde_json::Value,
+    /// An AI service (instead of an upstream): `{"models": [...]}` or `{"provider": NAME}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub ai: Option<crate::config::ai::RawAiRoute>,
     /// Default `["api_key"]`.
     pub credentials: Option<Vec<String>>,
     /// The service's OpenAPI document (any JSON object).
@@ -292,6 +315,7 @@ impl NewService {
                 approval: self.approval,
                 routes: self.routes,
                 upstream: self.upstream,
+                ai: self.ai,
                 credentials: self.credentials,
                 openapi: self.openapi,
                 quota: self.quota,
@@ -309,8 +333,12 @@ pub struct ServiceUpdate {
     pub approval: Option<String>,
     #[schema(value_type = Vec<Object>)]
     pub routes: Vec<ServiceRoute>,
+    #[serde(default)]
     #[schema(value_type = Object)]
     pub upstream: serde_json::Value,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub ai: Option<crate::config::ai::RawAiRoute>,
     pub credentials: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub openapi: Option<serde_json::Value>,
@@ -333,6 +361,10 @@ pub struct App {
     pub id: String,
     pub tenant_id: String,
     pub name: String,
+    /// The app's AI limits.
+    #[serde(serialize_with = "ser_json")]
+    #[schema(value_type = Option<Object>)]
+    pub ai_limits: Option<String>,
     #[serde(serialize_with = "ser_time")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,

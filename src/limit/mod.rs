@@ -29,6 +29,7 @@
 //! `RateLimit-Reset` (draft-ietf-httpapi-ratelimit-headers) for the limit closest to running
 //! out, unless the route sets `rate_limit_headers = false`; a refusal is 429 with `Retry-After`.
 
+pub mod budget;
 pub mod node;
 pub mod shard;
 

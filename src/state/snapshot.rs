@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub outliers: Arc<[Option<Arc<Outlier>>]>,
     /// Rate and concurrency limit tables by route index (node-global).
     pub limits: Arc<[Option<Arc<NodeRouteLimits>>]>,
+    /// AI routes' own limits (`ai.limits`) by route index (node-global).
+    pub ai_budgets: Arc<[Option<Arc<crate::limit::budget::Budget>>]>,
     pub generation: u64,
     /// Metric series slots of the routes and upstreams (set by the publisher).
     pub series: Arc<crate::observe::metrics::Series>,
@@ -97,6 +99,7 @@ impl Snapshot {
                 breakers: p.breakers.clone(),
                 outliers: p.outliers.clone(),
                 limits: p.limits.clone(),
+                ai_budgets: p.ai_budgets.clone(),
                 generation,
                 series: p.series.clone(),
             });
@@ -153,6 +156,22 @@ impl Snapshot {
                 Some(old.unwrap_or_else(|| Arc::new(NodeRouteLimits::new(&r.limits))))
             })
             .collect();
+        // Likewise an AI route's budget (what it spent this minute, day and month).
+        let ai_budgets = config
+            .routes
+            .iter()
+            .map(|r| {
+                let RouteAction::Ai(a) = &r.action else {
+                    return None;
+                };
+                let l = a.limits?;
+                let old = prev.and_then(|p| {
+                    let i = *route_by_name.get(r.name.as_str())?;
+                    p.ai_budgets.get(i)?.clone().filter(|b| b.limits == l)
+                });
+                Some(old.unwrap_or_else(|| Arc::new(crate::limit::budget::Budget::new(l))))
+            })
+            .collect();
         let routes = config.route_table().clone();
         let statics = config
             .routes
@@ -180,6 +199,7 @@ impl Snapshot {
             breakers,
             outliers,
             limits,
+            ai_budgets,
             generation,
             series: Arc::default(),
         })

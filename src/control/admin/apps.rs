@@ -47,6 +47,7 @@ pub async fn create(
         id: new_id("app"),
         tenant_id: body.tenant_id,
         name: body.name,
+        ai_limits: None,
         created_at: now,
         updated_at: now,
         version: 1,

@@ -10,6 +10,7 @@
 //! Every call carries `Authorization: Bearer <token>`: the bootstrap token or a user's (see
 //! [`auth`] for who may do what).
 
+mod ai_limits;
 mod analytics;
 mod apps;
 mod audit;
@@ -150,12 +151,14 @@ pub fn fuzz_decode(bytes: &[u8]) -> Vec<ApiError> {
                 .map(|c| c.http)
                 .ok();
             if let Some(http) = http {
+                let ai = crate::config::ai::AiConfig::default();
+                let backend = crate::config::managed::ServiceBackend {
+                    upstream: &s.upstream,
+                    ai: s.ai.as_ref(),
+                    ai_config: &ai,
+                };
                 if let Err(e) = crate::config::managed::managed_service(
-                    "svc_fuzz",
-                    &s.routes,
-                    &s.upstream,
-                    &http,
-                    true,
+                    "svc_fuzz", &s.routes, backend, &http, true,
                 ) {
                     out.push(e.into());
                 }
@@ -305,6 +308,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(openapi::routes())
         .merge(metrics::routes())
         .merge(analytics::routes())
+        .merge(ai_limits::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

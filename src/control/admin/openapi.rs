@@ -5,7 +5,9 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::AdminState;
-use super::{analytics, apps, audit, credentials, services, subscriptions, tenants, users};
+use super::{
+    ai_limits, analytics, apps, audit, credentials, services, subscriptions, tenants, users,
+};
 use crate::control::model;
 
 #[derive(OpenApi)]
@@ -15,6 +17,10 @@ use crate::control::model;
         description = "Tenants, users, services, apps, keys and subscriptions of a Ringway gateway. Every call but /login needs Authorization: Bearer <token>."
     ),
     paths(
+        ai_limits::set_app,
+        ai_limits::clear_app,
+        ai_limits::set_tenant,
+        ai_limits::clear_tenant,
         analytics::series,
         analytics::top,
         analytics::errors,

@@ -133,6 +133,7 @@ pub async fn create(
     let spec = ServiceSpec {
         routes: body.routes,
         upstream: body.upstream,
+        ai: body.ai,
         credentials: body.credentials.unwrap_or_else(|| vec!["api_key".into()]),
     };
     let mut row = ServiceRow {
@@ -157,8 +158,13 @@ pub async fn create(
     let mut managed = st.managed.lock().await;
     // Host names resolve on the blocking pool; the writer lock is held (writers wait, readers
     // and the runtime do not).
-    let parts =
-        service_parts_blocking(row.clone(), managed.http().clone(), managed.allow_loopback).await?;
+    let parts = service_parts_blocking(
+        row.clone(),
+        managed.http().clone(),
+        managed.ai(),
+        managed.allow_loopback,
+    )
+    .await?;
     let prepared = managed.prepare_service(&row, parts).map_err(|e| {
         let mut a = ApiError::from(e);
         a.status = StatusCode::CONFLICT;
@@ -215,6 +221,7 @@ pub async fn update(
     let spec = ServiceSpec {
         routes: body.routes,
         upstream: body.upstream,
+        ai: body.ai,
         credentials: body.credentials.unwrap_or_else(|| vec!["api_key".into()]),
     };
     let mut row = before.clone();
@@ -254,8 +261,13 @@ pub async fn update(
     row.version += 1;
     // Host names resolve on the blocking pool; the writer lock is held (writers wait, readers
     // and the runtime do not).
-    let parts =
-        service_parts_blocking(row.clone(), managed.http().clone(), managed.allow_loopback).await?;
+    let parts = service_parts_blocking(
+        row.clone(),
+        managed.http().clone(),
+        managed.ai(),
+        managed.allow_loopback,
+    )
+    .await?;
     let prepared = managed.prepare_service(&row, parts).map_err(|e| {
         let mut a = ApiError::from(e);
         a.status = StatusCode::CONFLICT;

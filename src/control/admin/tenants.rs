@@ -65,6 +65,7 @@ pub async fn create(
         id: new_id("ten"),
         name: body.name,
         route_scope: None,
+        ai_limits: None,
         created_at: now,
         updated_at: now,
         version: 1,

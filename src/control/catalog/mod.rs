@@ -132,12 +132,18 @@ fn sub_entry(s: &Subscription, quota: Option<u32>) -> Option<SubEntry> {
 pub fn service_parts(
     row: &ServiceRow,
     http: &crate::config::HttpConfig,
+    ai: &crate::config::ai::AiConfig,
     allow_loopback: bool,
 ) -> Result<ServiceRoutes, ConfigError> {
     let spec = row
         .spec()
         .map_err(|e| ConfigError::invalid("spec", e.to_string()))?;
-    managed_service(&row.id, &spec.routes, &spec.upstream, http, allow_loopback)
+    let backend = crate::config::managed::ServiceBackend {
+        upstream: &spec.upstream,
+        ai: spec.ai.as_ref(),
+        ai_config: ai,
+    };
+    managed_service(&row.id, &spec.routes, backend, http, allow_loopback)
 }
 
 /// [`service_parts`] on the blocking pool, so that slow DNS stalls neither the admin API nor
@@ -145,9 +151,10 @@ pub fn service_parts(
 pub async fn service_parts_blocking(
     row: ServiceRow,
     http: crate::config::HttpConfig,
+    ai: Arc<crate::config::ai::AiConfig>,
     allow_loopback: bool,
 ) -> Result<ServiceRoutes, ConfigError> {
-    tokio::task::spawn_blocking(move || service_parts(&row, &http, allow_loopback))
+    tokio::task::spawn_blocking(move || service_parts(&row, &http, &ai, allow_loopback))
         .await
         .map_err(|_| ConfigError::invalid("upstream", "validation failed"))?
 }
@@ -199,7 +206,9 @@ impl Managed {
         let mut services = BTreeMap::new();
         for row in store.all_services().await? {
             let allow = base.admin.as_ref().is_some_and(|a| a.allow_loopback);
-            match service_parts_blocking(row.clone(), base.http.clone(), allow).await {
+            match service_parts_blocking(row.clone(), base.http.clone(), base.ai.clone(), allow)
+                .await
+            {
                 Ok(parts) => {
                     let accepts = accepts(&row);
                     services.insert(
@@ -241,6 +250,10 @@ impl Managed {
                 hmac: Arc::default(),
                 replays: Arc::default(),
                 app_series: app_slots.labels(),
+                ai: Arc::new(ai_budgets(
+                    &store.all_apps().await?,
+                    &store.all_tenants().await?,
+                )),
             },
             services,
             apps,
@@ -391,6 +404,11 @@ impl Managed {
         &self.base.http
     }
 
+    /// The config file's `[ai]` (what AI services serve).
+    pub fn ai(&self) -> Arc<crate::config::ai::AiConfig> {
+        self.base.ai.clone()
+    }
+
     /// A new config file: composed with the managed services and published. On error (a route of
     /// the file now conflicts with a service's) nothing changes.
     pub fn set_base(&mut self, base: Arc<Config>) -> Result<u64, ConfigError> {
@@ -400,6 +418,34 @@ impl Managed {
             self.compose()?;
             return Err(e);
         }
+        self.publish()
+    }
+
+    /// Sets (`None`: clears) the AI limits of the app or tenant with store sequence `seq`, and
+    /// publishes. A budget whose limits are unchanged keeps what it spent.
+    pub fn set_ai_limits(
+        &mut self,
+        of: crate::control::store::LimitsOf,
+        seq: i64,
+        limits: Option<crate::limit::budget::AiLimits>,
+    ) -> Result<u64, ConfigError> {
+        let old = &self.catalog.ai;
+        let mut apps = old.apps.clone();
+        let mut tenants = old.tenants.clone();
+        let map = match of {
+            crate::control::store::LimitsOf::App => &mut apps,
+            crate::control::store::LimitsOf::Tenant => &mut tenants,
+        };
+        match limits {
+            None => {
+                map.remove(&seq);
+            }
+            Some(l) if map.get(&seq).is_some_and(|b| b.limits == l) => {}
+            Some(l) => {
+                map.insert(seq, Arc::new(crate::limit::budget::Budget::new(l)));
+            }
+        }
+        self.catalog.ai = Arc::new(crate::catalog::AiBudgets { apps, tenants });
         self.publish()
     }
 
@@ -685,6 +731,14 @@ impl Managed {
                     self.set_sub(app.seq, svc, None);
                 }
             }
+            if self.catalog.ai.apps.contains_key(&app.seq) {
+                let mut ai = crate::catalog::AiBudgets {
+                    apps: self.catalog.ai.apps.clone(),
+                    tenants: self.catalog.ai.tenants.clone(),
+                };
+                ai.apps.remove(&app.seq);
+                self.catalog.ai = Arc::new(ai);
+            }
         }
         self.publish()
     }
@@ -744,4 +798,32 @@ fn app_entry(a: &App, tenants: &HashMap<String, i64>, slots: &mut AppSlots) -> A
         tenant_id: a.tenant_id.as_str().into(),
         series: slots.slot(&(a.id.as_str().into(), a.tenant_id.as_str().into())),
     })
+}
+
+/// The AI limits stored on `apps` and `tenants` (a stored value that no longer validates is
+/// logged and left out).
+fn ai_budgets(
+    apps: &[App],
+    tenants: &[crate::control::model::Tenant],
+) -> crate::catalog::AiBudgets {
+    let budget = |text: Option<&str>, what: &str, id: &str| {
+        let raw: crate::config::ai::RawAiLimits = serde_json::from_str(text?).ok()?;
+        match crate::config::ai::limits("ai_limits", &raw) {
+            Ok(l) => Some(Arc::new(crate::limit::budget::Budget::new(l))),
+            Err(e) => {
+                tracing::error!(%what, %id, error = %e, "stored AI limits do not validate; not applied");
+                None
+            }
+        }
+    };
+    crate::catalog::AiBudgets {
+        apps: apps
+            .iter()
+            .filter_map(|a| Some((a.seq, budget(a.ai_limits.as_deref(), "app", &a.id)?)))
+            .collect(),
+        tenants: tenants
+            .iter()
+            .filter_map(|t| Some((t.seq, budget(t.ai_limits.as_deref(), "tenant", &t.id)?)))
+            .collect(),
+    }
 }

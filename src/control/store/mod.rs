@@ -17,9 +17,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
+mod ai;
 mod analytics;
 mod people;
 
+pub use ai::LimitsOf;
 pub use analytics::{DAY, HOUR, MINUTE, Rollup, RollupFilter};
 
 use super::model::{App, AuditEntry, KeyInfo, ServiceRow, Subscription, Tenant};

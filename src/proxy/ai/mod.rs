@@ -16,6 +16,7 @@
 //! candidate tried is the client's.
 
 mod body;
+mod budget;
 mod call;
 mod native;
 mod reply;
@@ -181,12 +182,45 @@ async fn call(cx: &mut Cx<'_>, action: &AiAction, limit: u64, kind: Kind) -> Ans
         streamed,
         ..AiCall::default()
     }));
-    let budget = &state.ai.fallbacks;
-    budget.request();
+    let prices = alias
+        .candidates
+        .iter()
+        .filter_map(|c| price_of(ai, &ai.providers[c.provider].name, &c.model))
+        .collect();
+    let held = {
+        let (prompt, output): (Box<dyn Fn() -> u64 + '_>, u64) = match job {
+            Job::Chat(r, _) => (
+                Box::new(|| tokens::prompt(r)),
+                r.max_output().unwrap_or(ai.reserve_output_tokens),
+            ),
+            Job::Embed(r, _) => (Box::new(|| r.tokens()), 0),
+            Job::Native(_) => (Box::new(|| 0), 0),
+        };
+        let e = budget::Estimate {
+            prompt: &*prompt,
+            output,
+            prices,
+        };
+        match budget::admit(cx, e) {
+            Ok(h) => h,
+            Err(a) => return a,
+        }
+    };
+    let answer = try_plan(cx, alias, job).await;
+    budget::settle(cx, held);
+    answer
+}
+
+/// Tries the alias's candidates in its plan's order until one serves (or fails for good).
+async fn try_plan(cx: &mut Cx<'_>, alias: &crate::ai::alias::Alias, job: Job<'_>) -> Answer {
+    let state = cx.state;
+    let ai = &state.snap.config.ai;
+    let fallbacks = &state.ai.fallbacks;
+    fallbacks.request();
     let plan = alias.plan(cx.conn.shard.ids.next());
     let mut last = None;
     for (n, &c) in plan.iter().enumerate() {
-        if n > 0 && !budget.allow(ai.fallback_budget_percent, ai.fallback_budget_min_per_sec) {
+        if n > 0 && !fallbacks.allow(ai.fallback_budget_percent, ai.fallback_budget_min_per_sec) {
             tracing::debug!(alias = %alias.name, "fallback budget spent: not trying the next candidate");
             break;
         }
@@ -196,6 +230,19 @@ async fn call(cx: &mut Cx<'_>, action: &AiAction, limit: u64, kind: Kind) -> Ans
         }
     }
     last.unwrap_or_else(|| Answer::kind(ErrorKind::NoHealthyUpstream))
+}
+
+/// The price of `model` at `provider`: `[ai.prices."provider/model"]`, else
+/// `[ai.prices."model"]`.
+pub fn price_of(
+    ai: &crate::config::ai::AiConfig,
+    provider: &str,
+    model: &str,
+) -> Option<crate::ai::price::Price> {
+    ai.prices
+        .get(&format!("{provider}/{model}"))
+        .or_else(|| ai.prices.get(model))
+        .copied()
 }
 
 fn bad(message: impl Into<String>) -> Answer {
@@ -239,12 +286,7 @@ pub fn account(cx: &mut Cx<'_>, tokens: Tokens, estimated: bool) {
     };
     call.tokens = tokens;
     call.estimated = estimated;
-    let qualified = format!("{}/{}", call.provider, call.model);
-    call.cost = ai
-        .prices
-        .get(&qualified)
-        .or_else(|| ai.prices.get(&call.model))
-        .map_or(Nanos(0), |p| p.cost(tokens));
+    call.cost = price_of(ai, &call.provider, &call.model).map_or(Nanos(0), |p| p.cost(tokens));
 }
 
 #[cfg(test)]

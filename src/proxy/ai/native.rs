@@ -120,14 +120,36 @@ pub async fn serve(cx: &mut Cx<'_>, provider: usize, limit: u64) -> Answer {
         stream,
         model: model.clone(),
     };
+    // The output bound, in each provider's own field.
+    let output = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| json.get(*k).and_then(Value::as_u64))
+        .or_else(|| json["generationConfig"]["maxOutputTokens"].as_u64())
+        .unwrap_or(state.snap.config.ai.reserve_output_tokens);
+    // The prompt, counted over the whole body (a little over: it includes the JSON).
+    let body_text = String::from_utf8_lossy(&n.body).into_owned();
+    let prompt = || crate::ai::tokens::count(&body_text);
+    let e = super::budget::Estimate {
+        prompt: &prompt,
+        output,
+        prices: super::price_of(&state.snap.config.ai, &p.name, &model)
+            .into_iter()
+            .collect(),
+    };
+    let held = match super::budget::admit(cx, e) {
+        Ok(h) => h,
+        Err(a) => return a,
+    };
     let cand = Candidate {
         provider,
         model,
         weight: 1,
     };
-    match call::run(cx, &cand, Job::Native(&n)).await {
+    let answer = match call::run(cx, &cand, Job::Native(&n)).await {
         Served::Done(a) | Served::Failed(a) => a,
-    }
+    };
+    super::budget::settle(cx, held);
+    answer
 }
 
 /// Serves a native call's 2xx answer as the provider sent it, peeking at its usage.
