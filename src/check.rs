@@ -138,6 +138,10 @@ pub fn report(config: &Config) -> (String, usize) {
                 a
             }
             RouteAction::Respond(s) => format!("respond {} ({} bytes)", s.status, s.body.len()),
+            RouteAction::Ai(a) if a.prompt.is_some() => {
+                let m = a.prompt.as_ref().map_or("", |p| p.model.as_str());
+                format!("ai → prompt on model {m}")
+            }
             RouteAction::Ai(a) if a.native.is_some() => {
                 let p = a
                     .native

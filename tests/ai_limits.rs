@@ -236,7 +236,65 @@ fn ai_services_are_managed_and_app_and_tenant_limits_hold() {
         Some("{\"requests_per_minute\":1}"),
     );
     assert_eq!(st, 404);
+    prompt_service(&m, &t, app1, key0, key1, &provider);
     m.shutdown();
+}
+
+/// A prompt published as an API: a service like any other (subscriptions, keys, limits).
+fn prompt_service(m: &Managed, t: &str, app1: &str, key0: &str, key1: &str, provider: &Mock) {
+    let a = m.proxy();
+    let ps = s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/services",
+            &json!({"tenant_id": t, "name": "summary", "approval": "auto",
+                "routes": [{"path_exact": "/acme/summary"}],
+                "ai": {"prompt": {"model": "fast", "system": "Summarise in {{words}} words.",
+                    "user": "{{text}}", "variables": {"text": {}, "words": {"type": "integer",
+                    "min": 5, "max": 50, "default": 10}}}}})
+            .to_string(),
+        ),
+        "id",
+    );
+    m.ok(200, "POST", &format!("/api/v1/services/{ps}/publish"), "");
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/subscriptions",
+        &json!({"app_id": app1, "service_id": ps}).to_string(),
+    );
+    m.ok(200, "DELETE", &format!("/api/v1/tenants/{t}/ai-limits"), "");
+    m.settle();
+    let req = |auth: &str, body: &str| {
+        format!(
+            "POST /acme/summary HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let body = json!({"text": "A long text.", "words": 20}).to_string();
+    let r = raw_request(a, req(&bearer(key1), &body).as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["output"], "Hello world");
+    assert_eq!(
+        providers::body_json(&provider.last())["messages"][0]["content"],
+        "Summarise in 20 words."
+    );
+    let r = raw_request(a, req(&bearer(key0), &body).as_bytes()).unwrap();
+    assert_eq!(
+        r.status,
+        403,
+        "app 0 has no subscription to the prompt: {}",
+        r.text()
+    );
+    let r = raw_request(
+        a,
+        req(&bearer(key1), r#"{"text": "x", "words": 99}"#).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("words:"), "{}", r.text());
 }
 
 /// 200 concurrent streamed calls against a small token budget: the reservations admit no more

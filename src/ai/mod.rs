@@ -12,6 +12,7 @@ pub mod gemini;
 pub mod keys;
 pub mod openai;
 pub mod price;
+pub mod prompt;
 pub mod provider;
 pub mod tokens;
 

@@ -192,6 +192,9 @@ pub struct RawAiRoute {
     /// Limits of the route (or service) as a whole, whoever calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<RawAiLimits>,
+    /// A prompt published as a REST API (see [`crate::ai::prompt`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<crate::ai::prompt::RawPrompt>,
 }
 
 /// A validated `[ai]` section.
@@ -282,6 +285,8 @@ pub struct AiAction {
     pub native: Option<usize>,
     /// Limits of the route as a whole.
     pub limits: Option<AiLimits>,
+    /// A prompt route: its prompt (and `models` holds its alias).
+    pub prompt: Option<Arc<crate::ai::prompt::Prompt>>,
 }
 
 impl AiAction {
@@ -636,6 +641,31 @@ pub(super) fn route(at: &str, r: RawAiRoute, ai: &AiConfig) -> Result<AiAction, 
         Some(l) => Some(limits(&format!("{at}.limits"), l)?),
         None => None,
     };
+    if let Some(raw) = &r.prompt {
+        if r.models.is_some() || r.provider.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{at}.prompt"),
+                "a prompt route calls its prompt's model: models and provider do not apply",
+            ));
+        }
+        let p = crate::ai::prompt::Prompt::new(raw)
+            .map_err(|e| ConfigError::invalid(format!("{at}.{}", e.field), e.reason))?;
+        let alias = ai.alias(&p.model).ok_or_else(|| {
+            ConfigError::invalid(
+                format!("{at}.prompt.model"),
+                format!(
+                    "unknown model alias {:?} (define it under [ai.models])",
+                    p.model
+                ),
+            )
+        })?;
+        return Ok(AiAction {
+            models: vec![alias],
+            native: None,
+            limits: route_limits,
+            prompt: Some(Arc::new(p)),
+        });
+    }
     if let Some(name) = r.provider {
         if r.models.is_some() {
             return Err(ConfigError::invalid(
@@ -657,6 +687,7 @@ pub(super) fn route(at: &str, r: RawAiRoute, ai: &AiConfig) -> Result<AiAction, 
             models: Vec::new(),
             native: Some(i),
             limits: route_limits,
+            prompt: None,
         });
     }
     let mut models = Vec::new();
@@ -681,6 +712,7 @@ pub(super) fn route(at: &str, r: RawAiRoute, ai: &AiConfig) -> Result<AiAction, 
         models,
         native: None,
         limits: route_limits,
+        prompt: None,
     })
 }
 

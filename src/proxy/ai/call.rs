@@ -44,7 +44,12 @@ pub const MAX_KEY_TRIES: usize = 3;
 /// What a call asks of a provider (`raw`: the request's JSON as the client sent it).
 #[derive(Clone, Copy)]
 pub enum Job<'r> {
-    Chat(&'r ChatRequest, &'r Value),
+    /// A chat call; with a prompt, its answer is reshaped for the prompt's callers.
+    Chat(
+        &'r ChatRequest,
+        &'r Value,
+        Option<&'r crate::ai::prompt::Prompt>,
+    ),
     Embed(&'r EmbedRequest, &'r Value),
     /// A native pass-through call: the provider's own API, the client's body as it is.
     Native(&'r super::native::NativeCall),
@@ -58,7 +63,9 @@ impl Job<'_> {
         key: &str,
     ) -> Result<Outgoing, TranslateError> {
         match *self {
-            Job::Chat(req, raw) => provider::outgoing(&p.kind, &p.base_path, model, key, req, raw),
+            Job::Chat(req, raw, _) => {
+                provider::outgoing(&p.kind, &p.base_path, model, key, req, raw)
+            }
             Job::Embed(req, raw) => {
                 embeddings::outgoing(&p.kind, &p.base_path, model, key, req, raw)
             }
@@ -68,7 +75,7 @@ impl Job<'_> {
 
     fn stream(&self) -> bool {
         match self {
-            Job::Chat(r, _) => r.stream,
+            Job::Chat(r, _, _) => r.stream,
             Job::Embed(..) => false,
             Job::Native(n) => n.stream,
         }
@@ -160,7 +167,9 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
         }
         if (200..300).contains(&status) {
             let answer = match job {
-                Job::Chat(req, _) => translate::success(cx, p, cand, req, lease, ubuf, up).await,
+                Job::Chat(req, _, shape) => {
+                    translate::success(cx, p, cand, req, shape, lease, ubuf, up).await
+                }
                 Job::Embed(req, _) => {
                     translate::embeddings(cx, p, cand, req, lease, ubuf, up).await
                 }

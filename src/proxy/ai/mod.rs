@@ -28,6 +28,7 @@ use serde_json::Value;
 use crate::ai::embeddings::EmbedRequest;
 use crate::ai::openai::ChatRequest;
 use crate::ai::price::{Nanos, Tokens};
+use crate::ai::prompt::Prompt;
 use crate::ai::tokens;
 use crate::config::ai::AiAction;
 use crate::error::ErrorKind;
@@ -75,6 +76,12 @@ fn endpoint(path: &[u8]) -> Option<Endpoint<'_>> {
 pub async fn serve(cx: &mut Cx<'_>, action: &AiAction, limit: u64) -> Answer {
     if let Some(p) = action.native {
         return native::serve(cx, p, limit).await;
+    }
+    if let Some(p) = &action.prompt {
+        if cx.ctx.head.method != Method::Post {
+            return Answer::kind(ErrorKind::MethodNotAllowed);
+        }
+        return prompt(cx, action, p, limit).await;
     }
     let method = cx.ctx.head.method;
     let path = cx.path().to_vec();
@@ -164,10 +171,45 @@ async fn call(cx: &mut Cx<'_>, action: &AiAction, limit: u64, kind: Kind) -> Ans
         },
     };
     let (job, model, streamed) = match (&chat, &embed) {
-        (Some(c), _) => (Job::Chat(c, &raw), c.model.as_str(), c.stream),
+        (Some(c), _) => (Job::Chat(c, &raw, None), c.model.as_str(), c.stream),
         (_, Some(e)) => (Job::Embed(e, &raw), e.model.as_str(), false),
         _ => return Answer::kind(ErrorKind::AiBadRequest),
     };
+    dispatch(cx, action, job, model, streamed).await
+}
+
+/// A prompt route's call: the body is the prompt's variables.
+async fn prompt(cx: &mut Cx<'_>, action: &AiAction, p: &Prompt, limit: u64) -> Answer {
+    let text = match body::request(cx, limit).await {
+        Ok(t) => t,
+        Err(a) => return a,
+    };
+    let input: Value = match serde_json::from_slice(&text) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("the body is not valid JSON: {e}")),
+    };
+    let rendered = match p.render(&input) {
+        Ok(r) => r,
+        Err(e) if e.field.is_empty() => return bad(e.reason),
+        Err(e) => return bad(e.to_string()),
+    };
+    let req: ChatRequest = match parse(&rendered.body) {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    let job = Job::Chat(&req, &rendered.body, Some(p));
+    dispatch(cx, action, job, &p.model, rendered.stream).await
+}
+
+/// A parsed call to alias `model`: admitted under the AI limits, tried on the alias's
+/// candidates, settled.
+async fn dispatch(
+    cx: &mut Cx<'_>,
+    action: &AiAction,
+    job: Job<'_>,
+    model: &str,
+    streamed: bool,
+) -> Answer {
     let state = cx.state;
     let ai = &state.snap.config.ai;
     let Some(alias) = ai.alias(model).filter(|&i| action.allows(i)) else {
@@ -189,7 +231,7 @@ async fn call(cx: &mut Cx<'_>, action: &AiAction, limit: u64, kind: Kind) -> Ans
         .collect();
     let held = {
         let (prompt, output): (Box<dyn Fn() -> u64 + '_>, u64) = match job {
-            Job::Chat(r, _) => (
+            Job::Chat(r, _, _) => (
                 Box::new(|| tokens::prompt(r)),
                 r.max_output().unwrap_or(ai.reserve_output_tokens),
             ),

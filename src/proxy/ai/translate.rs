@@ -22,11 +22,13 @@ use super::super::chain::Cx;
 use super::{account, account_chat, body, reply, stream};
 
 /// Serves a provider's 2xx answer (head in `kit.resp`, first bytes in `ubuf`).
+#[allow(clippy::too_many_arguments)]
 pub async fn success(
     cx: &mut Cx<'_>,
     p: &ProviderConfig,
     cand: &Candidate,
     req: &ChatRequest,
+    shape: Option<&crate::ai::prompt::Prompt>,
     lease: Lease,
     ubuf: Buf,
     up: &Upstream,
@@ -54,6 +56,10 @@ pub async fn success(
         }
     };
     account_chat(cx, req, usage, None, None);
+    let out = match shape.and_then(|p| p.answer(&out)) {
+        Some(reshaped) => reshaped,
+        None => out,
+    };
     reply::json(cx, 200, &out).await
 }
 

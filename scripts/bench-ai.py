@@ -1,0 +1,550 @@
+#!/usr/bin/env python3
+"""The AI gateway against LiteLLM's proxy, side by side in one run, on one machine.
+
+Both proxies serve the OpenAI chat API (`POST /v1/chat/completions`) in front of one mock provider:
+nginx returning fixed bodies, an OpenAI `chat.completion` at /v1/chat/completions and an Anthropic
+Messages response at /v1/messages (content "Hello world", 11 input and 2 output tokens). Two
+scenarios:
+
+  pass       model "oa":  OpenAI request -> OpenAI-compatible provider (pass-through)
+  translate  model "ant": OpenAI request -> Anthropic provider (translated both ways)
+
+Layout (as scripts/compare.py): the proxy on --proxy-cpus (one worker: ringway `workers = 1`,
+LiteLLM `--num_workers 1`), the nginx mock (one worker) and oha on --load-cpus. Rounds alternate
+direct -> ringway -> litellm, each proxy started fresh per round. Per round and scenario:
+
+  - fixed rate (--rate, latency-corrected, --conns connections): proxy CPU µs per request and
+    p50/p99, and the "added latency": p50/p99 minus those of the mock measured directly at the same
+    rate in the same round;
+  - the same at --high-rate (ringway only unless --high-rate-litellm: LiteLLM does not reach
+    1,000 req/s on one core);
+  - saturated (--sat-conns connections, no rate): requests/s and CPU µs per request.
+
+Proxy CPU is utime+stime (+ reaped children) of every process in the proxy's session or below
+its first process, from /proc, over the load run, divided by the requests answered. Every response
+must be 200: the others (and oha's transport errors) are counted, printed and put in the table,
+and the script exits 1 if there were any. Before timing, one request per scenario is checked
+(status 200, `choices[0].message.content` "Hello world", usage 11/2).
+
+Usage:
+  scripts/bench-ai.py [--bin target/release/ringway] [--only ringway|litellm] [--rounds 3]
+                      [--secs 10] [--rate 200] [--high-rate 1000] [--conns 16] [--sat-conns 32]
+                      [--scenarios pass,translate] [--litellm /work/litellm-venv/bin/litellm]
+                      [--no-saturated] [--high-rate-litellm] [--keep]
+
+LiteLLM: python3 -m venv /work/litellm-venv && /work/litellm-venv/bin/pip install 'litellm[proxy]'.
+It runs with no database, no redis, no callbacks, telemetry off and every bundled data file used
+locally (LITELLM_ENV below), so nothing goes to the network at start or per request.
+Needs nginx, oha and taskset.
+"""
+import argparse, datetime, json, os, platform, secrets, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import urllib.request
+
+HZ = os.sysconf("SC_CLK_TCK")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+OPENAI_BODY = ('{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini",'
+               '"choices":[{"index":0,"message":{"role":"assistant","content":"Hello world"},"logprobs":null,'
+               '"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":2,"total_tokens":13}}')
+ANTHROPIC_BODY = ('{"id":"msg_bench","type":"message","role":"assistant","model":"claude-haiku-4-5",'
+                  '"content":[{"type":"text","text":"Hello world"}],"stop_reason":"end_turn","stop_sequence":null,'
+                  '"usage":{"input_tokens":11,"output_tokens":2}}')
+
+MOCK_CONF = """worker_processes 1; daemon off; pid @D@/mock.pid; error_log @D@/mock.err warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  client_body_buffer_size 64k;
+  server { listen 127.0.0.1:@PORT@ reuseport backlog=8192;
+    location = /v1/chat/completions { default_type application/json; return 200 '@OPENAI@'; }
+    location = /v1/messages { default_type application/json; return 200 '@ANTHROPIC@'; }
+    location / { access_log @D@/mock-unexpected.log; default_type application/json;
+      return 404 '{"error":{"message":"not mocked"}}'; } } }
+"""
+
+RINGWAY_CONF = """[server]
+listen = ["127.0.0.1:{port}"]
+workers = 1
+cpus = "{cpus}"
+[log]
+level = "warn"
+[ai.providers.mock]
+kind = "compatible"
+base_url = "http://127.0.0.1:{mock}"
+keys_file = "{keys}"
+[ai.providers.mockant]
+kind = "anthropic"
+base_url = "http://127.0.0.1:{mock}"
+keys_file = "{keys}"
+[ai.models.oa]
+targets = [{{ provider = "mock", model = "gpt-4o-mini" }}]
+[ai.models.ant]
+targets = [{{ provider = "mockant", model = "claude-haiku-4-5" }}]
+[[routes]]
+name = "ai"
+path_prefix = "/"
+ai = {{}}
+"""
+
+LITELLM_CONF = """model_list:
+  - model_name: oa
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:{mock}/v1
+      api_key: sk-bench
+  - model_name: ant
+    litellm_params:
+      model: anthropic/claude-haiku-4-5
+      api_base: http://127.0.0.1:{mock}
+      api_key: sk-bench
+litellm_settings:
+  telemetry: false
+  success_callback: []
+  failure_callback: []
+  callbacks: []
+  cache: false
+  set_verbose: false
+  json_logs: false
+  drop_params: true
+general_settings:
+  master_key: {master_key}
+  disable_spend_logs: true
+  disable_error_logs: true
+  disable_adding_master_key_hash_to_db: true
+  allow_requests_on_db_unavailable: true
+"""
+
+# LiteLLM's environment: every data file it would fetch from GitHub (cost map, Anthropic beta
+# headers, blog posts, policy templates, autorouter presets) read from the copy bundled in the
+# package, telemetry vetoed, no .env loaded from the working directory (LITELLM_MODE=PRODUCTION),
+# no database or redis (their variables removed), logs at ERROR.
+LITELLM_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
+    "LITELLM_LOCAL_BLOG_POSTS": "True",
+    "LITELLM_LOCAL_POLICY_TEMPLATES": "True",
+    "LITELLM_LOCAL_AUTOROUTER_PRESETS": "True",
+    "LITELLM_TELEMETRY_DISABLED": "True",
+    "LITELLM_MODE": "PRODUCTION",
+    "LITELLM_LOG": "ERROR",
+    "DISABLE_SCHEMA_UPDATE": "True",
+    "NO_DOCS": "True",
+    "NO_REDOC": "True",
+}
+LITELLM_UNSET = ("DATABASE_URL", "DIRECT_URL", "REDIS_HOST", "REDIS_URL", "REDIS_PORT", "REDIS_PASSWORD",
+                 "LITELLM_MASTER_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HTTP_PROXY", "HTTPS_PROXY",
+                 "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+
+# What clients send as `authorization: Bearer`, to every proxy: LiteLLM's master key (it refuses to
+# start without one); ringway's AI route here has no client auth and sends the provider's key.
+CLIENT_KEY = "sk-" + secrets.token_hex(32)
+
+SCENARIOS = {"pass": "oa", "translate": "ant"}
+DIRECT_PATH = {"pass": "/v1/chat/completions", "translate": "/v1/messages"}
+
+
+def request_body(model):
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16},
+                      separators=(",", ":"))
+
+
+def direct_body(scenario):
+    if scenario == "translate":
+        return json.dumps({"model": "claude-haiku-4-5", "max_tokens": 16,
+                           "messages": [{"role": "user", "content": "Say hello."}]}, separators=(",", ":"))
+    return request_body("gpt-4o-mini")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, timeout, proc=None):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def proc_table():
+    """pid -> (ppid, session, cpu ticks: utime+stime+cutime+cstime) of every live process."""
+    t = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2:].split()
+        t[int(entry)] = (int(rest[1]), int(rest[3]), sum(int(x) for x in rest[11:15]))
+    return t
+
+
+def tree_pids(root, t=None):
+    """`root`, every process in its session, and every descendant of either."""
+    t = t if t is not None else proc_table()
+    pids = {p for p, (_, sid, _) in t.items() if sid == root}
+    pids.add(root)
+    grew = True
+    while grew:
+        grew = False
+        for p, (ppid, _, _) in t.items():
+            if ppid in pids and p not in pids:
+                pids.add(p)
+                grew = True
+    return {p for p in pids if p in t}
+
+
+def tree_cpu_seconds(root):
+    """CPU seconds of the proxy's processes (threads included: /proc/PID/stat sums them; reaped
+    children through cutime/cstime)."""
+    t = proc_table()
+    return sum(t[p][2] for p in tree_pids(root, t)) / HZ
+
+
+def start(name, argv, cpus, d, env=None, cwd=None):
+    log = open(os.path.join(d, f"{name}.log"), "ab")
+    return subprocess.Popen(["taskset", "-c", cpus, *argv], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=cwd or d)
+
+
+def stop(p):
+    """SIGTERM to the session's process group and every descendant, SIGKILL after 10 s, until none is left."""
+    if p is None:
+        return
+    pids = tree_pids(p.pid)
+
+    def signal_all(sig):
+        try:
+            os.killpg(p.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    signal_all(signal.SIGTERM)
+    end = time.time() + 10
+    while time.time() < end:
+        p.poll()
+        if not any(os.path.exists(f"/proc/{pid}") and not is_zombie(pid) for pid in pids | {p.pid}):
+            break
+        time.sleep(0.05)
+    else:
+        signal_all(signal.SIGKILL)
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        return s[s.rindex(")") + 2] == "Z"
+    except OSError:
+        return True
+
+
+def oha(port, path, body, secs, conns, cpus, rate=None):
+    """One oha run: requests, rps, p50/p99 ms, status counts, non-200 and transport errors."""
+    argv = ["taskset", "-c", cpus, "oha", "--no-tui", "--output-format", "json", "-z", f"{secs}s", "-c", str(conns),
+            "-w", "-m", "POST", "-H", "content-type: application/json", "-H", f"authorization: Bearer {CLIENT_KEY}",
+            "-d", body]
+    if rate:
+        argv += ["-q", str(rate), "--latency-correction"]
+    argv.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(argv, capture_output=True, text=True)
+    try:
+        j = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        sys.exit(f"oha gave no JSON (rc {out.returncode}): {out.stderr.strip()[:500]}")
+    codes = {str(k): v for k, v in (j.get("statusCodeDistribution") or {}).items()}
+    errs = j.get("errorDistribution") or {}
+    n = sum(codes.values())
+    ok = codes.get("200", 0)
+    pct = j.get("latencyPercentiles") or {}
+    return {"requests": n, "ok": ok, "rps": j["summary"].get("requestsPerSec") or 0.0,
+            "bad": n - ok + sum(errs.values()), "codes": codes, "errors": errs,
+            "p50_ms": (pct.get("p50") or 0) * 1e3, "p99_ms": (pct.get("p99") or 0) * 1e3}
+
+
+def post(port, path, body, timeout=30):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body.encode(), method="POST",
+                                 headers={"content-type": "application/json", "authorization": f"Bearer {CLIENT_KEY}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError as e:
+        return None, str(e).encode()
+
+
+def check_answer(port, scenario):
+    """None if the proxy answers one chat completion of `scenario` as expected, else what is wrong."""
+    status, raw = post(port, "/v1/chat/completions", request_body(SCENARIOS[scenario]))
+    if status != 200:
+        return f"status {status}: {raw[:300]!r}"
+    try:
+        j = json.loads(raw)
+        content = j["choices"][0]["message"]["content"]
+        usage = (j["usage"]["prompt_tokens"], j["usage"]["completion_tokens"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"not a chat.completion: {raw[:300]!r}"
+    if content != "Hello world" or usage != (11, 2):
+        return f"content {content!r}, usage {usage}: {raw[:300]!r}"
+    return None
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}"
+
+
+def litellm_version(litellm):
+    py = os.path.join(os.path.dirname(litellm), "python")
+    try:
+        return subprocess.run([py, "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+                              capture_output=True, text=True, timeout=60).stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec=".1f"):
+    return "-" if x is None else format(x, spec)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=os.path.join(os.path.dirname(HERE), "target/release/ringway"))
+    ap.add_argument("--litellm", default="/work/litellm-venv/bin/litellm")
+    ap.add_argument("--only", choices=["ringway", "litellm"], help="measure one proxy (and the mock directly)")
+    ap.add_argument("--scenarios", default="pass,translate")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--secs", type=int, default=10)
+    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--high-rate", type=int, default=1000, help="second fixed rate, ringway only (0: skip)")
+    ap.add_argument("--high-rate-litellm", action="store_true", help="run --high-rate against LiteLLM too")
+    ap.add_argument("--conns", type=int, default=16, help="connections at a fixed rate")
+    ap.add_argument("--sat-conns", type=int, default=32, help="connections when saturated")
+    ap.add_argument("--no-saturated", action="store_true")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of load before each measured scenario")
+    ap.add_argument("--proxy-cpus", default="0")
+    ap.add_argument("--load-cpus", default="1")
+    ap.add_argument("--start-timeout", type=float, default=180, help="seconds to wait for a proxy to listen")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, configs)")
+    a = ap.parse_args()
+    for tool in ("nginx", "oha", "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found")
+    scenarios = [s for s in a.scenarios.split(",") if s]
+    for s in scenarios:
+        if s not in SCENARIOS:
+            sys.exit(f"unknown scenario {s!r} (pass, translate)")
+    proxies = [p for p in ("ringway", "litellm") if a.only in (None, p)]
+    binary = os.path.abspath(a.bin)
+    if "ringway" in proxies and not os.access(binary, os.X_OK):
+        sys.exit(f"{binary}: not an executable (--bin)")
+    if "litellm" in proxies and not os.access(a.litellm, os.X_OK):
+        sys.exit(f"{a.litellm}: not an executable (--litellm); see the docstring to install it")
+
+    command = " ".join(shlex.quote(x) for x in [os.path.relpath(sys.argv[0]) if not sys.argv[0].startswith("/") else sys.argv[0], *sys.argv[1:]])
+    d = tempfile.mkdtemp(prefix="ringway-bench-ai-")
+    os.chmod(d, 0o755)
+    mock = None
+    running = None
+    failed = False
+    try:
+        mport = free_port()
+        conf = (MOCK_CONF.replace("@D@", d).replace("@PORT@", str(mport))
+                .replace("@OPENAI@", OPENAI_BODY).replace("@ANTHROPIC@", ANTHROPIC_BODY))
+        with open(f"{d}/mock.conf", "w") as f:
+            f.write(conf)
+        mock = start("mock", ["nginx", "-c", f"{d}/mock.conf"], a.load_cpus, d)
+        if not wait_listening(mport, 10, mock):
+            sys.exit(f"the nginx mock did not start: {open(f'{d}/mock.log').read()[-1000:]}")
+        keys = f"{d}/keys"
+        with open(keys, "w") as f:
+            f.write("sk-bench\n")
+        rport, lport = free_port(), free_port()
+        with open(f"{d}/ringway.toml", "w") as f:
+            f.write(RINGWAY_CONF.format(port=rport, cpus=a.proxy_cpus, mock=mport, keys=keys))
+        with open(f"{d}/litellm.yaml", "w") as f:
+            f.write(LITELLM_CONF.format(mock=mport, master_key=CLIENT_KEY))
+        lenv = {k: v for k, v in os.environ.items() if k not in LITELLM_UNSET}
+        lenv.update(LITELLM_ENV)
+        lenv["HOME"] = d  # nothing of the user's (~/.litellm, ~/.cache) is read or written
+        lenv["PATH"] = os.path.dirname(a.litellm) + os.pathsep + lenv.get("PATH", "")
+        cmds = {
+            "ringway": (["env", "-u", "RUST_LOG", binary, "--config", f"{d}/ringway.toml"], rport, None),
+            "litellm": ([a.litellm, "--config", f"{d}/litellm.yaml", "--host", "127.0.0.1", "--port", str(lport),
+                         "--num_workers", "1"], lport, lenv),
+        }
+        version = litellm_version(a.litellm) if "litellm" in proxies else None
+
+        # rows[(proxy, scenario, kind)] = [result per round]; kind: "rate", "high", "sat"
+        rows = {}
+
+        def record(key, res, cpu=None):
+            if cpu is not None:
+                res["cpu_us"] = cpu * 1e6 / max(res["ok"], 1)
+            rows.setdefault(key, []).append(res)
+            proxy, scen, kind = key
+            extra = f" cpu={res['cpu_us']:7.1f}us/req" if "cpu_us" in res else ""
+            bad = ""
+            if res["bad"]:
+                bad = f"  NON-200/ERRORS={res['bad']} codes={res['codes']} errors={res['errors']}"
+            print(f"round {r + 1} {proxy:8} {scen:9} {kind:4} n={res['requests']:6} rps={res['rps']:8.1f}"
+                  f" p50={res['p50_ms']:7.3f}ms p99={res['p99_ms']:7.3f}ms{extra}{bad}", flush=True)
+
+        for r in range(a.rounds):
+            # the mock directly: the latency floor of this topology at the same rates
+            for scen in scenarios:
+                body = direct_body(scen)
+                oha(mport, DIRECT_PATH[scen], body, 1, a.conns, a.load_cpus, rate=a.rate)
+                record(("direct", scen, "rate"), oha(mport, DIRECT_PATH[scen], body, a.secs, a.conns, a.load_cpus, a.rate))
+                if a.high_rate:
+                    record(("direct", scen, "high"),
+                           oha(mport, DIRECT_PATH[scen], body, a.secs, a.conns, a.load_cpus, a.high_rate))
+            for name in proxies:
+                argv, port, env = cmds[name]
+                t0 = time.time()
+                running = start(name, argv, a.proxy_cpus, d, env=env)
+                if not wait_listening(port, a.start_timeout, running):
+                    log = open(f"{d}/{name}.log", errors="replace").read()[-3000:]
+                    sys.exit(f"{name} did not listen on {port} within {a.start_timeout:.0f} s:\n{log}")
+                if r == 0:
+                    print(f"{name} listening after {time.time() - t0:.1f} s", flush=True)
+                for scen in scenarios:
+                    problem = None
+                    for _ in range(20):  # LiteLLM may answer 503 while its router warms up
+                        problem = check_answer(port, scen)
+                        if problem is None:
+                            break
+                        time.sleep(0.5)
+                    if problem:
+                        sys.exit(f"{name} {scen}: {problem} (log: {d}/{name}.log)")
+                    body = request_body(SCENARIOS[scen])
+                    path = "/v1/chat/completions"
+                    if a.warmup:
+                        oha(port, path, body, a.warmup, a.conns, a.load_cpus, rate=a.rate)
+                    kinds = [("rate", a.rate)]
+                    if a.high_rate and (name == "ringway" or a.high_rate_litellm):
+                        kinds.append(("high", a.high_rate))
+                    if not a.no_saturated:
+                        kinds.append(("sat", None))
+                    for kind, rate in kinds:
+                        c0 = tree_cpu_seconds(running.pid)
+                        res = oha(port, path, body, a.secs, a.sat_conns if rate is None else a.conns, a.load_cpus, rate)
+                        c1 = tree_cpu_seconds(running.pid)
+                        record((name, scen, kind), res, c1 - c0)
+                        if running.poll() is not None:
+                            sys.exit(f"{name} exited (status {running.returncode}); log: {d}/{name}.log")
+                stop(running)
+                running = None
+
+        # report
+        unexpected = ""
+        if os.path.exists(f"{d}/mock-unexpected.log"):
+            unexpected = open(f"{d}/mock-unexpected.log").read()
+        today = datetime.date.today().isoformat()
+        print()
+        print(f"Date {today}; machine: {machine()}; proxy on CPU {a.proxy_cpus}, nginx mock and oha on CPU {a.load_cpus}.")
+        if version:
+            print(f"LiteLLM {version} (`--num_workers 1`, no database, no callbacks, telemetry off).")
+        if "ringway" in proxies:
+            print(f"Ringway: {binary} (workers = 1).")
+        print(f"{a.rounds} rounds of {a.secs} s per figure, medians; fixed rates latency-corrected with {a.conns} "
+              f"connections, saturated with {a.sat_conns}. Added latency = proxy minus the mock measured "
+              f"directly at the same rate in the same round.")
+        print(f"Command: `{command}`\n")
+        print("| scenario | proxy | rate req/s | CPU µs/req | vs LiteLLM | p50 ms | p99 ms | added p50 ms | added p99 ms | non-200 |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        total_bad = 0
+        for scen in scenarios:
+            for kind, rate in (("rate", a.rate), ("high", a.high_rate)):
+                for name in ["direct", *proxies]:
+                    v = rows.get((name, scen, kind))
+                    if not v:
+                        continue
+                    bad = sum(x["bad"] for x in v)
+                    total_bad += bad
+                    p50, p99 = med(x["p50_ms"] for x in v), med(x["p99_ms"] for x in v)
+                    if name == "direct":
+                        print(f"| {scen} | mock directly | {rate} | - | - | {p50:.3f} | {p99:.3f} | - | - | {bad} |")
+                        continue
+                    base = rows.get(("direct", scen, kind), [])
+                    # added latency per round (same round's direct figure), then the median
+                    add50 = med(x["p50_ms"] - b["p50_ms"] for x, b in zip(v, base))
+                    add99 = med(x["p99_ms"] - b["p99_ms"] for x, b in zip(v, base))
+                    cpu = med(x["cpu_us"] for x in v)
+                    lit = rows.get(("litellm", scen, kind))
+                    ratio = "-"
+                    if name == "ringway" and lit:
+                        ratio = f"{cpu / med(x['cpu_us'] for x in lit):.3f}"
+                    label = "Ringway" if name == "ringway" else "LiteLLM"
+                    print(f"| {scen} | {label} | {rate} | {cpu:.1f} | {ratio} | {p50:.3f} | {p99:.3f} | "
+                          f"{fmt(add50, '.3f')} | {fmt(add99, '.3f')} | {bad} |")
+        if not a.no_saturated:
+            print()
+            print(f"| scenario | proxy | saturated req/s ({a.sat_conns} conns) | CPU µs/req | vs LiteLLM | p50 ms | p99 ms | non-200 |")
+            print("|---|---|---|---|---|---|---|---|")
+            for scen in scenarios:
+                for name in proxies:
+                    v = rows.get((name, scen, "sat"))
+                    if not v:
+                        continue
+                    bad = sum(x["bad"] for x in v)
+                    total_bad += bad
+                    cpu = med(x["cpu_us"] for x in v)
+                    lit = rows.get(("litellm", scen, "sat"))
+                    ratio = f"{cpu / med(x['cpu_us'] for x in lit):.3f}" if name == "ringway" and lit else "-"
+                    rps = med(x["rps"] for x in v)
+                    label = "Ringway" if name == "ringway" else "LiteLLM"
+                    print(f"| {scen} | {label} | {rps:.0f} | {cpu:.1f} | {ratio} | {med(x['p50_ms'] for x in v):.3f} | "
+                          f"{med(x['p99_ms'] for x in v):.3f} | {bad} |")
+        if unexpected:
+            print(f"\nWARNING: the mock got requests it does not serve:\n{unexpected[:2000]}")
+            failed = True
+        if total_bad:
+            print(f"\nWARNING: {total_bad} responses were not 200 or failed (see the per-round lines above)")
+            failed = True
+    finally:
+        stop(running)
+        stop(mock)
+        if a.keep:
+            print(f"scratch directory kept: {d}", file=sys.stderr)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
