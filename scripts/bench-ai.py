@@ -20,8 +20,9 @@ direct -> ringway -> litellm, each proxy started fresh per round. Per round and 
     1,000 req/s on one core);
   - saturated (--sat-conns connections, no rate): requests/s and CPU µs per request.
 
-Proxy CPU is utime+stime (+ reaped children) of every process in the proxy's session or below
-its first process, from /proc, over the load run, divided by the requests answered. Every response
+Proxy CPU is the on-CPU time of every thread of every process in the proxy's session or below its
+first process (/proc/PID/task/TID/schedstat, in ns; utime+stime+cutime+cstime from /proc/PID/stat,
+in 10 ms ticks, is printed per run as a cross-check) over the load run, divided by the responses. Every response
 must be 200: the others (and oha's transport errors) are counted, printed and put in the table,
 and the script exits 1 if there were any. Before timing, one request per scenario is checked
 (status 200, `choices[0].message.content` "Hello world", usage 11/2).
@@ -50,6 +51,10 @@ ANTHROPIC_BODY = ('{"id":"msg_bench","type":"message","role":"assistant","model"
                   '"content":[{"type":"text","text":"Hello world"}],"stop_reason":"end_turn","stop_sequence":null,'
                   '"usage":{"input_tokens":11,"output_tokens":2}}')
 
+# LiteLLM asks an OpenAI-compatible provider for its models at start and every 5 minutes (token
+# limits): served so that it takes its ordinary path.
+MODELS_BODY = '{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1700000000,"owned_by":"bench"}]}'
+
 MOCK_CONF = """worker_processes 1; daemon off; pid @D@/mock.pid; error_log @D@/mock.err warn;
 worker_rlimit_nofile 65536;
 events { worker_connections 16384; }
@@ -58,6 +63,7 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
   server { listen 127.0.0.1:@PORT@ reuseport backlog=8192;
     location = /v1/chat/completions { default_type application/json; return 200 '@OPENAI@'; }
     location = /v1/messages { default_type application/json; return 200 '@ANTHROPIC@'; }
+    location = /v1/models { default_type application/json; return 200 '@MODELS@'; }
     location / { access_log @D@/mock-unexpected.log; default_type application/json;
       return 404 '{"error":{"message":"not mocked"}}'; } } }
 """
@@ -107,7 +113,7 @@ litellm_settings:
   json_logs: false
   drop_params: true
 general_settings:
-  master_key: {master_key}
+  {auth}
   disable_spend_logs: true
   disable_error_logs: true
   disable_adding_master_key_hash_to_db: true
@@ -135,8 +141,10 @@ LITELLM_UNSET = ("DATABASE_URL", "DIRECT_URL", "REDIS_HOST", "REDIS_URL", "REDIS
                  "LITELLM_MASTER_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HTTP_PROXY", "HTTPS_PROXY",
                  "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 
-# What clients send as `authorization: Bearer`, to every proxy: LiteLLM's master key (it refuses to
-# start without one); ringway's AI route here has no client auth and sends the provider's key.
+# What clients send as `authorization: Bearer`, to every proxy. Ringway's AI route here has no client
+# auth (it sends the provider's key upstream), and by default neither has LiteLLM: it runs without a
+# master key (which it refuses unless told `dangerously_permit_weak_or_unset_master_key`), its
+# cheapest path. With --litellm-master-key this is its master key, checked on every request.
 CLIENT_KEY = "sk-" + secrets.token_hex(32)
 
 SCENARIOS = {"pass": "oa", "translate": "ant"}
@@ -206,10 +214,27 @@ def tree_pids(root, t=None):
 
 
 def tree_cpu_seconds(root):
-    """CPU seconds of the proxy's processes (threads included: /proc/PID/stat sums them; reaped
-    children through cutime/cstime)."""
+    """CPU seconds of the proxy's processes: (from schedstat, from stat).
+
+    schedstat: the on-CPU nanoseconds of every thread of every process (/proc/PID/task/TID/schedstat),
+    exact, but a thread that has exited is no longer counted. stat: utime+stime (which include the
+    process's exited threads) + cutime+cstime (its reaped children), but in clock ticks (10 ms), too
+    coarse for a few thousand requests. The report uses schedstat and cross-checks with stat."""
     t = proc_table()
-    return sum(t[p][2] for p in tree_pids(root, t)) / HZ
+    pids = tree_pids(root, t)
+    ns = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    ns += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return ns / 1e9, sum(t[p][2] for p in pids) / HZ, len(pids)
 
 
 def start(name, argv, cpus, d, env=None, cwd=None):
@@ -310,6 +335,13 @@ def check_answer(port, scenario):
     return None
 
 
+def oha_version():
+    try:
+        return subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.split()[-1]
+    except (OSError, IndexError):
+        return "?"
+
+
 def machine():
     cpu = "?"
     try:
@@ -341,25 +373,36 @@ def fmt(x, spec=".1f"):
     return "-" if x is None else format(x, spec)
 
 
+def rate_list(s):
+    try:
+        return [int(x) for x in s.split(",") if x.strip() and int(x) > 0]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of rates: {s!r}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", default=os.path.join(os.path.dirname(HERE), "target/release/ringway"))
-    ap.add_argument("--litellm", default="/work/litellm-venv/bin/litellm")
+    ap.add_argument("--bin", default=os.path.join(os.path.dirname(HERE), "target/release/ringway"),
+                    help="the ringway binary (default: target/release/ringway of this checkout)")
+    ap.add_argument("--litellm", default="/work/litellm-venv/bin/litellm", help="LiteLLM's CLI, in its venv")
     ap.add_argument("--only", choices=["ringway", "litellm"], help="measure one proxy (and the mock directly)")
-    ap.add_argument("--scenarios", default="pass,translate")
+    ap.add_argument("--scenarios", default="pass,translate", help="pass, translate or both")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--secs", type=int, default=10)
-    ap.add_argument("--rate", type=int, default=200)
-    ap.add_argument("--high-rate", type=int, default=1000, help="second fixed rate, ringway only (0: skip)")
-    ap.add_argument("--high-rate-litellm", action="store_true", help="run --high-rate against LiteLLM too")
+    ap.add_argument("--secs", type=int, default=10, help="seconds per measurement")
+    ap.add_argument("--rate", type=rate_list, default=[200], help="fixed rate(s) for every proxy, req/s (e.g. 100,200)")
+    ap.add_argument("--high-rate", type=rate_list, default=[1000],
+                    help="fixed rate(s) for ringway only (0: none); LiteLLM too with --high-rate-litellm")
+    ap.add_argument("--high-rate-litellm", action="store_true")
     ap.add_argument("--conns", type=int, default=16, help="connections at a fixed rate")
     ap.add_argument("--sat-conns", type=int, default=32, help="connections when saturated")
-    ap.add_argument("--no-saturated", action="store_true")
-    ap.add_argument("--warmup", type=int, default=2, help="seconds of load before each measured scenario")
+    ap.add_argument("--no-saturated", action="store_true", help="skip the saturated runs")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of load at the first rate before each scenario")
+    ap.add_argument("--litellm-master-key", action="store_true",
+                    help="run LiteLLM with a master key checked on every request (default: none, like ringway here)")
     ap.add_argument("--proxy-cpus", default="0")
     ap.add_argument("--load-cpus", default="1")
     ap.add_argument("--start-timeout", type=float, default=180, help="seconds to wait for a proxy to listen")
-    ap.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, configs)")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory (configs, logs)")
     a = ap.parse_args()
     for tool in ("nginx", "oha", "taskset"):
         if not shutil.which(tool):
@@ -368,23 +411,30 @@ def main():
     for s in scenarios:
         if s not in SCENARIOS:
             sys.exit(f"unknown scenario {s!r} (pass, translate)")
+    if not a.rate:
+        sys.exit("--rate: at least one rate")
     proxies = [p for p in ("ringway", "litellm") if a.only in (None, p)]
     binary = os.path.abspath(a.bin)
     if "ringway" in proxies and not os.access(binary, os.X_OK):
         sys.exit(f"{binary}: not an executable (--bin)")
     if "litellm" in proxies and not os.access(a.litellm, os.X_OK):
-        sys.exit(f"{a.litellm}: not an executable (--litellm); see the docstring to install it")
+        sys.exit(f"{a.litellm}: not an executable (--litellm); see --help to install it")
+    rates = list(dict.fromkeys(a.rate + a.high_rate))
 
-    command = " ".join(shlex.quote(x) for x in [os.path.relpath(sys.argv[0]) if not sys.argv[0].startswith("/") else sys.argv[0], *sys.argv[1:]])
+    def rates_of(name):
+        if name in ("direct", "ringway") or a.high_rate_litellm:
+            return rates
+        return a.rate
+
+    command = " ".join(shlex.quote(x) for x in sys.argv)
     d = tempfile.mkdtemp(prefix="ringway-bench-ai-")
     os.chmod(d, 0o755)
-    mock = None
-    running = None
+    mock = running = None
     failed = False
     try:
         mport = free_port()
-        conf = (MOCK_CONF.replace("@D@", d).replace("@PORT@", str(mport))
-                .replace("@OPENAI@", OPENAI_BODY).replace("@ANTHROPIC@", ANTHROPIC_BODY))
+        conf = (MOCK_CONF.replace("@D@", d).replace("@PORT@", str(mport)).replace("@OPENAI@", OPENAI_BODY)
+                .replace("@ANTHROPIC@", ANTHROPIC_BODY).replace("@MODELS@", MODELS_BODY))
         with open(f"{d}/mock.conf", "w") as f:
             f.write(conf)
         mock = start("mock", ["nginx", "-c", f"{d}/mock.conf"], a.load_cpus, d)
@@ -397,141 +447,145 @@ def main():
         with open(f"{d}/ringway.toml", "w") as f:
             f.write(RINGWAY_CONF.format(port=rport, cpus=a.proxy_cpus, mock=mport, keys=keys))
         with open(f"{d}/litellm.yaml", "w") as f:
-            f.write(LITELLM_CONF.format(mock=mport, master_key=CLIENT_KEY))
+            auth = (f"master_key: {CLIENT_KEY}" if a.litellm_master_key
+                    else "dangerously_permit_weak_or_unset_master_key: true")
+            f.write(LITELLM_CONF.format(mock=mport, auth=auth))
         lenv = {k: v for k, v in os.environ.items() if k not in LITELLM_UNSET}
         lenv.update(LITELLM_ENV)
-        lenv["HOME"] = d  # nothing of the user's (~/.litellm, ~/.cache) is read or written
+        lenv["HOME"] = d  # nothing of the user's (~/.litellm, ~/.cache, a .env) is read
         lenv["PATH"] = os.path.dirname(a.litellm) + os.pathsep + lenv.get("PATH", "")
+        renv = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}  # log.level = "warn" holds
         cmds = {
-            "ringway": (["env", "-u", "RUST_LOG", binary, "--config", f"{d}/ringway.toml"], rport, None),
+            "ringway": ([binary, "--config", f"{d}/ringway.toml"], rport, renv),
             "litellm": ([a.litellm, "--config", f"{d}/litellm.yaml", "--host", "127.0.0.1", "--port", str(lport),
                          "--num_workers", "1"], lport, lenv),
         }
         version = litellm_version(a.litellm) if "litellm" in proxies else None
 
-        # rows[(proxy, scenario, kind)] = [result per round]; kind: "rate", "high", "sat"
-        rows = {}
+        rows = {}  # (proxy, scenario, rate or None for saturated) -> [result per round]
 
-        def record(key, res, cpu=None):
+        def record(rnd, key, res, cpu=None, cpu_stat=None, nprocs=1):
+            extra = ""
             if cpu is not None:
-                res["cpu_us"] = cpu * 1e6 / max(res["ok"], 1)
+                n = max(res["requests"], 1)
+                res["cpu_us"] = cpu * 1e6 / n
+                extra = f" cpu={res['cpu_us']:8.1f}us/req (stat {cpu_stat * 1e6 / n:.1f}) procs={nprocs}"
+                # stat counts exited threads and reaped children that schedstat misses; it reads up
+                # to 2 ticks per process low or high. More than that above schedstat: CPU was missed.
+                if cpu_stat - cpu > 4 * nprocs / HZ + 0.05 * cpu:
+                    extra += "  WARNING: stat above schedstat (exited threads/processes?)"
             rows.setdefault(key, []).append(res)
-            proxy, scen, kind = key
-            extra = f" cpu={res['cpu_us']:7.1f}us/req" if "cpu_us" in res else ""
-            bad = ""
-            if res["bad"]:
-                bad = f"  NON-200/ERRORS={res['bad']} codes={res['codes']} errors={res['errors']}"
-            print(f"round {r + 1} {proxy:8} {scen:9} {kind:4} n={res['requests']:6} rps={res['rps']:8.1f}"
-                  f" p50={res['p50_ms']:7.3f}ms p99={res['p99_ms']:7.3f}ms{extra}{bad}", flush=True)
+            proxy, scen, rate = key
+            bad = f"  NON-200/FAILED={res['bad']} codes={res['codes']} errors={res['errors']}" if res["bad"] else ""
+            print(f"round {rnd + 1} {proxy:8} {scen:9} {('sat' if rate is None else rate):>5} n={res['requests']:6} "
+                  f"rps={res['rps']:8.1f} p50={res['p50_ms']:8.3f}ms p99={res['p99_ms']:8.3f}ms{extra}{bad}", flush=True)
 
-        for r in range(a.rounds):
-            # the mock directly: the latency floor of this topology at the same rates
-            for scen in scenarios:
+        for rnd in range(a.rounds):
+            for scen in scenarios:  # the mock directly: this topology's latency floor at the same rates
                 body = direct_body(scen)
-                oha(mport, DIRECT_PATH[scen], body, 1, a.conns, a.load_cpus, rate=a.rate)
-                record(("direct", scen, "rate"), oha(mport, DIRECT_PATH[scen], body, a.secs, a.conns, a.load_cpus, a.rate))
-                if a.high_rate:
-                    record(("direct", scen, "high"),
-                           oha(mport, DIRECT_PATH[scen], body, a.secs, a.conns, a.load_cpus, a.high_rate))
+                oha(mport, DIRECT_PATH[scen], body, 1, a.conns, a.load_cpus, rate=a.rate[0])
+                for rate in rates_of("direct"):
+                    record(rnd, ("direct", scen, rate),
+                           oha(mport, DIRECT_PATH[scen], body, a.secs, a.conns, a.load_cpus, rate))
             for name in proxies:
                 argv, port, env = cmds[name]
                 t0 = time.time()
                 running = start(name, argv, a.proxy_cpus, d, env=env)
                 if not wait_listening(port, a.start_timeout, running):
                     log = open(f"{d}/{name}.log", errors="replace").read()[-3000:]
+                    failed = True
                     sys.exit(f"{name} did not listen on {port} within {a.start_timeout:.0f} s:\n{log}")
-                if r == 0:
+                if rnd == 0:
                     print(f"{name} listening after {time.time() - t0:.1f} s", flush=True)
                 for scen in scenarios:
                     problem = None
-                    for _ in range(20):  # LiteLLM may answer 503 while its router warms up
+                    for _ in range(20):  # give a proxy that answers 5xx right after it listens a few seconds
                         problem = check_answer(port, scen)
                         if problem is None:
                             break
                         time.sleep(0.5)
                     if problem:
-                        sys.exit(f"{name} {scen}: {problem} (log: {d}/{name}.log)")
+                        failed = True
+                        log = open(f"{d}/{name}.log", errors="replace").read()[-3000:]
+                        sys.exit(f"{name} {scen}: {problem}\n{name}'s log ends:\n{log}")
                     body = request_body(SCENARIOS[scen])
                     path = "/v1/chat/completions"
                     if a.warmup:
-                        oha(port, path, body, a.warmup, a.conns, a.load_cpus, rate=a.rate)
-                    kinds = [("rate", a.rate)]
-                    if a.high_rate and (name == "ringway" or a.high_rate_litellm):
-                        kinds.append(("high", a.high_rate))
-                    if not a.no_saturated:
-                        kinds.append(("sat", None))
-                    for kind, rate in kinds:
+                        oha(port, path, body, a.warmup, a.conns, a.load_cpus, rate=a.rate[0])
+                    for rate in [*rates_of(name), *([] if a.no_saturated else [None])]:
                         c0 = tree_cpu_seconds(running.pid)
                         res = oha(port, path, body, a.secs, a.sat_conns if rate is None else a.conns, a.load_cpus, rate)
                         c1 = tree_cpu_seconds(running.pid)
-                        record((name, scen, kind), res, c1 - c0)
+                        record(rnd, (name, scen, rate), res, c1[0] - c0[0], c1[1] - c0[1], max(c0[2], c1[2]))
                         if running.poll() is not None:
-                            sys.exit(f"{name} exited (status {running.returncode}); log: {d}/{name}.log")
+                            failed = True
+                            log = open(f"{d}/{name}.log", errors="replace").read()[-3000:]
+                            sys.exit(f"{name} exited (status {running.returncode}); its log ends:\n{log}")
                 stop(running)
                 running = None
 
-        # report
-        unexpected = ""
-        if os.path.exists(f"{d}/mock-unexpected.log"):
-            unexpected = open(f"{d}/mock-unexpected.log").read()
-        today = datetime.date.today().isoformat()
+        # the report
+        label = {"direct": "mock directly", "ringway": "Ringway", "litellm": "LiteLLM"}
         print()
-        print(f"Date {today}; machine: {machine()}; proxy on CPU {a.proxy_cpus}, nginx mock and oha on CPU {a.load_cpus}.")
-        if version:
-            print(f"LiteLLM {version} (`--num_workers 1`, no database, no callbacks, telemetry off).")
+        print(f"Date {datetime.date.today().isoformat()}; machine: {machine()}; proxy pinned to CPU {a.proxy_cpus}, "
+              f"the nginx mock (1 worker) and oha {oha_version()} to CPU {a.load_cpus}.")
         if "ringway" in proxies:
-            print(f"Ringway: {binary} (workers = 1).")
-        print(f"{a.rounds} rounds of {a.secs} s per figure, medians; fixed rates latency-corrected with {a.conns} "
-              f"connections, saturated with {a.sat_conns}. Added latency = proxy minus the mock measured "
-              f"directly at the same rate in the same round.")
+            print(f"Ringway: `{binary}` (`workers = 1`, log level warn).")
+        if version:
+            print(f"LiteLLM {version}: `litellm --num_workers 1`, no database, no redis, no callbacks, telemetry off, "
+                  f"bundled data files only; master key {'on' if a.litellm_master_key else 'off'}.")
+        print(f"{a.rounds} rounds of {a.secs} s per figure, medians over rounds. Fixed rates: oha -q, latency-corrected, "
+              f"{a.conns} connections. CPU: the proxy's on-CPU time (every thread of every process, /proc schedstat) over the run / responses. Added latency: the "
+              f"proxy's p50/p99 minus the mock's measured directly at the same rate in the same round.")
         print(f"Command: `{command}`\n")
-        print("| scenario | proxy | rate req/s | CPU µs/req | vs LiteLLM | p50 ms | p99 ms | added p50 ms | added p99 ms | non-200 |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| scenario | proxy | rate req/s | achieved req/s | CPU µs/req | Ringway/LiteLLM CPU | p50 ms | p99 ms "
+              "| added p50 ms | added p99 ms | non-200 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         total_bad = 0
+
+        def cpu_ratio(name, scen, rate, cpu):
+            lit = rows.get(("litellm", scen, rate))
+            return f"{cpu / med(x['cpu_us'] for x in lit):.4f}" if name == "ringway" and lit else "-"
+
         for scen in scenarios:
-            for kind, rate in (("rate", a.rate), ("high", a.high_rate)):
+            for rate in rates:
                 for name in ["direct", *proxies]:
-                    v = rows.get((name, scen, kind))
+                    v = rows.get((name, scen, rate))
                     if not v:
                         continue
                     bad = sum(x["bad"] for x in v)
                     total_bad += bad
-                    p50, p99 = med(x["p50_ms"] for x in v), med(x["p99_ms"] for x in v)
+                    p50, p99, rps = (med(x[k] for x in v) for k in ("p50_ms", "p99_ms", "rps"))
                     if name == "direct":
-                        print(f"| {scen} | mock directly | {rate} | - | - | {p50:.3f} | {p99:.3f} | - | - | {bad} |")
+                        print(f"| {scen} | {label[name]} | {rate} | {rps:.0f} | - | - | {p50:.3f} | {p99:.3f} | - | - | {bad} |")
                         continue
-                    base = rows.get(("direct", scen, kind), [])
-                    # added latency per round (same round's direct figure), then the median
+                    base = rows.get(("direct", scen, rate), [])
                     add50 = med(x["p50_ms"] - b["p50_ms"] for x, b in zip(v, base))
                     add99 = med(x["p99_ms"] - b["p99_ms"] for x, b in zip(v, base))
                     cpu = med(x["cpu_us"] for x in v)
-                    lit = rows.get(("litellm", scen, kind))
-                    ratio = "-"
-                    if name == "ringway" and lit:
-                        ratio = f"{cpu / med(x['cpu_us'] for x in lit):.3f}"
-                    label = "Ringway" if name == "ringway" else "LiteLLM"
-                    print(f"| {scen} | {label} | {rate} | {cpu:.1f} | {ratio} | {p50:.3f} | {p99:.3f} | "
-                          f"{fmt(add50, '.3f')} | {fmt(add99, '.3f')} | {bad} |")
+                    print(f"| {scen} | {label[name]} | {rate} | {rps:.0f} | {cpu:.1f} | {cpu_ratio(name, scen, rate, cpu)} "
+                          f"| {p50:.3f} | {p99:.3f} | {fmt(add50, '.3f')} | {fmt(add99, '.3f')} | {bad} |")
         if not a.no_saturated:
             print()
-            print(f"| scenario | proxy | saturated req/s ({a.sat_conns} conns) | CPU µs/req | vs LiteLLM | p50 ms | p99 ms | non-200 |")
+            print(f"| scenario | proxy | saturated req/s ({a.sat_conns} conns) | CPU µs/req | Ringway/LiteLLM CPU "
+                  f"| p50 ms | p99 ms | non-200 |")
             print("|---|---|---|---|---|---|---|---|")
             for scen in scenarios:
                 for name in proxies:
-                    v = rows.get((name, scen, "sat"))
+                    v = rows.get((name, scen, None))
                     if not v:
                         continue
                     bad = sum(x["bad"] for x in v)
                     total_bad += bad
                     cpu = med(x["cpu_us"] for x in v)
-                    lit = rows.get(("litellm", scen, "sat"))
-                    ratio = f"{cpu / med(x['cpu_us'] for x in lit):.3f}" if name == "ringway" and lit else "-"
-                    rps = med(x["rps"] for x in v)
-                    label = "Ringway" if name == "ringway" else "LiteLLM"
-                    print(f"| {scen} | {label} | {rps:.0f} | {cpu:.1f} | {ratio} | {med(x['p50_ms'] for x in v):.3f} | "
+                    print(f"| {scen} | {label[name]} | {med(x['rps'] for x in v):.0f} | {cpu:.1f} | "
+                          f"{cpu_ratio(name, scen, None, cpu)} | {med(x['p50_ms'] for x in v):.3f} | "
                           f"{med(x['p99_ms'] for x in v):.3f} | {bad} |")
+        unexpected = ""
+        if os.path.exists(f"{d}/mock-unexpected.log"):
+            unexpected = open(f"{d}/mock-unexpected.log").read()
         if unexpected:
-            print(f"\nWARNING: the mock got requests it does not serve:\n{unexpected[:2000]}")
+            print(f"\nWARNING: the mock got requests it does not serve (404):\n{unexpected[:2000]}")
             failed = True
         if total_bad:
             print(f"\nWARNING: {total_bad} responses were not 200 or failed (see the per-round lines above)")

@@ -122,6 +122,23 @@ impl KeyPool {
         }
     }
 
+    /// Key `i`'s state for a view: `active`, `cooling` (with the milliseconds left) or
+    /// `disabled`.
+    pub fn state(&self, i: usize, now_ms: u64) -> (&'static str, Option<u64>) {
+        let Some(k) = self.keys.get(i) else {
+            return ("disabled", None);
+        };
+        if k.disabled.load(Ordering::Relaxed) {
+            return ("disabled", None);
+        }
+        let until = k.cool_until.load(Ordering::Relaxed);
+        if until > now_ms {
+            ("cooling", Some(until - now_ms))
+        } else {
+            ("active", None)
+        }
+    }
+
     /// Whether key `i` is disabled.
     pub fn is_disabled(&self, i: usize) -> bool {
         self.keys

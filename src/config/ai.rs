@@ -244,21 +244,67 @@ pub struct ProviderConfig {
 
 /// A provider's keys and their node-wide state (cooldowns, disabled keys).
 pub struct ProviderKeys {
-    keys: Vec<String>,
+    keys: Vec<ProviderKey>,
     pub pool: KeyPool,
 }
 
+/// One provider key: its id and where it comes from (never its secret in any view).
+pub struct ProviderKey {
+    /// `config-N` for the config file's, the store's id for the admin API's.
+    pub id: String,
+    /// `config` or `store`.
+    pub source: &'static str,
+    pub label: String,
+    /// The last four characters.
+    pub hint: String,
+    secret: String,
+}
+
+impl ProviderKey {
+    pub fn new(id: String, source: &'static str, label: String, secret: String) -> ProviderKey {
+        ProviderKey {
+            id,
+            source,
+            label,
+            hint: hint(&secret),
+            secret,
+        }
+    }
+}
+
+/// The last four characters of a key (what a view of it shows).
+pub fn hint(secret: &str) -> String {
+    let n = secret.chars().count();
+    secret.chars().skip(n.saturating_sub(4)).collect()
+}
+
 impl ProviderKeys {
-    pub fn new(keys: Vec<String>) -> ProviderKeys {
+    pub fn new(keys: Vec<ProviderKey>) -> ProviderKeys {
         ProviderKeys {
             pool: KeyPool::new(keys.len()),
             keys,
         }
     }
 
+    /// The config file's keys of a provider.
+    fn from_config(keys: Vec<(String, String)>) -> ProviderKeys {
+        ProviderKeys::new(
+            keys.into_iter()
+                .enumerate()
+                .map(|(i, (label, secret))| {
+                    ProviderKey::new(format!("config-{i}"), "config", label, secret)
+                })
+                .collect(),
+        )
+    }
+
     /// Key `i` in the clear, to send: never log it.
     pub fn secret(&self, i: usize) -> &str {
-        self.keys.get(i).map(String::as_str).unwrap_or("")
+        self.keys.get(i).map(|k| k.secret.as_str()).unwrap_or("")
+    }
+
+    pub fn keys(&self) -> &[ProviderKey] {
+        &self.keys
     }
 
     pub fn len(&self) -> usize {
@@ -393,12 +439,17 @@ fn base_url(s: &str) -> Result<BaseUrl, String> {
     })
 }
 
-fn keys(at: &str, p: &RawProvider, base: &std::path::Path) -> Result<Vec<String>, ConfigError> {
+/// The config file's keys of a provider: (label, secret).
+fn keys(
+    at: &str,
+    p: &RawProvider,
+    base: &std::path::Path,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let mut keys = Vec::new();
     for (i, var) in p.keys_env.iter().flatten().enumerate() {
         let field = format!("{at}.keys_env[{i}]");
         match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => keys.push(v.trim().to_string()),
+            Ok(v) if !v.trim().is_empty() => keys.push((format!("${var}"), v.trim().to_string())),
             _ => {
                 return Err(ConfigError::invalid(
                     field,
@@ -419,11 +470,12 @@ fn keys(at: &str, p: &RawProvider, base: &std::path::Path) -> Result<Vec<String>
             text.lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from),
+                .enumerate()
+                .map(|(i, k)| (format!("{file}:{}", i + 1), k.to_string())),
         );
     }
-    for k in &keys {
-        if check_header_value(k).is_err() || k.contains(' ') {
+    for (_, k) in &keys {
+        if !key_is_sendable(k) {
             // Never print the key itself.
             return Err(ConfigError::invalid(
                 format!("{at}.keys"),
@@ -432,6 +484,11 @@ fn keys(at: &str, p: &RawProvider, base: &std::path::Path) -> Result<Vec<String>
         }
     }
     Ok(keys)
+}
+
+/// A key can go in a header as it is.
+pub fn key_is_sendable(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 4096 && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn usd(v: &Usd, field: &str) -> Result<u64, ConfigError> {
@@ -530,7 +587,7 @@ pub(super) fn ai(
             base_path: url.path,
             host: url.host,
             upstream: upstreams.len() - 1,
-            keys: Arc::new(ProviderKeys::new(keys)),
+            keys: Arc::new(ProviderKeys::from_config(keys)),
         });
     }
     let mut aliases = Vec::new();

@@ -10,6 +10,7 @@
 //! Every call carries `Authorization: Bearer <token>`: the bootstrap token or a user's (see
 //! [`auth`] for who may do what).
 
+mod ai;
 mod ai_limits;
 mod analytics;
 mod apps;
@@ -309,6 +310,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(metrics::routes())
         .merge(analytics::routes())
         .merge(ai_limits::routes())
+        .merge(ai::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use super::AdminState;
 use super::{
-    ai_limits, analytics, apps, audit, credentials, services, subscriptions, tenants, users,
+    ai, ai_limits, analytics, apps, audit, credentials, services, subscriptions, tenants, users,
 };
 use crate::control::model;
 
@@ -17,6 +17,12 @@ use crate::control::model;
         description = "Tenants, users, services, apps, keys and subscriptions of a Ringway gateway. Every call but /login needs Authorization: Bearer <token>."
     ),
     paths(
+        ai::providers,
+        ai::add_key,
+        ai::delete_key,
+        ai::prices,
+        ai::set_price,
+        ai::delete_price,
         ai_limits::set_app,
         ai_limits::clear_app,
         ai_limits::set_tenant,

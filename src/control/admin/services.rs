@@ -161,7 +161,7 @@ pub async fn create(
     let parts = service_parts_blocking(
         row.clone(),
         managed.http().clone(),
-        managed.ai(),
+        managed.base_ai(),
         managed.allow_loopback,
     )
     .await?;
@@ -264,7 +264,7 @@ pub async fn update(
     let parts = service_parts_blocking(
         row.clone(),
         managed.http().clone(),
-        managed.ai(),
+        managed.base_ai(),
         managed.allow_loopback,
     )
     .await?;

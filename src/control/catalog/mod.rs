@@ -100,6 +100,21 @@ pub struct Managed {
     publisher: SnapshotPublisher,
     /// Metric series slots of the apps (`metrics.per_app`).
     app_slots: AppSlots,
+    /// Model provider keys added through the admin API (opened), oldest first.
+    ai_keys: Vec<StoredKey>,
+    /// Model prices set through the admin API (they override the config file's).
+    ai_prices: BTreeMap<String, crate::ai::price::Price>,
+    /// The key set each provider was last composed with: kept (with its cooldowns and disabled
+    /// keys) while the same keys serve.
+    key_sets: HashMap<String, Arc<crate::config::ai::ProviderKeys>>,
+}
+
+/// A provider key from the store, opened.
+pub struct StoredKey {
+    pub id: String,
+    pub provider: String,
+    pub label: String,
+    secret: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +282,12 @@ impl Managed {
             http: super::jwt::client(),
             allow_loopback: base_allow,
             publisher,
+            ai_keys: Vec::new(),
+            ai_prices: BTreeMap::new(),
+            key_sets: HashMap::new(),
         };
+        m.ai_keys = stored_keys(&m.keyring, store.ai_keys().await?);
+        m.ai_prices = stored_prices(store.ai_prices().await?);
         for row in store.live_credentials().await? {
             if row.kind == "basic" {
                 if let Err(e) = m.basic_set(row) {
@@ -365,7 +385,8 @@ impl Managed {
                 parts: &s.parts,
             })
             .collect();
-        let (config, by_route) = Config::compose(&self.base, &list)?;
+        let (mut config, by_route) = Config::compose(&self.base, &list)?;
+        config.ai = self.ai_config();
         self.composed = Arc::new(config);
         self.by_route = by_route;
         self.rebuild_entries();
@@ -404,8 +425,8 @@ impl Managed {
         &self.base.http
     }
 
-    /// The config file's `[ai]` (what AI services serve).
-    pub fn ai(&self) -> Arc<crate::config::ai::AiConfig> {
+    /// The config file's `[ai]` (what AI services are validated against).
+    pub fn base_ai(&self) -> Arc<crate::config::ai::AiConfig> {
         self.base.ai.clone()
     }
 
@@ -446,6 +467,85 @@ impl Managed {
             }
         }
         self.catalog.ai = Arc::new(crate::catalog::AiBudgets { apps, tenants });
+        self.publish()
+    }
+
+    /// The config file's `[ai]` with the store's provider keys and prices merged in.
+    fn ai_config(&mut self) -> Arc<crate::config::ai::AiConfig> {
+        use crate::config::ai::{ProviderKey, ProviderKeys};
+        if self.ai_keys.is_empty() && self.ai_prices.is_empty() {
+            self.key_sets.clear();
+            return self.base.ai.clone();
+        }
+        let mut ai = (*self.base.ai).clone();
+        for p in &mut ai.providers {
+            let stored: Vec<&StoredKey> = self
+                .ai_keys
+                .iter()
+                .filter(|k| k.provider == p.name)
+                .collect();
+            if stored.is_empty() {
+                self.key_sets.remove(&p.name);
+                continue;
+            }
+            let ids: Vec<&str> = p
+                .keys
+                .keys()
+                .iter()
+                .map(|k| k.id.as_str())
+                .chain(stored.iter().map(|k| k.id.as_str()))
+                .collect();
+            let same = self.key_sets.get(&p.name).filter(|set| {
+                set.keys().len() == ids.len()
+                    && set.keys().iter().zip(&ids).all(|(k, id)| k.id == *id)
+            });
+            let set = match same {
+                Some(set) => set.clone(),
+                None => {
+                    let mut keys: Vec<ProviderKey> = p
+                        .keys
+                        .keys()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, k)| {
+                            ProviderKey::new(
+                                k.id.clone(),
+                                k.source,
+                                k.label.clone(),
+                                p.keys.secret(i).to_string(),
+                            )
+                        })
+                        .collect();
+                    keys.extend(stored.iter().map(|k| {
+                        ProviderKey::new(k.id.clone(), "store", k.label.clone(), k.secret.clone())
+                    }));
+                    let set = Arc::new(ProviderKeys::new(keys));
+                    self.key_sets.insert(p.name.clone(), set.clone());
+                    set
+                }
+            };
+            p.keys = set;
+        }
+        for (model, price) in &self.ai_prices {
+            ai.prices.insert(model.clone(), *price);
+        }
+        Arc::new(ai)
+    }
+
+    /// The composed config's `[ai]`: providers with every key, prices with the store's.
+    pub fn ai(&self) -> Arc<crate::config::ai::AiConfig> {
+        self.composed.ai.clone()
+    }
+
+    /// The store's provider keys and prices changed: compose and publish.
+    pub fn set_ai_store(
+        &mut self,
+        keys: Vec<crate::control::store::AiKeyRow>,
+        prices: Vec<crate::control::store::AiPriceRow>,
+    ) -> Result<u64, ConfigError> {
+        self.ai_keys = stored_keys(&self.keyring, keys);
+        self.ai_prices = stored_prices(prices);
+        self.compose()?;
         self.publish()
     }
 
@@ -826,4 +926,46 @@ fn ai_budgets(
             .filter_map(|t| Some((t.seq, budget(t.ai_limits.as_deref(), "tenant", &t.id)?)))
             .collect(),
     }
+}
+
+/// The store's provider keys, opened with the store key (one that does not open is logged and
+/// left out: it was sealed with another key).
+fn stored_keys(keyring: &Keyring, rows: Vec<crate::control::store::AiKeyRow>) -> Vec<StoredKey> {
+    rows.into_iter()
+        .filter_map(|r| {
+            let secret = keyring
+                .open(&r.sealed)
+                .and_then(|b| String::from_utf8(b).ok());
+            match secret {
+                Some(secret) => Some(StoredKey {
+                    id: r.id,
+                    provider: r.provider,
+                    label: r.label,
+                    secret,
+                }),
+                None => {
+                    tracing::error!(key = %r.id, provider = %r.provider, "a stored provider key does not open with this store key; not used");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn stored_prices(
+    rows: Vec<crate::control::store::AiPriceRow>,
+) -> BTreeMap<String, crate::ai::price::Price> {
+    rows.into_iter()
+        .map(|r| {
+            let n = |v: i64| v.max(0) as u64;
+            (
+                r.model,
+                crate::ai::price::Price {
+                    input: n(r.input),
+                    output: n(r.output),
+                    cached_input: n(r.cached_input),
+                },
+            )
+        })
+        .collect()
 }

@@ -21,7 +21,7 @@ mod ai;
 mod analytics;
 mod people;
 
-pub use ai::LimitsOf;
+pub use ai::{AiKeyRow, AiPriceRow, LimitsOf};
 pub use analytics::{DAY, HOUR, MINUTE, Rollup, RollupFilter};
 
 use super::model::{App, AuditEntry, KeyInfo, ServiceRow, Subscription, Tenant};

@@ -38,6 +38,7 @@ use super::answer::Answer;
 use super::chain::Cx;
 use super::ctx::AiCall;
 use call::Job;
+pub use call::unix_ms;
 
 /// How one candidate's try ended.
 pub enum Served {
