@@ -147,6 +147,8 @@ LITELLM_UNSET = ("DATABASE_URL", "DIRECT_URL", "REDIS_HOST", "REDIS_URL", "REDIS
 # cheapest path. With --litellm-master-key this is its master key, checked on every request.
 CLIENT_KEY = "sk-" + secrets.token_hex(32)
 
+OTHER_LOAD = 0.03  # share of a CPU used by other processes on the proxy's CPUs that gets a warning
+
 SCENARIOS = {"pass": "oa", "translate": "ant"}
 DIRECT_PATH = {"pass": "/v1/chat/completions", "translate": "/v1/messages"}
 
@@ -235,6 +237,27 @@ def tree_cpu_seconds(root):
             except (OSError, ValueError, IndexError):
                 pass
     return ns / 1e9, sum(t[p][2] for p in pids) / HZ, len(pids)
+
+
+def parse_cpus(spec):
+    out = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def cpus_busy_seconds(cpus):
+    """Time `cpus` spent running tasks or stolen by the hypervisor (user, nice, system, steal; not
+    irq/softirq, where the kernel may account the proxy's own loopback traffic), from /proc/stat."""
+    total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *v = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                v = [int(x) for x in v]
+                total += v[0] + v[1] + v[2] + v[7]
+    return total / HZ
 
 
 def start(name, argv, cpus, d, env=None, cwd=None):
@@ -420,6 +443,7 @@ def main():
     if "litellm" in proxies and not os.access(a.litellm, os.X_OK):
         sys.exit(f"{a.litellm}: not an executable (--litellm); see --help to install it")
     rates = list(dict.fromkeys(a.rate + a.high_rate))
+    proxy_cpus = parse_cpus(a.proxy_cpus)
 
     def rates_of(name):
         if name in ("direct", "ringway") or a.high_rate_litellm:
@@ -463,6 +487,7 @@ def main():
         version = litellm_version(a.litellm) if "litellm" in proxies else None
 
         rows = {}  # (proxy, scenario, rate or None for saturated) -> [result per round]
+        noisy = []  # runs during which something else used the proxy's CPUs
 
         def record(rnd, key, res, cpu=None, cpu_stat=None, nprocs=1):
             extra = ""
@@ -474,6 +499,10 @@ def main():
                 # to 2 ticks per process low or high. More than that above schedstat: CPU was missed.
                 if cpu_stat - cpu > 4 * nprocs / HZ + 0.05 * cpu:
                     extra += "  WARNING: stat above schedstat (exited threads/processes?)"
+                if res["other"] > OTHER_LOAD:
+                    extra += f"  WARNING: CPU {a.proxy_cpus} {res['other'] * 100:.0f}% busy with other work"
+                    noisy.append(f"round {rnd + 1} {key[0]} {key[1]} {'sat' if key[2] is None else key[2]}: "
+                                 f"{res['other'] * 100:.0f}%")
             rows.setdefault(key, []).append(res)
             proxy, scen, rate = key
             bad = f"  NON-200/FAILED={res['bad']} codes={res['codes']} errors={res['errors']}" if res["bad"] else ""
@@ -513,9 +542,11 @@ def main():
                     if a.warmup:
                         oha(port, path, body, a.warmup, a.conns, a.load_cpus, rate=a.rate[0])
                     for rate in [*rates_of(name), *([] if a.no_saturated else [None])]:
-                        c0 = tree_cpu_seconds(running.pid)
+                        b0, c0, t0 = cpus_busy_seconds(proxy_cpus), tree_cpu_seconds(running.pid), time.time()
                         res = oha(port, path, body, a.secs, a.sat_conns if rate is None else a.conns, a.load_cpus, rate)
-                        c1 = tree_cpu_seconds(running.pid)
+                        c1, b1, t1 = tree_cpu_seconds(running.pid), cpus_busy_seconds(proxy_cpus), time.time()
+                        # what else ran on the proxy's CPUs meanwhile (a build, another benchmark)
+                        res["other"] = max(0.0, (b1 - b0) - (c1[0] - c0[0])) / (t1 - t0)
                         record(rnd, (name, scen, rate), res, c1[0] - c0[0], c1[1] - c0[1], max(c0[2], c1[2]))
                         if running.poll() is not None:
                             failed = True
@@ -587,6 +618,9 @@ def main():
         if unexpected:
             print(f"\nWARNING: the mock got requests it does not serve (404):\n{unexpected[:2000]}")
             failed = True
+        if noisy:
+            print(f"\nWARNING: other work used the proxy's CPU(s) {a.proxy_cpus} (more than {OTHER_LOAD:.0%} of a "
+                  f"CPU) during: {'; '.join(noisy)}. Figures from a busy machine are not comparable.")
         if total_bad:
             print(f"\nWARNING: {total_bad} responses were not 200 or failed (see the per-round lines above)")
             failed = True

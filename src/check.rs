@@ -99,6 +99,7 @@ pub fn report(config: &Config) -> (String, usize) {
         }
     }
     observe_report(&mut out, config);
+    ai_report(&mut out, config);
     let _ = writeln!(out, "\nroutes (most specific match wins):");
     for (i, r) in config.routes.iter().enumerate() {
         let hosts = if r.hosts.is_empty() {
@@ -381,6 +382,44 @@ fn kernel_older_than(major: u32, minor: u32) -> bool {
 }
 
 /// The call log's sinks, the metrics endpoint and the analytics retention, one line each.
+/// The AI gateway's providers (with how many keys the file gives each), aliases and prices.
+fn ai_report(out: &mut String, config: &Config) {
+    let ai = &config.ai;
+    if ai.providers.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nAI providers:");
+    for p in &ai.providers {
+        let scheme = if config.upstreams[p.upstream].tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let keys = match p.keys.len() {
+            0 => "no keys in the file (the admin API may add some)".to_string(),
+            1 => "1 key".to_string(),
+            n => format!("{n} keys"),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:?} at {scheme}://{}{} ({keys})",
+            p.name, p.kind, p.host, p.base_path
+        );
+    }
+    let _ = writeln!(out, "AI models:");
+    for a in &ai.aliases {
+        let targets: Vec<String> = a
+            .candidates
+            .iter()
+            .map(|c| format!("{}/{}", ai.providers[c.provider].name, c.model))
+            .collect();
+        let _ = writeln!(out, "  {:<16} {:?}: {}", a.name, a.order, targets.join(" → "));
+    }
+    if !ai.prices.is_empty() {
+        let _ = writeln!(out, "AI prices: {} models priced", ai.prices.len());
+    }
+}
+
 fn observe_report(out: &mut String, config: &Config) {
     let _ = match &config.call_log {
         None => writeln!(out, "\ncall log: off"),
