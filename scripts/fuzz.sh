@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${FUZZ_SECS:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request_head chunked response_head normalize admin_json call_record sse ai_translate)
+[ ${#targets[@]} -gt 0 ] || targets=(request_head chunked response_head normalize admin_json call_record sse ai_translate ai_inputs)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 if ! rustc --version | grep -q nightly; then
   export RUSTC_BOOTSTRAP=1

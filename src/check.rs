@@ -413,7 +413,13 @@ fn ai_report(out: &mut String, config: &Config) {
             .iter()
             .map(|c| format!("{}/{}", ai.providers[c.provider].name, c.model))
             .collect();
-        let _ = writeln!(out, "  {:<16} {:?}: {}", a.name, a.order, targets.join(" → "));
+        let _ = writeln!(
+            out,
+            "  {:<16} {:?}: {}",
+            a.name,
+            a.order,
+            targets.join(" → ")
+        );
     }
     if !ai.prices.is_empty() {
         let _ = writeln!(out, "AI prices: {} models priced", ai.prices.len());

@@ -14,11 +14,17 @@ const MAX_MESSAGE: usize = 1000;
 
 /// The error a provider answered with `status` and `body`, OpenAI-shaped.
 pub fn provider_error(kind: &Kind, status: u16, body: &[u8]) -> ErrorDetail {
-    match kind {
+    let mut e = match kind {
         Kind::Anthropic => super::anthropic::error(status, body).error,
         Kind::Gemini => gemini(status, body),
         Kind::OpenAi | Kind::Compatible { .. } | Kind::Azure { .. } => openai(status, body),
+    };
+    // A provider's own shape with an empty message still gets one.
+    if e.message.trim().is_empty() {
+        e.message = format!("the provider answered {status} without a reason");
     }
+    e.message = e.message.chars().take(MAX_MESSAGE).collect();
+    e
 }
 
 fn text(body: &[u8]) -> String {
@@ -150,5 +156,7 @@ mod tests {
         assert_eq!(e.kind, "server_error");
         let e = provider_error(&Kind::Gemini, 500, b"");
         assert_eq!(e.message, "the provider gave no reason");
+        let e = provider_error(&Kind::OpenAi, 400, br#"{"error":{"message":" "}}"#);
+        assert_eq!(e.message, "the provider answered 400 without a reason");
     }
 }

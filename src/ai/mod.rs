@@ -11,6 +11,7 @@ pub mod errors;
 pub mod gemini;
 pub mod keys;
 pub mod openai;
+pub mod openai_stream;
 pub mod price;
 pub mod prompt;
 pub mod provider;

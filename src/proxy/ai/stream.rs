@@ -2,9 +2,8 @@
 //! OpenAI `chat.completion.chunk`s and written to the client as they come (one client write per
 //! provider read), never holding more than the event being decoded.
 //!
-//! - OpenAI and compatible providers already speak the format: events pass through unchanged,
-//!   except the usage chunk the gateway asked for on its own (dropped when the client did not
-//!   ask for it), and each is peeked at for its text and usage.
+//! - OpenAI and compatible providers already speak the format: events pass through
+//!   ([`crate::ai::openai_stream`]).
 //! - Anthropic and Gemini go through their translators ([`crate::ai::anthropic_stream`],
 //!   [`crate::ai::gemini`]).
 //!
@@ -12,19 +11,19 @@
 //! what was sent (the SDKs raise it); a client that leaves ends the call: the provider
 //! connection is closed (generation stops) and the call is charged what was generated.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::ai::anthropic_stream;
 use crate::ai::gemini;
 use crate::ai::openai::{ChatRequest, Usage};
+use crate::ai::openai_stream::PassThrough;
 use crate::ai::price::Tokens;
 use crate::ai::provider::Kind;
 use crate::config::ai::ProviderConfig;
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::buf::Buf;
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::sse::{SseDecoder, SseError, write_event};
+use crate::http::sse::{SseError, write_event};
 use crate::http::{Framing, ResponseError};
 use crate::observe::clock;
 use crate::runtime::watchdog::{Shut, now_ms};
@@ -73,12 +72,7 @@ impl Translator {
     /// The provider's stream ended: whatever closes the client's (`[DONE]` at the least).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
-            Translator::OpenAi(t) => {
-                if !t.done {
-                    t.done = true;
-                    write_event(out, None, b"[DONE]");
-                }
-            }
+            Translator::OpenAi(t) => t.finish(out),
             Translator::Anthropic(t) => {
                 if !t.is_done() {
                     write_event(out, None, b"[DONE]");
@@ -91,7 +85,7 @@ impl Translator {
     /// The provider's final token counts, when it gave them.
     pub fn usage(&self) -> Option<Tokens> {
         match self {
-            Translator::OpenAi(t) => t.usage.as_ref().map(Usage::tokens),
+            Translator::OpenAi(t) => t.usage().map(Usage::tokens),
             Translator::Anthropic(t) => t.has_final_usage().then(|| t.usage().openai().tokens()),
             Translator::Gemini(t) => {
                 let u = t.usage();
@@ -116,105 +110,10 @@ impl Translator {
 
     pub fn generated(&self) -> &str {
         match self {
-            Translator::OpenAi(t) => &t.generated,
+            Translator::OpenAi(t) => t.generated(),
             Translator::Anthropic(t) => t.generated(),
             Translator::Gemini(t) => t.generated(),
         }
-    }
-}
-
-/// An OpenAI-format stream passed through event by event.
-pub struct PassThrough {
-    sse: SseDecoder,
-    /// The client asked for the usage chunk (else the one the gateway asked for is dropped).
-    include_usage: bool,
-    usage: Option<Usage>,
-    done: bool,
-    generated: String,
-}
-
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    choices: Vec<PeekChoice>,
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct PeekChoice {
-    #[serde(default)]
-    delta: Option<PeekDelta>,
-}
-
-#[derive(Deserialize)]
-struct PeekDelta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Vec<PeekCall>>,
-}
-
-#[derive(Deserialize)]
-struct PeekCall {
-    #[serde(default)]
-    function: Option<PeekFunction>,
-}
-
-#[derive(Deserialize)]
-struct PeekFunction {
-    #[serde(default)]
-    arguments: Option<String>,
-}
-
-impl PassThrough {
-    pub fn new(include_usage: bool) -> PassThrough {
-        PassThrough {
-            sse: SseDecoder::new(anthropic_stream::MAX_EVENT),
-            include_usage,
-            usage: None,
-            done: false,
-            generated: String::new(),
-        }
-    }
-
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), SseError> {
-        let (include_usage, done, usage, generated) = (
-            self.include_usage,
-            &mut self.done,
-            &mut self.usage,
-            &mut self.generated,
-        );
-        self.sse.feed(input, |e| {
-            if *done {
-                return;
-            }
-            if e.data == b"[DONE]" {
-                *done = true;
-                write_event(out, None, b"[DONE]");
-                return;
-            }
-            if let Ok(p) = serde_json::from_slice::<Peek>(e.data) {
-                for d in p.choices.iter().filter_map(|c| c.delta.as_ref()) {
-                    generated.push_str(d.content.as_deref().unwrap_or(""));
-                    for call in d.tool_calls.iter().flatten() {
-                        if let Some(a) = call.function.as_ref().and_then(|f| f.arguments.as_ref()) {
-                            generated.push_str(a);
-                        }
-                    }
-                }
-                if let Some(u) = p.usage {
-                    *usage = Some(u);
-                    if !include_usage && p.choices.is_empty() {
-                        return;
-                    }
-                }
-            }
-            let event = (!e.event.is_empty())
-                .then(|| std::str::from_utf8(e.event).ok())
-                .flatten();
-            write_event(out, event, e.data);
-        })
     }
 }
 
@@ -417,31 +316,4 @@ pub async fn native(
     lease.release(reusable, now_ms());
     cx.conn.shard.pools.put_buf(ubuf);
     Answer::Sent(s.next())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pass_through_drops_only_the_usage_chunk_the_client_did_not_ask_for() {
-        let stream = concat!(
-            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
-            "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}\n\n",
-            "data: [DONE]\n\n"
-        );
-        for include in [false, true] {
-            let mut t = PassThrough::new(include);
-            let mut out = Vec::new();
-            // Fed in two pieces split inside an event.
-            let (a, b) = stream.as_bytes().split_at(30);
-            t.feed(a, &mut out).unwrap();
-            t.feed(b, &mut out).unwrap();
-            let text = String::from_utf8(out).unwrap();
-            assert_eq!(text.contains("\"usage\""), include, "{text}");
-            assert!(text.ends_with("data: [DONE]\n\n"));
-            assert_eq!(t.generated, "Hi");
-            assert_eq!(t.usage.as_ref().map(|u| u.prompt_tokens), Some(5));
-        }
-    }
 }
