@@ -364,3 +364,43 @@ fn a_token_budget_holds_under_200_concurrent_streams() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// A day's token budget still counts what was used before a restart (the rollups in the store
+/// charge it again at start).
+#[test]
+fn budgets_survive_a_restart() {
+    let provider = providers::start(providers::openai);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ai_config(provider.addr, dir.path());
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("a.db"), &extra);
+    let (_t, _svc, apps) = ai_tenant(&m, "acme", "/acme/ai", 1);
+    let (app, key) = &apps[0];
+    m.ok(
+        200,
+        "PUT",
+        &format!("/api/v1/apps/{app}/ai-limits"),
+        &json!({"tokens_per_day": 60}).to_string(),
+    );
+    m.settle();
+    let call = |m: &Managed| {
+        raw_request(
+            m.proxy(),
+            &chat_request(
+                "/acme/ai/v1/chat/completions",
+                &bearer(key),
+                false,
+                Some(20),
+            ),
+        )
+        .unwrap()
+        .status
+    };
+    // Each call reserves its prompt and 20 tokens and uses 13: three fit, the fourth does not.
+    let before: Vec<u16> = (0..4).map(|_| call(&m)).collect();
+    assert_eq!(before, [200, 200, 200, 429]);
+    let store = m.store.clone();
+    m.shutdown();
+    let m = admin::start_config(admin::config(Driver::Uring, 1, &store, &extra), &store);
+    assert_eq!(call(&m), 429, "the day's use came back from the store");
+    m.shutdown();
+}

@@ -19,6 +19,10 @@
 //! `[ai] reserve_output_tokens`). So a window's use is at most its limit plus, for the calls in
 //! flight when it ran out, what each generated beyond its reserve. A gateway stopped while calls
 //! are in flight keeps their whole reservations (counts over, never under).
+//!
+//! Across restarts: apps' and tenants' day and month windows are charged at start with what the
+//! store's rollups recorded for them this UTC day and month ([`Budget::preload`]); minute windows
+//! and routes' own budgets start empty.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -269,6 +273,29 @@ impl Budget {
             }
         }
         Ok(())
+    }
+
+    /// Counts use from before this budget existed (the store's record of the day and month
+    /// after a restart): `tokens` and `cost_micros` into the month's windows, and into the
+    /// day's when `today`.
+    pub fn preload(&self, tokens: u64, cost_micros: u64, today: bool, win: &Windows) {
+        let add = |w: What, n: u64| {
+            if self.limits.get(w).is_some() && n > 0 {
+                self.add(w, n, win, None);
+            }
+        };
+        add(What::TokensPerMonth, tokens);
+        add(What::CostPerMonth, cost_micros);
+        if today {
+            add(What::TokensPerDay, tokens);
+            add(What::CostPerDay, cost_micros);
+        }
+    }
+
+    /// Unix seconds at which the current UTC day and month began.
+    pub fn starts(win: &Windows) -> (u64, u64) {
+        let (y, m) = year_month(win.day);
+        (win.day * 86_400, days_from_civil(y, m + 1) * 86_400)
     }
 
     /// Settles a reservation of `reserved` made in windows `at` with the actual figures.

@@ -286,6 +286,7 @@ impl Managed {
             ai_prices: BTreeMap::new(),
             key_sets: HashMap::new(),
         };
+        seed_budgets(&m.catalog.ai, &m.apps, &m.tenants, store).await?;
         m.ai_keys = stored_keys(&m.keyring, store.ai_keys().await?);
         m.ai_prices = stored_prices(store.ai_prices().await?);
         for row in store.live_credentials().await? {
@@ -968,4 +969,39 @@ fn stored_prices(
             )
         })
         .collect()
+}
+
+/// After a start, charges the apps' and tenants' day and month budgets with what the store's
+/// rollups say they used this UTC day and month (the writer stores its last minute on the way
+/// down, so a stop loses nothing; a crash, up to a minute).
+async fn seed_budgets(
+    ai: &crate::catalog::AiBudgets,
+    apps: &HashMap<String, Arc<AppEntry>>,
+    tenants: &HashMap<String, i64>,
+    store: &Store,
+) -> Result<(), StoreError> {
+    use crate::limit::budget::{Budget, Windows};
+    if ai.apps.is_empty() && ai.tenants.is_empty() {
+        return Ok(());
+    }
+    let win = Windows::now();
+    let (day, month) = Budget::starts(&win);
+    let rows = store
+        .rollups(
+            month as i64,
+            i64::MAX,
+            &crate::control::store::RollupFilter::default(),
+        )
+        .await?;
+    for r in rows.iter().filter(|r| !r.key.model.is_empty()) {
+        let tokens = r.agg.input_tokens.saturating_add(r.agg.output_tokens);
+        let cost = r.agg.cost_nanos.div_ceil(1000);
+        let today = r.bucket >= day as i64;
+        let app = apps.get(&r.key.app).and_then(|a| ai.apps.get(&a.seq));
+        let tenant = tenants.get(&r.key.tenant).and_then(|s| ai.tenants.get(s));
+        for b in app.into_iter().chain(tenant) {
+            b.preload(tokens, cost, today, &win);
+        }
+    }
+    Ok(())
 }
