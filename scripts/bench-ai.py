@@ -35,15 +35,16 @@ Usage:
                       [--wait-quiet 600] [--retries 2] [--proxy-cpus 0] [--load-cpus 1] [--keep]
 
 This machine is shared: before each measurement the script waits (--wait-quiet) for a second in
-which nothing else uses the proxy and load CPUs, measures the other work on the proxy's CPUs during
-each run, measures again (--retries) when there was any, and names the runs that stayed noisy.
+which nothing else uses the proxy and load CPUs, measures the other work on those CPUs during each
+run (their busy time minus the proxy's, the mock's and oha's), measures again (--retries) when
+there was any, and names the runs that stayed noisy.
 
 LiteLLM: python3 -m venv /work/litellm-venv && /work/litellm-venv/bin/pip install 'litellm[proxy]'.
 It runs with no database, no redis, no callbacks, telemetry off and every bundled data file used
 locally (LITELLM_ENV below), so nothing goes to the network at start or per request.
 Needs nginx, oha and taskset.
 """
-import argparse, datetime, json, os, platform, secrets, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, datetime, json, os, platform, resource, secrets, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 import urllib.request
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -152,7 +153,7 @@ LITELLM_UNSET = ("DATABASE_URL", "DIRECT_URL", "REDIS_HOST", "REDIS_URL", "REDIS
 # cheapest path. With --litellm-master-key this is its master key, checked on every request.
 CLIENT_KEY = "sk-" + secrets.token_hex(32)
 
-OTHER_LOAD = 0.03  # share of a CPU used by other processes on the proxy's CPUs that gets a warning
+OTHER_LOAD = 0.03  # share of a CPU used by other processes on the proxy's and load CPUs that gets a warning
 
 SCENARIOS = {"pass": "oa", "translate": "ant"}
 DIRECT_PATH = {"pass": "/v1/chat/completions", "translate": "/v1/messages"}
@@ -263,6 +264,12 @@ def cpus_busy_seconds(cpus):
                 v = [int(x) for x in v]
                 total += v[0] + v[1] + v[2] + v[7]
     return total / HZ
+
+
+def children_cpu_seconds():
+    """CPU seconds of this script's reaped children (oha, and taskset before it execs)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def wait_quiet(cpus, own_pid, max_wait):
@@ -532,12 +539,15 @@ def main():
             for attempt in range(a.retries + 1):
                 if a.wait_quiet:
                     wait_quiet(all_cpus, root, a.wait_quiet)
-                b0, c0, t0 = cpus_busy_seconds(proxy_cpus), tree_cpu_seconds(root) if root else None, time.time()
+                b0, m0, k0 = cpus_busy_seconds(all_cpus), tree_cpu_seconds(mock.pid)[0], children_cpu_seconds()
+                c0, t0 = tree_cpu_seconds(root) if root else None, time.time()
                 res = oha(port, path, body, a.secs, conns, a.load_cpus, rate)
-                c1, b1, t1 = tree_cpu_seconds(root) if root else None, cpus_busy_seconds(proxy_cpus), time.time()
+                c1, t1 = tree_cpu_seconds(root) if root else None, time.time()
+                b1, m1, k1 = cpus_busy_seconds(all_cpus), tree_cpu_seconds(mock.pid)[0], children_cpu_seconds()
                 own = c1[0] - c0[0] if root else 0.0
-                # what else ran on the proxy's CPUs meanwhile (a build, another benchmark)
-                res["other"] = max(0.0, (b1 - b0) - own) / (t1 - t0)
+                # what else ran on the proxy's and load CPUs meanwhile (a build, another benchmark):
+                # their busy time minus the proxy's, the mock's and oha's
+                res["other"] = max(0.0, (b1 - b0) - own - (m1 - m0) - (k1 - k0)) / (t1 - t0)
                 extra = ""
                 if root:
                     n = max(res["requests"], 1)
@@ -550,7 +560,7 @@ def main():
                     if cpu_stat - own > 4 * nprocs / HZ + 0.05 * own:
                         extra += "  WARNING: stat above schedstat (exited threads/processes?)"
                 if res["other"] > OTHER_LOAD:
-                    extra += f"  WARNING: CPU {a.proxy_cpus} {res['other'] * 100:.0f}% busy with other work"
+                    extra += f"  WARNING: other work used {res['other'] * 100:.0f}% of a CPU meanwhile"
                 bad = f"  NON-200/FAILED={res['bad']} codes={res['codes']} errors={res['errors']}" if res["bad"] else ""
                 print(f"round {rnd + 1} {proxy:8} {scen:9} {('sat' if rate is None else rate):>5} n={res['requests']:6} "
                       f"rps={res['rps']:8.1f} p50={res['p50_ms']:8.3f}ms p99={res['p99_ms']:8.3f}ms{extra}{bad}",
@@ -670,8 +680,8 @@ def main():
             print(f"\nWARNING: the mock got requests it does not serve (404):\n{unexpected[:2000]}")
             failed = True
         if noisy:
-            print(f"\nWARNING: other work used the proxy's CPU(s) {a.proxy_cpus} (more than {OTHER_LOAD:.0%} of a "
-                  f"CPU) during: {'; '.join(noisy)}. Figures from a busy machine are not comparable.")
+            print(f"\nWARNING: other work used CPUs {sorted(all_cpus)} (more than {OTHER_LOAD:.0%} of a CPU) "
+                  f"during: {'; '.join(noisy)}. Figures from a busy machine are not comparable.")
         if total_bad:
             print(f"\nWARNING: {total_bad} responses were not 200 or failed (see the per-round lines above)")
             failed = True

@@ -147,6 +147,91 @@ impl KeyPool {
     }
 }
 
+/// A provider's keys and their node-wide state (cooldowns, disabled keys).
+pub struct ProviderKeys {
+    keys: Vec<ProviderKey>,
+    pub pool: KeyPool,
+}
+
+/// One provider key: its id and where it comes from (never its secret in any view).
+pub struct ProviderKey {
+    /// `config-N` for the config file's, the store's id for the admin API's.
+    pub id: String,
+    /// `config` or `store`.
+    pub source: &'static str,
+    pub label: String,
+    /// The last four characters.
+    pub hint: String,
+    secret: String,
+}
+
+impl ProviderKey {
+    pub fn new(id: String, source: &'static str, label: String, secret: String) -> ProviderKey {
+        ProviderKey {
+            id,
+            source,
+            label,
+            hint: hint(&secret),
+            secret,
+        }
+    }
+}
+
+/// The last four characters of a key (what a view of it shows).
+pub fn hint(secret: &str) -> String {
+    let n = secret.chars().count();
+    secret.chars().skip(n.saturating_sub(4)).collect()
+}
+
+impl ProviderKeys {
+    pub fn new(keys: Vec<ProviderKey>) -> ProviderKeys {
+        ProviderKeys {
+            pool: KeyPool::new(keys.len()),
+            keys,
+        }
+    }
+
+    /// The config file's keys of a provider.
+    pub fn from_config(keys: Vec<(String, String)>) -> ProviderKeys {
+        ProviderKeys::new(
+            keys.into_iter()
+                .enumerate()
+                .map(|(i, (label, secret))| {
+                    ProviderKey::new(format!("config-{i}"), "config", label, secret)
+                })
+                .collect(),
+        )
+    }
+
+    /// Key `i` in the clear, to send: never log it.
+    pub fn secret(&self, i: usize) -> &str {
+        self.keys.get(i).map(|k| k.secret.as_str()).unwrap_or("")
+    }
+
+    pub fn keys(&self) -> &[ProviderKey] {
+        &self.keys
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl std::fmt::Debug for ProviderKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProviderKeys({} keys)", self.keys.len())
+    }
+}
+
+/// A key can go in a header as it is.
+pub fn key_is_sendable(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 4096 && k.bytes().all(|b| b.is_ascii_graphic())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,7 @@ use super::validate::{check_header_value, check_path, range};
 use super::validate_upstream::upstream_at;
 use super::*;
 use crate::ai::alias::{Alias, Candidate, Order};
-use crate::ai::keys::KeyPool;
+pub use crate::ai::keys::{ProviderKey, ProviderKeys, hint, key_is_sendable};
 use crate::ai::price::{Price, parse_usd};
 use crate::ai::provider::Kind;
 use crate::limit::budget::AiLimits;
@@ -242,86 +242,6 @@ pub struct ProviderConfig {
     pub keys: Arc<ProviderKeys>,
 }
 
-/// A provider's keys and their node-wide state (cooldowns, disabled keys).
-pub struct ProviderKeys {
-    keys: Vec<ProviderKey>,
-    pub pool: KeyPool,
-}
-
-/// One provider key: its id and where it comes from (never its secret in any view).
-pub struct ProviderKey {
-    /// `config-N` for the config file's, the store's id for the admin API's.
-    pub id: String,
-    /// `config` or `store`.
-    pub source: &'static str,
-    pub label: String,
-    /// The last four characters.
-    pub hint: String,
-    secret: String,
-}
-
-impl ProviderKey {
-    pub fn new(id: String, source: &'static str, label: String, secret: String) -> ProviderKey {
-        ProviderKey {
-            id,
-            source,
-            label,
-            hint: hint(&secret),
-            secret,
-        }
-    }
-}
-
-/// The last four characters of a key (what a view of it shows).
-pub fn hint(secret: &str) -> String {
-    let n = secret.chars().count();
-    secret.chars().skip(n.saturating_sub(4)).collect()
-}
-
-impl ProviderKeys {
-    pub fn new(keys: Vec<ProviderKey>) -> ProviderKeys {
-        ProviderKeys {
-            pool: KeyPool::new(keys.len()),
-            keys,
-        }
-    }
-
-    /// The config file's keys of a provider.
-    fn from_config(keys: Vec<(String, String)>) -> ProviderKeys {
-        ProviderKeys::new(
-            keys.into_iter()
-                .enumerate()
-                .map(|(i, (label, secret))| {
-                    ProviderKey::new(format!("config-{i}"), "config", label, secret)
-                })
-                .collect(),
-        )
-    }
-
-    /// Key `i` in the clear, to send: never log it.
-    pub fn secret(&self, i: usize) -> &str {
-        self.keys.get(i).map(|k| k.secret.as_str()).unwrap_or("")
-    }
-
-    pub fn keys(&self) -> &[ProviderKey] {
-        &self.keys
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-}
-
-impl std::fmt::Debug for ProviderKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProviderKeys({} keys)", self.keys.len())
-    }
-}
-
 /// What an AI route serves.
 #[derive(Debug, Clone)]
 pub struct AiAction {
@@ -484,11 +404,6 @@ fn keys(
         }
     }
     Ok(keys)
-}
-
-/// A key can go in a header as it is.
-pub fn key_is_sendable(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 4096 && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn usd(v: &Usd, field: &str) -> Result<u64, ConfigError> {
