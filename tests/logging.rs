@@ -86,3 +86,82 @@ fn a_stuck_log_pipe_does_not_stall_requests() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(reported, "dropped log lines were not reported");
 }
+
+/// No provider key reaches a log line, at debug level, whatever happens to it (used, refused
+/// and disabled, an AI call failing).
+#[test]
+fn no_provider_key_in_any_log_line() {
+    const KEY: &str = "sk-log-secret-7f3a9c";
+    let provider = Mock::start(|r| {
+        if r.header("authorization") == Some(&format!("Bearer {KEY}")) {
+            common::providers::json_reply(
+                401,
+                &serde_json::json!({"error": {"message": "Incorrect API key provided: sk-log-s...9c"}}),
+            )
+        } else {
+            common::providers::openai(r)
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
+             [ai.providers.oa]\nkind = \"compatible\"\nbase_url = \"http://{}\"\nkeys_env = [\"RINGWAY_TEST_PROVIDER_KEY\"]\n\
+             [ai.models.fast]\ntargets = [{{ provider = \"oa\", model = \"m\" }}]\n\
+             [[routes]]\npath_prefix = \"/\"\nai = {{}}\n",
+            provider.addr
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .env("RINGWAY_TEST_PROVIDER_KEY", KEY)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    let addr: std::net::SocketAddr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
+        lines.push(line.clone());
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest
+                .split([',', ' ', '\n'])
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    };
+    let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+    for _ in 0..3 {
+        let r = raw_request(
+            addr,
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(r.status == 502 || r.status == 503, "{}", r.text());
+    }
+    // Stop it and read every line it wrote.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    lines.extend(stderr.lines().map_while(Result::ok));
+    let _ = child.wait();
+    let all = lines.concat();
+    assert!(
+        all.contains("refused one of its keys"),
+        "the disabled key is reported: {all}"
+    );
+    assert!(!all.contains(KEY), "a provider key in the log:\n{all}");
+}
