@@ -8,6 +8,8 @@ scenarios:
 
   pass       model "oa":  OpenAI request -> OpenAI-compatible provider (pass-through)
   translate  model "ant": OpenAI request -> Anthropic provider (translated both ways)
+  bare       Ringway only: the same request on a plain proxy route to the same mock (no AI stage),
+             the baseline the AI routes' cost is stated against
 
 Layout (as scripts/compare.py): the proxy on --proxy-cpus (one worker: ringway `workers = 1`,
 LiteLLM `--num_workers 1`), the nginx mock (one worker) and oha on --load-cpus. Rounds alternate
@@ -30,7 +32,7 @@ and the script exits 1 if there were any. Before timing, one request per scenari
 Usage:
   scripts/bench-ai.py [--bin target/release/ringway] [--only ringway|litellm] [--rounds 3] [--secs 10]
                       [--rate 200[,...]] [--high-rate 1000[,...]] [--high-rate-litellm] [--conns 16]
-                      [--sat-conns 32] [--no-saturated] [--scenarios pass,translate] [--warmup 2]
+                      [--sat-conns 32] [--no-saturated] [--scenarios pass,translate,bare] [--warmup 2]
                       [--litellm /work/litellm-venv/bin/litellm] [--litellm-master-key]
                       [--wait-quiet 600] [--retries 2] [--proxy-cpus 0] [--load-cpus 1] [--keep]
 
@@ -92,6 +94,13 @@ keys_file = "{keys}"
 targets = [{{ provider = "mock", model = "gpt-4o-mini" }}]
 [ai.models.ant]
 targets = [{{ provider = "mockant", model = "claude-haiku-4-5" }}]
+[upstreams.mock]
+targets = ["127.0.0.1:{mock}"]
+[[routes]]
+name = "bare"
+path_prefix = "/bare"
+strip_prefix = true
+upstream = "mock"
 [[routes]]
 name = "ai"
 path_prefix = "/"
@@ -155,8 +164,11 @@ CLIENT_KEY = "sk-" + secrets.token_hex(32)
 
 OTHER_LOAD = 0.03  # share of a CPU used by other processes on the proxy's and load CPUs that gets a warning
 
-SCENARIOS = {"pass": "oa", "translate": "ant"}
-DIRECT_PATH = {"pass": "/v1/chat/completions", "translate": "/v1/messages"}
+SCENARIOS = {"pass": "oa", "translate": "ant", "bare": "oa"}
+DIRECT_PATH = {"pass": "/v1/chat/completions", "translate": "/v1/messages", "bare": "/v1/chat/completions"}
+# Where each scenario is sent on a proxy (the bare route is Ringway's only).
+PROXY_PATH = {"pass": "/v1/chat/completions", "translate": "/v1/chat/completions",
+              "bare": "/bare/v1/chat/completions"}
 
 
 def request_body(model):
@@ -379,7 +391,7 @@ def post(port, path, body, timeout=30):
 
 def check_answer(port, scenario):
     """None if the proxy answers one chat completion of `scenario` as expected, else what is wrong."""
-    status, raw = post(port, "/v1/chat/completions", request_body(SCENARIOS[scenario]))
+    status, raw = post(port, PROXY_PATH[scenario], request_body(SCENARIOS[scenario]))
     if status != 200:
         return f"status {status}: {raw[:300]!r}"
     try:
@@ -444,7 +456,7 @@ def main():
                     help="the ringway binary (default: target/release/ringway of this checkout)")
     ap.add_argument("--litellm", default="/work/litellm-venv/bin/litellm", help="LiteLLM's CLI, in its venv")
     ap.add_argument("--only", choices=["ringway", "litellm"], help="measure one proxy (and the mock directly)")
-    ap.add_argument("--scenarios", default="pass,translate", help="pass, translate or both")
+    ap.add_argument("--scenarios", default="pass,translate,bare", help="pass, translate, bare (comma list)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--secs", type=int, default=10, help="seconds per measurement")
     ap.add_argument("--rate", type=rate_list, default=[200], help="fixed rate(s) for every proxy, req/s (e.g. 100,200)")
@@ -473,7 +485,7 @@ def main():
     scenarios = [s for s in a.scenarios.split(",") if s]
     for s in scenarios:
         if s not in SCENARIOS:
-            sys.exit(f"unknown scenario {s!r} (pass, translate)")
+            sys.exit(f"unknown scenario {s!r} (pass, translate, bare)")
     if not a.rate:
         sys.exit("--rate: at least one rate")
     proxies = [p for p in ("ringway", "litellm") if a.only in (None, p)]
@@ -593,6 +605,8 @@ def main():
                 if rnd == 0:
                     print(f"{name} listening after {time.time() - t0:.1f} s", flush=True)
                 for scen in scenarios:
+                    if scen == "bare" and name != "ringway":
+                        continue
                     problem = None
                     for _ in range(20):  # give a proxy that answers 5xx right after it listens a few seconds
                         problem = check_answer(port, scen)
@@ -604,7 +618,7 @@ def main():
                         log = open(f"{d}/{name}.log", errors="replace").read()[-3000:]
                         sys.exit(f"{name} {scen}: {problem}\n{name}'s log ends:\n{log}")
                     body = request_body(SCENARIOS[scen])
-                    path = "/v1/chat/completions"
+                    path = PROXY_PATH[scen]
                     if a.warmup:
                         oha(port, path, body, a.warmup, a.conns, a.load_cpus, rate=a.rate[0])
                     for rate in [*rates_of(name), *([] if a.no_saturated else [None])]:

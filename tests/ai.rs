@@ -861,3 +861,44 @@ fn bad_ai_config_names_the_field() {
         }
     }
 }
+
+both_drivers!(a_providers_breaker_opens_and_the_alias_falls_back, |d| {
+    let bad = Mock::start(|_| {
+        json_reply(
+            503,
+            &json!({"error": {"message": "overloaded", "type": "server_error"}}),
+        )
+    });
+    let good = providers::start(providers::openai);
+    let dir = tempfile::tempdir().unwrap();
+    let breaker = P {
+        extra: "[ai.providers.bad.upstream.breaker]\nconsecutive_failures = 2\nopen_duration = \"60s\"\nmax_open_duration = \"60s\"\n",
+        ..p("bad", "openai", bad.addr, &["k"])
+    };
+    let text = config(
+        &dir,
+        &[breaker, p("good", "openai", good.addr, &["k"])],
+        &[("fast", &[("bad", "a"), ("good", "b")])],
+    );
+    // Every call falls back until the breaker opens: more than the default fallback budget.
+    let text = format!("[ai]\nfallback_budget_min_per_sec = 100000\n{text}");
+    let g = gateway(d, &text);
+    // Every call is served (by the second candidate); the failures open the first one's breaker
+    // (shards publish outcomes at their tick), after which it gets no more requests.
+    let mut calls = 0;
+    let mut quiet = 0;
+    while quiet < 20 {
+        let before = bad.requests().len();
+        let r = post(addr(&g), "/ai/v1/chat/completions", &chat("fast", false));
+        assert_eq!(r.status, 200, "{}", r.text());
+        calls += 1;
+        quiet = if bad.requests().len() == before {
+            quiet + 1
+        } else {
+            0
+        };
+        assert!(calls < 2000, "the breaker never opened");
+    }
+    assert!(bad.requests().len() >= 2);
+    assert_eq!(good.requests().len(), calls);
+});
