@@ -340,6 +340,14 @@ both_drivers!(models_lists_the_routes_aliases, |d| {
     let v: Value = serde_json::from_slice(&get(addr(&g), "/narrow/v1/models").body).unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
     assert_eq!(get(addr(&g), "/narrow/v1/models/slow").status, 200);
+    // HEAD: the head alone, with the length the body would have.
+    let mut c = Client::connect(addr(&g));
+    c.send(b"HEAD /ai/v1/models HTTP/1.1\r\nHost: t\r\n\r\n");
+    let h = c.response(true).unwrap();
+    assert_eq!(h.status, 200);
+    assert!(h.body.is_empty());
+    assert!(h.header("content-length").is_some_and(|l| l != "0"));
+    assert_eq!(c.get("/ai/v1/models").status, 200, "the connection goes on");
     assert_eq!(get(addr(&g), "/narrow/v1/models/fast").status, 404);
     // An alias the route does not serve is not found there.
     let r = post(

@@ -23,7 +23,7 @@ fn reply(cx: &Cx<'_>, keep: bool) -> Reply {
     Reply {
         close: !keep,
         keep_alive_10: cx.ctx.head.keep_alive_10,
-        head_only: false,
+        head_only: cx.ctx.head.method == crate::http::Method::Head,
     }
 }
 
