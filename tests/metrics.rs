@@ -354,3 +354,63 @@ fn managed_routes_and_per_app_series() {
     promtool(&text);
     m.shutdown();
 }
+
+/// AI routes count their tokens, cost and time to first token.
+#[test]
+fn ai_tokens_cost_and_time_to_first_token() {
+    let provider = common::providers::start(common::providers::anthropic);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "k\n").unwrap();
+    let m = admin::start(
+        Driver::Uring,
+        1,
+        &dir.path().join("a.db"),
+        &format!(
+            "[ai.providers.an]\nkind = \"anthropic\"\nbase_url = \"http://{}\"\nkeys_file = {:?}\n\
+             [ai.models.claude]\ntargets = [{{ provider = \"an\", model = \"c\" }}]\n\
+             [ai.prices.c]\ninput = 3\noutput = 15\n\
+             [[routes]]\nname = \"ai\"\npath_prefix = \"/ai\"\nai = {{}}\n",
+            provider.addr,
+            keys.display().to_string()
+        ),
+    );
+    for stream in [false, true] {
+        let b = format!(
+            r#"{{"model":"claude","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let r = raw_request(
+            m.proxy(),
+            format!(
+                "POST /ai/v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    wait_for("two requests counted", || m.g.requests().finished >= 2);
+    let text = scrape(m.admin, Some(TOKEN)).text();
+    promtool(&text);
+    let s = samples(&text);
+    let l = r#"route="ai",service="",tenant="""#;
+    assert_eq!(
+        s[&format!("ringway_ai_tokens_total{{{l},direction=\"input\"}}")],
+        22.0,
+        "{text}"
+    );
+    assert_eq!(
+        s[&format!("ringway_ai_tokens_total{{{l},direction=\"output\"}}")],
+        4.0
+    );
+    // 2 × (11 × $3/M + 2 × $15/M) = $0.000126.
+    let cost = s[&format!("ringway_ai_cost_usd_total{{{l}}}")];
+    assert!((cost - 0.000126).abs() < 1e-12, "{cost}");
+    assert_eq!(
+        s[&format!("ringway_ai_time_to_first_token_seconds_count{{{l}}}")],
+        1.0,
+        "the streamed call"
+    );
+    m.shutdown();
+}

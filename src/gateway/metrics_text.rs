@@ -97,6 +97,69 @@ pub fn render(c: &Control) -> String {
         out.histogram("ringway_request_duration_seconds", &route_labels(i), &h);
     }
 
+    // AI routes: tokens, cost and time to first token (by model: the analytics API).
+    let ai_used: Vec<usize> = used
+        .iter()
+        .copied()
+        .filter(|&i| {
+            shards.iter().any(|s| {
+                let r = &s.routes[i];
+                get(&r.ai_input_tokens) + get(&r.ai_output_tokens) + get(&r.ai_cost_nanos) > 0
+                    || r.ai_first_token.buckets.iter().any(|b| get(b) > 0)
+            })
+        })
+        .collect();
+    if !ai_used.is_empty() {
+        out.family(
+            "ringway_ai_tokens_total",
+            "counter",
+            "AI calls' tokens by route and direction (input, output).",
+        );
+        for &i in &ai_used {
+            for (dir, pick) in [("input", 0), ("output", 1)] {
+                let n: u64 = shards
+                    .iter()
+                    .map(|s| {
+                        let r = &s.routes[i];
+                        get(if pick == 0 {
+                            &r.ai_input_tokens
+                        } else {
+                            &r.ai_output_tokens
+                        })
+                    })
+                    .sum();
+                let [a, b, t] = route_labels(i);
+                out.line("ringway_ai_tokens_total", &[a, b, t, ("direction", dir)], n);
+            }
+        }
+        out.family(
+            "ringway_ai_cost_usd_total",
+            "counter",
+            "AI calls' cost in USD by route (at the configured prices).",
+        );
+        for &i in &ai_used {
+            let nanos: u64 = shards.iter().map(|s| get(&s.routes[i].ai_cost_nanos)).sum();
+            out.line_f64(
+                "ringway_ai_cost_usd_total",
+                &route_labels(i),
+                nanos as f64 / 1e9,
+            );
+        }
+        out.family(
+            "ringway_ai_time_to_first_token_seconds",
+            "histogram",
+            "From the complete request head to the first token sent to the client, by route (streamed AI calls).",
+        );
+        for &i in &ai_used {
+            let h: Vec<&Hist> = shards.iter().map(|s| &s.routes[i].ai_first_token).collect();
+            out.histogram(
+                "ringway_ai_time_to_first_token_seconds",
+                &route_labels(i),
+                &h,
+            );
+        }
+    }
+
     // Calling apps (`metrics.per_app`).
     if snap.config.metrics.per_app {
         out.family(
@@ -553,6 +616,12 @@ impl Out {
     }
 
     fn line(&mut self, name: &str, labels: &[(&str, &str)], v: u64) {
+        self.0.push_str(name);
+        self.labels(labels, None);
+        let _ = writeln!(self.0, " {v}");
+    }
+
+    fn line_f64(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
         self.0.push_str(name);
         self.labels(labels, None);
         let _ = writeln!(self.0, " {v}");

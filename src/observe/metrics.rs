@@ -63,6 +63,11 @@ pub struct RouteSeries {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub latency: Hist,
+    /// AI routes: tokens (input, output), cost in nano-USD, and time to first token.
+    pub ai_input_tokens: AtomicU64,
+    pub ai_output_tokens: AtomicU64,
+    pub ai_cost_nanos: AtomicU64,
+    pub ai_first_token: Hist,
 }
 
 /// An upstream's series. The pool figures are published by the shard at its tick.

@@ -82,6 +82,15 @@ fn count(shard: &ShardCtx, ctx: &RequestCtx, seen: Seen<'_>) {
                 .record(clock::micros(t.upstream_connected, t.upstream_first_byte));
         }
     }
+    if let Some(ai) = &ctx.ai {
+        add(&r.ai_input_tokens, ai.tokens.input);
+        add(&r.ai_output_tokens, ai.tokens.output);
+        add(&r.ai_cost_nanos, ai.cost.0);
+        if ai.first_token != 0 {
+            r.ai_first_token
+                .record(clock::micros(start, ai.first_token));
+        }
+    }
     if let Some(e) = &ctx.error {
         add(&m.errors[code_index(e.code())], 1);
     }
