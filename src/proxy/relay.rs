@@ -28,6 +28,17 @@ pub enum Body {
 }
 
 impl Body {
+    /// The body of a response framed by `framing` (`max_trailer`: the chunked decoder's bound).
+    pub fn of_response(framing: crate::http::Framing, max_trailer: usize) -> Body {
+        use crate::http::Framing;
+        match framing {
+            Framing::None => Body::Length(0),
+            Framing::Length(n) => Body::Length(n),
+            Framing::Chunked => Body::Chunked(ChunkedDecoder::new(max_trailer)),
+            Framing::Close => Body::Close,
+        }
+    }
+
     pub fn is_done(&self) -> bool {
         match self {
             Body::Length(n) => *n == 0,

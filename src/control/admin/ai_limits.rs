@@ -50,6 +50,56 @@ async fn tenant(st: &AdminState, p: &Principal, id: &str) -> Result<Tenant, ApiE
     }
 }
 
+/// Whose limits a change is about: what the audit log and the store call it.
+struct Subject<'a> {
+    of: LimitsOf,
+    kind: &'static str,
+    id: &'a str,
+    seq: i64,
+    tenant_id: &'a str,
+}
+
+/// Sets (`body`) or clears (`None`) the limits of `who`, whose view before the change is
+/// `before` and after it `after` (both for the audit log): the store, then the catalog.
+async fn apply<T: serde::Serialize>(
+    st: &AdminState,
+    p: &Principal,
+    who: Subject<'_>,
+    before: &T,
+    after: impl FnOnce(Option<String>) -> T,
+    body: Option<&RawAiLimits>,
+) -> Result<(), ApiError> {
+    let parsed = body.map(checked).transpose()?;
+    let text = parsed.as_ref().map(|(_, t)| t.clone());
+    let now = now_ms();
+    let mut managed = st.managed.lock().await;
+    let action = match (who.of, body.is_some()) {
+        (LimitsOf::App, true) => "app.ai_limits",
+        (LimitsOf::App, false) => "app.ai_limits.clear",
+        (LimitsOf::Tenant, true) => "tenant.ai_limits",
+        (LimitsOf::Tenant, false) => "tenant.ai_limits.clear",
+    };
+    let change = Change {
+        actor: &p.actor(),
+        action,
+        kind: who.kind,
+        id: who.id,
+        tenant_id: Some(who.tenant_id),
+        before: serde_json::to_string(before).ok(),
+        after: serde_json::to_string(&after(text.clone())).ok(),
+        at: now,
+    };
+    if !st
+        .store
+        .set_ai_limits(who.of, who.id, text.as_deref(), now, &change)
+        .await?
+    {
+        return Err(ApiError::not_found(format!("no {} {:?}", who.kind, who.id)));
+    }
+    managed.set_ai_limits(who.of, who.seq, parsed.map(|(l, _)| l))?;
+    Ok(())
+}
+
 async fn apply_app(
     st: &AdminState,
     p: &Principal,
@@ -58,35 +108,18 @@ async fn apply_app(
 ) -> Result<Json<App>, ApiError> {
     let before = app(st, p, id).await?;
     p.require(Need::Govern)?;
-    let parsed = body.map(checked).transpose()?;
-    let now = now_ms();
-    let mut managed = st.managed.lock().await;
-    let mut after = before.clone();
-    after.ai_limits = parsed.as_ref().map(|(_, t)| t.clone());
-    let change = Change {
-        actor: &p.actor(),
-        action: if body.is_some() {
-            "app.ai_limits"
-        } else {
-            "app.ai_limits.clear"
-        },
+    let who = Subject {
+        of: LimitsOf::App,
         kind: "app",
         id,
-        tenant_id: Some(&before.tenant_id),
-        before: serde_json::to_string(&before).ok(),
-        after: serde_json::to_string(&after).ok(),
-        at: now,
+        seq: before.seq,
+        tenant_id: &before.tenant_id,
     };
-    let text = after.ai_limits.as_deref();
-    if !st
-        .store
-        .set_ai_limits(LimitsOf::App, id, text, now, &change)
-        .await?
-    {
-        return Err(ApiError::not_found(format!("no app {id:?}")));
-    }
-    managed.set_ai_limits(LimitsOf::App, before.seq, parsed.map(|(l, _)| l))?;
-    drop(managed);
+    let after = |ai_limits| App {
+        ai_limits,
+        ..before.clone()
+    };
+    apply(st, p, who, &before, after, body).await?;
     Ok(Json(app(st, p, id).await?))
 }
 
@@ -98,35 +131,18 @@ async fn apply_tenant(
 ) -> Result<Json<Tenant>, ApiError> {
     let before = tenant(st, p, id).await?;
     p.require_operator()?;
-    let parsed = body.map(checked).transpose()?;
-    let now = now_ms();
-    let mut managed = st.managed.lock().await;
-    let mut after = before.clone();
-    after.ai_limits = parsed.as_ref().map(|(_, t)| t.clone());
-    let change = Change {
-        actor: &p.actor(),
-        action: if body.is_some() {
-            "tenant.ai_limits"
-        } else {
-            "tenant.ai_limits.clear"
-        },
+    let who = Subject {
+        of: LimitsOf::Tenant,
         kind: "tenant",
         id,
-        tenant_id: Some(id),
-        before: serde_json::to_string(&before).ok(),
-        after: serde_json::to_string(&after).ok(),
-        at: now,
+        seq: before.seq,
+        tenant_id: id,
     };
-    let text = after.ai_limits.as_deref();
-    if !st
-        .store
-        .set_ai_limits(LimitsOf::Tenant, id, text, now, &change)
-        .await?
-    {
-        return Err(ApiError::not_found(format!("no tenant {id:?}")));
-    }
-    managed.set_ai_limits(LimitsOf::Tenant, before.seq, parsed.map(|(l, _)| l))?;
-    drop(managed);
+    let after = |ai_limits| Tenant {
+        ai_limits,
+        ..before.clone()
+    };
+    apply(st, p, who, &before, after, body).await?;
     Ok(Json(tenant(st, p, id).await?))
 }
 

@@ -99,15 +99,10 @@ pub async fn provider(
     framing: Framing,
     read_timeout_ms: u64,
 ) -> Result<Vec<u8>, GatewayError> {
-    let mut body = match framing {
-        Framing::None => Body::Length(0),
-        Framing::Length(n) if n > MAX_PROVIDER_BODY as u64 => {
-            return Err(too_large());
-        }
-        Framing::Length(n) => Body::Length(n),
-        Framing::Chunked => Body::Chunked(ChunkedDecoder::new(ubuf.capacity())),
-        Framing::Close => Body::Close,
-    };
+    if matches!(framing, Framing::Length(n) if n > MAX_PROVIDER_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut body = Body::of_response(framing, ubuf.capacity());
     let fd = lease.fd();
     let mut src = Source {
         stream: lease.stream(),

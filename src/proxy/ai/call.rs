@@ -27,7 +27,6 @@ use crate::ai::openai::{ChatRequest, ErrorDetail};
 use crate::ai::provider::{self, Outgoing};
 use crate::config::ai::ProviderConfig;
 use crate::error::{ErrorKind, GatewayError, Retry};
-use crate::http::Framing;
 use crate::observe::clock;
 use crate::runtime::watchdog::{Shut, now_ms};
 use crate::upstream::retry::Failure;
@@ -36,7 +35,7 @@ use crate::upstream::{Lease, Outcome, Refusal};
 use super::super::answer::{Answer, Detail};
 use super::super::chain::{Cx, Next};
 use super::super::forward::response::read_head;
-use super::{Served, body, translate};
+use super::{Served, translate};
 
 /// Keys of one provider tried for one call.
 pub const MAX_KEY_TRIES: usize = 3;
@@ -178,16 +177,9 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
             return Served::Done(answer);
         }
         // An error answer: read it (it says why), then decide.
-        let framing = cx.kit.resp.framing.0;
-        let close = cx.kit.resp.close;
-        ubuf.consume(cx.kit.resp.len);
-        let read_timeout = up.config.read_timeout.as_millis() as u64;
-        let text =
-            body::provider(&cx.conn.watch, &mut lease, &mut ubuf, framing, read_timeout).await;
-        let reusable = text.is_ok() && ubuf.is_empty() && !close && framing != Framing::Close;
-        lease.release(reusable, now_ms());
-        cx.conn.shard.pools.put_buf(ubuf);
-        let text = text.unwrap_or_default();
+        let text = translate::read_whole(cx, lease, ubuf, up)
+            .await
+            .unwrap_or_default();
         key_tries += 1;
         let key_problem = key.is_some() && matches!(status, 401 | 403 | 429);
         if key_problem

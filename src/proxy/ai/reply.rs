@@ -33,6 +33,25 @@ fn keep(cx: &Cx<'_>) -> bool {
     cx.ctx.read_whole && client_keep_alive(cx)
 }
 
+/// Sends what is laid out in the gather list and counts it; false (the client gone, recorded as
+/// the request's error while `doing`) when the write failed.
+async fn send(cx: &mut Cx<'_>, doing: &'static str) -> bool {
+    let kit = &mut *cx.kit;
+    let len = kit.g.total() as u64;
+    if cx
+        .conn
+        .send(&mut kit.g, &mut kit.buf, |_| {})
+        .await
+        .is_err()
+    {
+        cx.ctx
+            .fail(GatewayError::new(ErrorKind::ClientGone).context(doing));
+        return false;
+    }
+    cx.ctx.bytes_out += len;
+    true
+}
+
 /// Writes a JSON answer.
 pub async fn json(cx: &mut Cx<'_>, status: u16, body: &[u8]) -> Answer {
     raw(cx, status, b"application/json", body).await
@@ -54,18 +73,9 @@ pub async fn raw(cx: &mut Cx<'_>, status: u16, content_type: &[u8], body: &[u8])
         r,
     );
     cx.ctx.status = status;
-    let len = kit.g.total() as u64;
-    if cx
-        .conn
-        .send(&mut kit.g, &mut kit.buf, |_| {})
-        .await
-        .is_err()
-    {
-        cx.ctx
-            .fail(GatewayError::new(ErrorKind::ClientGone).context("writing the answer"));
+    if !send(cx, "writing the answer").await {
         return Answer::Sent(Next::Close);
     }
-    cx.ctx.bytes_out += len;
     cx.ctx.timings.last_byte = clock::now();
     Answer::Sent(if keep { Next::KeepAlive } else { Next::Close })
 }
@@ -99,25 +109,12 @@ pub async fn stream_head_status(cx: &mut Cx<'_>, status: u16) -> Stream {
         r,
     );
     cx.ctx.status = status;
-    let mut s = Stream {
+    let gone = !send(cx, "writing the stream head").await;
+    Stream {
         chunked,
         keep,
-        gone: false,
-    };
-    let len = kit.g.total() as u64;
-    if cx
-        .conn
-        .send(&mut kit.g, &mut kit.buf, |_| {})
-        .await
-        .is_err()
-    {
-        s.gone = true;
-        cx.ctx
-            .fail(GatewayError::new(ErrorKind::ClientGone).context("writing the stream head"));
-    } else {
-        cx.ctx.bytes_out += len;
+        gone,
     }
-    s
 }
 
 impl Stream {
@@ -142,20 +139,8 @@ impl Stream {
             kit.g.extra.extend_from_slice(data);
         }
         kit.g.end_extra(from);
-        let len = kit.g.total() as u64;
-        if cx
-            .conn
-            .send(&mut kit.g, &mut kit.buf, |_| {})
-            .await
-            .is_err()
-        {
-            self.gone = true;
-            cx.ctx
-                .fail(GatewayError::new(ErrorKind::ClientGone).context("streaming the answer"));
-            return false;
-        }
-        cx.ctx.bytes_out += len;
-        true
+        self.gone = !send(cx, "streaming the answer").await;
+        !self.gone
     }
 
     /// How the connection goes on after the stream.

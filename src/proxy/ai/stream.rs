@@ -21,10 +21,9 @@ use crate::ai::price::Tokens;
 use crate::ai::provider::Kind;
 use crate::config::ai::ProviderConfig;
 use crate::error::{ErrorKind, GatewayError};
+use crate::http::ResponseError;
 use crate::http::buf::Buf;
-use crate::http::chunked::ChunkedDecoder;
 use crate::http::sse::{SseError, write_event};
-use crate::http::{Framing, ResponseError};
 use crate::observe::clock;
 use crate::runtime::watchdog::{Shut, now_ms};
 use crate::upstream::{Lease, Upstream};
@@ -125,35 +124,29 @@ fn error_event(out: &mut Vec<u8>, e: &GatewayError) {
     write_event(out, None, b"[DONE]");
 }
 
-/// Relays a provider's streamed 2xx answer (head in `kit.resp`, first bytes in `ubuf`).
-pub async fn relay(
+/// How a provider's stream reaches the client.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// As the translator writes it (OpenAI chunks).
+    Translated,
+    /// As the provider sent it; the translator only peeks (a native route).
+    Raw,
+}
+
+/// Moves the provider's stream body to the client until it ends, fails or the client leaves,
+/// feeding `tr` (one client write per provider read). Returns whether the stream ended cleanly.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
     cx: &mut Cx<'_>,
-    p: &ProviderConfig,
-    model: &str,
-    req: &ChatRequest,
-    mut lease: Lease,
-    mut ubuf: Buf,
-    up: &Upstream,
-) -> Answer {
-    let framing = cx.kit.resp.framing.0;
-    let close = cx.kit.resp.close;
-    ubuf.consume(cx.kit.resp.len);
-    let mut body = match framing {
-        Framing::None => Body::Length(0),
-        Framing::Length(n) => Body::Length(n),
-        Framing::Chunked => Body::Chunked(ChunkedDecoder::new(ubuf.capacity())),
-        Framing::Close => Body::Close,
-    };
-    let created = super::unix_secs();
-    let id = format!(
-        "chatcmpl-{}",
-        String::from_utf8_lossy(reply::request_id(cx))
-    );
-    let mut tr = Translator::new(&p.kind, model, &id, created, req.wants_stream_usage());
-    let mut s = reply::stream_head(cx).await;
-    let read_timeout = up.config.read_timeout.as_millis() as u64;
-    let mut out = Vec::new();
-    let mut ranges = Vec::new();
+    lease: &mut Lease,
+    ubuf: &mut Buf,
+    body: &mut Body,
+    read_timeout: u64,
+    tr: &mut Translator,
+    mode: Mode,
+    s: &mut reply::Stream,
+) -> bool {
+    let (mut out, mut scratch, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
     let mut failed: Option<GatewayError> = None;
     let mut ended = false;
     while !s.gone {
@@ -166,18 +159,22 @@ pub async fn relay(
             timeout_ms: read_timeout,
             shut: Shut::Both,
         };
-        let step = body_step(
-            &mut src,
-            &cx.conn.watch,
-            &mut ubuf,
-            &mut body,
-            &mut ranges,
-            |d| {
-                if let Err(e) = tr.feed(d, &mut out) {
-                    bad = Some(e);
+        let step = body_step(&mut src, &cx.conn.watch, ubuf, body, &mut ranges, |d| {
+            let fed = match mode {
+                Mode::Translated => tr.feed(d, &mut out),
+                Mode::Raw => {
+                    out.extend_from_slice(d);
+                    scratch.clear();
+                    // A peek that fails (an oversized event) only loses the usage: the bytes
+                    // pass.
+                    let _ = tr.feed(d, &mut scratch);
+                    Ok(())
                 }
-            },
-        )
+            };
+            if let Err(e) = fed {
+                bad = Some(e);
+            }
+        })
         .await;
         let done = match (step, bad) {
             (_, Some(_)) => {
@@ -187,24 +184,24 @@ pub async fn relay(
             }
             (Ok(done), None) => done,
             (Err(e), None) => {
-                failed = Some(match e {
-                    RelayError::SrcTimeout => GatewayError::new(ErrorKind::UpstreamTimeout),
-                    RelayError::Chunk(c) => GatewayError::new(ErrorKind::UpstreamBadResponse(
-                        ResponseError::BadFraming(c.reason()),
-                    )),
+                failed = Some(match (mode, e) {
+                    (Mode::Translated, RelayError::SrcTimeout) => {
+                        GatewayError::new(ErrorKind::UpstreamTimeout)
+                    }
+                    (Mode::Translated, RelayError::Chunk(c)) => GatewayError::new(
+                        ErrorKind::UpstreamBadResponse(ResponseError::BadFraming(c.reason())),
+                    ),
                     _ => GatewayError::new(ErrorKind::UpstreamReset),
                 });
                 true
             }
         };
-        match &failed {
-            Some(e) => error_event(&mut out, e),
-            None if done => {
-                tr.finish(&mut out);
-                ended = true;
-            }
-            None => {}
+        match (&failed, mode) {
+            (Some(e), Mode::Translated) => error_event(&mut out, e),
+            (None, Mode::Translated) if done => tr.finish(&mut out),
+            _ => {}
         }
+        ended = done && failed.is_none();
         if let Some(a) = cx.ctx.ai.as_mut() {
             if a.first_token == 0 && !tr.generated().is_empty() {
                 a.first_token = clock::now();
@@ -217,13 +214,62 @@ pub async fn relay(
     if let Some(e) = failed {
         cx.ctx.fail(e.context("reading the provider's stream"));
     }
-    let generated = tr.generated().to_string();
-    account_chat(cx, req, tr.usage(), tr.known_input(), Some(&generated));
+    ended
+}
+
+/// The stream is over: the provider connection back to the pool when the exchange left it
+/// clean (`close`: the provider said it closes), and how the client connection goes on.
+fn end(
+    cx: &mut Cx<'_>,
+    lease: Lease,
+    ubuf: Buf,
+    body: &Body,
+    close: bool,
+    ended: bool,
+    s: &reply::Stream,
+) -> Answer {
     cx.ctx.timings.last_byte = clock::now();
     let reusable = ended && !close && body.is_done() && ubuf.is_empty();
     lease.release(reusable, now_ms());
     cx.conn.shard.pools.put_buf(ubuf);
     Answer::Sent(s.next())
+}
+
+/// Relays a provider's streamed 2xx answer (head in `kit.resp`, first bytes in `ubuf`).
+pub async fn relay(
+    cx: &mut Cx<'_>,
+    p: &ProviderConfig,
+    model: &str,
+    req: &ChatRequest,
+    mut lease: Lease,
+    mut ubuf: Buf,
+    up: &Upstream,
+) -> Answer {
+    let close = cx.kit.resp.close;
+    ubuf.consume(cx.kit.resp.len);
+    let mut body = Body::of_response(cx.kit.resp.framing.0, ubuf.capacity());
+    let created = super::unix_secs();
+    let id = format!(
+        "chatcmpl-{}",
+        String::from_utf8_lossy(reply::request_id(cx))
+    );
+    let mut tr = Translator::new(&p.kind, model, &id, created, req.wants_stream_usage());
+    let mut s = reply::stream_head(cx).await;
+    let read_timeout = up.config.read_timeout.as_millis() as u64;
+    let ended = pump(
+        cx,
+        &mut lease,
+        &mut ubuf,
+        &mut body,
+        read_timeout,
+        &mut tr,
+        Mode::Translated,
+        &mut s,
+    )
+    .await;
+    let generated = tr.generated().to_string();
+    account_chat(cx, req, tr.usage(), tr.known_input(), Some(&generated));
+    end(cx, lease, ubuf, &body, close, ended, &s)
 }
 
 /// Relays a native call's streamed 2xx answer as the provider sent it (the SSE bytes unchanged),
@@ -237,83 +283,35 @@ pub async fn native(
     up: &Upstream,
     status: u16,
 ) -> Answer {
-    let framing = cx.kit.resp.framing.0;
     let close = cx.kit.resp.close;
     ubuf.consume(cx.kit.resp.len);
-    let mut body = match framing {
-        Framing::None => Body::Length(0),
-        Framing::Length(len) => Body::Length(len),
-        Framing::Chunked => Body::Chunked(ChunkedDecoder::new(ubuf.capacity())),
-        Framing::Close => Body::Close,
-    };
+    let mut body = Body::of_response(cx.kit.resp.framing.0, ubuf.capacity());
     // Asked for usage (the OpenAI format's chunk is only there if the client asked for it).
     let mut peek = Translator::new(&p.kind, &n.model, "", 0, true);
     let mut s = reply::stream_head_status(cx, status).await;
     let read_timeout = up.config.read_timeout.as_millis() as u64;
-    let (mut out, mut scratch, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
-    let mut failed = None;
-    let mut ended = false;
-    while !s.gone {
-        out.clear();
-        let fd = lease.fd();
-        let mut src = Source {
-            stream: lease.stream(),
-            fd,
-            timeout_ms: read_timeout,
-            shut: Shut::Both,
-        };
-        let step = body_step(
-            &mut src,
-            &cx.conn.watch,
-            &mut ubuf,
-            &mut body,
-            &mut ranges,
-            |d| {
-                out.extend_from_slice(d);
-                scratch.clear();
-                // A peek that fails (an oversized event) only loses the usage: the bytes pass.
-                let _ = peek.feed(d, &mut scratch);
-            },
-        )
-        .await;
-        let done = match step {
-            Ok(done) => done,
-            Err(_) => {
-                failed = Some(GatewayError::new(ErrorKind::UpstreamReset));
-                true
-            }
-        };
-        ended = done && failed.is_none();
-        if let Some(a) = cx.ctx.ai.as_mut() {
-            if a.first_token == 0 && !peek.generated().is_empty() {
-                a.first_token = clock::now();
-            }
-        }
-        if !s.write(cx, &out, done).await || done {
-            break;
-        }
-    }
-    if let Some(e) = failed {
-        cx.ctx.fail(e.context("reading the provider's stream"));
-    }
-    let tokens = peek.usage();
-    let generated = peek.generated().to_string();
-    let known = peek.known_input();
-    match tokens {
+    let ended = pump(
+        cx,
+        &mut lease,
+        &mut ubuf,
+        &mut body,
+        read_timeout,
+        &mut peek,
+        Mode::Raw,
+        &mut s,
+    )
+    .await;
+    match peek.usage() {
         Some(t) => super::account(cx, t, false),
         None => super::account(
             cx,
             Tokens {
-                input: known.unwrap_or(0),
+                input: peek.known_input().unwrap_or(0),
                 cached_input: 0,
-                output: crate::ai::tokens::count(&generated),
+                output: crate::ai::tokens::count(peek.generated()),
             },
             true,
         ),
     }
-    cx.ctx.timings.last_byte = clock::now();
-    let reusable = ended && !close && body.is_done() && ubuf.is_empty();
-    lease.release(reusable, now_ms());
-    cx.conn.shard.pools.put_buf(ubuf);
-    Answer::Sent(s.next())
+    end(cx, lease, ubuf, &body, close, ended, &s)
 }

@@ -11,7 +11,6 @@ use monoio::io::AsyncReadRent;
 
 use crate::error::{ErrorKind, GatewayError, Retry};
 use crate::http::buf::Buf;
-use crate::http::chunked::ChunkedDecoder;
 use crate::http::rewrite::{self, ResponseRewrite};
 use crate::http::{Framing, Method, ResponseError, parse_response};
 use crate::runtime::watchdog::{Shut, now_ms};
@@ -139,12 +138,7 @@ pub async fn relay_response(
     let keep = client_keep_alive(cx) && framing != Framing::Close && !dechunk && !early;
     // The upload was cut short: what the client still sends is drained when it closes.
     cx.conn.linger |= early;
-    let mut rbody = match framing {
-        Framing::None => Body::Length(0),
-        Framing::Length(n) => Body::Length(n),
-        Framing::Chunked => Body::Chunked(ChunkedDecoder::new(ubuf.capacity())),
-        Framing::Close => Body::Close,
-    };
+    let mut rbody = Body::of_response(framing, ubuf.capacity());
     let resp_len = cx.kit.resp.len;
     let cap = match cx.ctx.route {
         Some(r) if cx.conn.shard.recording() => cx.state.snap.config.routes[r].capture_body,
