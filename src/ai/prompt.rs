@@ -105,6 +105,35 @@ pub struct Prompt {
     pub json: bool,
 }
 
+/// A prompt's variable as the console lists it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct VariableView {
+    pub name: String,
+    /// `string`, `integer`, `number` or `boolean`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub required: bool,
+}
+
+impl Prompt {
+    /// Its variables, by name.
+    pub fn variables(&self) -> Vec<VariableView> {
+        self.variables
+            .iter()
+            .map(|(name, v)| VariableView {
+                name: name.clone(),
+                kind: match v.kind {
+                    Kind::String => "string",
+                    Kind::Integer => "integer",
+                    Kind::Number => "number",
+                    Kind::Boolean => "boolean",
+                },
+                required: v.required,
+            })
+            .collect()
+    }
+}
+
 /// What a call renders to.
 #[derive(Debug)]
 pub struct Rendered {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -22,6 +23,11 @@ pub struct RawAdmin {
     pub token_file: Option<String>,
     /// Let managed services' targets and JWKS URLs point at this host (development only).
     pub allow_loopback: Option<bool>,
+    /// How long a console or `/login` session lasts (`12h` by default, at most 30 days).
+    pub session_ttl: Option<String>,
+    /// Mark the console's session cookie `Secure` (sent over HTTPS only). Default: on unless the
+    /// listener is loopback. Turn it on when a TLS terminator serves the console.
+    pub cookie_secure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,7 +42,13 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token_file: Option<PathBuf>,
     pub allow_loopback: bool,
+    pub session_ttl: Duration,
+    pub cookie_secure: bool,
 }
+
+/// Session lifetime when `[admin] session_ttl` is not set.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+const MAX_SESSION_TTL: Duration = Duration::from_secs(30 * 86_400);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -61,10 +73,30 @@ pub(super) fn admin(a: RawAdmin, base: &Path) -> Result<AdminConfig, ConfigError
         Some(f) => Some(base.join(f)),
         None => None,
     };
+    let session_ttl = match a.session_ttl.as_deref() {
+        None => DEFAULT_SESSION_TTL,
+        Some(s) => {
+            let d = humantime::parse_duration(s).map_err(|_| {
+                ConfigError::invalid(
+                    "admin.session_ttl",
+                    format!("{s:?} is not a duration such as \"12h\""),
+                )
+            })?;
+            if d < Duration::from_secs(1) || d > MAX_SESSION_TTL {
+                return Err(ConfigError::invalid(
+                    "admin.session_ttl",
+                    "must be 1s to 30 days",
+                ));
+            }
+            d
+        }
+    };
     Ok(AdminConfig {
         listen,
         token_file,
         allow_loopback: a.allow_loopback.unwrap_or(false),
+        session_ttl,
+        cookie_secure: a.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
     })
 }
 

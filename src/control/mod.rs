@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod catalog;
+pub mod console;
 pub mod declarative;
 pub mod jwt;
 pub mod keyring;
@@ -164,7 +165,7 @@ impl ControlPlane {
                 };
                 rt.block_on(run(
                     store_cfg.path,
-                    admin_cfg.map(|a| a.listen),
+                    admin_cfg,
                     token_hash,
                     base,
                     publisher,
@@ -234,7 +235,7 @@ type Ready = std::sync::mpsc::Sender<Result<Option<SocketAddr>, ControlError>>;
 #[allow(clippy::too_many_arguments)]
 async fn run(
     path: std::path::PathBuf,
-    listen: Option<SocketAddr>,
+    admin_cfg: Option<crate::config::admin::AdminConfig>,
     token_hash: Option<[u8; 32]>,
     base: Arc<Config>,
     publisher: SnapshotPublisher,
@@ -269,6 +270,7 @@ async fn run(
             return;
         }
     };
+    let listen = admin_cfg.as_ref().map(|a| a.listen);
     let listener = match listen {
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => Some(l),
@@ -348,6 +350,11 @@ async fn run(
                 managed,
                 token_hash: Arc::new(hash),
                 throttle: Arc::default(),
+                session_ttl_ms: admin_cfg
+                    .as_ref()
+                    .map_or(crate::config::admin::DEFAULT_SESSION_TTL, |a| a.session_ttl)
+                    .as_millis() as i64,
+                cookie_secure: admin_cfg.as_ref().is_some_and(|a| a.cookie_secure),
                 publisher: admin_publisher,
                 metrics_token: std::env::var("RINGWAY_METRICS_TOKEN")
                     .ok()

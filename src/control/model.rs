@@ -434,6 +434,20 @@ pub struct Subscription {
     #[serde(serialize_with = "ser_quota")]
     #[schema(value_type = Option<Quota>)]
     pub quota: Option<String>,
+    /// In lists: the app's name and tenant, and the service's name (for an inbox that cannot
+    /// open another tenant's app).
+    #[sqlx(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+    #[sqlx(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_tenant_id: Option<String>,
+    #[sqlx(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[sqlx(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tenant_id: Option<String>,
 }
 
 fn ser_quota<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {

@@ -67,6 +67,8 @@ pub struct Control {
     /// Finished analytics periods from the call-log writer, until the control plane takes them.
     rollups: Rollups,
     pub published: PublishStats,
+    /// The plain listeners' addresses (ports resolved): where the console's try-it sends.
+    pub listening: Vec<SocketAddr>,
 }
 
 /// The receiving end of the analytics periods, held until the control plane takes it. Locked
@@ -292,6 +294,7 @@ impl Gateway {
                 .map(|_| CachePadded::new(ShardRequests::default()))
                 .collect(),
             instance: instance_id(),
+            listening: addrs.clone(),
             recording: wants_records(&snap.config),
             analytics_tap: snap.config.analytics.is_some(),
         });
@@ -529,6 +532,11 @@ pub struct SnapshotPublisher {
 }
 
 impl SnapshotPublisher {
+    /// The gateway's plain listeners (ports resolved).
+    pub fn listening(&self) -> &[SocketAddr] {
+        &self.control.listening
+    }
+
     /// Builds the next snapshot from the one it replaces and publishes it under the next
     /// generation. `next` gets the current snapshot and returns the config and catalog to serve;
     /// it runs under the publish lock, so nothing is published between its read and the store.

@@ -22,6 +22,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/ai/providers", get(providers))
         .route("/api/v1/ai/providers/{name}/keys", post(add_key))
         .route("/api/v1/ai/providers/{name}/keys/{id}", delete(delete_key))
+        .route("/api/v1/ai/models", get(models))
         .route("/api/v1/ai/prices", get(prices))
         .route(
             "/api/v1/ai/prices/{model}",
@@ -107,6 +108,109 @@ pub async fn providers(
         })
         .collect();
     Ok(Json(ProviderList { items }))
+}
+
+/// One place a model alias is served.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TargetView {
+    pub provider: String,
+    pub model: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AliasView {
+    pub name: String,
+    /// `ordered` (fallbacks in order) or `weighted`.
+    pub order: &'static str,
+    pub targets: Vec<TargetView>,
+}
+
+/// A route of the config file that serves the AI gateway.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AiRouteView {
+    pub route: String,
+    pub path: String,
+    /// `unified` (the OpenAI-compatible API), `native` (a provider's own API) or `prompt`.
+    pub kind: &'static str,
+    /// The aliases it serves (empty: all); a prompt route's alias.
+    pub models: Vec<String>,
+    /// A native route's provider.
+    pub provider: Option<String>,
+    /// A prompt route's variables.
+    pub variables: Option<Vec<crate::ai::prompt::VariableView>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelList {
+    pub aliases: Vec<AliasView>,
+    pub routes: Vec<AiRouteView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/ai/models",
+    responses((status = 200, body = ModelList, description = "model aliases, and the config file's AI routes (prompt APIs among them)")))]
+pub async fn models(
+    State(st): State<AdminState>,
+    p: Principal,
+) -> Result<Json<ModelList>, ApiError> {
+    p.require(super::Need::Read)?;
+    let (ai, base) = {
+        let m = st.managed.lock().await;
+        (m.ai(), m.base_config())
+    };
+    let alias_name = |i: &usize| ai.aliases.get(*i).map(|a| a.name.clone());
+    let aliases = ai
+        .aliases
+        .iter()
+        .map(|a| AliasView {
+            name: a.name.clone(),
+            order: match a.order {
+                crate::ai::alias::Order::Ordered => "ordered",
+                crate::ai::alias::Order::Weighted => "weighted",
+            },
+            targets: a
+                .candidates
+                .iter()
+                .map(|c| TargetView {
+                    provider: ai
+                        .providers
+                        .get(c.provider)
+                        .map(|p| p.name.clone())
+                        .unwrap_or_default(),
+                    model: c.model.clone(),
+                    weight: c.weight,
+                })
+                .collect(),
+        })
+        .collect();
+    let routes = base
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let crate::config::RouteAction::Ai(a) = &r.action else {
+                return None;
+            };
+            let kind = if a.prompt.is_some() {
+                "prompt"
+            } else if a.native.is_some() {
+                "native"
+            } else {
+                "unified"
+            };
+            Some(AiRouteView {
+                route: r.name.clone(),
+                path: r.path.as_str().to_string(),
+                kind,
+                models: a.models.iter().filter_map(alias_name).collect(),
+                provider: a
+                    .native
+                    .and_then(|i| ai.providers.get(i))
+                    .map(|p| p.name.clone()),
+                variables: a.prompt.as_ref().map(|p| p.variables()),
+            })
+        })
+        .collect();
+    Ok(Json(ModelList { aliases, routes }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -1,6 +1,8 @@
 //! `/api/v1/analytics/...`: time series, top lists and error breakdowns from the stored rollups,
-//! and call-log search, scoped like the rest of the admin API (a tenant's users see their
-//! tenant's services only; the config file's own routes are the operator's).
+//! and call-log search, scoped like the rest of the admin API: a tenant's users see the calls to
+//! their tenant's services and the calls their tenant's apps make (to another tenant's service
+//! too: their own usage; such a call record is shown without the service's upstream target).
+//! The config file's own routes are the operator's.
 //!
 //! Times are RFC 3339 or unix seconds; `to` defaults to now and `from` to an hour before `to`.
 //! Steps are `60s`-multiples (`1m`, `5m`, `1h`, `1d`, ...); a range holds at most
@@ -317,9 +319,14 @@ pub async fn calls(
             "call search reads the call log's file: configure [call_log.file]",
         ));
     };
+    let apps = match &f.tenants {
+        Some(ts) => st.store.app_ids_of(ts).await?.into_iter().collect(),
+        None => Default::default(),
+    };
     let query = search::Query {
         from_us: r.from * 1_000_000,
         to_us: r.to * 1_000_000,
+        apps,
         tenants: f.tenants,
         service: f.service,
         app: f.app,

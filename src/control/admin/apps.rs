@@ -80,7 +80,7 @@ pub async fn list(
     p: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<App>>, ApiError> {
-    let q = params.query(&p, &["tenant_id"])?;
+    let q = params.query(&p, &["tenant_id", "q:name"])?;
     let rows = st.store.apps(&q).await?;
     Ok(Json(page(rows, &q, |a: &App| a.id.clone(), |a| a)))
 }

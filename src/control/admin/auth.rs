@@ -161,35 +161,119 @@ pub fn forbidden(message: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
+/// The console's session cookie: a session token (a user's or the operator's), `HttpOnly`,
+/// `SameSite=Strict`.
+pub const SESSION_COOKIE: &str = "ringway_session";
+/// The header a console call that changes something carries: [`csrf_token`] of its session.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The session token in the request's `Cookie` headers, if any.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The CSRF token of a session: derived from its secret token, so only a page that was given
+/// it (at sign-in, or by `GET /api/v1/session`) knows it; another site's page cannot read it.
+pub fn csrf_token(session_token: &str) -> String {
+    let mut b = Vec::with_capacity(session_token.len() + 13);
+    b.extend_from_slice(b"ringway-csrf\0");
+    b.extend_from_slice(session_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(crate::catalog::hash_key(&b))
+}
+
+/// A cookie-authenticated call that changes state must come from the console's own page: the
+/// CSRF header matches the session, and the browser does not call it cross-site.
+fn check_csrf(parts: &Parts, session_token: &str) -> Result<(), ApiError> {
+    if let Some(site) = parts.headers.get("sec-fetch-site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return Err(csrf_refused(
+                "a cross-site request cannot use the console session",
+            ));
+        }
+    }
+    let given = parts
+        .headers
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let want = csrf_token(session_token);
+    if given.is_empty() || !bool::from(given.ct_eq(want.as_bytes())) {
+        return Err(csrf_refused(
+            "missing or wrong X-CSRF-Token (reload the console, or use a Bearer token)",
+        ));
+    }
+    Ok(())
+}
+
+fn csrf_refused(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", message)
+}
+
 impl FromRequestParts<AdminState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
-        let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "missing Authorization: Bearer <token>",
-            ));
+        let (token, from_cookie) = match parts.headers.get(header::AUTHORIZATION) {
+            Some(v) => {
+                let token = v
+                    .to_str()
+                    .ok()
+                    .and_then(|v| {
+                        let (scheme, rest) = v.split_once(' ')?;
+                        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+                    })
+                    .ok_or_else(|| {
+                        ApiError::unauthorized("expected Authorization: Bearer <token>")
+                    })?;
+                (token, false)
+            }
+            None => match session_cookie(&parts.headers) {
+                Some(t) => (t, true),
+                None => {
+                    return Err(ApiError::unauthorized(
+                        "missing Authorization: Bearer <token> (or a console session)",
+                    ));
+                }
+            },
         };
-        let token = v
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+        if from_cookie && !parts.method.is_safe() {
+            check_csrf(parts, token)?;
+        }
         let hash = crate::catalog::hash_key(token.as_bytes());
-        if bool::from(hash.ct_eq(&*state.token_hash)) {
+        // The bootstrap token itself is never a cookie: the console trades it for a session.
+        if !from_cookie && bool::from(hash.ct_eq(&*state.token_hash)) {
             return Ok(Principal::Operator);
         }
         if !token.starts_with(TOKEN_PREFIX) {
             return Err(ApiError::unauthorized("the token is not valid"));
         }
+        if from_cookie
+            && state
+                .store
+                .operator_session(&hash, now_ms())
+                .await?
+                .is_some()
+        {
+            return Ok(Principal::Operator);
+        }
         let Some((t, user)) = state.store.token_user(&hash, now_ms()).await? else {
-            return Err(ApiError::unauthorized(
-                "the token is not valid (unknown, expired or revoked)",
-            ));
+            return Err(if from_cookie {
+                session_ended()
+            } else {
+                ApiError::unauthorized("the token is not valid (unknown, expired or revoked)")
+            });
         };
+        if from_cookie && t.kind != "session" {
+            return Err(session_ended());
+        }
         let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
         let scopes: Vec<String> = serde_json::from_str(&t.scopes).unwrap_or_default();
         Ok(Principal::User {
@@ -201,6 +285,14 @@ impl FromRequestParts<AdminState> for Principal {
             session: t.kind == "session",
         })
     }
+}
+
+/// A console call whose session expired or was ended.
+pub fn session_ended() -> ApiError {
+    let mut e =
+        ApiError::unauthorized("the session has ended (expired or signed out): sign in again");
+    e.code = "session_ended";
+    e
 }
 
 /// A new admin token and its hash.

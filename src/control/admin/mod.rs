@@ -21,8 +21,10 @@ mod error;
 mod metrics;
 mod openapi;
 mod services;
+mod session;
 mod subscriptions;
 mod tenants;
+mod tryit;
 mod users;
 
 use std::sync::Arc;
@@ -50,6 +52,10 @@ pub struct AdminState {
     /// SHA-256 of the bootstrap admin token.
     pub token_hash: Arc<[u8; 32]>,
     pub throttle: Arc<auth::Throttle>,
+    /// `[admin] session_ttl`, in milliseconds.
+    pub session_ttl_ms: i64,
+    /// `[admin] cookie_secure`.
+    pub cookie_secure: bool,
     /// Publishes snapshots, and renders the node's metrics.
     pub publisher: crate::gateway::SnapshotPublisher,
     /// SHA-256 of the scrape token (`RINGWAY_METRICS_TOKEN`), when one is set.
@@ -200,10 +206,15 @@ pub struct ListParams {
     pub app_id: Option<String>,
     pub service_id: Option<String>,
     pub object_id: Option<String>,
+    /// Services: `public` or `private`.
+    pub visibility: Option<String>,
+    /// Text the name (a user's email) contains, 1 to 100 characters.
+    pub q: Option<String>,
 }
 
 impl ListParams {
-    /// The store query for `principal`, with the filters `allowed` for this list.
+    /// The store query for `principal`, with the filters `allowed` for this list; `"q:COLUMN"`
+    /// in `allowed` lets `q` search that column.
     pub fn query(
         &self,
         principal: &Principal,
@@ -228,6 +239,7 @@ impl ListParams {
             ("app_id", &self.app_id),
             ("service_id", &self.service_id),
             ("object_id", &self.object_id),
+            ("visibility", &self.visibility),
         ] {
             if let Some(v) = v {
                 if !allowed.contains(&name) {
@@ -236,7 +248,21 @@ impl ListParams {
                 filters.push((name, v.clone()));
             }
         }
+        let search = match &self.q {
+            None => None,
+            Some(text) => {
+                let Some(col) = allowed.iter().find_map(|a| a.strip_prefix("q:")) else {
+                    return Err(ApiError::field("q", "this list cannot be searched"));
+                };
+                let n = text.chars().count();
+                if !(1..=100).contains(&n) || text.chars().any(char::is_control) {
+                    return Err(ApiError::field("q", "must be 1 to 100 characters"));
+                }
+                Some((col, text.clone()))
+            }
+        };
         Ok(ListQuery {
+            search,
             cursor: self.cursor.clone(),
             // One more than asked, to know whether there is a next page.
             limit: limit + 1,
@@ -305,6 +331,9 @@ pub fn router(state: AdminState) -> Router {
         .merge(subscriptions::routes())
         .merge(audit::routes())
         .merge(users::routes())
+        .merge(session::routes())
+        .merge(tryit::routes())
+        .merge(super::console::routes())
         .merge(credentials::routes())
         .merge(openapi::routes())
         .merge(metrics::routes())
@@ -332,6 +361,7 @@ pub fn router(state: AdminState) -> Router {
                 ))
             },
         ))
+        .layer(axum::middleware::from_fn(super::console::harden))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             std::time::Duration::from_secs(30),

@@ -6,7 +6,8 @@ use utoipa::OpenApi;
 
 use super::AdminState;
 use super::{
-    ai, ai_limits, analytics, apps, audit, credentials, services, subscriptions, tenants, users,
+    ai, ai_limits, analytics, apps, audit, credentials, services, session, subscriptions, tenants,
+    tryit, users,
 };
 use crate::control::model;
 
@@ -20,6 +21,7 @@ use crate::control::model;
         ai::providers,
         ai::add_key,
         ai::delete_key,
+        ai::models,
         ai::prices,
         ai::set_price,
         ai::delete_price,
@@ -46,6 +48,10 @@ use crate::control::model;
         services::publish,
         services::deprecate,
         services::retire,
+        tryit::try_call,
+        session::sign_in,
+        session::current,
+        session::sign_out,
         apps::create,
         apps::list,
         apps::one,

@@ -79,7 +79,11 @@ pub(super) fn validate(body: &ServiceUpdate) -> Result<(), ApiError> {
 
 /// Finds a service `p` may see: its tenant's, or a public one that is not a draft. Anything else
 /// is a 404, as if it did not exist.
-async fn visible(st: &AdminState, p: &Principal, id: &str) -> Result<ServiceRow, ApiError> {
+pub(super) async fn visible(
+    st: &AdminState,
+    p: &Principal,
+    id: &str,
+) -> Result<ServiceRow, ApiError> {
     match st.store.service(id).await? {
         Some(s) if p.sees(&s.tenant_id) || (s.visibility == "public" && s.state != "draft") => {
             Ok(s)
@@ -346,7 +350,7 @@ pub async fn list(
     p: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Service>>, ApiError> {
-    let q = params.query(&p, &["tenant_id", "state"])?;
+    let q = params.query(&p, &["tenant_id", "state", "visibility", "q:name"])?;
     let public = q.tenants.is_some();
     let rows = st.store.services(&q, public).await?;
     Ok(Json(page(

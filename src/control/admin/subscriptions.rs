@@ -80,6 +80,10 @@ pub async fn create(
         updated_at: now,
         version: 1,
         quota: None,
+        app_name: Some(app.name.clone()),
+        app_tenant_id: Some(app.tenant_id.clone()),
+        service_name: Some(svc.name.clone()),
+        service_tenant_id: Some(svc.tenant_id.clone()),
     };
     let change = Change {
         actor: &p.actor(),

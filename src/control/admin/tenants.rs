@@ -95,7 +95,7 @@ pub async fn list(
     p: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Tenant>>, ApiError> {
-    let q = params.query(&p, &[])?;
+    let q = params.query(&p, &["q:name"])?;
     let rows = st.store.tenants(&q).await?;
     Ok(Json(page(rows, &q, |t: &Tenant| t.id.clone(), |t| t)))
 }

@@ -30,8 +30,6 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/tokens/{id}/revoke", post(revoke_token))
 }
 
-/// How long a console session lasts.
-const SESSION_MS: i64 = 12 * 3600 * 1000;
 const MIN_PASSWORD: usize = 12;
 const MAX_PASSWORD: usize = 1024;
 
@@ -111,7 +109,7 @@ pub async fn list(
     p: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<User>>, ApiError> {
-    let q = params.query(&p, &["tenant_id"])?;
+    let q = params.query(&p, &["tenant_id", "q:email"])?;
     let rows = st.store.users(&q).await?;
     Ok(Json(page(rows, &q, |u: &User| u.id.clone(), |u| u)))
 }
@@ -326,17 +324,42 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(body): Body<Login>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let email = body.email.trim().to_lowercase();
+    let user = authenticate(&st, peer, &body.email, body.password).await?;
+    let (token, info) = new_session(&st, &user).await?;
+    Ok((
+        StatusCode::CREATED,
+        [("cache-control", "no-store")],
+        Json(Session {
+            token,
+            expires_at: crate::control::model::rfc3339(info.expires_at),
+            user,
+        }),
+    ))
+}
+
+/// The refusal of a throttled sign-in (429 with `retry_after`).
+pub(super) fn throttled(wait: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many failed logins; try again in {wait} s"),
+    );
+    e.fields.insert("retry_after".into(), wait.to_string());
+    e
+}
+
+/// The user with this email and password, throttled per email and per client address.
+pub(super) async fn authenticate(
+    st: &AdminState,
+    peer: SocketAddr,
+    email: &str,
+    password: String,
+) -> Result<User, ApiError> {
+    let email = email.trim().to_lowercase();
     let (by_email, by_client) = (format!("email:{email}"), format!("ip:{}", peer.ip()));
     for (key, limit) in [(&by_email, auth::PER_EMAIL), (&by_client, auth::PER_CLIENT)] {
         if let Some(wait) = st.throttle.blocked(key, limit).await {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!("too many failed logins; try again in {wait} s"),
-            );
-            e.fields.insert("retry_after".into(), wait.to_string());
-            return Err(e);
+            return Err(throttled(wait));
         }
     }
     // The attempt counts before the password is checked, so concurrent guesses cannot all pass
@@ -344,11 +367,7 @@ pub async fn login(
     st.throttle.failed(&by_email).await;
     st.throttle.failed(&by_client).await;
     let user = st.store.user_by_email(&email).await?;
-    let ok = auth::verify_password(
-        body.password,
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await;
+    let ok = auth::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let user = match user {
         Some(u) if ok && u.disabled_at.is_none() => u,
         _ => {
@@ -358,6 +377,14 @@ pub async fn login(
     };
     st.throttle.clear(&by_email).await;
     st.throttle.forgive(&by_client).await;
+    Ok(user)
+}
+
+/// A new session token of `user` (`[admin] session_ttl`), recorded by its hash.
+pub(super) async fn new_session(
+    st: &AdminState,
+    user: &User,
+) -> Result<(String, TokenInfo), ApiError> {
     let (token, hash) = new_token();
     let now = now_ms();
     let info = TokenInfo {
@@ -368,19 +395,11 @@ pub async fn login(
         name: None,
         scopes: r#"["read","write"]"#.into(),
         created_at: now,
-        expires_at: now + SESSION_MS,
+        expires_at: now + st.session_ttl_ms,
         revoked_at: None,
     };
     st.store.insert_token(&info, &hash, None).await?;
-    Ok((
-        StatusCode::CREATED,
-        [("cache-control", "no-store")],
-        Json(Session {
-            token,
-            expires_at: crate::control::model::rfc3339(info.expires_at),
-            user,
-        }),
-    ))
+    Ok((token, info))
 }
 
 #[utoipa::path(post, path = "/api/v1/logout", responses((status = 204), (status = 401)))]
@@ -406,7 +425,12 @@ pub struct Me {
 
 #[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = Me), (status = 401)))]
 pub async fn me(State(st): State<AdminState>, p: Principal) -> Result<Json<Me>, ApiError> {
-    Ok(Json(match &p {
+    Ok(Json(me_of(&st, &p).await?))
+}
+
+/// Who `p` is, as `/me` answers.
+pub(super) async fn me_of(st: &AdminState, p: &Principal) -> Result<Me, ApiError> {
+    Ok(match p {
         Principal::Operator => Me {
             kind: "operator",
             user: None,
@@ -417,7 +441,7 @@ pub async fn me(State(st): State<AdminState>, p: Principal) -> Result<Json<Me>, 
             user: st.store.user(user_id).await?,
             write: *write,
         },
-    }))
+    })
 }
 
 /// The calling user, for token endpoints (the operator has no tokens of its own).

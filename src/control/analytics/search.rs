@@ -20,8 +20,11 @@ pub struct Query {
     /// Unix microseconds, `[from, to)`.
     pub from_us: i64,
     pub to_us: i64,
-    /// Only records of these tenants (`None`: all).
+    /// Only records of these tenants' services (`None`: all)...
     pub tenants: Option<Vec<String>>,
+    /// ...or of these apps (the tenants' own apps calling another tenant's service; such a
+    /// record is shown without the service's upstream target).
+    pub apps: std::collections::HashSet<String>,
     pub service: Option<String>,
     pub app: Option<String>,
     pub status: Option<u16>,
@@ -66,13 +69,23 @@ fn rotated_at(p: &Path) -> Option<i64> {
         .map(|d| d.as_micros() as i64)
 }
 
-fn keep(q: &Query, v: &Value) -> bool {
+/// Whether the search keeps `v`, and whether it is the caller's only as the app's tenant.
+fn keep(q: &Query, v: &Value) -> Option<bool> {
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut as_app = false;
     if let Some(ts) = &q.tenants {
         if !ts.iter().any(|t| t == s("tenant")) {
-            return false;
+            if !q.apps.contains(s("app")) {
+                return None;
+            }
+            as_app = true;
         }
     }
+    keep_fields(q, v).then_some(as_app)
+}
+
+fn keep_fields(q: &Query, v: &Value) -> bool {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
     if q.service.as_deref().is_some_and(|x| x != s("service")) {
         return false;
     }
@@ -119,10 +132,15 @@ pub fn search(live: &Path, q: &Query) -> Found {
             if needle.is_some_and(|n| !line.windows(n.len()).any(|w| w == n)) {
                 continue;
             }
-            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+            let Ok(mut v) = serde_json::from_slice::<Value>(&line) else {
                 continue;
             };
-            if keep(q, &v) {
+            if let Some(as_app) = keep(q, &v) {
+                if as_app {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("target");
+                    }
+                }
                 newest.push_back(v);
                 if newest.len() > q.limit {
                     newest.pop_front();

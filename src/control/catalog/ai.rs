@@ -106,6 +106,11 @@ impl Managed {
         Arc::new(ai)
     }
 
+    /// The config file's config (without the managed services).
+    pub fn base_config(&self) -> Arc<crate::Config> {
+        self.base.clone()
+    }
+
     /// The composed config's `[ai]`: providers with every key, prices with the store's.
     pub fn ai(&self) -> Arc<crate::config::ai::AiConfig> {
         self.composed.ai.clone()

@@ -24,7 +24,8 @@ pub struct Rollup {
 /// What a range read keeps.
 #[derive(Debug, Default, Clone)]
 pub struct RollupFilter {
-    /// Only these tenants (`None`: every tenant, the config file's routes included).
+    /// Only calls to these tenants' services or by these tenants' apps (`None`: every call, the
+    /// config file's routes included).
     pub tenants: Option<Vec<String>>,
     pub service: Option<String>,
     pub app: Option<String>,
@@ -163,6 +164,17 @@ impl Store {
     }
 
     /// Every stored period that starts in `[from, to)`, whatever its resolution, that `f` keeps.
+    /// The ids of these tenants' apps.
+    pub async fn app_ids_of(&self, tenants: &[String]) -> Result<Vec<String>, StoreError> {
+        let list = serde_json::to_string(tenants).unwrap_or_else(|_| "[]".into());
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM apps WHERE tenant_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn rollups(
         &self,
         from: i64,
@@ -176,12 +188,12 @@ impl Store {
             if ts.is_empty() {
                 return Ok(Vec::new());
             }
-            q.push(" AND tenant IN (");
-            let mut sep = q.separated(", ");
-            for t in ts {
-                sep.push_bind(t.clone());
-            }
-            q.push(")");
+            let list = serde_json::to_string(ts).unwrap_or_else(|_| "[]".into());
+            q.push(" AND (tenant IN (SELECT value FROM json_each(")
+                .push_bind(list.clone())
+                .push(")) OR (app != '' AND app IN (SELECT id FROM apps WHERE tenant_id IN (SELECT value FROM json_each(")
+                .push_bind(list)
+                .push(")))))");
         }
         for (col, v) in [
             ("service", &f.service),

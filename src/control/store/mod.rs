@@ -69,6 +69,8 @@ pub struct ListQuery {
     /// Only objects of these tenants (`None`: all). An empty list matches nothing.
     pub tenants: Option<Vec<String>>,
     pub filters: Vec<(&'static str, String)>,
+    /// Only objects whose `search.0` column contains `search.1` (case-insensitive for ASCII).
+    pub search: Option<(&'static str, String)>,
 }
 
 pub struct Store {
@@ -630,7 +632,8 @@ impl Store {
 
     /// Subscriptions whose app or service belongs to one of `q.tenants`.
     pub async fn subscriptions(&self, q: &ListQuery) -> Result<Vec<Subscription>, StoreError> {
-        let sql = "SELECT s.id, s.app_id, s.service_id, s.state, s.reason, s.created_at, s.updated_at, s.version, s.quota \
+        let sql = "SELECT s.id, s.app_id, s.service_id, s.state, s.reason, s.created_at, s.updated_at, s.version, s.quota, \
+                   a.name AS app_name, a.tenant_id AS app_tenant_id, v.name AS service_name, v.tenant_id AS service_tenant_id \
                    FROM subscriptions s JOIN apps a ON a.id = s.app_id JOIN services v ON v.id = s.service_id \
                    WHERE (a.tenant_id IN (SELECT value FROM json_each($0)) OR v.tenant_id IN (SELECT value FROM json_each($0)) OR $0 IS NULL)";
         let mut q2 = q.clone();
@@ -742,6 +745,20 @@ where
     for (col, v) in &q.filters {
         b.push(format!(" AND {prefix}{col} = "))
             .push_bind(v.clone());
+    }
+    if let Some((col, text)) = &q.search {
+        let mut pattern = String::with_capacity(text.len() + 2);
+        pattern.push('%');
+        for c in text.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        b.push(format!(" AND {prefix}{col} LIKE "))
+            .push_bind(pattern)
+            .push(" ESCAPE '\\'");
     }
     b.push(format!(" ORDER BY {order} LIMIT "))
         .push_bind(q.limit);

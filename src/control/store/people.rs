@@ -181,6 +181,63 @@ impl Store {
         Ok(u.filter(|u| u.disabled_at.is_none()).map(|u| (t, u)))
     }
 
+    /// Records a console session of the operator (its token's hash only).
+    pub async fn insert_operator_session(
+        &self,
+        id: &str,
+        hash: &[u8; 32],
+        created_at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO operator_sessions (id, hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(&hash[..])
+        .bind(created_at)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_write(e, "session collision"))?;
+        Ok(())
+    }
+
+    /// The id and expiry of the live operator session whose token hashes to `hash`.
+    pub async fn operator_session(
+        &self,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, expires_at FROM operator_sessions \
+             WHERE hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(&hash[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Ends the session (a user's or the operator's) whose token hashes to `hash`; expired
+    /// operator sessions are deleted on the way.
+    pub async fn end_session(&self, hash: &[u8; 32], at: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE hash = $2 AND kind = 'session' AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(&hash[..])
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM operator_sessions WHERE hash = $1 OR expires_at <= $2")
+            .bind(&hash[..])
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, user_id, kind, prefix, name, scopes, created_at, expires_at, revoked_at FROM tokens WHERE id = $1",

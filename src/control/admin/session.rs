@@ -1,0 +1,185 @@
+//! `/api/v1/session`: the console's sign-in. A browser never holds a bearer token: signing in
+//! (a user's email and password, or the operator's bootstrap token) sets a session cookie,
+//! `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's page sends it), `Secure`
+//! when `[admin] cookie_secure`. Calls that change something also carry `X-CSRF-Token`, which
+//! the page gets here (see [`auth::csrf_token`]). Sessions last `[admin] session_ttl`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::auth::{self, Principal, SESSION_COOKIE, new_token, session_cookie};
+use super::users::{Me, authenticate, me_of, new_session, throttled};
+use super::{AdminState, ApiError, Body};
+use crate::control::model::{new_id, now_ms, rfc3339};
+
+pub fn routes() -> Router<AdminState> {
+    Router::new().route(
+        "/api/v1/session",
+        post(sign_in).get(current).delete(sign_out),
+    )
+}
+
+/// A sign-in: `email` and `password` of a user, or `token`, the bootstrap admin token.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+}
+
+/// The console's session as the page sees it (the session token itself is in the cookie only).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConsoleSession {
+    /// Send it as `X-CSRF-Token` with every call that changes something.
+    pub csrf_token: String,
+    pub expires_at: String,
+    pub me: Me,
+}
+
+fn cookie(st: &AdminState, token: &str, max_age_s: i64) -> Option<HeaderValue> {
+    let secure = if st.cookie_secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/api/v1; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .ok()
+}
+
+fn reply(
+    status: StatusCode,
+    set_cookie: Option<HeaderValue>,
+    body: Option<ConsoleSession>,
+) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(c) = set_cookie {
+        h.insert(header::SET_COOKIE, c);
+    }
+    match body {
+        Some(b) => (status, h, Json(b)).into_response(),
+        None => (status, h).into_response(),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/session", request_body = SignIn,
+    responses((status = 201, body = ConsoleSession, description = "signed in; the session cookie is set"),
+        (status = 401), (status = 422), (status = 429, description = "too many failed sign-ins")),
+    security(()))]
+pub async fn sign_in(
+    State(st): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Body(body): Body<SignIn>,
+) -> Result<Response, ApiError> {
+    let now = now_ms();
+    let (token, expires_at, principal) = match (body.token, body.email, body.password) {
+        (Some(t), None, None) => {
+            let by_client = format!("ip:{}", peer.ip());
+            if let Some(wait) = st.throttle.blocked(&by_client, auth::PER_CLIENT).await {
+                return Err(throttled(wait));
+            }
+            let hash = crate::catalog::hash_key(t.as_bytes());
+            if !bool::from(hash.ct_eq(&*st.token_hash)) {
+                st.throttle.failed(&by_client).await;
+                tracing::info!(client = %peer.ip(), "console operator sign-in failed");
+                return Err(ApiError::unauthorized("wrong admin token"));
+            }
+            let (token, hash) = new_token();
+            let expires_at = now + st.session_ttl_ms;
+            st.store
+                .insert_operator_session(&new_id("ses"), &hash, now, expires_at)
+                .await?;
+            (token, expires_at, Principal::Operator)
+        }
+        (None, Some(email), Some(password)) => {
+            let user = authenticate(&st, peer, &email, password).await?;
+            let (token, info) = new_session(&st, &user).await?;
+            let p = Principal::User {
+                user_id: user.id.clone(),
+                tenant_id: user.tenant_id.clone(),
+                role: auth::Role::parse(&user.role).unwrap_or(auth::Role::Viewer),
+                write: true,
+                token_id: info.id.clone(),
+                session: true,
+            };
+            (token, info.expires_at, p)
+        }
+        (Some(_), _, _) => {
+            return Err(ApiError::field(
+                "token",
+                "give either token, or email and password",
+            ));
+        }
+        (None, None, _) => return Err(ApiError::field("email", "required")),
+        (None, Some(_), None) => return Err(ApiError::field("password", "required")),
+    };
+    let body = ConsoleSession {
+        csrf_token: auth::csrf_token(&token),
+        expires_at: rfc3339(expires_at),
+        me: me_of(&st, &principal).await?,
+    };
+    let max_age = (expires_at - now) / 1000;
+    Ok(reply(
+        StatusCode::CREATED,
+        cookie(&st, &token, max_age),
+        Some(body),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/session",
+    responses((status = 200, body = ConsoleSession), (status = 401, description = "no session, or it ended")))]
+pub async fn current(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(token) = session_cookie(&headers) else {
+        return Err(ApiError::unauthorized("not signed in"));
+    };
+    let hash = crate::catalog::hash_key(token.as_bytes());
+    let now = now_ms();
+    let (principal, expires_at) =
+        if let Some((_, exp)) = st.store.operator_session(&hash, now).await? {
+            (Principal::Operator, exp)
+        } else {
+            match st.store.token_user(&hash, now).await? {
+                Some((t, u)) if t.kind == "session" => (
+                    Principal::User {
+                        role: auth::Role::parse(&u.role).unwrap_or(auth::Role::Viewer),
+                        user_id: u.id,
+                        tenant_id: u.tenant_id,
+                        write: true,
+                        token_id: t.id,
+                        session: true,
+                    },
+                    t.expires_at,
+                ),
+                _ => return Err(auth::session_ended()),
+            }
+        };
+    let body = ConsoleSession {
+        csrf_token: auth::csrf_token(token),
+        expires_at: rfc3339(expires_at),
+        me: me_of(&st, &principal).await?,
+    };
+    Ok(reply(StatusCode::OK, None, Some(body)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/session",
+    responses((status = 204, description = "signed out; the cookie is cleared"), (status = 401), (status = 403, description = "CSRF check failed")))]
+pub async fn sign_out(
+    State(st): State<AdminState>,
+    _p: Principal,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = session_cookie(&headers) {
+        let hash = crate::catalog::hash_key(token.as_bytes());
+        st.store.end_session(&hash, now_ms()).await?;
+    }
+    Ok(reply(StatusCode::NO_CONTENT, cookie(&st, "", 0), None))
+}

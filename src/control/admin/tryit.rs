@@ -1,0 +1,306 @@
+//! `POST /api/v1/services/{id}/try`: the developer portal's try-it panel. The control plane
+//! sends the request to the gateway's own plain listener, so it goes through everything a real
+//! call does (route, the caller's key, subscription, quota, call log, analytics) and nothing
+//! else: the path must be under one of the service's routes, and the request carries only the
+//! headers and key the caller gave. It adds no power: the key decides what the gateway serves.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{AdminState, ApiError, Body, Need, Principal};
+use crate::config::managed::ServiceRoute;
+use crate::control::model::ServiceSpec;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new().route("/api/v1/services/{id}/try", axum::routing::post(try_call))
+}
+
+/// Most bytes of the answer's body shown.
+const MAX_SHOWN: usize = 256 * 1024;
+const MAX_REQUEST_BODY: usize = 1024 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request to send through the gateway.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TryRequest {
+    /// GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
+    pub method: String,
+    /// Path and query, under one of the service's routes.
+    pub path: String,
+    /// Header names and values (no Host, Content-Length, Transfer-Encoding, Connection).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The API key to call with, sent as `Authorization: Bearer`.
+    pub key: Option<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TryResponse {
+    /// The call's request id (the caller's `X-Request-Id`, else one made here): it finds the
+    /// call in the call log.
+    pub request_id: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body as text (invalid UTF-8 replaced), at most 256 KiB.
+    pub body: String,
+    pub truncated: bool,
+    pub duration_ms: f64,
+}
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+const REFUSED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+];
+
+fn check(req: &TryRequest, routes: &[ServiceRoute]) -> Result<(), ApiError> {
+    if !METHODS.contains(&req.method.as_str()) {
+        return Err(ApiError::field(
+            "method",
+            "one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+        ));
+    }
+    let p = &req.path;
+    let printable = p.bytes().all(|b| b.is_ascii_graphic());
+    if !p.starts_with('/') || p.len() > 4096 || !printable {
+        return Err(ApiError::field(
+            "path",
+            "a path starting with / (printable ASCII, no spaces, at most 4096 bytes)",
+        ));
+    }
+    let bare = p.split(['?', '#']).next().unwrap_or("");
+    let under = routes.iter().any(|r| {
+        r.path_exact.as_deref() == Some(bare)
+            || r.path_prefix.as_deref().is_some_and(|pre| {
+                bare.starts_with(pre)
+                    && (pre.ends_with('/')
+                        || bare.len() == pre.len()
+                        || bare.as_bytes().get(pre.len()) == Some(&b'/'))
+            })
+    });
+    if !under {
+        let known: Vec<&str> = routes
+            .iter()
+            .filter_map(|r| r.path_prefix.as_deref().or(r.path_exact.as_deref()))
+            .collect();
+        return Err(ApiError::field(
+            "path",
+            format!("not under the service's routes ({})", known.join(", ")),
+        ));
+    }
+    if req.headers.len() > 50 {
+        return Err(ApiError::field("headers", "at most 50"));
+    }
+    for (i, (name, value)) in req.headers.iter().enumerate() {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(ApiError::field(
+                format!("headers[{i}][0]"),
+                "not a header name",
+            ));
+        }
+        if REFUSED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(ApiError::field(
+                format!("headers[{i}][0]"),
+                "the gateway sets this header itself",
+            ));
+        }
+        if value.len() > 8192 || value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+            return Err(ApiError::field(
+                format!("headers[{i}][1]"),
+                "not a header value (at most 8192 bytes, no control characters)",
+            ));
+        }
+    }
+    if let Some(k) = &req.key {
+        if k.is_empty() || k.len() > 1024 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::field("key", "not an API key"));
+        }
+    }
+    if req
+        .body
+        .as_ref()
+        .is_some_and(|b| b.len() > MAX_REQUEST_BODY)
+    {
+        return Err(ApiError::field("body", "larger than 1 MiB"));
+    }
+    Ok(())
+}
+
+/// Where the gateway listens, as this host reaches it.
+fn gateway_addr(st: &AdminState) -> Option<SocketAddr> {
+    let mut a = *st.publisher.listening().first()?;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    Some(a)
+}
+
+fn client() -> Result<&'static reqwest::Client, ApiError> {
+    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(TIMEOUT)
+                .build()
+                .ok()
+        })
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("no HTTP client"))
+}
+
+#[utoipa::path(post, path = "/api/v1/services/{id}/try", request_body = TryRequest,
+    responses((status = 200, body = TryResponse, description = "what the gateway answered"),
+        (status = 404), (status = 422), (status = 502, description = "the gateway could not be reached")))]
+pub async fn try_call(
+    State(st): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(req): Body<TryRequest>,
+) -> Result<Json<TryResponse>, ApiError> {
+    let service = super::services::visible(&st, &p, &id).await?;
+    p.require(Need::Read)?;
+    let spec: ServiceSpec = serde_json::from_str(&service.spec)
+        .map_err(|_| ApiError::internal("cannot decode the service's spec"))?;
+    check(&req, &spec.routes)?;
+    let addr = gateway_addr(&st).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_plain_listener",
+            "the gateway has no plain HTTP listener to send through",
+        )
+    })?;
+    let host = spec
+        .routes
+        .iter()
+        .filter_map(|r| r.hosts.as_ref()?.iter().find(|h| !h.starts_with('*')))
+        .next()
+        .cloned();
+    let method = reqwest::Method::from_bytes(req.method.as_bytes())
+        .map_err(|_| ApiError::field("method", "not a method"))?;
+    let url = format!("http://{addr}{}", req.path);
+    let mut b = client()?.request(method, &url);
+    if let Some(h) = host {
+        b = b.header(reqwest::header::HOST, h);
+    }
+    let request_id = req
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| format!("try-{}", ulid::Ulid::new().to_string().to_lowercase()));
+    b = b.header("x-request-id", request_id.as_str());
+    for (k, v) in &req.headers {
+        if !k.eq_ignore_ascii_case("x-request-id") {
+            b = b.header(k.as_str(), v.as_str());
+        }
+    }
+    if let Some(k) = &req.key {
+        b = b.bearer_auth(k);
+    }
+    if let Some(body) = req.body {
+        b = b.body(body);
+    }
+    let started = Instant::now();
+    let mut res = b.send().await.map_err(|e| {
+        tracing::warn!(error = %e, "try-it could not reach the gateway");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "gateway_unreachable",
+            "the gateway did not answer",
+        )
+    })?;
+    let status = res.status().as_u16();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    let mut truncated = false;
+    while let Some(chunk) = res.chunk().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "gateway_unreachable",
+            "the gateway's answer broke off",
+        )
+    })? {
+        let room = MAX_SHOWN - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Json(TryResponse {
+        request_id,
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        truncated,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &str) -> TryRequest {
+        TryRequest {
+            method: "GET".into(),
+            path: path.into(),
+            headers: vec![],
+            key: None,
+            body: None,
+        }
+    }
+
+    #[test]
+    fn only_paths_under_the_service_routes() {
+        let routes = vec![ServiceRoute {
+            path_prefix: Some("/orders".into()),
+            ..Default::default()
+        }];
+        assert!(check(&req("/orders"), &routes).is_ok());
+        assert!(check(&req("/orders/1?x=2"), &routes).is_ok());
+        assert!(check(&req("/ordersx"), &routes).is_err());
+        assert!(check(&req("/other"), &routes).is_err());
+        assert!(check(&req("orders"), &routes).is_err());
+        assert!(check(&req("/orders/a b"), &routes).is_err());
+        let mut r = req("/orders");
+        r.headers = vec![("Host".into(), "evil".into())];
+        assert!(check(&r, &routes).is_err());
+        r.headers = vec![("X-A".into(), "a\r\nb".into())];
+        assert!(check(&r, &routes).is_err());
+    }
+}

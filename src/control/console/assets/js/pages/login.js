@@ -1,0 +1,33 @@
+import { post } from '../api.js';
+import { h, clear, field, input, form } from '../ui.js';
+import { signedIn, session } from '../app.js';
+
+export async function render(box) {
+  document.title = 'Sign in · Ringway';
+  if (session.me) { location.hash = '#/'; return; }
+  let mode = 'user';
+  const body = h('div', {});
+  const tabs = h('div', { class: 'tabs', role: 'tablist' });
+  function show() {
+    clear(tabs,
+      [['user', 'Email and password'], ['operator', 'Admin token']].map(([m, label]) =>
+      h('button', { type: 'button', role: 'tab', 'aria-selected': String(mode === m), id: 'tab-' + m,
+        onclick: () => { mode = m; show(); } }, label)));
+    const f = mode === 'user'
+      ? form([
+          field('Email', input('email', { type: 'email', autocomplete: 'username', required: true, id: 'login-email' })),
+          field('Password', input('password', { type: 'password', autocomplete: 'current-password', required: true, id: 'login-password' })),
+        ], 'Sign in', async v => signedIn(await post('/session', { email: v.email, password: v.password })), { id: 'login-form' })
+      : form([
+          field('Admin token', input('token', { type: 'password', autocomplete: 'off', required: true, id: 'login-token' }),
+            'The bootstrap token (RINGWAY_ADMIN_TOKEN or [admin] token_file). It is traded for a session and not kept by the page.'),
+        ], 'Sign in as operator', async v => signedIn(await post('/session', { token: v.token })), { id: 'login-form' });
+    clear(body, f);
+    f.querySelector('input').focus();
+  }
+  clear(box, h('div', { class: 'login panel' },
+    h('h1', {}, 'Sign in to Ringway'),
+    h('p', { class: 'lead' }, 'The console and developer portal of this gateway.'),
+    tabs, body));
+  show();
+}
