@@ -299,6 +299,11 @@ fn another_tenant_sees_none_of_this_ones_objects() {
             Some(any.clone()),
         ),
         (
+            "POST",
+            format!("/api/v1/services/{p}/try"),
+            Some(json!({"method": "GET", "path": "/p"})),
+        ),
+        (
             "PATCH",
             format!("/api/v1/users/{}", w.a_user),
             Some(json!({"role": "admin"})),

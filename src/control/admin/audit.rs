@@ -18,7 +18,7 @@ pub async fn list(
     p: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
-    let q = params.query(&p, &["tenant_id", "object_id"])?;
+    let q = params.query(&p, &["tenant_id", "object_id", "order"])?;
     let rows = st.store.audit(&q).await?;
     Ok(Json(page(
         rows,

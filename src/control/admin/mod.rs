@@ -210,6 +210,8 @@ pub struct ListParams {
     pub visibility: Option<String>,
     /// Text the name (a user's email) contains, 1 to 100 characters.
     pub q: Option<String>,
+    /// The audit log: `desc` for newest first (default `asc`).
+    pub order: Option<String>,
 }
 
 impl ListParams {
@@ -261,7 +263,14 @@ impl ListParams {
                 Some((col, text.clone()))
             }
         };
+        let descending = match self.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") if allowed.contains(&"order") => true,
+            Some("desc") => return Err(ApiError::field("order", "this list has one order")),
+            Some(_) => return Err(ApiError::field("order", "\"asc\" or \"desc\"")),
+        };
         Ok(ListQuery {
+            descending,
             search,
             cursor: self.cursor.clone(),
             // One more than asked, to know whether there is a next page.

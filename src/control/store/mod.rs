@@ -71,6 +71,8 @@ pub struct ListQuery {
     pub filters: Vec<(&'static str, String)>,
     /// Only objects whose `search.0` column contains `search.1` (case-insensitive for ASCII).
     pub search: Option<(&'static str, String)>,
+    /// Newest first (the audit log only).
+    pub descending: bool,
 }
 
 pub struct Store {
@@ -663,14 +665,26 @@ impl Store {
         );
         if let Some(c) = q.cursor.as_deref() {
             // A cursor that is not a sequence matches nothing rather than restarting the list.
-            b.push(" AND seq > ")
-                .push_bind(c.parse::<i64>().unwrap_or(i64::MAX));
+            b.push(if q.descending {
+                " AND seq < "
+            } else {
+                " AND seq > "
+            })
+            .push_bind(
+                c.parse::<i64>()
+                    .unwrap_or(if q.descending { i64::MIN } else { i64::MAX }),
+            );
         }
         push_tenants(&mut b, "tenant_id", q.tenants.as_deref());
         for (col, v) in &q.filters {
             b.push(format!(" AND {col} = ")).push_bind(v.clone());
         }
-        b.push(" ORDER BY seq LIMIT ").push_bind(q.limit);
+        b.push(if q.descending {
+            " ORDER BY seq DESC LIMIT "
+        } else {
+            " ORDER BY seq LIMIT "
+        })
+        .push_bind(q.limit);
         Ok(b.build_query_as().fetch_all(&self.pool).await?)
     }
 }
