@@ -66,6 +66,7 @@ fn console_and_portal_end_to_end_in_chromium() {
     let short = admin::start_config(short_cfg, &short_store);
 
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
     let cfg = serde_json::json!({
         "admin": format!("http://{}", m.admin),
         "admin_short": format!("http://{}", short.admin),

@@ -102,7 +102,10 @@ def confirm_dialog(d, reason=None):
     wait(d, EC.invisibility_of_element_located((By.CSS_SELECTOR, "dialog[open]")), "the dialog to close")
 
 
-def shot(d, name):
+def shot(d, name, toasts=False):
+    if not toasts:
+        # Earlier pages' notices would cover this one's content.
+        d.execute_script("const t = document.getElementById('toast'); if (t) t.replaceChildren();")
     d.save_screenshot(os.path.join(SHOTS, name + ".png"))
 
 
@@ -312,6 +315,7 @@ def main():
     submit(dev, "#try-form")
     text_in(dev, "#try-status", "200")
     text_in(dev, "#try-body-out", "order 42")
+    dev.execute_script("document.getElementById('try-result').scrollIntoView({block: 'end'})")
     shot(dev, "portal-try-it")
     rid = el(dev, "#try-request-id").text
     # Without a key the gateway refuses, and says why.
@@ -427,7 +431,7 @@ def main():
         time.sleep(0.5)
         short.execute_script("location.hash = '#/services?' + Date.now()")
     text_in(short, "#toast", "session has ended")
-    shot(short, "session-ended")
+    shot(short, "session-ended", toasts=True)
     step("done")
 
 

@@ -82,6 +82,7 @@ pub async fn create(
         quota: None,
         app_name: Some(app.name.clone()),
         app_tenant_id: Some(app.tenant_id.clone()),
+        app_tenant_name: None,
         service_name: Some(svc.name.clone()),
         service_tenant_id: Some(svc.tenant_id.clone()),
     };

@@ -635,8 +635,10 @@ impl Store {
     /// Subscriptions whose app or service belongs to one of `q.tenants`.
     pub async fn subscriptions(&self, q: &ListQuery) -> Result<Vec<Subscription>, StoreError> {
         let sql = "SELECT s.id, s.app_id, s.service_id, s.state, s.reason, s.created_at, s.updated_at, s.version, s.quota, \
-                   a.name AS app_name, a.tenant_id AS app_tenant_id, v.name AS service_name, v.tenant_id AS service_tenant_id \
+                   a.name AS app_name, a.tenant_id AS app_tenant_id, t.name AS app_tenant_name, v.name AS service_name, \
+                   v.tenant_id AS service_tenant_id \
                    FROM subscriptions s JOIN apps a ON a.id = s.app_id JOIN services v ON v.id = s.service_id \
+                   JOIN tenants t ON t.id = a.tenant_id \
                    WHERE (a.tenant_id IN (SELECT value FROM json_each($0)) OR v.tenant_id IN (SELECT value FROM json_each($0)) OR $0 IS NULL)";
         let mut q2 = q.clone();
         let tenants = q2

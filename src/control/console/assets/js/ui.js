@@ -108,7 +108,7 @@ export function toast(message, kind = 'ok') {
   const box = document.getElementById('toast');
   const item = h('div', { class: kind }, message);
   box.append(item);
-  setTimeout(() => item.remove(), 6000);
+  setTimeout(() => item.remove(), 4000);
 }
 
 // A modal confirmation. `reason`: ask for a text (its label); resolves to null when cancelled,

@@ -6,7 +6,7 @@ export async function inbox(box) {
   const filters = { state: 'pending' };
   const govern = can('govern');
   const tbl = pagedTable([
-    { title: 'App', render: s => [s.app_name || s.app_id, ' ', h('span', { class: 'muted' }, `(${s.app_tenant_id || '?'})`)] },
+    { title: 'App', render: s => [s.app_name || s.app_id, ' ', h('span', { class: 'muted' }, `of ${s.app_tenant_name || s.app_tenant_id || '?'}`)] },
     { title: 'Service', render: s => link('#/services/' + encodeURIComponent(s.service_id), s.service_name || s.service_id) },
     { title: 'State', render: s => badge(s.state) },
     { title: 'Reason', render: s => s.reason || '' },
