@@ -25,9 +25,20 @@ pub struct RawAdmin {
     pub allow_loopback: Option<bool>,
     /// How long a console or `/login` session lasts (`12h` by default, at most 30 days).
     pub session_ttl: Option<String>,
-    /// Mark the console's session cookie `Secure` (sent over HTTPS only). Default: on unless the
-    /// listener is loopback. Turn it on when a TLS terminator serves the console.
+    /// Mark the console's session cookie `Secure` (sent over HTTPS only). Default: on with `tls`
+    /// or a listener that is not loopback. Turn it on when a TLS terminator serves the console.
     pub cookie_secure: Option<bool>,
+    /// Serve the admin API and console over TLS: `{ cert = "chain.pem", key = "key.pem" }`.
+    pub tls: Option<RawAdminTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminTls {
+    /// PEM certificate chain, leaf first.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +55,9 @@ pub struct AdminConfig {
     pub allow_loopback: bool,
     pub session_ttl: Duration,
     pub cookie_secure: bool,
+    /// `[admin] tls`: the certificate chain and key files (checked when the config loads, read
+    /// again when the listener starts).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Session lifetime when `[admin] session_ttl` is not set.
@@ -91,12 +105,24 @@ pub(super) fn admin(a: RawAdmin, base: &Path) -> Result<AdminConfig, ConfigError
             d
         }
     };
+    let tls = match a.tls {
+        None => None,
+        Some(t) => {
+            let (cert, key) = (base.join(&t.cert), base.join(&t.key));
+            crate::tls::certs::load(&cert, &key)
+                .map_err(|e| ConfigError::invalid("admin.tls", e))?;
+            Some((cert, key))
+        }
+    };
     Ok(AdminConfig {
         listen,
         token_file,
         allow_loopback: a.allow_loopback.unwrap_or(false),
         session_ttl,
-        cookie_secure: a.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
+        cookie_secure: a
+            .cookie_secure
+            .unwrap_or(tls.is_some() || !listen.ip().is_loopback()),
+        tls,
     })
 }
 

@@ -281,6 +281,16 @@ async fn run(
         },
         None => None,
     };
+    let tls = match admin_cfg.as_ref().and_then(|a| a.tls.as_ref()) {
+        None => None,
+        Some((cert, key)) => match admin::listener::server_config(cert, key) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let _ = ready.send(Err(ControlError::Start(format!("admin.tls: {e}"))));
+                return;
+            }
+        },
+    };
     let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
     let cmd_managed = managed.clone();
     let command_loop = async move {
@@ -344,7 +354,7 @@ async fn run(
     let _ = ready.send(Ok(addr));
     match (listener, token_hash) {
         (Some(listener), Some(hash)) => {
-            tracing::info!(listen = %addr.map(|a| a.to_string()).unwrap_or_default(), store = %path.display(), "admin API listening");
+            tracing::info!(listen = %addr.map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), store = %path.display(), "admin API listening");
             let state = admin::AdminState {
                 store: store.clone(),
                 managed,
@@ -362,10 +372,26 @@ async fn run(
                     .map(|t| Arc::new(crate::catalog::hash_key(t.as_bytes()))),
             };
             let app =
-                admin::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                admin::router(state).into_make_service_with_connect_info::<admin::listener::Peer>();
+            let stopped = async {
                 let _ = stop.await;
-            });
+            };
+            let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+                match tls {
+                    Some(config) => match admin::listener::TlsListener::new(listener, config) {
+                        Ok(l) => Box::pin(
+                            axum::serve(l, app)
+                                .with_graceful_shutdown(stopped)
+                                .into_future(),
+                        ),
+                        Err(e) => Box::pin(async move { Err(e) }),
+                    },
+                    None => Box::pin(
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stopped)
+                            .into_future(),
+                    ),
+                };
             tokio::select! {
                 r = serve => if let Err(e) = r {
                     tracing::error!(error = %e, "admin API stopped");

@@ -18,6 +18,7 @@ mod audit;
 pub mod auth;
 mod credentials;
 mod error;
+pub mod listener;
 mod metrics;
 mod openapi;
 mod services;

@@ -4,8 +4,6 @@
 //! when `[admin] cookie_secure`. Calls that change something also carry `X-CSRF-Token`, which
 //! the page gets here (see [`auth::csrf_token`]). Sessions last `[admin] session_ttl`.
 
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::auth::{self, Principal, SESSION_COOKIE, new_token, session_cookie};
+use super::listener::Peer;
 use super::users::{Me, authenticate, me_of, new_session, throttled};
 use super::{AdminState, ApiError, Body};
 use crate::control::model::{new_id, now_ms, rfc3339};
@@ -74,7 +73,7 @@ fn reply(
     security(()))]
 pub async fn sign_in(
     State(st): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Body(body): Body<SignIn>,
 ) -> Result<Response, ApiError> {
     let now = now_ms();

@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::auth::{self, Need, Principal, Role, new_token};
+use super::listener::Peer;
 use super::{AdminState, ApiError, Body, ListParams, etag, page};
 use crate::control::model::{
     Login, NewPassword, NewToken, NewTokenShown, NewUser, NoInput, Page, TokenInfo, User,
@@ -321,7 +322,7 @@ pub struct Session {
     security(()))]
 pub async fn login(
     State(st): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Body(body): Body<Login>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = authenticate(&st, peer, &body.email, body.password).await?;
