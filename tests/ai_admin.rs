@@ -57,6 +57,12 @@ fn provider_keys_and_prices_through_the_admin_api() {
     };
     let keys_of = |v: &Value| -> Vec<Value> { v["items"][0]["keys"].as_array().unwrap().clone() };
 
+    let models = m.ok(200, "GET", "/api/v1/ai/models", "");
+    assert_eq!(models["aliases"][0]["name"], "fast", "{models}");
+    assert_eq!(
+        models["aliases"][0]["targets"][0]["provider"], "oa",
+        "{models}"
+    );
     let v = m.ok(200, "GET", "/api/v1/ai/providers", "");
     assert_eq!(v["items"][0]["name"], "oa");
     let k = keys_of(&v);
@@ -246,6 +252,7 @@ fn provider_keys_and_prices_through_the_admin_api() {
             None,
         ),
         ("GET", "/api/v1/ai/prices", None),
+        ("GET", "/api/v1/ai/models", None),
         (
             "PUT",
             "/api/v1/ai/prices/m",

@@ -268,6 +268,85 @@ fn cookie_sessions_have_safe_flags_csrf_and_an_end() {
 }
 
 #[test]
+fn sign_in_is_same_origin_json_and_replaces_the_old_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), "");
+    let body = json!({"token": TOKEN}).to_string();
+    let r = req(
+        m.admin,
+        "POST",
+        "/api/v1/session",
+        "Sec-Fetch-Site: cross-site\r\n",
+        Some(&body),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (403, "csrf_failed"),
+        "login CSRF"
+    );
+    let mut c = Client::connect(m.admin);
+    c.send(format!("POST /api/v1/session HTTP/1.1\r\nHost: admin\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    assert_eq!(
+        c.response(false).unwrap().status,
+        415,
+        "a form cannot sign in"
+    );
+    let (first, _, _) = sign_in(m.admin, &json!({"token": TOKEN}));
+    assert_eq!(req(m.admin, "GET", "/api/v1/me", &first, None).status, 200);
+    // Signing in from the same browser ends the session it had.
+    let r = req(m.admin, "POST", "/api/v1/session", &first, Some(&body));
+    assert_eq!(r.status, 201);
+    assert_eq!(req(m.admin, "GET", "/api/v1/me", &first, None).status, 401);
+    let second = format!(
+        "Cookie: {}\r\n",
+        r.header("set-cookie").unwrap().split(';').next().unwrap()
+    );
+    let csrf = s(&json_of(&r), "csrf_token");
+    // The older /logout ends a console session too (the operator's included).
+    let out = req(
+        m.admin,
+        "POST",
+        "/api/v1/logout",
+        &format!("{second}X-CSRF-Token: {csrf}\r\n"),
+        Some("{}"),
+    );
+    assert_eq!(out.status, 204);
+    assert_eq!(req(m.admin, "GET", "/api/v1/me", &second, None).status, 401);
+    m.shutdown();
+}
+
+/// Rotating the bootstrap token ends every operator session made with the old one.
+#[test]
+fn a_new_bootstrap_token_ends_the_old_ones_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let m = admin::start(Driver::Uring, 1, &store, "");
+    let (cookie, _, _) = sign_in(m.admin, &json!({"token": TOKEN}));
+    m.shutdown();
+    let config = admin::config(Driver::Uring, 1, &store, "");
+    let g = ringway::Gateway::start(
+        config.clone(),
+        ringway::StartOptions {
+            workers: None,
+            cpus: Some(ringway::runtime::available_cpus().unwrap()),
+        },
+    )
+    .unwrap();
+    let cp = ringway::control::ControlPlane::start(
+        &config,
+        g.publisher(),
+        Some(ringway::control::AdminToken::new("a-brand-new-admin-token-42").unwrap()),
+    )
+    .unwrap();
+    let addr = cp.admin_addr().unwrap();
+    assert_eq!(req(addr, "GET", "/api/v1/me", &cookie, None).status, 401);
+    let (fresh, _, _) = sign_in(addr, &json!({"token": "a-brand-new-admin-token-42"}));
+    assert_eq!(req(addr, "GET", "/api/v1/me", &fresh, None).status, 200);
+    g.shutdown(std::time::Duration::from_secs(1));
+    cp.shutdown();
+}
+
+#[test]
 fn operator_sign_in_is_throttled_and_sessions_expire() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s.db");
@@ -416,6 +495,35 @@ fn try_it_goes_through_the_gateway_and_only_under_the_service() {
         assert_eq!(st, 422, "{body}: {v}");
         assert!(v["error"]["fields"][field].is_string(), "{body}: {v}");
     }
+    // A viewer may read through try-it, not write.
+    let email = "viewer@acme.example";
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/users",
+        &json!({"tenant_id": t, "email": email, "password": PASSWORD, "role": "viewer"})
+            .to_string(),
+    );
+    let tok = s(
+        &admin::api(
+            m.admin,
+            "",
+            "POST",
+            "/api/v1/login",
+            Some(&json!({"email": email, "password": PASSWORD}).to_string()),
+        )
+        .1,
+        "token",
+    );
+    let get = json!({"method": "GET", "path": "/orders/1", "key": key}).to_string();
+    assert_eq!(admin::api(m.admin, &tok, "POST", &path, Some(&get)).0, 200);
+    let post = json!({"method": "POST", "path": "/orders", "key": key, "body": "{}"}).to_string();
+    let (st, v, _) = admin::api(m.admin, &tok, "POST", &path, Some(&post));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
     m.shutdown();
 }
 

@@ -25,8 +25,8 @@ pub struct RawAdmin {
     pub allow_loopback: Option<bool>,
     /// How long a console or `/login` session lasts (`12h` by default, at most 30 days).
     pub session_ttl: Option<String>,
-    /// Mark the console's session cookie `Secure` (sent over HTTPS only). Default: on with `tls`
-    /// or a listener that is not loopback. Turn it on when a TLS terminator serves the console.
+    /// Mark the console's session cookie `Secure` (sent over HTTPS only). Default: on with `tls`.
+    /// Turn it on when a TLS terminator in front serves the console.
     pub cookie_secure: Option<bool>,
     /// Serve the admin API and console over TLS: `{ cert = "chain.pem", key = "key.pem" }`.
     pub tls: Option<RawAdminTls>,
@@ -119,9 +119,7 @@ pub(super) fn admin(a: RawAdmin, base: &Path) -> Result<AdminConfig, ConfigError
         token_file,
         allow_loopback: a.allow_loopback.unwrap_or(false),
         session_ttl,
-        cookie_secure: a
-            .cookie_secure
-            .unwrap_or(tls.is_some() || !listen.ip().is_loopback()),
+        cookie_secure: a.cookie_secure.unwrap_or(tls.is_some()),
         tls,
     })
 }

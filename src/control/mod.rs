@@ -292,6 +292,11 @@ async fn run(
         },
     };
     let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let (Some(a), None) = (&admin_cfg, &tls) {
+        if !a.listen.ip().is_loopback() && !a.cookie_secure {
+            tracing::warn!(listen = %a.listen, "the admin API and console listen beyond loopback over plain HTTP: tokens, passwords and session cookies cross the network in the clear; set [admin] tls (or put a TLS terminator in front and set cookie_secure = true)");
+        }
+    }
     let cmd_managed = managed.clone();
     let command_loop = async move {
         while let Some(cmd) = commands.recv().await {

@@ -153,7 +153,7 @@ pub async fn models(
     State(st): State<AdminState>,
     p: Principal,
 ) -> Result<Json<ModelList>, ApiError> {
-    p.require(super::Need::Read)?;
+    p.require_operator()?;
     let (ai, base) = {
         let m = st.managed.lock().await;
         (m.ai(), m.base_config())

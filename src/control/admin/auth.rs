@@ -189,6 +189,17 @@ pub fn csrf_token(session_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(crate::catalog::hash_key(&b))
 }
 
+/// Refuses a request the browser marks as sent from another site (or another port of this
+/// host). A request without the header (not a browser, or an old one) passes.
+pub fn same_origin(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    match headers.get("sec-fetch-site") {
+        Some(site) if !matches!(site.as_bytes(), b"same-origin" | b"none") => Err(csrf_refused(
+            "a cross-site request cannot use the console session",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A cookie-authenticated call that changes state must come from the console's own page: the
 /// CSRF header matches the session, and the browser does not call it cross-site.
 fn check_csrf(parts: &Parts, session_token: &str) -> Result<(), ApiError> {
@@ -258,7 +269,7 @@ impl FromRequestParts<AdminState> for Principal {
         if from_cookie
             && state
                 .store
-                .operator_session(&hash, now_ms())
+                .operator_session(&hash, &operator_fp(state), now_ms())
                 .await?
                 .is_some()
         {
@@ -285,6 +296,11 @@ impl FromRequestParts<AdminState> for Principal {
             session: t.kind == "session",
         })
     }
+}
+
+/// What ties an operator session to the bootstrap token it was made with.
+pub fn operator_fp(state: &AdminState) -> [u8; 32] {
+    crate::catalog::hash_key(&state.token_hash[..])
 }
 
 /// A console call whose session expired or was ended.

@@ -191,6 +191,22 @@ pub fn fuzz_decode(bytes: &[u8]) -> Vec<ApiError> {
     let _ = one::<Login>(bytes, &mut out);
     let _ = one::<NewToken>(bytes, &mut out);
     let _ = one::<NoInput>(bytes, &mut out);
+    let _ = one::<session::SignIn>(bytes, &mut out);
+    if let Some(t) = one::<tryit::TryRequest>(bytes, &mut out) {
+        let routes = [crate::config::managed::ServiceRoute {
+            path_prefix: Some("/orders".into()),
+            ..Default::default()
+        }];
+        if let Err(e) = tryit::check(&t, &routes).map(|_| ()) {
+            out.push(e);
+        }
+    }
+    // The same bytes as a Cookie header.
+    let mut h = HeaderMap::new();
+    if let Ok(v) = axum::http::HeaderValue::from_bytes(bytes) {
+        h.insert(header::COOKIE, v);
+        let _ = auth::session_cookie(&h);
+    }
     out
 }
 
@@ -213,6 +229,9 @@ pub struct ListParams {
     pub q: Option<String>,
     /// The audit log: `desc` for newest first (default `asc`).
     pub order: Option<String>,
+    /// Subscriptions: `provider` (to the caller's services: the inbox) or `consumer` (of the
+    /// caller's apps); default both.
+    pub side: Option<String>,
 }
 
 impl ListParams {
@@ -270,7 +289,20 @@ impl ListParams {
             Some("desc") => return Err(ApiError::field("order", "this list has one order")),
             Some(_) => return Err(ApiError::field("order", "\"asc\" or \"desc\"")),
         };
+        let side = match self.side.as_deref() {
+            None => None,
+            Some(_) if !allowed.contains(&"side") => {
+                return Err(ApiError::field(
+                    "side",
+                    "this list cannot be filtered by it",
+                ));
+            }
+            Some("provider") => Some(super::store::Side::Provider),
+            Some("consumer") => Some(super::store::Side::Consumer),
+            Some(_) => return Err(ApiError::field("side", "\"provider\" or \"consumer\"")),
+        };
         Ok(ListQuery {
+            side,
             descending,
             search,
             cursor: self.cursor.clone(),

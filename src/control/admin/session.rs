@@ -74,8 +74,29 @@ fn reply(
 pub async fn sign_in(
     State(st): State<AdminState>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
     Body(body): Body<SignIn>,
 ) -> Result<Response, ApiError> {
+    // Another site's page must not sign a browser in (login CSRF) nor spend the throttle.
+    auth::same_origin(&headers)?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "sign in with Content-Type: application/json",
+        ));
+    }
+    // Signing in again replaces the browser's session: the old one ends.
+    if let Some(old) = session_cookie(&headers) {
+        st.store
+            .end_session(&crate::catalog::hash_key(old.as_bytes()), now_ms())
+            .await?;
+    }
     let now = now_ms();
     let (token, expires_at, principal) = match (body.token, body.email, body.password) {
         (Some(t), None, None) => {
@@ -83,16 +104,25 @@ pub async fn sign_in(
             if let Some(wait) = st.throttle.blocked(&by_client, auth::PER_CLIENT).await {
                 return Err(throttled(wait));
             }
+            // Counted before the comparison, so that concurrent guesses cannot all pass the
+            // throttle; a success takes it back.
+            st.throttle.failed(&by_client).await;
             let hash = crate::catalog::hash_key(t.as_bytes());
             if !bool::from(hash.ct_eq(&*st.token_hash)) {
-                st.throttle.failed(&by_client).await;
                 tracing::info!(client = %peer.ip(), "console operator sign-in failed");
                 return Err(ApiError::unauthorized("wrong admin token"));
             }
+            st.throttle.forgive(&by_client).await;
             let (token, hash) = new_token();
             let expires_at = now + st.session_ttl_ms;
             st.store
-                .insert_operator_session(&new_id("ses"), &hash, now, expires_at)
+                .insert_operator_session(
+                    &new_id("ses"),
+                    &hash,
+                    &auth::operator_fp(&st),
+                    now,
+                    expires_at,
+                )
                 .await?;
             (token, expires_at, Principal::Operator)
         }
@@ -142,25 +172,28 @@ pub async fn current(
     };
     let hash = crate::catalog::hash_key(token.as_bytes());
     let now = now_ms();
-    let (principal, expires_at) =
-        if let Some((_, exp)) = st.store.operator_session(&hash, now).await? {
-            (Principal::Operator, exp)
-        } else {
-            match st.store.token_user(&hash, now).await? {
-                Some((t, u)) if t.kind == "session" => (
-                    Principal::User {
-                        role: auth::Role::parse(&u.role).unwrap_or(auth::Role::Viewer),
-                        user_id: u.id,
-                        tenant_id: u.tenant_id,
-                        write: true,
-                        token_id: t.id,
-                        session: true,
-                    },
-                    t.expires_at,
-                ),
-                _ => return Err(auth::session_ended()),
-            }
-        };
+    let (principal, expires_at) = if let Some((_, exp)) = st
+        .store
+        .operator_session(&hash, &auth::operator_fp(&st), now)
+        .await?
+    {
+        (Principal::Operator, exp)
+    } else {
+        match st.store.token_user(&hash, now).await? {
+            Some((t, u)) if t.kind == "session" => (
+                Principal::User {
+                    role: auth::Role::parse(&u.role).unwrap_or(auth::Role::Viewer),
+                    user_id: u.id,
+                    tenant_id: u.tenant_id,
+                    write: true,
+                    token_id: t.id,
+                    session: true,
+                },
+                t.expires_at,
+            ),
+            _ => return Err(auth::session_ended()),
+        }
+    };
     let body = ConsoleSession {
         csrf_token: auth::csrf_token(token),
         expires_at: rfc3339(expires_at),

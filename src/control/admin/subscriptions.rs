@@ -116,7 +116,7 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Subscription>>, ApiError> {
     // The store qualifies the filter columns with the subscriptions table itself.
-    let q = params.query(&p, &["state", "app_id", "service_id"])?;
+    let q = params.query(&p, &["state", "app_id", "service_id", "side"])?;
     let rows = st.store.subscriptions(&q).await?;
     Ok(Json(page(rows, &q, |s: &Subscription| s.id.clone(), |s| s)))
 }

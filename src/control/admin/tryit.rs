@@ -68,7 +68,11 @@ const REFUSED_HEADERS: &[&str] = &[
     "proxy-connection",
 ];
 
-fn check(req: &TryRequest, routes: &[ServiceRoute]) -> Result<(), ApiError> {
+/// Checks a try-it request; the route its path is under.
+pub(super) fn check<'r>(
+    req: &TryRequest,
+    routes: &'r [ServiceRoute],
+) -> Result<&'r ServiceRoute, ApiError> {
     if !METHODS.contains(&req.method.as_str()) {
         return Err(ApiError::field(
             "method",
@@ -77,14 +81,25 @@ fn check(req: &TryRequest, routes: &[ServiceRoute]) -> Result<(), ApiError> {
     }
     let p = &req.path;
     let printable = p.bytes().all(|b| b.is_ascii_graphic());
-    if !p.starts_with('/') || p.len() > 4096 || !printable {
+    if !p.starts_with('/') || p.len() > 4096 || !printable || p.contains('#') {
         return Err(ApiError::field(
             "path",
-            "a path starting with / (printable ASCII, no spaces, at most 4096 bytes)",
+            "a path starting with / (printable ASCII, no spaces or #, at most 4096 bytes)",
         ));
     }
-    let bare = p.split(['?', '#']).next().unwrap_or("");
-    let under = routes.iter().any(|r| {
+    let bare = p.split('?').next().unwrap_or("");
+    // What the route check sees must be what is sent: an HTTP client resolves dot segments
+    // (also percent-encoded ones) and backslashes before sending, and a percent-encoded slash
+    // is a separator to some servers. Such a path is refused rather than reinterpreted.
+    let lower = bare.to_ascii_lowercase();
+    let dots = bare.split('/').any(|seg| seg == "." || seg == "..");
+    if dots || bare.contains('\\') || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return Err(ApiError::field(
+            "path",
+            "dot segments, backslashes and percent-encoded dots or slashes are not allowed",
+        ));
+    }
+    let route = routes.iter().find(|r| {
         r.path_exact.as_deref() == Some(bare)
             || r.path_prefix.as_deref().is_some_and(|pre| {
                 bare.starts_with(pre)
@@ -93,7 +108,7 @@ fn check(req: &TryRequest, routes: &[ServiceRoute]) -> Result<(), ApiError> {
                         || bare.as_bytes().get(pre.len()) == Some(&b'/'))
             })
     });
-    if !under {
+    let Some(route) = route else {
         let known: Vec<&str> = routes
             .iter()
             .filter_map(|r| r.path_prefix.as_deref().or(r.path_exact.as_deref()))
@@ -102,6 +117,14 @@ fn check(req: &TryRequest, routes: &[ServiceRoute]) -> Result<(), ApiError> {
             "path",
             format!("not under the service's routes ({})", known.join(", ")),
         ));
+    };
+    if let Some(ms) = &route.methods {
+        if !ms.is_empty() && !ms.iter().any(|m| m.eq_ignore_ascii_case(&req.method)) {
+            return Err(ApiError::field(
+                "method",
+                format!("the route takes {}", ms.join(", ")),
+            ));
+        }
     }
     if req.headers.len() > 50 {
         return Err(ApiError::field("headers", "at most 50"));
@@ -142,7 +165,23 @@ fn check(req: &TryRequest, routes: &[ServiceRoute]) -> Result<(), ApiError> {
     {
         return Err(ApiError::field("body", "larger than 1 MiB"));
     }
-    Ok(())
+    Ok(route)
+}
+
+/// The Host to send for `route`: its first host name; a wildcard's one-label stand-in
+/// (`*.example.com` → `try.example.com`); none when it takes any host.
+fn host_for(route: &ServiceRoute) -> Option<String> {
+    let hosts = route.hosts.as_ref()?;
+    hosts
+        .iter()
+        .find(|h| !h.starts_with('*'))
+        .cloned()
+        .or_else(|| {
+            hosts
+                .first()
+                .and_then(|h| h.strip_prefix("*."))
+                .map(|rest| format!("try.{rest}"))
+        })
 }
 
 /// Where the gateway listens, as this host reaches it.
@@ -182,10 +221,13 @@ pub async fn try_call(
     Body(req): Body<TryRequest>,
 ) -> Result<Json<TryResponse>, ApiError> {
     let service = super::services::visible(&st, &p, &id).await?;
-    p.require(Need::Read)?;
+    // Reading through the gateway is a read; anything else may change the API's data.
+    let read = matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+    p.require(if read { Need::Read } else { Need::Develop })?;
     let spec: ServiceSpec = serde_json::from_str(&service.spec)
         .map_err(|_| ApiError::internal("cannot decode the service's spec"))?;
-    check(&req, &spec.routes)?;
+    let route = check(&req, &spec.routes)?;
+    let host = host_for(route);
     let addr = gateway_addr(&st).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -193,16 +235,17 @@ pub async fn try_call(
             "the gateway has no plain HTTP listener to send through",
         )
     })?;
-    let host = spec
-        .routes
-        .iter()
-        .filter_map(|r| r.hosts.as_ref()?.iter().find(|h| !h.starts_with('*')))
-        .next()
-        .cloned();
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| ApiError::field("method", "not a method"))?;
-    let url = format!("http://{addr}{}", req.path);
-    let mut b = client()?.request(method, &url);
+    let url = reqwest::Url::parse(&format!("http://{addr}{}", req.path))
+        .map_err(|_| ApiError::field("path", "not a path and query"))?;
+    if url.path() != req.path.split('?').next().unwrap_or("") {
+        return Err(ApiError::field(
+            "path",
+            "the path would be sent otherwise than written",
+        ));
+    }
+    let mut b = client()?.request(method, url);
     if let Some(h) = host {
         b = b.header(reqwest::header::HOST, h);
     }
@@ -297,10 +340,42 @@ mod tests {
         assert!(check(&req("/other"), &routes).is_err());
         assert!(check(&req("orders"), &routes).is_err());
         assert!(check(&req("/orders/a b"), &routes).is_err());
+        for sneaky in [
+            "/orders/../x",
+            "/orders/%2e%2e/x",
+            "/orders/.%2E/x",
+            "/orders/..\\x",
+            "/orders%2f..%2fx",
+            "/orders/./x",
+            "/orders#x",
+        ] {
+            assert!(check(&req(sneaky), &routes).is_err(), "{sneaky}");
+        }
         let mut r = req("/orders");
         r.headers = vec![("Host".into(), "evil".into())];
         assert!(check(&r, &routes).is_err());
         r.headers = vec![("X-A".into(), "a\r\nb".into())];
         assert!(check(&r, &routes).is_err());
+    }
+
+    #[test]
+    fn the_host_is_the_matched_routes() {
+        let route = |hosts: &[&str]| ServiceRoute {
+            hosts: Some(hosts.iter().map(|h| h.to_string()).collect()),
+            ..Default::default()
+        };
+        assert_eq!(
+            host_for(&route(&["api.example.com"])).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            host_for(&route(&["*.example.com", "b.example.com"])).as_deref(),
+            Some("b.example.com")
+        );
+        assert_eq!(
+            host_for(&route(&["*.example.com"])).as_deref(),
+            Some("try.example.com")
+        );
+        assert_eq!(host_for(&ServiceRoute::default()), None);
     }
 }

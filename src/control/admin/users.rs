@@ -407,10 +407,17 @@ pub(super) async fn new_session(
 pub async fn logout(
     State(st): State<AdminState>,
     p: Principal,
+    headers: axum::http::HeaderMap,
     _body: Body<NoInput>,
 ) -> Result<StatusCode, ApiError> {
     if let Principal::User { token_id, .. } = &p {
         st.store.revoke_token(token_id, now_ms(), None).await?;
+    }
+    // A console session (the operator's too) ends by its cookie.
+    if let Some(t) = auth::session_cookie(&headers) {
+        st.store
+            .end_session(&crate::catalog::hash_key(t.as_bytes()), now_ms())
+            .await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -73,6 +73,18 @@ pub struct ListQuery {
     pub search: Option<(&'static str, String)>,
     /// Newest first (the audit log only).
     pub descending: bool,
+    /// Subscriptions only: those to the tenants' services, or those of the tenants' apps
+    /// (`None`: both).
+    pub side: Option<Side>,
+}
+
+/// Which side of a subscription a tenant is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Its service is subscribed to (the inbox).
+    Provider,
+    /// Its app subscribes (its access requests).
+    Consumer,
 }
 
 pub struct Store {
@@ -638,14 +650,25 @@ impl Store {
                    a.name AS app_name, a.tenant_id AS app_tenant_id, t.name AS app_tenant_name, v.name AS service_name, \
                    v.tenant_id AS service_tenant_id \
                    FROM subscriptions s JOIN apps a ON a.id = s.app_id JOIN services v ON v.id = s.service_id \
-                   JOIN tenants t ON t.id = a.tenant_id \
-                   WHERE (a.tenant_id IN (SELECT value FROM json_each($0)) OR v.tenant_id IN (SELECT value FROM json_each($0)) OR $0 IS NULL)";
+                   JOIN tenants t ON t.id = a.tenant_id WHERE ";
+        let scope = match q.side {
+            None => {
+                "(a.tenant_id IN (SELECT value FROM json_each($0)) OR v.tenant_id IN (SELECT value FROM json_each($0)) OR $0 IS NULL)"
+            }
+            Some(Side::Provider) => {
+                "(v.tenant_id IN (SELECT value FROM json_each($0)) OR $0 IS NULL)"
+            }
+            Some(Side::Consumer) => {
+                "(a.tenant_id IN (SELECT value FROM json_each($0)) OR $0 IS NULL)"
+            }
+        };
+        let sql = format!("{sql}{scope}");
         let mut q2 = q.clone();
         let tenants = q2
             .tenants
             .take()
             .map(|t| serde_json::to_string(&t).unwrap_or_else(|_| "[]".into()));
-        list_with(&self.pool, sql, tenants, "s.id", "", &q2).await
+        list_with(&self.pool, &sql, tenants, "s.id", "", &q2).await
     }
 
     /// Every live (pending or approved) subscription (start-up).

@@ -186,14 +186,16 @@ impl Store {
         &self,
         id: &str,
         hash: &[u8; 32],
+        token_fp: &[u8; 32],
         created_at: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO operator_sessions (id, hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO operator_sessions (id, hash, token_fp, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(&hash[..])
+        .bind(&token_fp[..])
         .bind(created_at)
         .bind(expires_at)
         .execute(&self.pool)
@@ -202,17 +204,20 @@ impl Store {
         Ok(())
     }
 
-    /// The id and expiry of the live operator session whose token hashes to `hash`.
+    /// The id and expiry of the live operator session whose token hashes to `hash`, made with
+    /// the bootstrap token whose fingerprint is `token_fp`.
     pub async fn operator_session(
         &self,
         hash: &[u8; 32],
+        token_fp: &[u8; 32],
         now: i64,
     ) -> Result<Option<(String, i64)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, expires_at FROM operator_sessions \
-             WHERE hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+             WHERE hash = $1 AND token_fp = $2 AND revoked_at IS NULL AND expires_at > $3",
         )
         .bind(&hash[..])
+        .bind(&token_fp[..])
         .bind(now)
         .fetch_optional(&self.pool)
         .await?)

@@ -62,9 +62,11 @@ function match(path) {
     const want = pattern.split('/').filter(Boolean);
     if (want.length !== parts.length) continue;
     const params = {};
-    if (want.every((w, i) => w.startsWith(':') ? (params[w.slice(1)] = decodeURIComponent(parts[i]), true) : w === parts[i])) {
-      return { render, params, opts };
-    }
+    let ok;
+    try {
+      ok = want.every((w, i) => w.startsWith(':') ? (params[w.slice(1)] = decodeURIComponent(parts[i]), true) : w === parts[i]);
+    } catch { ok = false; } // a malformed %-escape: no such page
+    if (ok) return { render, params, opts };
   }
   return null;
 }

@@ -29,7 +29,7 @@ export async function render(box) {
   }
   if (can('govern')) {
     try {
-      const subs = await get('/subscriptions' + qs({ state: 'pending', limit: 100 }));
+      const subs = await get('/subscriptions' + qs({ state: 'pending', side: 'provider', limit: 100 }));
       const n = subs.items.length;
       clear(pending, h('div', { class: n ? 'alert warn' : 'alert ok' },
         n ? [`${n}${subs.next_cursor ? '+' : ''} access request(s) wait for approval. `, link('#/subscriptions', 'Open the inbox')]

@@ -53,7 +53,7 @@ function accessPanel(box, mineBox, s) {
     { title: 'State', render: x => badge(x.state) },
     { title: 'Reason', render: x => x.reason || '' },
     { title: 'Since', render: x => time(x.updated_at) },
-  ], cursor => get('/subscriptions' + qs({ service_id: s.id, state: '', cursor, limit: 20 })), 'None of your apps has asked for access yet.');
+  ], cursor => get('/subscriptions' + qs({ service_id: s.id, side: 'consumer', cursor, limit: 20 })), 'None of your apps has asked for access yet.');
   clear(mineBox, h('h3', {}, 'Your apps\' requests'), subs);
   if (!can('develop')) { clear(box, h('p', { class: 'muted' }, 'Your role cannot request access (developers and above can).')); return; }
   if (s.state !== 'published') { clear(box, h('p', { class: 'muted' }, 'Only a published API takes new requests.')); return; }
@@ -81,9 +81,11 @@ function tryPanel(box, s) {
   const first = s.routes[0] || {};
   const base = first.path_prefix || first.path_exact || '/';
   const result = h('div', { id: 'try-result', 'aria-live': 'polite' });
+  // Calls that may change the API's data are for developers and above (the API checks too).
+  const methods = can('develop') ? ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'] : ['GET', 'HEAD', 'OPTIONS'];
   const f = form([
     h('div', { class: 'row' },
-      field('Method', select('method', ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'], 'GET', { id: 'try-method' })),
+      field('Method', select('method', methods, 'GET', { id: 'try-method' })),
       field('Path', input('path', { value: base, required: true, id: 'try-path' }))),
     field('API key', input('key', { type: 'password', autocomplete: 'off', id: 'try-key' }),
       'One of your app\'s keys (sent as Authorization: Bearer). Keys are shown once when made: paste it here.'),
@@ -123,8 +125,8 @@ export async function requests(box) {
     { title: 'Reason', render: x => x.reason || '' },
     { title: 'Requested', render: x => time(x.created_at) },
     { title: 'Updated', render: x => time(x.updated_at) },
-  ], cursor => get('/subscriptions' + qs({ ...filters, cursor, limit: 50 })), 'No requests yet: find an API in the catalog.');
-  clear(box, ...pageHead('Access requests', 'The state of each request of your tenant\'s apps (and requests to your tenant\'s APIs).'),
+  ], cursor => get('/subscriptions' + qs({ ...filters, side: 'consumer', cursor, limit: 50 })), 'No requests yet: find an API in the catalog.');
+  clear(box, ...pageHead('Access requests', 'The state of each request your tenant\'s apps have made.'),
     searchBar([field('State', select('state', [['', 'any'], 'pending', 'approved', 'rejected', 'revoked', 'cancelled'], ''))], v => { filters.state = v.state; tbl.reload(); }),
     tbl);
 }

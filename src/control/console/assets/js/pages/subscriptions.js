@@ -3,8 +3,8 @@ import { h, clear, pageHead, field, select, pagedTable, searchBar, link, time, c
 import { can, isOperator, myTenant } from '../app.js';
 
 export async function inbox(box) {
-  const filters = { state: 'pending' };
   const govern = can('govern');
+  const filters = { state: 'pending', side: govern ? 'provider' : '' };
   const tbl = pagedTable([
     { title: 'App', render: s => [s.app_name || s.app_id, ' ', h('span', { class: 'muted' }, `of ${s.app_tenant_name || s.app_tenant_id || '?'}`)] },
     { title: 'Service', render: s => link('#/services/' + encodeURIComponent(s.service_id), s.service_name || s.service_id) },
@@ -39,7 +39,9 @@ export async function inbox(box) {
   }
 
   clear(box, ...pageHead('Subscriptions', govern ? 'Access requests to your services wait here for approval; your apps\' subscriptions are listed too.' : 'Subscriptions of your apps and to your services.'),
-    searchBar([field('State', select('state', [['pending', 'pending'], ['approved', 'approved'], ['rejected', 'rejected'], ['revoked', 'revoked'], ['cancelled', 'cancelled'], ['', 'any']], 'pending', { id: 'subscription-state' }))],
-      v => { filters.state = v.state; tbl.reload(); }),
+    searchBar([
+      field('State', select('state', [['pending', 'pending'], ['approved', 'approved'], ['rejected', 'rejected'], ['revoked', 'revoked'], ['cancelled', 'cancelled'], ['', 'any']], 'pending', { id: 'subscription-state' })),
+      field('Which', select('side', [['provider', 'requests to our services'], ['consumer', 'our apps\' requests'], ['', 'both']], filters.side, { id: 'subscription-side' })),
+    ], v => { Object.assign(filters, v); tbl.reload(); }),
     tbl);
 }
