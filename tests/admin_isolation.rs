@@ -355,10 +355,18 @@ fn another_tenant_sees_none_of_this_ones_objects() {
     // Lists: only B's own, and A's public published service.
     for list in [
         "/api/v1/tenants",
+        "/api/v1/tenants?q=a",
         "/api/v1/apps",
+        "/api/v1/apps?q=app",
         "/api/v1/subscriptions",
+        "/api/v1/subscriptions?side=provider",
+        "/api/v1/subscriptions?side=consumer",
         "/api/v1/users",
+        "/api/v1/users?q=a-",
         "/api/v1/audit?limit=500",
+        "/api/v1/audit?limit=500&order=desc",
+        "/api/v1/services?q=private",
+        "/api/v1/services?visibility=private",
     ] {
         let (st, v) = call(&w, "b-owner", "GET", list, None);
         assert_eq!(st, 200, "{list}: {v}");
