@@ -126,11 +126,49 @@ def check_labels(d, where):
     assert not unlabeled, f"{where}: inputs without a label: {unlabeled}"
 
 
+CONTRAST = """
+    // WCAG 2.x contrast of every visible text element against the background it is drawn on.
+    const lum = ([r, g, b]) => {
+      const c = [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+      return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+    };
+    const rgba = s => (s.match(/[\\d.]+/g) || []).map(Number);
+    const bg = el => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgba(getComputedStyle(e).backgroundColor);
+        if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c;
+      }
+      return [255, 255, 255];
+    };
+    const bad = [];
+    for (const el of document.querySelectorAll('body *')) {
+      if (!el.offsetParent || ['SCRIPT', 'STYLE', 'CANVAS', 'OPTION'].includes(el.tagName)) continue;
+      if (el.closest('.uplot')) continue;  // the chart draws its own axes
+      const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+      if (!own) continue;
+      const st = getComputedStyle(el);
+      if (el.disabled || st.opacity < 1) continue;
+      const fg = rgba(st.color), b = bg(el);
+      const [l1, l2] = [lum(fg), lum(b)].sort((x, y) => y - x);
+      const ratio = (l1 + 0.05) / (l2 + 0.05);
+      const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && +st.fontWeight >= 700);
+      if (ratio < (large ? 3 : 4.5)) bad.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+    }
+    return bad;
+"""
+
+
+def check_contrast(d, where):
+    bad = d.execute_script(CONTRAST)
+    assert not bad, f"{where}: text below WCAG AA contrast: {bad[:10]}"
+
+
 def visit(d, hash_, name, heading=None):
     go(d, hash_)
     if heading:
         text_in(d, "main h1", heading)
     check_labels(d, hash_)
+    check_contrast(d, hash_)
     check_logs(d, hash_)
     shot(d, name)
 
@@ -403,6 +441,9 @@ def main():
     toggle.click()
     assert el(dev, "#nav").is_displayed(), "the menu button does not open the menu"
     assert toggle.get_attribute("aria-expanded") == "true"
+    overflow = dev.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a narrow screen"
+    check_contrast(dev, "narrow portal")
     shot(dev, "narrow-portal")
     dev.set_window_size(1280, 900)
 

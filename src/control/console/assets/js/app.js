@@ -115,6 +115,7 @@ async function signOut() {
 }
 
 function signedOut(message) {
+  clearTimeout(expiry);
   session.me = null;
   setCsrf(null);
   who();
@@ -126,10 +127,21 @@ function signedOut(message) {
   if (message) toast(message);
 }
 
+// Goes to the sign-in page when the session's time is up (the server refuses it from then on).
+let expiry;
+function watchExpiry() {
+  clearTimeout(expiry);
+  const left = Date.parse(session.expiresAt) - Date.now();
+  if (left > 0 && left < 2 ** 31) {
+    expiry = setTimeout(() => { if (session.me) signedOut('Your session has ended. Sign in again.'); }, left + 500);
+  }
+}
+
 export function signedIn(s) {
   session.me = s.me;
   session.expiresAt = s.expires_at;
   setCsrf(s.csrf_token);
+  watchExpiry();
   who();
   document.getElementById('menu-toggle').hidden = false;
   const back = sessionStorage.getItem('ringway.after-login');
@@ -157,6 +169,11 @@ async function route() {
     return;
   }
   if (session.me) nav();
+  if (matchMedia('(max-width: 800px)').matches) {
+    // On a narrow screen the menu folds away again once a page is chosen.
+    document.getElementById('nav').classList.add('collapsed');
+    document.getElementById('menu-toggle').setAttribute('aria-expanded', 'false');
+  }
   const mine = ++generation;
   const box = h('div', {});
   clear(main, box);
@@ -194,6 +211,7 @@ async function start() {
     session.me = s.me;
     session.expiresAt = s.expires_at;
     setCsrf(s.csrf_token);
+    watchExpiry();
     who();
     toggle.hidden = false;
   } catch { /* not signed in */ }

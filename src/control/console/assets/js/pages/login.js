@@ -18,11 +18,11 @@ export async function render(box) {
   if (session.me) { location.hash = '#/'; return; }
   let mode = 'user';
   const body = h('div', {});
-  const tabs = h('div', { class: 'tabs', role: 'tablist' });
+  const tabs = h('div', { class: 'tabs', role: 'group', 'aria-label': 'How to sign in' });
   function show() {
     clear(tabs,
       [['user', 'Email and password'], ['operator', 'Admin token']].map(([m, label]) =>
-      h('button', { type: 'button', role: 'tab', 'aria-selected': String(mode === m), id: 'tab-' + m,
+      h('button', { type: 'button', 'aria-pressed': String(mode === m), id: 'tab-' + m,
         onclick: () => { mode = m; show(); } }, label)));
     const f = mode === 'user'
       ? form([
