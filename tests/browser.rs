@@ -18,18 +18,6 @@ use std::process::Command;
 use common::admin::{self, TOKEN};
 use common::*;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("RINGWAY_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
-    assert!(
-        venv.exists(),
-        "no Python with selenium: run scripts/test-deps.sh, or set RINGWAY_PYTHON"
-    );
-    venv
-}
-
 fn upstream() -> Mock {
     Mock::start(|r| {
         let body = match r.target.strip_prefix("/orders/") {

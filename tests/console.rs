@@ -418,39 +418,7 @@ fn try_it_goes_through_the_gateway_and_only_under_the_service() {
         &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"acme"}"#),
         "id",
     );
-    let svc = s(
-        &m.ok(
-            201,
-            "POST",
-            "/api/v1/services",
-            &json!({"tenant_id": t, "name": "orders", "approval": "auto",
-                    "routes": [{"path_prefix": "/orders"}],
-                    "upstream": {"targets": [up.addr.to_string()]}})
-            .to_string(),
-        ),
-        "id",
-    );
-    m.ok(200, "POST", &format!("/api/v1/services/{svc}/publish"), "");
-    let app = s(
-        &m.ok(
-            201,
-            "POST",
-            "/api/v1/apps",
-            &json!({"tenant_id": t, "name": "a"}).to_string(),
-        ),
-        "id",
-    );
-    let key = s(
-        &m.ok(201, "POST", &format!("/api/v1/apps/{app}/keys"), "{}"),
-        "key",
-    );
-    m.ok(
-        201,
-        "POST",
-        "/api/v1/subscriptions",
-        &json!({"app_id": app, "service_id": svc}).to_string(),
-    );
-    m.settle();
+    let (svc, _app, key) = admin::served(&m, &t, "/orders", up.addr);
     let path = format!("/api/v1/services/{svc}/try");
     let v = m.ok(
         200,

@@ -14,18 +14,6 @@ use std::process::Command;
 use common::providers;
 use common::*;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("RINGWAY_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
-    assert!(
-        venv.exists(),
-        "no Python with the SDKs: run .ci/run, or `python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/requirements.txt`, or set RINGWAY_PYTHON"
-    );
-    venv
-}
-
 fn run(script: &str, base: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sdk")

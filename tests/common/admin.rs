@@ -138,3 +138,48 @@ pub fn s(v: &Value, k: &str) -> String {
         .unwrap_or_else(|| panic!("no string {k:?} in {v}"))
         .to_string()
 }
+
+/// A published service of `tenant` at `prefix` in front of `upstream` (approval `auto`), and an
+/// app of the tenant with a key and an approved subscription to it: (service, app, key).
+pub fn served(
+    m: &Managed,
+    tenant: &str,
+    prefix: &str,
+    upstream: SocketAddr,
+) -> (String, String, String) {
+    let name = prefix.trim_matches('/').replace('/', "-");
+    let svc = s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/services",
+            &serde_json::json!({"tenant_id": tenant, "name": name, "approval": "auto",
+                    "routes": [{"path_prefix": prefix}],
+                    "upstream": {"targets": [upstream.to_string()]}})
+            .to_string(),
+        ),
+        "id",
+    );
+    m.ok(200, "POST", &format!("/api/v1/services/{svc}/publish"), "");
+    let app = s(
+        &m.ok(
+            201,
+            "POST",
+            "/api/v1/apps",
+            &serde_json::json!({"tenant_id": tenant, "name": format!("{name}-app")}).to_string(),
+        ),
+        "id",
+    );
+    let key = s(
+        &m.ok(201, "POST", &format!("/api/v1/apps/{app}/keys"), "{}"),
+        "key",
+    );
+    m.ok(
+        201,
+        "POST",
+        "/api/v1/subscriptions",
+        &serde_json::json!({"app_id": app, "service_id": svc}).to_string(),
+    );
+    m.settle();
+    (svc, app, key)
+}

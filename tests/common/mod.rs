@@ -713,3 +713,17 @@ pub fn header_map(h: &[(String, String)]) -> HashMap<String, String> {
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect()
 }
+
+/// The Python that runs the SDK and browser scripts: `$RINGWAY_PYTHON`, else the repository's
+/// `.venv` (made by `scripts/test-deps.sh`).
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("RINGWAY_PYTHON") {
+        return std::path::PathBuf::from(p);
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    assert!(
+        venv.exists(),
+        "no Python with the SDKs and selenium: run scripts/test-deps.sh, or set RINGWAY_PYTHON"
+    );
+    venv
+}
