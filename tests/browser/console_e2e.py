@@ -94,10 +94,12 @@ def submit(d, form_css):
     clickable(d, form_css + " button[type=submit]").click()
 
 
-def confirm_dialog(d, reason=None):
+def confirm_dialog(d, reason=None, numbers=None):
     dlg = el(d, "dialog[open]")
     if reason is not None:
         dlg.find_element(By.CSS_SELECTOR, "input[name=reason]").send_keys(reason)
+    for name, value in (numbers or {}).items():
+        dlg.find_element(By.CSS_SELECTOR, f"input[name={name}]").send_keys(str(value))
     clickable(d, "#dialog-confirm").click()
     wait(d, EC.invisibility_of_element_located((By.CSS_SELECTOR, "dialog[open]")), "the dialog to close")
 
@@ -119,7 +121,7 @@ def check_logs(d, where):
 
 def check_labels(d, where):
     unlabeled = d.execute_script("""
-        return [...document.querySelectorAll('main input, main select, main textarea')]
+        return [...document.querySelectorAll('main input, main select, main textarea, dialog[open] input')]
           .filter(e => e.type !== 'hidden' && e.offsetParent !== null)
           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
           .map(e => e.name || e.id || e.outerHTML.slice(0, 80));""")
@@ -329,8 +331,11 @@ def main():
     visit(op, "/subscriptions", "subscription-inbox", "Subscriptions")
     text_in(op, "main table", "checkout")
     clickable(op, "button[data-action=approve]").click()
-    confirm_dialog(op)
+    check_labels(op, "the approval dialog")
+    confirm_dialog(op, numbers={"per_minute": 600})
     text_in(op, "main .paged", "Nothing here.")
+    subs = json.loads(api(op, "GET", "/subscriptions?state=approved", None)["body"])
+    assert subs["items"][0]["quota"]["per_minute"] == 600, subs
 
     step("the developer sees the approval, creates a key and calls through try-it")
     go(dev, "/portal/requests")

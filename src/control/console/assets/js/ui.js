@@ -111,20 +111,28 @@ export function toast(message, kind = 'ok') {
   setTimeout(() => item.remove(), 4000);
 }
 
-// A modal confirmation. `reason`: ask for a text (its label); resolves to null when cancelled,
-// else { reason }.
-export function confirm({ title, body, confirmLabel = 'Confirm', danger = false, reason }) {
+// A modal confirmation. `reason`: ask for a text (its label); `numbers`: optional number fields
+// ([name, label] pairs). Resolves to null when cancelled, else { reason, numbers: {name: n} }.
+export function confirm({ title, body, confirmLabel = 'Confirm', danger = false, reason, numbers = [], hint }) {
   const dlg = document.getElementById('dialog');
   return new Promise(resolve => {
     const reasonInput = reason ? input('reason', { maxlength: 500 }) : null;
+    const numberInputs = numbers.map(([name, label]) => [name, label, input(name, { type: 'number', min: 1, inputmode: 'numeric' })]);
     const done = v => { dlg.close(); resolve(v); };
+    const collect = () => {
+      const out = {};
+      for (const [name, , el] of numberInputs) if (el.value) out[name] = Number(el.value);
+      return { reason: reasonInput ? reasonInput.value : undefined, numbers: out };
+    };
     clear(dlg,
       h('h2', { id: 'dialog-title' }, title),
       body ? h('p', {}, body) : null,
       reasonInput ? field(reason, reasonInput) : null,
+      numberInputs.length ? h('div', { class: 'row' }, numberInputs.map(([, label, el]) => field(label, el))) : null,
+      hint ? h('p', { class: 'muted' }, hint) : null,
       h('div', { class: 'actions' },
         h('button', { type: 'button', class: danger ? 'danger' : '', id: 'dialog-confirm',
-          onclick: () => done({ reason: reasonInput ? reasonInput.value : undefined }) }, confirmLabel),
+          onclick: () => done(collect()) }, confirmLabel),
         h('button', { type: 'button', class: 'secondary', onclick: () => done(null) }, 'Cancel')));
     dlg.onclose = () => resolve(null);
     dlg.showModal();

@@ -22,14 +22,18 @@ export async function inbox(box) {
       const answer = await confirm(opts);
       if (!answer) return;
       try {
-        await post(`/subscriptions/${encodeURIComponent(s.id)}/${what}`, answer.reason ? { reason: answer.reason } : {});
+        const body = {};
+        if (answer.reason) body.reason = answer.reason;
+        if (what === 'approve' && Object.keys(answer.numbers).length) body.quota = answer.numbers;
+        await post(`/subscriptions/${encodeURIComponent(s.id)}/${what}`, body);
         toast(`Subscription ${what === 'approve' ? 'approved' : what + 'ed'}`);
         tbl.reload();
       } catch (e) { toast(e.message, 'error'); }
     };
     if (s.state === 'pending') {
       return h('div', { class: 'actions' },
-        h('button', { type: 'button', 'data-action': 'approve', onclick: () => act('approve', { title: `Approve ${s.app_name || s.app_id}?`, body: `It may call ${s.service_name || s.service_id} with its keys from now on, within the service's quota.`, confirmLabel: 'Approve' }) }, 'Approve'),
+        h('button', { type: 'button', 'data-action': 'approve', onclick: () => act('approve', { title: `Approve ${s.app_name || s.app_id}?`, body: `It may call ${s.service_name || s.service_id} with its keys from now on.`, confirmLabel: 'Approve',
+          numbers: [['per_second', 'Quota per second'], ['per_minute', 'per minute'], ['per_day', 'per day']], hint: 'A quota of its own for this app (optional); empty: the service\'s quota applies.' }) }, 'Approve'),
         h('button', { type: 'button', class: 'danger', 'data-action': 'reject', onclick: () => act('reject', { title: `Reject ${s.app_name || s.app_id}?`, body: 'The requester sees your reason.', confirmLabel: 'Reject', danger: true, reason: 'Reason (shown to the requester)' }) }, 'Reject'));
     }
     if (s.state === 'approved') {
