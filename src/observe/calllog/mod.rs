@@ -8,7 +8,8 @@
 //!
 //! - A shard pushes a record into its own bounded ring and never waits: when the ring is full the
 //!   record is dropped and counted on the shard ([`crate::observe::ShardRequests::log_dropped`]).
-//! - The writer drains every ring every [`DRAIN_EVERY`], feeds the analytics rollups (so they
+//! - The writer drains every ring every [`DRAIN_EVERY`] (backing off to [`DRAIN_IDLE`] while
+//!   there is nothing to drain), feeds the analytics rollups (so they
 //!   count every record the writer saw, whatever the sinks do), formats each record once and hands
 //!   each sink its batch. A sink that falls more than `call_log.sink_queue` records behind loses
 //!   the batches that do not fit (counted per sink); the writer and the other sinks go on.
@@ -39,8 +40,19 @@ pub use file::rotated;
 use json::{Facts, WallClock};
 use sink::{Batch, SinkKind, Sinks};
 
-/// How often the writer drains the rings.
+/// How often the writer drains the rings while records come in.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(10);
+/// The longest wait between drains: with nothing to drain the wait doubles up to it, so an idle
+/// gateway's writer wakes 10 times a second rather than 100. Smaller rings back off less (see
+/// [`idle_wait`]), so that the first drain of a burst still finds room.
+pub const DRAIN_IDLE: Duration = Duration::from_millis(100);
+
+/// The longest idle wait for rings of `capacity` bytes: 10 ms per 256 KiB, from [`DRAIN_EVERY`]
+/// to [`DRAIN_IDLE`] (the default 4 MiB ring: 100 ms; the smallest, 64 KiB: no back-off).
+pub fn idle_wait(capacity: usize) -> Duration {
+    let steps = (capacity / (256 * 1024)).max(1) as u32;
+    (DRAIN_EVERY * steps).min(DRAIN_IDLE)
+}
 
 /// Counters of the call log, read by the metrics endpoint and tests.
 #[derive(Default)]
@@ -164,6 +176,9 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, stop: &AtomicBool) {
+        let capacity = self.rings.iter().map(|r| r.buffer().capacity()).min();
+        let longest = idle_wait(capacity.unwrap_or(0));
+        let mut wait = DRAIN_EVERY;
         loop {
             let stopping = stop.load(Ordering::Acquire);
             let config = (self.config)();
@@ -198,7 +213,12 @@ impl Writer {
             if stopping {
                 break;
             }
-            std::thread::park_timeout(DRAIN_EVERY);
+            wait = if count > 0 {
+                DRAIN_EVERY
+            } else {
+                (wait * 2).min(longest)
+            };
+            std::thread::park_timeout(wait);
         }
         if let Some(t) = self.tap.as_mut() {
             t.drained(true);
@@ -297,5 +317,18 @@ impl Writer {
                 "call log: records dropped because a shard's buffer was full (raise call_log.buffer, or a sink is too slow)"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    #[test]
+    fn small_rings_back_off_less() {
+        assert_eq!(idle_wait(64 * 1024), DRAIN_EVERY);
+        assert_eq!(idle_wait(1024 * 1024), Duration::from_millis(40));
+        assert_eq!(idle_wait(4 * 1024 * 1024), DRAIN_IDLE);
+        assert_eq!(idle_wait(1024 * 1024 * 1024), DRAIN_IDLE);
     }
 }
