@@ -49,6 +49,9 @@ Needs nginx, oha and taskset.
 import argparse, datetime, json, os, platform, resource, secrets, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import proc_stats  # noqa: E402
+
 HZ = os.sysconf("SC_CLK_TCK")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -204,18 +207,8 @@ def wait_listening(port, timeout, proc=None):
 
 def proc_table():
     """pid -> (ppid, session, cpu ticks: utime+stime+cutime+cstime) of every live process."""
-    t = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat[stat.rindex(")") + 2:].split()
-        t[int(entry)] = (int(rest[1]), int(rest[3]), sum(int(x) for x in rest[11:15]))
-    return t
+    return {pid: (int(rest[1]), int(rest[3]), sum(int(x) for x in rest[11:15]))
+            for pid, rest in proc_stats()}
 
 
 def tree_pids(root, t=None):

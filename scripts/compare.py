@@ -73,9 +73,8 @@ def wait_listening(port, timeout=15.0):
     return False
 
 
-def group_stats(pgid):
-    """(pid, fields of /proc/PID/stat after the command name) of every live process in process
-    group `pgid`."""
+def proc_stats():
+    """(pid, fields of /proc/PID/stat after the command name) of every live process."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -84,9 +83,15 @@ def group_stats(pgid):
                 stat = f.read()
         except OSError:
             continue
-        rest = stat[stat.rindex(")") + 2:].split()
+        yield int(entry), stat[stat.rindex(")") + 2:].split()
+
+
+def group_stats(pgid):
+    """(pid, fields of /proc/PID/stat after the command name) of every live process in process
+    group `pgid`."""
+    for pid, rest in proc_stats():
         if int(rest[2]) == pgid:  # field 5: pgrp
-            yield int(entry), rest
+            yield pid, rest
 
 
 def group_cpu_seconds(pgid):

@@ -173,10 +173,11 @@ async fn write_error(
     send_and_finish(cx, whole, keep).await
 }
 
-/// Writes what is laid out in the gather list, then consumes the request when the connection stays.
-async fn send_and_finish(cx: &mut Cx<'_>, whole: Option<usize>, keep: bool) -> Next {
-    let len = cx.kit.g.total() as u64;
+/// Sends what is laid out in the gather list and counts it; false (the client gone, recorded as
+/// the request's error while `doing`) when the write failed.
+pub(crate) async fn send_counted(cx: &mut Cx<'_>, doing: &'static str) -> bool {
     let kit = &mut *cx.kit;
+    let len = kit.g.total() as u64;
     if cx
         .conn
         .send(&mut kit.g, &mut kit.buf, |_| {})
@@ -184,10 +185,18 @@ async fn send_and_finish(cx: &mut Cx<'_>, whole: Option<usize>, keep: bool) -> N
         .is_err()
     {
         cx.ctx
-            .fail(GatewayError::new(ErrorKind::ClientGone).context("writing the answer"));
-        return Next::Close;
+            .fail(GatewayError::new(ErrorKind::ClientGone).context(doing));
+        return false;
     }
     cx.ctx.bytes_out += len;
+    true
+}
+
+/// Writes what is laid out in the gather list, then consumes the request when the connection stays.
+async fn send_and_finish(cx: &mut Cx<'_>, whole: Option<usize>, keep: bool) -> Next {
+    if !send_counted(cx, "writing the answer").await {
+        return Next::Close;
+    }
     match (keep, whole) {
         (true, Some(n)) => {
             cx.kit.buf.consume(n);

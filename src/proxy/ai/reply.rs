@@ -2,11 +2,10 @@
 //! chunks and end. Errors go through [`crate::proxy::answer`] like every other error (its body is
 //! OpenAI-shaped).
 
-use crate::error::{ErrorKind, GatewayError};
 use crate::http::respond::{self, Reply};
 use crate::observe::clock;
 
-use super::super::answer::{Answer, client_keep_alive};
+use super::super::answer::{Answer, client_keep_alive, send_counted};
 use super::super::chain::{Cx, Next};
 
 /// The request's id, generated when the client sent none.
@@ -33,25 +32,6 @@ fn keep(cx: &Cx<'_>) -> bool {
     cx.ctx.read_whole && client_keep_alive(cx)
 }
 
-/// Sends what is laid out in the gather list and counts it; false (the client gone, recorded as
-/// the request's error while `doing`) when the write failed.
-async fn send(cx: &mut Cx<'_>, doing: &'static str) -> bool {
-    let kit = &mut *cx.kit;
-    let len = kit.g.total() as u64;
-    if cx
-        .conn
-        .send(&mut kit.g, &mut kit.buf, |_| {})
-        .await
-        .is_err()
-    {
-        cx.ctx
-            .fail(GatewayError::new(ErrorKind::ClientGone).context(doing));
-        return false;
-    }
-    cx.ctx.bytes_out += len;
-    true
-}
-
 /// Writes a JSON answer.
 pub async fn json(cx: &mut Cx<'_>, status: u16, body: &[u8]) -> Answer {
     raw(cx, status, b"application/json", body).await
@@ -73,7 +53,7 @@ pub async fn raw(cx: &mut Cx<'_>, status: u16, content_type: &[u8], body: &[u8])
         r,
     );
     cx.ctx.status = status;
-    if !send(cx, "writing the answer").await {
+    if !send_counted(cx, "writing the answer").await {
         return Answer::Sent(Next::Close);
     }
     cx.ctx.timings.last_byte = clock::now();
@@ -109,7 +89,7 @@ pub async fn stream_head_status(cx: &mut Cx<'_>, status: u16) -> Stream {
         r,
     );
     cx.ctx.status = status;
-    let gone = !send(cx, "writing the stream head").await;
+    let gone = !send_counted(cx, "writing the stream head").await;
     Stream {
         chunked,
         keep,
@@ -139,7 +119,7 @@ impl Stream {
             kit.g.extra.extend_from_slice(data);
         }
         kit.g.end_extra(from);
-        self.gone = !send(cx, "streaming the answer").await;
+        self.gone = !send_counted(cx, "streaming the answer").await;
         !self.gone
     }
 
