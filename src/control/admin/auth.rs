@@ -180,6 +180,19 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Ends the console session whose cookie the request carries, if any (a user's or the
+/// operator's).
+pub async fn end_cookie_session(
+    state: &AdminState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    if let Some(t) = session_cookie(headers) {
+        let hash = crate::catalog::hash_key(t.as_bytes());
+        state.store.end_session(&hash, now_ms()).await?;
+    }
+    Ok(())
+}
+
 /// The CSRF token of a session: derived from its secret token, so only a page that was given
 /// it (at sign-in, or by `GET /api/v1/session`) knows it; another site's page cannot read it.
 pub fn csrf_token(session_token: &str) -> String {
@@ -266,36 +279,58 @@ impl FromRequestParts<AdminState> for Principal {
         if !token.starts_with(TOKEN_PREFIX) {
             return Err(ApiError::unauthorized("the token is not valid"));
         }
-        if from_cookie
-            && state
-                .store
-                .operator_session(&hash, &operator_fp(state), now_ms())
-                .await?
-                .is_some()
-        {
-            return Ok(Principal::Operator);
+        if from_cookie {
+            return match session_of(state, &hash).await? {
+                Some((p, _)) => Ok(p),
+                None => Err(session_ended()),
+            };
         }
         let Some((t, user)) = state.store.token_user(&hash, now_ms()).await? else {
-            return Err(if from_cookie {
-                session_ended()
-            } else {
-                ApiError::unauthorized("the token is not valid (unknown, expired or revoked)")
-            });
+            return Err(ApiError::unauthorized(
+                "the token is not valid (unknown, expired or revoked)",
+            ));
         };
-        if from_cookie && t.kind != "session" {
-            return Err(session_ended());
-        }
-        let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
-        let scopes: Vec<String> = serde_json::from_str(&t.scopes).unwrap_or_default();
-        Ok(Principal::User {
-            user_id: user.id,
-            tenant_id: user.tenant_id,
-            role,
-            write: scopes.iter().any(|s| s == "write"),
-            token_id: t.id,
-            session: t.kind == "session",
-        })
+        Ok(user_principal(t, user))
     }
+}
+
+/// The principal a user's live token stands for.
+pub fn user_principal(
+    t: crate::control::model::TokenInfo,
+    user: crate::control::model::User,
+) -> Principal {
+    let scopes: Vec<String> = serde_json::from_str(&t.scopes).unwrap_or_default();
+    Principal::User {
+        role: Role::parse(&user.role).unwrap_or(Role::Viewer),
+        user_id: user.id,
+        tenant_id: user.tenant_id,
+        write: scopes.iter().any(|s| s == "write"),
+        session: t.kind == "session",
+        token_id: t.id,
+    }
+}
+
+/// Who the live console session whose token hashes to `hash` is (the operator's or a user's),
+/// and when it expires; `None` when there is no such session any more.
+pub async fn session_of(
+    state: &AdminState,
+    hash: &[u8; 32],
+) -> Result<Option<(Principal, i64)>, ApiError> {
+    let now = now_ms();
+    if let Some((_, exp)) = state
+        .store
+        .operator_session(hash, &operator_fp(state), now)
+        .await?
+    {
+        return Ok(Some((Principal::Operator, exp)));
+    }
+    Ok(match state.store.token_user(hash, now).await? {
+        Some((t, u)) if t.kind == "session" => {
+            let exp = t.expires_at;
+            Some((user_principal(t, u), exp))
+        }
+        _ => None,
+    })
 }
 
 /// What ties an operator session to the bootstrap token it was made with.

@@ -92,11 +92,7 @@ pub async fn sign_in(
         ));
     }
     // Signing in again replaces the browser's session: the old one ends.
-    if let Some(old) = session_cookie(&headers) {
-        st.store
-            .end_session(&crate::catalog::hash_key(old.as_bytes()), now_ms())
-            .await?;
-    }
+    auth::end_cookie_session(&st, &headers).await?;
     let now = now_ms();
     let (token, expires_at, principal) = match (body.token, body.email, body.password) {
         (Some(t), None, None) => {
@@ -129,15 +125,8 @@ pub async fn sign_in(
         (None, Some(email), Some(password)) => {
             let user = authenticate(&st, peer, &email, password).await?;
             let (token, info) = new_session(&st, &user).await?;
-            let p = Principal::User {
-                user_id: user.id.clone(),
-                tenant_id: user.tenant_id.clone(),
-                role: auth::Role::parse(&user.role).unwrap_or(auth::Role::Viewer),
-                write: true,
-                token_id: info.id.clone(),
-                session: true,
-            };
-            (token, info.expires_at, p)
+            let expires_at = info.expires_at;
+            (token, expires_at, auth::user_principal(info, user))
         }
         (Some(_), _, _) => {
             return Err(ApiError::field(
@@ -171,28 +160,8 @@ pub async fn current(
         return Err(ApiError::unauthorized("not signed in"));
     };
     let hash = crate::catalog::hash_key(token.as_bytes());
-    let now = now_ms();
-    let (principal, expires_at) = if let Some((_, exp)) = st
-        .store
-        .operator_session(&hash, &auth::operator_fp(&st), now)
-        .await?
-    {
-        (Principal::Operator, exp)
-    } else {
-        match st.store.token_user(&hash, now).await? {
-            Some((t, u)) if t.kind == "session" => (
-                Principal::User {
-                    role: auth::Role::parse(&u.role).unwrap_or(auth::Role::Viewer),
-                    user_id: u.id,
-                    tenant_id: u.tenant_id,
-                    write: true,
-                    token_id: t.id,
-                    session: true,
-                },
-                t.expires_at,
-            ),
-            _ => return Err(auth::session_ended()),
-        }
+    let Some((principal, expires_at)) = auth::session_of(&st, &hash).await? else {
+        return Err(auth::session_ended());
     };
     let body = ConsoleSession {
         csrf_token: auth::csrf_token(token),
@@ -209,9 +178,6 @@ pub async fn sign_out(
     _p: Principal,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = session_cookie(&headers) {
-        let hash = crate::catalog::hash_key(token.as_bytes());
-        st.store.end_session(&hash, now_ms()).await?;
-    }
+    auth::end_cookie_session(&st, &headers).await?;
     Ok(reply(StatusCode::NO_CONTENT, cookie(&st, "", 0), None))
 }

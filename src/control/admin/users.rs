@@ -414,11 +414,7 @@ pub async fn logout(
         st.store.revoke_token(token_id, now_ms(), None).await?;
     }
     // A console session (the operator's too) ends by its cookie.
-    if let Some(t) = auth::session_cookie(&headers) {
-        st.store
-            .end_session(&crate::catalog::hash_key(t.as_bytes()), now_ms())
-            .await?;
-    }
+    auth::end_cookie_session(&st, &headers).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
