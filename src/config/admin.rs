@@ -135,3 +135,41 @@ pub(super) fn store(s: Option<RawStore>, base: &Path) -> Result<StoreConfig, Con
         path: base.join(path),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// The console's settings refuse bad values naming the field, and default safely.
+    #[test]
+    fn console_settings() {
+        let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+        for (extra, field) in [
+            ("session_ttl = \"soon\"", "admin.session_ttl"),
+            ("session_ttl = \"0s\"", "admin.session_ttl"),
+            ("session_ttl = \"31d\"", "admin.session_ttl"),
+            (
+                "tls = { cert = \"/nonexistent.pem\", key = \"/nonexistent.key\" }",
+                "admin.tls",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("{base}{extra}\n"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(field), "{extra}: {err}");
+        }
+        let c = Config::from_toml(base).ok().and_then(|c| c.admin);
+        let a = c
+            .as_ref()
+            .map(|a| (a.session_ttl, a.cookie_secure, a.tls.is_none()));
+        assert_eq!(a, Some((super::DEFAULT_SESSION_TTL, false, true)));
+        let c = Config::from_toml(&format!(
+            "{base}session_ttl = \"30m\"\ncookie_secure = true\n"
+        ))
+        .ok()
+        .and_then(|c| c.admin);
+        let a = c.map(|a| (a.session_ttl.as_secs(), a.cookie_secure));
+        assert_eq!(a, Some((1800, true)));
+    }
+}

@@ -269,7 +269,8 @@ pub async fn try_call(
     }
     let started = Instant::now();
     let mut res = b.send().await.map_err(|e| {
-        tracing::warn!(error = %e, "try-it could not reach the gateway");
+        // Without the URL: its query may hold a secret the caller typed.
+        tracing::warn!(error = %e.without_url(), "try-it could not reach the gateway");
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "gateway_unreachable",
