@@ -11,6 +11,8 @@ costs the traced proxy CPU: take CPU figures from a run without it.
 
 Usage: scripts/fixed-rate.py [--rates 5000,10000,20000] [--secs 8] [--rounds 3] [--conns 64]
                              [--binary target/release/ringway] [--size BYTES] [--trace]
+                             [--proxy 'NAME=CMD with {port} {backend}' ...]
+--proxy adds a proxy to the rounds (the floor forwarders of perf/floor/, another build).
 Needs nginx and oha (cargo install oha --locked); perf optional.
 """
 import argparse, os, re, shutil, statistics, subprocess, sys
@@ -50,6 +52,8 @@ def main():
     ap.add_argument("--proxy-cpus", default="0")
     ap.add_argument("--load-cpus", default="1")
     ap.add_argument("--trace", action="store_true", help="count io_uring_enter calls with perf (costs CPU)")
+    ap.add_argument("--proxy", action="append", default=[], metavar="NAME=CMD",
+                    help="another proxy to measure; CMD gets {port} and {backend}")
     a = ap.parse_args()
     require_tools("nginx", "oha", "taskset")
     perf = shutil.which("perf") if a.trace else None
@@ -65,6 +69,12 @@ def main():
             "nginx": (f"nginx -c {d}/nginx-proxy.conf", nport),
             "ringway": (f"{binary} proxy --listen 127.0.0.1:{rport} --upstream {backend} --workers 1", rport),
         }
+        for spec in a.proxy:
+            name, sep, cmd = spec.partition("=")
+            if not sep or not name or not cmd:
+                sys.exit(f"--proxy {spec!r}: expected NAME=CMD")
+            port = free_port()
+            proxies[name] = (cmd.format(port=port, backend=backend), port)
         rows = {}
         for rate in [int(x) for x in a.rates.split(",")]:
             for r in range(a.rounds):
@@ -77,7 +87,7 @@ def main():
                         u0, s0 = group_cpu_seconds(p.pid)
                         c0 = ctxt_switches(p.pid)
                         tracer = None
-                        if perf and name == "ringway":
+                        if perf and name != "nginx":
                             pids = ",".join(str(x) for x in group_pids(p.pid))
                             tracer = subprocess.Popen(
                                 [perf, "stat", "-x,", "-e", "syscalls:sys_enter_io_uring_enter", "-p", pids],
