@@ -441,10 +441,28 @@ fn try_it_goes_through_the_gateway_and_only_under_the_service() {
     // Without a key the gateway answers, and try-it shows its answer.
     let v = m.ok(200, "POST", &path, r#"{"method":"GET","path":"/orders/7"}"#);
     assert_eq!(v["status"], 401, "{v}");
-    // Only under the service's routes; no smuggled framing headers.
+    // Only paths the gateway routes to this service: not another service's more specific route
+    // under its prefix (the gateway would send that one to the other service; another tenant
+    // cannot have one, the store refuses overlaps across tenants).
+    admin::served(&m, &t, "/orders/admin", up.addr);
+    let v = m.ok(
+        200,
+        "POST",
+        &path,
+        &json!({"method": "GET", "path": "//orders//8", "key": key}).to_string(),
+    );
+    assert_eq!(
+        v["body"], "seen /orders/8",
+        "merged as the gateway merges: {v}"
+    );
+    // No smuggled framing headers either.
     for (body, field) in [
         (json!({"method": "GET", "path": "/admin"}), "path"),
-        (json!({"method": "GET", "path": "/ordersx"}), "path"),
+        (
+            json!({"method": "GET", "path": "/orders/admin/users"}),
+            "path",
+        ),
+        (json!({"method": "GET", "path": "//orders//admin"}), "path"),
         (
             json!({"method": "GET", "path": "http://evil/orders"}),
             "path",

@@ -197,8 +197,21 @@ pub fn fuzz_decode(bytes: &[u8]) -> Vec<ApiError> {
             path_prefix: Some("/orders".into()),
             ..Default::default()
         }];
-        if let Err(e) = tryit::check(&t, &routes).map(|_| ()) {
+        if let Err(e) = tryit::check(&t) {
             out.push(e);
+        }
+        let path = crate::route::PathMatch::Prefix("/orders".into());
+        let one = crate::route::RouteMatch {
+            hosts: &[],
+            path: &path,
+            methods: &[],
+        };
+        if let Ok(table) = crate::route::RouteTable::build([one]) {
+            let services = crate::catalog::Services::default();
+            let opts = crate::http::normalize::Options::default();
+            if let Err(e) = tryit::reaching(&t, "svc", &routes, &table, &services, &opts) {
+                out.push(e);
+            }
         }
     }
     // The same bytes as a Cookie header.

@@ -1,8 +1,8 @@
 //! `POST /api/v1/services/{id}/try`: the developer portal's try-it panel. The control plane
 //! sends the request to the gateway's own plain listener, so it goes through everything a real
 //! call does (route, the caller's key, subscription, quota, call log, analytics) and nothing
-//! else: the path must be under one of the service's routes, and the request carries only the
-//! headers and key the caller gave. It adds no power: the key decides what the gateway serves.
+//! else: the gateway's own route table must send the path to one of the service's routes, and the
+//! request carries only the headers and key the caller gave. It adds no power: the key decides what the gateway serves.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
@@ -14,8 +14,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{AdminState, ApiError, Body, Need, Principal};
+use crate::catalog::Services;
 use crate::config::managed::ServiceRoute;
 use crate::control::model::ServiceSpec;
+use crate::http::Method;
+use crate::http::normalize;
+use crate::route::{Lookup, RouteTable};
 
 pub fn routes() -> Router<AdminState> {
     Router::new().route("/api/v1/services/{id}/try", axum::routing::post(try_call))
@@ -32,7 +36,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct TryRequest {
     /// GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
     pub method: String,
-    /// Path and query, under one of the service's routes.
+    /// Path and query, one the gateway routes to one of the service's routes.
     pub path: String,
     /// Header names and values (no Host, Content-Length, Transfer-Encoding, Connection).
     #[serde(default)]
@@ -68,11 +72,9 @@ const REFUSED_HEADERS: &[&str] = &[
     "proxy-connection",
 ];
 
-/// Checks a try-it request; the route its path is under.
-pub(super) fn check<'r>(
-    req: &TryRequest,
-    routes: &'r [ServiceRoute],
-) -> Result<&'r ServiceRoute, ApiError> {
+/// Checks a try-it request's own fields (method, path syntax, headers, key, body); where the path
+/// goes is [`reaching`]'s to say.
+pub(super) fn check(req: &TryRequest) -> Result<(), ApiError> {
     if !METHODS.contains(&req.method.as_str()) {
         return Err(ApiError::field(
             "method",
@@ -98,33 +100,6 @@ pub(super) fn check<'r>(
             "path",
             "dot segments, backslashes and percent-encoded dots or slashes are not allowed",
         ));
-    }
-    let route = routes.iter().find(|r| {
-        r.path_exact.as_deref() == Some(bare)
-            || r.path_prefix.as_deref().is_some_and(|pre| {
-                bare.starts_with(pre)
-                    && (pre.ends_with('/')
-                        || bare.len() == pre.len()
-                        || bare.as_bytes().get(pre.len()) == Some(&b'/'))
-            })
-    });
-    let Some(route) = route else {
-        let known: Vec<&str> = routes
-            .iter()
-            .filter_map(|r| r.path_prefix.as_deref().or(r.path_exact.as_deref()))
-            .collect();
-        return Err(ApiError::field(
-            "path",
-            format!("not under the service's routes ({})", known.join(", ")),
-        ));
-    };
-    if let Some(ms) = &route.methods {
-        if !ms.is_empty() && !ms.iter().any(|m| m.eq_ignore_ascii_case(&req.method)) {
-            return Err(ApiError::field(
-                "method",
-                format!("the route takes {}", ms.join(", ")),
-            ));
-        }
     }
     if req.headers.len() > 50 {
         return Err(ApiError::field("headers", "at most 50"));
@@ -165,7 +140,61 @@ pub(super) fn check<'r>(
     {
         return Err(ApiError::field("body", "larger than 1 MiB"));
     }
-    Ok(route)
+    Ok(())
+}
+
+/// The Host to send so that the gateway routes `req` to the service `service_id`: the first of
+/// the service's routes whose host, with the path normalized as the gateway normalizes it, the
+/// gateway's own route table sends to one of that service's routes. So "under the service" means
+/// what the gateway does with the request, also where another service has a more specific route
+/// under this one's prefix (that path is refused: it would reach the other service).
+pub(super) fn reaching(
+    req: &TryRequest,
+    service_id: &str,
+    routes: &[ServiceRoute],
+    table: &RouteTable,
+    services: &Services,
+    normalize_opts: &normalize::Options,
+) -> Result<Option<String>, ApiError> {
+    let mut out = Vec::new();
+    let target = normalize::normalize(req.path.as_bytes(), normalize_opts, &mut out)
+        .map_err(|e| ApiError::field("path", e.reason()))?
+        .bytes(&out);
+    let method = Method::from_bytes(req.method.as_bytes());
+    let mut denied = false;
+    for route in routes {
+        let host = host_for(route);
+        let name = host.as_deref().unwrap_or("").as_bytes();
+        match table.lookup_name(name, target, method) {
+            Lookup::Found { route, .. } => {
+                if services
+                    .of_route(route)
+                    .is_some_and(|s| &*s.id == service_id)
+                {
+                    return Ok(host);
+                }
+            }
+            Lookup::MethodNotAllowed => denied = true,
+            Lookup::NotFound => {}
+        }
+    }
+    if denied {
+        return Err(ApiError::field(
+            "method",
+            format!("no route of the service takes {} here", req.method),
+        ));
+    }
+    let known: Vec<&str> = routes
+        .iter()
+        .filter_map(|r| r.path_prefix.as_deref().or(r.path_exact.as_deref()))
+        .collect();
+    Err(ApiError::field(
+        "path",
+        format!(
+            "the gateway does not route this path to the service (its routes: {})",
+            known.join(", ")
+        ),
+    ))
 }
 
 /// The Host to send for `route`: its first host name; a wildcard's one-label stand-in
@@ -226,8 +255,17 @@ pub async fn try_call(
     p.require(if read { Need::Read } else { Need::Develop })?;
     let spec: ServiceSpec = serde_json::from_str(&service.spec)
         .map_err(|_| ApiError::internal("cannot decode the service's spec"))?;
-    let route = check(&req, &spec.routes)?;
-    let host = host_for(route);
+    check(&req)?;
+    let snap = st.publisher.current();
+    let host = reaching(
+        &req,
+        &service.id,
+        &spec.routes,
+        &snap.routes,
+        &snap.catalog.services,
+        &snap.config.http.normalize.options,
+    )?;
+    drop(snap);
     let addr = gateway_addr(&st).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -329,18 +367,53 @@ mod tests {
         }
     }
 
+    /// A route table of (service, host, path prefix, methods) and the services it belongs to.
+    fn table(routes: &[(&str, Option<&str>, &str, &[Method])]) -> (RouteTable, Services) {
+        use crate::route::{HostPattern, PathMatch, RouteMatch};
+        let hosts: Vec<Vec<HostPattern>> = routes
+            .iter()
+            .map(|r| {
+                r.1.map(|h| HostPattern::Exact(h.into()))
+                    .into_iter()
+                    .collect()
+            })
+            .collect();
+        let paths: Vec<PathMatch> = routes
+            .iter()
+            .map(|r| PathMatch::Prefix(r.2.into()))
+            .collect();
+        let t = RouteTable::build(routes.iter().enumerate().map(|(i, r)| RouteMatch {
+            hosts: &hosts[i],
+            path: &paths[i],
+            methods: r.3,
+        }))
+        .expect("no conflicts");
+        let mut ids: Vec<&str> = routes.iter().map(|r| r.0).collect();
+        ids.dedup();
+        let entry = |id: &str| crate::catalog::ServiceEntry {
+            seq: 0,
+            id: id.into(),
+            tenant_seq: 0,
+            tenant_id: "t".into(),
+            state: crate::catalog::Lifecycle::Published,
+            accepts: Default::default(),
+            response_headers: Box::default(),
+        };
+        let services = Services {
+            entries: ids.iter().map(|id| entry(id)).collect(),
+            by_route: routes
+                .iter()
+                .map(|r| ids.iter().position(|id| *id == r.0).map(|i| i as u32))
+                .collect(),
+        };
+        (t, services)
+    }
+
     #[test]
-    fn only_paths_under_the_service_routes() {
-        let routes = vec![ServiceRoute {
-            path_prefix: Some("/orders".into()),
-            ..Default::default()
-        }];
-        assert!(check(&req("/orders"), &routes).is_ok());
-        assert!(check(&req("/orders/1?x=2"), &routes).is_ok());
-        assert!(check(&req("/ordersx"), &routes).is_err());
-        assert!(check(&req("/other"), &routes).is_err());
-        assert!(check(&req("orders"), &routes).is_err());
-        assert!(check(&req("/orders/a b"), &routes).is_err());
+    fn the_request_is_checked_before_it_is_sent() {
+        assert!(check(&req("/orders/1?x=2")).is_ok());
+        assert!(check(&req("orders")).is_err());
+        assert!(check(&req("/orders/a b")).is_err());
         for sneaky in [
             "/orders/../x",
             "/orders/%2e%2e/x",
@@ -350,13 +423,53 @@ mod tests {
             "/orders/./x",
             "/orders#x",
         ] {
-            assert!(check(&req(sneaky), &routes).is_err(), "{sneaky}");
+            assert!(check(&req(sneaky)).is_err(), "{sneaky}");
         }
         let mut r = req("/orders");
+        r.method = "TRACE".into();
+        assert!(check(&r).is_err());
+        let mut r = req("/orders");
         r.headers = vec![("Host".into(), "evil".into())];
-        assert!(check(&r, &routes).is_err());
+        assert!(check(&r).is_err());
         r.headers = vec![("X-A".into(), "a\r\nb".into())];
-        assert!(check(&r, &routes).is_err());
+        assert!(check(&r).is_err());
+    }
+
+    #[test]
+    fn only_paths_the_gateway_routes_to_the_service() {
+        let (t, services) = table(&[
+            ("svc_a", None, "/orders", &[]),
+            ("svc_b", None, "/orders/admin", &[]),
+            ("svc_c", Some("c.example.com"), "/c", &[Method::Get]),
+        ]);
+        let ours = [ServiceRoute {
+            path_prefix: Some("/orders".into()),
+            ..Default::default()
+        }];
+        let opts = normalize::Options::default();
+        let reach = |path: &str| reaching(&req(path), "svc_a", &ours, &t, &services, &opts);
+        assert_eq!(reach("/orders/7?x=1").ok(), Some(None));
+        // The gateway's prefixes are byte prefixes, and it merges slashes before routing.
+        assert!(reach("/ordersx").is_ok());
+        assert!(reach("//orders//7").is_ok());
+        // Under the prefix, but the gateway sends it to another service's longer route.
+        assert!(reach("/orders/admin/users").is_err());
+        assert!(reach("//orders//admin").is_err());
+        assert!(reach("/other").is_err());
+        assert!(reach("/orders/%zz").is_err());
+        // Another service's routes are not reachable through this one.
+        let c = [ServiceRoute {
+            path_prefix: Some("/c".into()),
+            hosts: Some(vec!["c.example.com".into()]),
+            ..Default::default()
+        }];
+        let got = reaching(&req("/c/1"), "svc_c", &c, &t, &services, &opts);
+        assert_eq!(got.ok(), Some(Some("c.example.com".to_string())));
+        assert!(reaching(&req("/c/1"), "svc_a", &c, &t, &services, &opts).is_err());
+        let mut post = req("/c/1");
+        post.method = "POST".into();
+        let err = reaching(&post, "svc_c", &c, &t, &services, &opts).unwrap_err();
+        assert!(format!("{err:?}").contains("method"), "{err:?}");
     }
 
     #[test]
