@@ -662,6 +662,26 @@ fn roles_and_scopes_allow_what_they_say() {
         403,
         "the new role applies at once"
     );
+    // The operator's console sessions are the operator's alone, to see and to end.
+    for who in ["a-owner", "a-admin", "a-viewer"] {
+        assert_eq!(
+            call(&w, who, "GET", "/api/v1/sessions", None).0,
+            403,
+            "{who}"
+        );
+        assert_eq!(
+            call(
+                &w,
+                who,
+                "POST",
+                "/api/v1/sessions/ses_x/revoke",
+                Some(&json!({}))
+            )
+            .0,
+            403,
+            "{who}"
+        );
+    }
     // Tenants are the operator's to make.
     assert_eq!(
         call(
@@ -780,6 +800,8 @@ fn logins_are_throttled_and_unauthenticated_calls_refused() {
             ("GET", "/api/v1/users"),
             ("GET", "/api/v1/me"),
             ("GET", "/api/v1/tokens"),
+            ("GET", "/api/v1/sessions"),
+            ("POST", "/api/v1/sessions/ses_x/revoke"),
             ("GET", "/api/v1/openapi.json"),
         ] {
             let (st, v, _) = api(w.m.admin, token, method, path, Some("{}"));

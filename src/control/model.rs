@@ -594,6 +594,24 @@ pub struct TokenInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// An operator console session as listed (never its token).
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct OperatorSessionInfo {
+    pub id: String,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: i64,
+    /// The client address it signed in from.
+    pub client: Option<String>,
+    /// The browser's `User-Agent` at sign-in (at most 256 characters).
+    pub user_agent: Option<String>,
+    /// It is the session this request came with.
+    pub current: bool,
+}
+
 fn ser_json_str<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
     match serde_json::from_str::<serde_json::Value>(v) {
         Ok(v) => v.serialize(s),

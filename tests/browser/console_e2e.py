@@ -461,6 +461,26 @@ def main():
     go(op, "/audit")
     text_in(op, "main table", "subscription.approve")
 
+    step("the operator sees its console sessions and ends another browser's")
+    other = browser()
+    sign_in_operator(other)
+    visit(op, "/sessions", "sessions", "Sessions")
+    text_in(op, "main table", "this session")
+    rows = op.find_elements(By.CSS_SELECTOR, "main tbody tr")
+    assert len(rows) >= 2, [r.text for r in rows]
+    # The newest session (the list is oldest first) is the other browser's.
+    assert "this session" not in rows[-1].text, rows[-1].text
+    rows[-1].find_element(By.TAG_NAME, "button").click()
+    confirm_dialog(op)
+    text_in(op, "#toast", "Session ended")
+    wait(op, lambda d: len(d.find_elements(By.CSS_SELECTOR, "main tbody tr")) == len(rows) - 1, "the ended session leaves the list")
+    r = other.execute_async_script("const done = arguments[0]; fetch('/api/v1/me').then(r => done(r.status));")
+    assert r == 401, r
+    r = op.execute_async_script("const done = arguments[0]; fetch('/api/v1/me').then(r => done(r.status));")
+    assert r == 200, r
+    visit(dev, "/sessions", "sessions-user", "Sessions & tokens")
+    text_in(dev, "main table", "console session")
+
     step("the lifecycle: edit, deprecate with a sunset, retire and delete; rotate and revoke a key")
     go(op, "/services/" + internal)
     el(op, "#service-edit summary").click()

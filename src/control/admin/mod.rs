@@ -23,6 +23,7 @@ mod metrics;
 mod openapi;
 mod services;
 mod session;
+mod sessions;
 mod subscriptions;
 mod tenants;
 mod tryit;
@@ -387,6 +388,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(audit::routes())
         .merge(users::routes())
         .merge(session::routes())
+        .merge(sessions::routes())
         .merge(tryit::routes())
         .merge(super::console::routes())
         .merge(credentials::routes())

@@ -6,8 +6,8 @@ use utoipa::OpenApi;
 
 use super::AdminState;
 use super::{
-    ai, ai_limits, analytics, apps, audit, credentials, services, session, subscriptions, tenants,
-    tryit, users,
+    ai, ai_limits, analytics, apps, audit, credentials, services, session, sessions, subscriptions,
+    tenants, tryit, users,
 };
 use crate::control::model;
 
@@ -52,6 +52,8 @@ use crate::control::model;
         session::sign_in,
         session::current,
         session::sign_out,
+        sessions::list,
+        sessions::revoke,
         apps::create,
         apps::list,
         apps::one,
@@ -84,6 +86,7 @@ use crate::control::model;
     ),
     components(schemas(
         model::Tenant,
+        model::OperatorSessionInfo,
         model::NewTenant,
         model::RouteScope,
         model::RouteScopes,

@@ -17,6 +17,7 @@ use super::listener::Peer;
 use super::users::{Me, authenticate, me_of, new_session, throttled};
 use super::{AdminState, ApiError, Body};
 use crate::control::model::{new_id, now_ms, rfc3339};
+use crate::control::store::NewOperatorSession;
 
 pub fn routes() -> Router<AdminState> {
     Router::new().route(
@@ -111,14 +112,18 @@ pub async fn sign_in(
             st.throttle.forgive(&by_client).await;
             let (token, hash) = new_token();
             let expires_at = now + st.session_ttl_ms;
+            let client = peer.ip().to_string();
+            let agent = user_agent(&headers);
             st.store
-                .insert_operator_session(
-                    &new_id("ses"),
-                    &hash,
-                    &auth::operator_fp(&st),
-                    now,
+                .insert_operator_session(&NewOperatorSession {
+                    id: &new_id("ses"),
+                    hash: &hash,
+                    token_fp: &auth::operator_fp(&st),
+                    created_at: now,
                     expires_at,
-                )
+                    client: Some(&client),
+                    user_agent: agent.as_deref(),
+                })
                 .await?;
             (token, expires_at, Principal::Operator)
         }
@@ -180,4 +185,16 @@ pub async fn sign_out(
 ) -> Result<Response, ApiError> {
     auth::end_cookie_session(&st, &headers).await?;
     Ok(reply(StatusCode::NO_CONTENT, cookie(&st, "", 0), None))
+}
+
+/// The browser's `User-Agent`, as kept with an operator session: printable ASCII only, at most
+/// 256 characters.
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::USER_AGENT)?.to_str().ok()?;
+    let v: String = v
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(256)
+        .collect();
+    (!v.is_empty()).then_some(v)
 }

@@ -56,6 +56,7 @@ static ASSETS: &[Asset] = assets! {
     "js/pages/analytics.js" => JS,
     "js/pages/calls.js" => JS,
     "js/pages/portal.js" => JS,
+    "js/pages/sessions.js" => JS,
     "vendor/uplot/uPlot.iife.min.js" => JS,
     "vendor/uplot/uPlot.min.css" => "text/css; charset=utf-8",
     "vendor/uplot/LICENSE" => "text/plain; charset=utf-8",

@@ -23,6 +23,7 @@ mod people;
 
 pub use ai::{AiKeyRow, AiPriceRow, LimitsOf};
 pub use analytics::{DAY, HOUR, MINUTE, Rollup, RollupFilter};
+pub use people::NewOperatorSession;
 
 use super::model::{App, AuditEntry, KeyInfo, ServiceRow, Subscription, Tenant};
 

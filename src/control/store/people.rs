@@ -2,8 +2,31 @@
 //! credentials (JWT, basic, HMAC). Nothing here holds a secret in the clear: passwords are
 //! argon2id strings, tokens SHA-256 hashes, credential secrets sealed by the keyring.
 
-use super::{Change, ListQuery, Store, StoreError, list};
-use crate::control::model::{CredentialRow, TokenInfo, User};
+use super::{Change, ListQuery, Store, StoreError, list, list_with};
+use crate::control::model::{CredentialRow, OperatorSessionInfo, TokenInfo, User};
+
+/// An operator console session to record (its token's hash only).
+pub struct NewOperatorSession<'a> {
+    pub id: &'a str,
+    pub hash: &'a [u8; 32],
+    /// Fingerprint of the bootstrap token it was made with.
+    pub token_fp: &'a [u8; 32],
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub client: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// Upper-case hex, as SQLite's `hex()` writes it.
+fn hex_upper(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02X}");
+            s
+        })
+}
 
 impl Store {
     pub async fn insert_user(&self, u: &User, c: &Change<'_>) -> Result<i64, StoreError> {
@@ -184,20 +207,19 @@ impl Store {
     /// Records a console session of the operator (its token's hash only).
     pub async fn insert_operator_session(
         &self,
-        id: &str,
-        hash: &[u8; 32],
-        token_fp: &[u8; 32],
-        created_at: i64,
-        expires_at: i64,
+        s: &NewOperatorSession<'_>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO operator_sessions (id, hash, token_fp, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO operator_sessions (id, hash, token_fp, created_at, expires_at, client, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(id)
-        .bind(&hash[..])
-        .bind(&token_fp[..])
-        .bind(created_at)
-        .bind(expires_at)
+        .bind(s.id)
+        .bind(&s.hash[..])
+        .bind(&s.token_fp[..])
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.client)
+        .bind(s.user_agent)
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::from_write(e, "session collision"))?;
@@ -221,6 +243,53 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// The live operator sessions of the bootstrap token whose fingerprint is `token_fp`, oldest
+    /// first by id (they sort by creation); `current` marks the one whose token hashes to `current`.
+    pub async fn operator_sessions(
+        &self,
+        token_fp: &[u8; 32],
+        current: Option<&[u8; 32]>,
+        now: i64,
+        q: &ListQuery,
+    ) -> Result<Vec<OperatorSessionInfo>, StoreError> {
+        // Both values are this process's own (a number and hex digits), not input.
+        let base = format!(
+            "SELECT id, created_at, expires_at, client, user_agent, hex(hash) = $0 AS current \
+             FROM operator_sessions WHERE revoked_at IS NULL AND expires_at > {now} \
+             AND hex(token_fp) = '{}'",
+            hex_upper(token_fp)
+        );
+        let current = current.map(|h| hex_upper(h)).unwrap_or_default();
+        list_with(&self.pool, &base, Some(current), "id", "", q).await
+    }
+
+    /// Ends the live operator session `id` of the bootstrap token `token_fp`; false when there
+    /// is none.
+    pub async fn revoke_operator_session(
+        &self,
+        id: &str,
+        token_fp: &[u8; 32],
+        at: i64,
+        c: &Change<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE operator_sessions SET revoked_at = $1 \
+             WHERE id = $2 AND token_fp = $3 AND revoked_at IS NULL AND expires_at > $1",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(&token_fp[..])
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            Store::record(&mut tx, c).await?;
+            tx.commit().await?;
+        }
+        Ok(n == 1)
     }
 
     /// Ends the session (a user's or the operator's) whose token hashes to `hash`; expired

@@ -15,6 +15,7 @@ import * as audit from './pages/audit.js';
 import * as analytics from './pages/analytics.js';
 import * as calls from './pages/calls.js';
 import * as portal from './pages/portal.js';
+import * as sessions from './pages/sessions.js';
 
 const ROLES = ['viewer', 'developer', 'admin', 'owner'];
 const NEEDS = { read: 'viewer', develop: 'developer', govern: 'admin', users: 'admin' };
@@ -48,6 +49,7 @@ const ROUTES = [
   ['/subscriptions', subscriptions.inbox],
   ['/ai', ai.render, { need: 'operator' }],
   ['/audit', audit.render],
+  ['/sessions', sessions.render],
   ['/analytics', analytics.render],
   ['/calls', calls.list],
   ['/calls/:rid', calls.one],
@@ -88,6 +90,7 @@ function nav() {
     item('/subscriptions', 'Subscriptions'),
     item('/ai', 'AI gateway', isOperator()),
     item('/audit', 'Audit log'),
+    item('/sessions', 'Sessions'),
     h('h2', {}, 'Analytics'),
     item('/analytics', 'Traffic'),
     item('/calls', 'Call log'),

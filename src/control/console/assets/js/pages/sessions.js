@@ -1,0 +1,50 @@
+// Sessions: where you are signed in, and ending a session that should not be. The operator sees
+// the console sessions of the bootstrap token; a user sees their own sessions and personal tokens.
+
+import { get, post, qs } from '../api.js';
+import { h, clear, pageHead, pagedTable, time, badge, confirm, toast } from '../ui.js';
+import { isOperator } from '../app.js';
+
+export function render(box) {
+  if (isOperator()) return operator(box);
+  return user(box);
+}
+
+function operator(box) {
+  const tbl = pagedTable([
+    { title: 'Signed in', render: s => [time(s.created_at), s.current ? [' ', h('span', { class: 'badge active' }, 'this session')] : null] },
+    { title: 'Ends', render: s => time(s.expires_at) },
+    { title: 'From', render: s => s.client ? h('code', {}, s.client) : '—' },
+    { title: 'Browser', render: s => s.user_agent || '—' },
+    { title: '', render: s => h('button', { type: 'button', class: 'secondary', onclick: () => end(s) }, s.current ? 'Sign out' : 'End') },
+  ], cursor => get('/sessions' + qs({ cursor, limit: 50 })), 'No console sessions.');
+  async function end(s) {
+    const title = s.current ? 'End this session?' : `End the session signed in from ${s.client || 'an unknown address'}?`;
+    if (!await confirm({ title, body: 'Its browser is signed out at its next call. Rotating the bootstrap token ends every session at once.', confirmLabel: 'End session', danger: true })) return;
+    try {
+      await post(`/sessions/${encodeURIComponent(s.id)}/revoke`, undefined, { quiet: s.current });
+      if (s.current) { location.reload(); return; }
+      toast('Session ended');
+      tbl.reload();
+    } catch (e) { toast(e.message, 'error'); }
+  }
+  clear(box, ...pageHead('Sessions', 'The console sessions signed in with the bootstrap token. End one you do not recognise.'), tbl);
+}
+
+function user(box) {
+  const tbl = pagedTable([
+    { title: 'Kind', render: t => t.kind === 'session' ? 'console session' : 'personal token' },
+    { title: 'Name', render: t => t.name || h('code', {}, t.prefix + '…') },
+    { title: 'Scopes', render: t => (t.scopes || []).join(', ') },
+    { title: 'Created', render: t => time(t.created_at) },
+    { title: 'Ends', render: t => time(t.expires_at) },
+    { title: 'State', render: t => badge(t.revoked_at ? 'revoked' : new Date(t.expires_at) < new Date() ? 'expired' : 'active') },
+    { title: '', render: t => t.revoked_at ? '' : h('button', { type: 'button', class: 'secondary', onclick: () => revoke(t) }, 'Revoke') },
+  ], cursor => get('/tokens' + qs({ cursor, limit: 50 })), 'No sessions or tokens.');
+  async function revoke(t) {
+    const what = t.kind === 'session' ? 'this console session' : `token ${t.name || t.prefix}`;
+    if (!await confirm({ title: `Revoke ${what}?`, body: 'Calls with it are refused from the next one on. If it is the session you are using, you are signed out.', confirmLabel: 'Revoke', danger: true })) return;
+    try { await post(`/tokens/${encodeURIComponent(t.id)}/revoke`); toast('Revoked'); tbl.reload(); } catch (e) { toast(e.message, 'error'); }
+  }
+  clear(box, ...pageHead('Sessions & tokens', 'Your console sessions and personal API tokens. Revoke one you no longer use.'), tbl);
+}
