@@ -68,3 +68,74 @@ fn the_page_and_its_assets_are_served_with_a_strict_policy() {
     assert!(api.header("content-security-policy").is_some());
     m.shutdown();
 }
+
+#[test]
+fn scripts_styles_and_the_page_go_gzipped_to_clients_that_take_it() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), "");
+    let mut total = (0, 0);
+    for path in [
+        "/",
+        "/assets/js/app.js",
+        "/assets/app.css",
+        "/assets/vendor/uplot/uPlot.iife.min.js",
+    ] {
+        let plain = req(m.admin, "GET", path, "", None);
+        let gz = req(
+            m.admin,
+            "GET",
+            path,
+            "Accept-Encoding: gzip, deflate, br\r\n",
+            None,
+        );
+        assert_eq!((plain.status, gz.status), (200, 200), "{path}");
+        assert_eq!(plain.header("content-encoding"), None, "{path}");
+        assert_eq!(gz.header("content-encoding"), Some("gzip"), "{path}");
+        assert_eq!(gz.header("vary"), Some("accept-encoding"), "{path}");
+        assert_eq!(plain.header("vary"), Some("accept-encoding"), "{path}");
+        assert_eq!(gz.header("content-type"), plain.header("content-type"));
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&gz.body[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain.body, "{path}");
+        assert!(gz.body.len() < plain.body.len(), "{path}");
+        total = (total.0 + plain.body.len(), total.1 + gz.body.len());
+        // One ETag per representation, and each revalidates.
+        let (pt, gt) = (plain.header("etag").unwrap(), gz.header("etag").unwrap());
+        assert_ne!(pt, gt, "{path}");
+        let again = req(
+            m.admin,
+            "GET",
+            path,
+            &format!("Accept-Encoding: gzip\r\nIf-None-Match: {gt}\r\n"),
+            None,
+        );
+        assert_eq!(
+            (again.status, again.header("etag")),
+            (304, Some(gt)),
+            "{path}"
+        );
+        let refused = req(
+            m.admin,
+            "GET",
+            path,
+            "Accept-Encoding: br, gzip;q=0\r\n",
+            None,
+        );
+        assert_eq!(refused.header("content-encoding"), None, "{path}");
+        assert_eq!(refused.body, plain.body, "{path}");
+    }
+    eprintln!("plain {} bytes, gzipped {} bytes", total.0, total.1);
+    // An image and the licence are sent as they are.
+    let svg = req(
+        m.admin,
+        "GET",
+        "/assets/favicon.svg",
+        "Accept-Encoding: gzip\r\n",
+        None,
+    );
+    assert_eq!((svg.status, svg.header("content-encoding")), (200, None));
+    m.shutdown();
+}
