@@ -215,11 +215,14 @@ pub fn fuzz_decode(bytes: &[u8]) -> Vec<ApiError> {
             }
         }
     }
-    // The same bytes as a Cookie header.
-    let mut h = HeaderMap::new();
+    // The same bytes as a Cookie header, and as an Accept-Encoding header of an asset request.
     if let Ok(v) = axum::http::HeaderValue::from_bytes(bytes) {
-        h.insert(header::COOKIE, v);
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, v.clone());
         let _ = auth::session_cookie(&h);
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, v);
+        let _ = super::console::accepts_gzip(&h);
     }
     out
 }

@@ -112,7 +112,7 @@ fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// Whether `Accept-Encoding` takes gzip (RFC 9110 §12.5.3: `gzip`, `x-gzip` or `*`, with a
 /// non-zero weight; an explicit `gzip;q=0` refuses it even when `*` is listed).
-fn accepts_gzip(req: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(req: &HeaderMap) -> bool {
     let mut star = false;
     for v in req.get_all(header::ACCEPT_ENCODING) {
         let Ok(v) = v.to_str() else { continue };
