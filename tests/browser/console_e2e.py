@@ -12,6 +12,7 @@ import re
 import sys
 import time
 import urllib.parse
+import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
@@ -480,6 +481,13 @@ def main():
     assert r == 200, r
     visit(dev, "/sessions", "sessions-user", "Sessions & tokens")
     text_in(dev, "main table", "console session")
+    type_into(dev, "#token-form input[name=name]", "ci-deploy")
+    submit(dev, "#token-form")
+    token = el(dev, "#shown-once input[data-secret]").get_attribute("value")
+    assert token.startswith("rwa_"), token
+    text_in(dev, "main table", "ci-deploy")
+    me = urllib.request.urlopen(urllib.request.Request(ADMIN + "/api/v1/me", headers={"Authorization": "Bearer " + token}))
+    assert json.load(me)["user"]["email"] == "dev@devco.example"
 
     step("the lifecycle: edit, deprecate with a sunset, retire and delete; rotate and revoke a key")
     go(op, "/services/" + internal)

@@ -2,8 +2,8 @@
 // the console sessions of the bootstrap token; a user sees their own sessions and personal tokens.
 
 import { get, post, qs } from '../api.js';
-import { h, clear, pageHead, pagedTable, time, badge, confirm, toast } from '../ui.js';
-import { isOperator } from '../app.js';
+import { h, clear, pageHead, pagedTable, time, badge, confirm, toast, form, field, input, select, secretBox } from '../ui.js';
+import { isOperator, session } from '../app.js';
 
 export function render(box) {
   if (isOperator()) return operator(box);
@@ -46,5 +46,25 @@ function user(box) {
     if (!await confirm({ title: `Revoke ${what}?`, body: 'Calls with it are refused from the next one on. If it is the session you are using, you are signed out.', confirmLabel: 'Revoke', danger: true })) return;
     try { await post(`/tokens/${encodeURIComponent(t.id)}/revoke`); toast('Revoked'); tbl.reload(); } catch (e) { toast(e.message, 'error'); }
   }
-  clear(box, ...pageHead('Sessions & tokens', 'Your console sessions and personal API tokens. Revoke one you no longer use.'), tbl);
+  // A personal token for scripts and CI (`Authorization: Bearer`), shown once.
+  const shown = h('div', { id: 'shown-once' });
+  const access = session.me.write ? [['read', 'read'], ['write', 'read and write']] : [['read', 'read']];
+  const make = form([
+    h('div', { class: 'row' },
+      field('Name', input('name', { required: true, maxlength: 100, placeholder: 'ci-deploy' })),
+      field('Access', select('access', access, 'read')),
+      field('Days until it expires', input('expires_in_days', { type: 'number', min: 1, max: 365, value: 90, inputmode: 'numeric' }), '1 to 365')),
+  ], 'Make token', async v => {
+    const body = { name: v.name, scopes: v.access === 'write' ? ['read', 'write'] : ['read'] };
+    if (v.expires_in_days) body.expires_in_days = Number(v.expires_in_days);
+    const t = await post('/tokens', body);
+    clear(shown, secretBox(`New token ${t.name}`, t.token));
+    make.reset();
+    tbl.reload();
+  }, { id: 'token-form' });
+  clear(box, ...pageHead('Sessions & tokens', 'Your console sessions and personal API tokens. Revoke one you no longer use.'),
+    tbl,
+    h('section', { class: 'panel' }, h('h2', {}, 'New personal token'),
+      h('p', { class: 'muted' }, 'For scripts and CI: send it as Authorization: Bearer. It has your role in your tenant, and is shown once.'),
+      shown, make));
 }
