@@ -341,7 +341,9 @@ fn serve(config: Config, path: Option<&Path>, tuning: &Tuning) -> Result<()> {
         .context("cannot start the signal thread")?;
 
     loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
+        // Signals arrive on the channel; the timeout only paces the dropped-log check (once a
+        // second: an idle gateway wakes this thread no more often than that).
+        match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(Event::Reload) => match path {
                 Some(p) => match Config::load(p).and_then(|c| match &control {
                     Some(cp) => cp.reload(c),

@@ -63,8 +63,8 @@ fn a_stuck_log_pipe_does_not_stall_requests() {
         took < Duration::from_secs(20),
         "1000 refused requests took {took:?}: the shard waited for the log pipe"
     );
-    // The pipe drains again: the drops are reported (within a second: the report runs on the
-    // control thread's 200 ms loop).
+    // The pipe drains again: the drops are reported (within a second or two: the check runs
+    // once a second on the main thread).
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in stderr.lines().map_while(Result::ok) {
