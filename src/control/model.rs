@@ -592,6 +592,10 @@ pub struct TokenInfo {
     #[serde(serialize_with = "ser_opt_time")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<i64>,
+    /// The client address it was made from.
+    pub client: Option<String>,
+    /// The browser's `User-Agent` when it was made (at most 256 characters).
+    pub user_agent: Option<String>,
 }
 
 /// An operator console session as listed (never its token).

@@ -352,6 +352,9 @@ fn the_operator_lists_its_sessions_and_ends_one() {
         req(m.admin, "GET", "/api/v1/sessions", &user, None).status,
         403
     );
+    let mine = json_of(&req(m.admin, "GET", "/api/v1/tokens", &user, None));
+    assert_eq!(mine["items"][0]["kind"], "session", "{mine}");
+    assert_eq!(mine["items"][0]["client"], "127.0.0.1", "{mine}");
     let phone_id = s(
         &json_of(&req(m.admin, "GET", "/api/v1/sessions", &phone, None))["items"][0],
         "id",

@@ -469,3 +469,15 @@ impl Throttle {
         }
     }
 }
+
+/// The browser's `User-Agent`, as kept with a session or token: printable ASCII only, at most
+/// 256 characters.
+pub fn user_agent(headers: &axum::http::HeaderMap) -> Option<String> {
+    let v = headers.get(header::USER_AGENT)?.to_str().ok()?;
+    let v: String = v
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(256)
+        .collect();
+    (!v.is_empty()).then_some(v)
+}

@@ -113,7 +113,7 @@ pub async fn sign_in(
             let (token, hash) = new_token();
             let expires_at = now + st.session_ttl_ms;
             let client = peer.ip().to_string();
-            let agent = user_agent(&headers);
+            let agent = auth::user_agent(&headers);
             st.store
                 .insert_operator_session(&NewOperatorSession {
                     id: &new_id("ses"),
@@ -129,7 +129,7 @@ pub async fn sign_in(
         }
         (None, Some(email), Some(password)) => {
             let user = authenticate(&st, peer, &email, password).await?;
-            let (token, info) = new_session(&st, &user).await?;
+            let (token, info) = new_session(&st, &user, peer, &headers).await?;
             let expires_at = info.expires_at;
             (token, expires_at, auth::user_principal(info, user))
         }
@@ -185,16 +185,4 @@ pub async fn sign_out(
 ) -> Result<Response, ApiError> {
     auth::end_cookie_session(&st, &headers).await?;
     Ok(reply(StatusCode::NO_CONTENT, cookie(&st, "", 0), None))
-}
-
-/// The browser's `User-Agent`, as kept with an operator session: printable ASCII only, at most
-/// 256 characters.
-fn user_agent(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::USER_AGENT)?.to_str().ok()?;
-    let v: String = v
-        .chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .take(256)
-        .collect();
-    (!v.is_empty()).then_some(v)
 }

@@ -323,10 +323,11 @@ pub struct Session {
 pub async fn login(
     State(st): State<AdminState>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: axum::http::HeaderMap,
     Body(body): Body<Login>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = authenticate(&st, peer, &body.email, body.password).await?;
-    let (token, info) = new_session(&st, &user).await?;
+    let (token, info) = new_session(&st, &user, peer, &headers).await?;
     Ok((
         StatusCode::CREATED,
         [("cache-control", "no-store")],
@@ -385,6 +386,8 @@ pub(super) async fn authenticate(
 pub(super) async fn new_session(
     st: &AdminState,
     user: &User,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
 ) -> Result<(String, TokenInfo), ApiError> {
     let (token, hash) = new_token();
     let now = now_ms();
@@ -398,6 +401,8 @@ pub(super) async fn new_session(
         created_at: now,
         expires_at: now + st.session_ttl_ms,
         revoked_at: None,
+        client: Some(peer.ip().to_string()),
+        user_agent: auth::user_agent(headers),
     };
     st.store.insert_token(&info, &hash, None).await?;
     Ok((token, info))
@@ -465,6 +470,8 @@ fn user_of(p: &Principal) -> Result<(&str, bool), ApiError> {
 pub async fn create_token(
     State(st): State<AdminState>,
     p: Principal,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: axum::http::HeaderMap,
     Body(body): Body<NewToken>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (user_id, write) = user_of(&p)?;
@@ -511,6 +518,8 @@ pub async fn create_token(
         created_at: now,
         expires_at: now + i64::from(days) * 86_400_000,
         revoked_at: None,
+        client: Some(peer.ip().to_string()),
+        user_agent: auth::user_agent(&headers),
     };
     let tenant = p.tenants().and_then(|t| t.into_iter().next());
     let change = Change {

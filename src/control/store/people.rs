@@ -163,8 +163,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO tokens (id, user_id, kind, prefix, hash, name, scopes, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO tokens (id, user_id, kind, prefix, hash, name, scopes, created_at, expires_at, client, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&t.id)
         .bind(&t.user_id)
@@ -175,6 +175,8 @@ impl Store {
         .bind(&t.scopes)
         .bind(t.created_at)
         .bind(t.expires_at)
+        .bind(&t.client)
+        .bind(&t.user_agent)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_write(e, "token collision"))?;
@@ -192,7 +194,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<(TokenInfo, User)>, StoreError> {
         let t: Option<TokenInfo> = sqlx::query_as(
-            "SELECT id, user_id, kind, prefix, name, scopes, created_at, expires_at, revoked_at \
+            "SELECT id, user_id, kind, prefix, name, scopes, created_at, expires_at, revoked_at, client, user_agent \
              FROM tokens WHERE hash = $1 AND revoked_at IS NULL AND expires_at > $2",
         )
         .bind(&hash[..])
@@ -314,7 +316,7 @@ impl Store {
 
     pub async fn token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, user_id, kind, prefix, name, scopes, created_at, expires_at, revoked_at FROM tokens WHERE id = $1",
+            "SELECT id, user_id, kind, prefix, name, scopes, created_at, expires_at, revoked_at, client, user_agent FROM tokens WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -324,7 +326,7 @@ impl Store {
     pub async fn tokens(&self, q: &ListQuery) -> Result<Vec<TokenInfo>, StoreError> {
         list(
             &self.pool,
-            "SELECT id, user_id, kind, prefix, name, scopes, created_at, expires_at, revoked_at FROM tokens",
+            "SELECT id, user_id, kind, prefix, name, scopes, created_at, expires_at, revoked_at, client, user_agent FROM tokens",
             "id",
             "",
             q,
