@@ -1,7 +1,4 @@
--- Where a console session or token was made from (client address and User-Agent), so that a
--- person can tell their sessions apart (`GET /api/v1/sessions` for the operator,
--- `GET /api/v1/tokens` for a user) and end one that is not theirs.
+-- Where an operator session was signed in from (client address and User-Agent), so that the
+-- operator can tell sessions apart in `GET /api/v1/sessions` and end one that is not theirs.
 ALTER TABLE operator_sessions ADD COLUMN client TEXT;
 ALTER TABLE operator_sessions ADD COLUMN user_agent TEXT;
-ALTER TABLE tokens ADD COLUMN client TEXT;
-ALTER TABLE tokens ADD COLUMN user_agent TEXT;

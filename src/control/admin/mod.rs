@@ -210,7 +210,9 @@ pub fn fuzz_decode(bytes: &[u8]) -> Vec<ApiError> {
         if let Ok(table) = crate::route::RouteTable::build([one]) {
             let services = crate::catalog::Services::default();
             let opts = crate::http::normalize::Options::default();
-            if let Err(e) = tryit::reaching(&t, "svc", &routes, &table, &services, &opts) {
+            if let Err(e) =
+                tryit::reaching(&t, "svc", &routes, &table, &services, &opts, "127.0.0.1")
+            {
                 out.push(e);
             }
         }

@@ -18,8 +18,12 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/sessions/{id}/revoke", post(revoke))
 }
 
-/// The hash of the session cookie this request came with, if any.
+/// The hash of the session cookie this request is authenticated by: none for a bearer call
+/// (a bearer token is used before a cookie).
 fn cookie_hash(headers: &HeaderMap) -> Option<[u8; 32]> {
+    if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return None;
+    }
     session_cookie(headers).map(|t| crate::catalog::hash_key(t.as_bytes()))
 }
 

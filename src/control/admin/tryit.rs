@@ -147,7 +147,10 @@ pub(super) fn check(req: &TryRequest) -> Result<(), ApiError> {
 /// the service's routes whose host, with the path normalized as the gateway normalizes it, the
 /// gateway's own route table sends to one of that service's routes. So "under the service" means
 /// what the gateway does with the request, also where another service has a more specific route
-/// under this one's prefix (that path is refused: it would reach the other service).
+/// under this one's prefix (that path is refused: it would reach the other service). `None`: send
+/// no Host of our own, so the client sends the gateway's address, whose host name is
+/// `default_host` (`127.0.0.1`, `[::1]`); routes with no hosts are checked with that name, since
+/// a route on exactly that host would win in the gateway.
 pub(super) fn reaching(
     req: &TryRequest,
     service_id: &str,
@@ -155,6 +158,7 @@ pub(super) fn reaching(
     table: &RouteTable,
     services: &Services,
     normalize_opts: &normalize::Options,
+    default_host: &str,
 ) -> Result<Option<String>, ApiError> {
     let mut out = Vec::new();
     let target = normalize::normalize(req.path.as_bytes(), normalize_opts, &mut out)
@@ -164,7 +168,7 @@ pub(super) fn reaching(
     let mut denied = false;
     for route in routes {
         let host = host_for(route);
-        let name = host.as_deref().unwrap_or("").as_bytes();
+        let name = host.as_deref().unwrap_or(default_host).as_bytes();
         match table.lookup_name(name, target, method) {
             Lookup::Found { route, .. } => {
                 if services
@@ -256,6 +260,17 @@ pub async fn try_call(
     let spec: ServiceSpec = serde_json::from_str(&service.spec)
         .map_err(|_| ApiError::internal("cannot decode the service's spec"))?;
     check(&req)?;
+    let addr = gateway_addr(&st).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_plain_listener",
+            "the gateway has no plain HTTP listener to send through",
+        )
+    })?;
+    let default_host = match addr.ip() {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
     let snap = st.publisher.current();
     let host = reaching(
         &req,
@@ -264,15 +279,9 @@ pub async fn try_call(
         &snap.routes,
         &snap.catalog.services,
         &snap.config.http.normalize.options,
+        &default_host,
     )?;
     drop(snap);
-    let addr = gateway_addr(&st).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "no_plain_listener",
-            "the gateway has no plain HTTP listener to send through",
-        )
-    })?;
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| ApiError::field("method", "not a method"))?;
     let url = reqwest::Url::parse(&format!("http://{addr}{}", req.path))
@@ -441,13 +450,16 @@ mod tests {
             ("svc_a", None, "/orders", &[]),
             ("svc_b", None, "/orders/admin", &[]),
             ("svc_c", Some("c.example.com"), "/c", &[Method::Get]),
+            // The name the gateway's own address gives as Host: this route wins over svc_a's.
+            ("svc_d", Some("127.0.0.1"), "/orders/internal", &[]),
         ]);
         let ours = [ServiceRoute {
             path_prefix: Some("/orders".into()),
             ..Default::default()
         }];
         let opts = normalize::Options::default();
-        let reach = |path: &str| reaching(&req(path), "svc_a", &ours, &t, &services, &opts);
+        let host = "127.0.0.1";
+        let reach = |path: &str| reaching(&req(path), "svc_a", &ours, &t, &services, &opts, host);
         assert_eq!(reach("/orders/7?x=1").ok(), Some(None));
         // The gateway's prefixes are byte prefixes, and it merges slashes before routing.
         assert!(reach("/ordersx").is_ok());
@@ -456,6 +468,10 @@ mod tests {
         assert!(reach("/orders/admin/users").is_err());
         assert!(reach("//orders//admin").is_err());
         assert!(reach("/other").is_err());
+        assert!(
+            reach("/orders/internal/x").is_err(),
+            "svc_d's, by the Host sent"
+        );
         assert!(reach("/orders/%zz").is_err());
         // Another service's routes are not reachable through this one.
         let c = [ServiceRoute {
@@ -463,12 +479,12 @@ mod tests {
             hosts: Some(vec!["c.example.com".into()]),
             ..Default::default()
         }];
-        let got = reaching(&req("/c/1"), "svc_c", &c, &t, &services, &opts);
+        let got = reaching(&req("/c/1"), "svc_c", &c, &t, &services, &opts, host);
         assert_eq!(got.ok(), Some(Some("c.example.com".to_string())));
-        assert!(reaching(&req("/c/1"), "svc_a", &c, &t, &services, &opts).is_err());
+        assert!(reaching(&req("/c/1"), "svc_a", &c, &t, &services, &opts, host).is_err());
         let mut post = req("/c/1");
         post.method = "POST".into();
-        let err = reaching(&post, "svc_c", &c, &t, &services, &opts).unwrap_err();
+        let err = reaching(&post, "svc_c", &c, &t, &services, &opts, host).unwrap_err();
         assert!(format!("{err:?}").contains("method"), "{err:?}");
     }
 

@@ -2,7 +2,7 @@
 //! credentials (JWT, basic, HMAC). Nothing here holds a secret in the clear: passwords are
 //! argon2id strings, tokens SHA-256 hashes, credential secrets sealed by the keyring.
 
-use super::{Change, ListQuery, Store, StoreError, list, list_with};
+use super::{Change, ListQuery, Store, StoreError, list};
 use crate::control::model::{CredentialRow, OperatorSessionInfo, TokenInfo, User};
 
 /// An operator console session to record (its token's hash only).
@@ -15,17 +15,6 @@ pub struct NewOperatorSession<'a> {
     pub expires_at: i64,
     pub client: Option<&'a str>,
     pub user_agent: Option<&'a str>,
-}
-
-/// Upper-case hex, as SQLite's `hex()` writes it.
-fn hex_upper(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02X}");
-            s
-        })
 }
 
 impl Store {
@@ -248,7 +237,8 @@ impl Store {
     }
 
     /// The live operator sessions of the bootstrap token whose fingerprint is `token_fp`, oldest
-    /// first by id (they sort by creation); `current` marks the one whose token hashes to `current`.
+    /// first by id (they sort by creation), a page of `q`; `current` marks the one whose token
+    /// hashes to `current`.
     pub async fn operator_sessions(
         &self,
         token_fp: &[u8; 32],
@@ -256,15 +246,19 @@ impl Store {
         now: i64,
         q: &ListQuery,
     ) -> Result<Vec<OperatorSessionInfo>, StoreError> {
-        // Both values are this process's own (a number and hex digits), not input.
-        let base = format!(
-            "SELECT id, created_at, expires_at, client, user_agent, hex(hash) = $0 AS current \
-             FROM operator_sessions WHERE revoked_at IS NULL AND expires_at > {now} \
-             AND hex(token_fp) = '{}'",
-            hex_upper(token_fp)
-        );
-        let current = current.map(|h| hex_upper(h)).unwrap_or_default();
-        list_with(&self.pool, &base, Some(current), "id", "", q).await
+        Ok(sqlx::query_as(
+            "SELECT id, created_at, expires_at, client, user_agent, hash = $1 AS current \
+             FROM operator_sessions \
+             WHERE revoked_at IS NULL AND expires_at > $2 AND token_fp = $3 AND id > $4 \
+             ORDER BY id LIMIT $5",
+        )
+        .bind(current.map(|h| h.to_vec()).unwrap_or_default())
+        .bind(now)
+        .bind(&token_fp[..])
+        .bind(q.cursor.as_deref().unwrap_or(""))
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Ends the live operator session `id` of the bootstrap token `token_fp`; false when there

@@ -40,7 +40,7 @@ function user(box) {
     { title: 'Ends', render: t => time(t.expires_at) },
     { title: 'From', render: t => t.client ? [h('code', {}, t.client), t.user_agent ? h('div', { class: 'muted' }, t.user_agent) : null] : '—' },
     { title: 'State', render: t => badge(t.revoked_at ? 'revoked' : new Date(t.expires_at) < new Date() ? 'expired' : 'active') },
-    { title: '', render: t => t.revoked_at ? '' : h('button', { type: 'button', class: 'secondary', onclick: () => revoke(t) }, 'Revoke') },
+    { title: '', render: t => t.revoked_at || new Date(t.expires_at) < new Date() ? '' : h('button', { type: 'button', class: 'secondary', onclick: () => revoke(t) }, 'Revoke') },
   ], cursor => get('/tokens' + qs({ cursor, limit: 50 })), 'No sessions or tokens.');
   async function revoke(t) {
     const what = t.kind === 'session' ? 'this console session' : `token ${t.name || t.prefix}`;
