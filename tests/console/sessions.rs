@@ -335,7 +335,10 @@ fn the_operator_lists_its_sessions_and_ends_one() {
     assert_eq!(r.status, 404, "ended already");
     let (st, v, _) = m.api("GET", "/api/v1/sessions", None);
     assert_eq!((st, v["items"].as_array().unwrap().len()), (200, 1), "{v}");
-    assert_eq!(v["items"][0]["current"], false, "a bearer call has no session: {v}");
+    assert_eq!(
+        v["items"][0]["current"], false,
+        "a bearer call has no session: {v}"
+    );
     let (st, v, _) = m.api("GET", "/api/v1/audit?order=desc&limit=5", None);
     assert_eq!(st, 200);
     assert!(
