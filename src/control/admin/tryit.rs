@@ -166,8 +166,7 @@ pub(super) fn reaching(
         .bytes(&out);
     let method = Method::from_bytes(req.method.as_bytes());
     let mut denied = false;
-    for route in routes {
-        let host = host_for(route);
+    for host in routes.iter().flat_map(hosts_for) {
         let name = host.as_deref().unwrap_or(default_host).as_bytes();
         match table.lookup_name(name, target, method) {
             Lookup::Found { route, .. } => {
@@ -201,20 +200,18 @@ pub(super) fn reaching(
     ))
 }
 
-/// The Host to send for `route`: its first host name; a wildcard's one-label stand-in
-/// (`*.example.com` → `try.example.com`); none when it takes any host.
-fn host_for(route: &ServiceRoute) -> Option<String> {
-    let hosts = route.hosts.as_ref()?;
-    hosts
+/// The Host values to try for `route`, in order: its exact host names, then a one-label stand-in
+/// for each wildcard (`*.example.com` → `try.example.com`); `None` alone when it takes any host.
+fn hosts_for(route: &ServiceRoute) -> Vec<Option<String>> {
+    let Some(hosts) = route.hosts.as_ref().filter(|h| !h.is_empty()) else {
+        return vec![None];
+    };
+    let exact = hosts.iter().filter(|h| !h.starts_with('*')).cloned();
+    let wild = hosts
         .iter()
-        .find(|h| !h.starts_with('*'))
-        .cloned()
-        .or_else(|| {
-            hosts
-                .first()
-                .and_then(|h| h.strip_prefix("*."))
-                .map(|rest| format!("try.{rest}"))
-        })
+        .filter_map(|h| h.strip_prefix("*."))
+        .map(|rest| format!("try.{rest}"));
+    exact.chain(wild).map(Some).collect()
 }
 
 /// Where the gateway listens, as this host reaches it.
@@ -489,23 +486,62 @@ mod tests {
     }
 
     #[test]
-    fn the_host_is_the_matched_routes() {
+    fn the_hosts_tried_are_the_routes() {
         let route = |hosts: &[&str]| ServiceRoute {
             hosts: Some(hosts.iter().map(|h| h.to_string()).collect()),
             ..Default::default()
         };
+        let names = |r: &ServiceRoute| -> Vec<Option<String>> { hosts_for(r) };
+        let some =
+            |v: &[&str]| -> Vec<Option<String>> { v.iter().map(|h| Some(h.to_string())).collect() };
         assert_eq!(
-            host_for(&route(&["api.example.com"])).as_deref(),
-            Some("api.example.com")
+            names(&route(&["api.example.com"])),
+            some(&["api.example.com"])
         );
         assert_eq!(
-            host_for(&route(&["*.example.com", "b.example.com"])).as_deref(),
-            Some("b.example.com")
+            names(&route(&["*.example.com", "b.example.com"])),
+            some(&["b.example.com", "try.example.com"])
         );
         assert_eq!(
-            host_for(&route(&["*.example.com"])).as_deref(),
-            Some("try.example.com")
+            names(&route(&["*.example.com"])),
+            some(&["try.example.com"])
         );
-        assert_eq!(host_for(&ServiceRoute::default()), None);
+        assert_eq!(names(&ServiceRoute::default()), vec![None]);
+        assert_eq!(names(&route(&[])), vec![None]);
+    }
+
+    #[test]
+    fn a_later_host_of_the_route_is_tried_when_the_first_is_taken() {
+        let (t, services) = table(&[
+            ("svc_a", Some("a.example.com"), "/shop", &[]),
+            ("svc_a", Some("b.example.com"), "/shop", &[]),
+            ("svc_b", Some("a.example.com"), "/shop/admin", &[]),
+        ]);
+        let ours = [ServiceRoute {
+            path_prefix: Some("/shop".into()),
+            hosts: Some(vec!["a.example.com".into(), "b.example.com".into()]),
+            ..Default::default()
+        }];
+        let opts = normalize::Options::default();
+        let got = reaching(
+            &req("/shop/admin/x"),
+            "svc_a",
+            &ours,
+            &t,
+            &services,
+            &opts,
+            "127.0.0.1",
+        );
+        assert_eq!(got.ok(), Some(Some("b.example.com".to_string())));
+        let got = reaching(
+            &req("/shop/1"),
+            "svc_a",
+            &ours,
+            &t,
+            &services,
+            &opts,
+            "127.0.0.1",
+        );
+        assert_eq!(got.ok(), Some(Some("a.example.com".to_string())));
     }
 }
