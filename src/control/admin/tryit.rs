@@ -523,25 +523,22 @@ mod tests {
             ..Default::default()
         }];
         let opts = normalize::Options::default();
-        let got = reaching(
-            &req("/shop/admin/x"),
-            "svc_a",
-            &ours,
-            &t,
-            &services,
-            &opts,
-            "127.0.0.1",
+        let reach = |path: &str| {
+            reaching(
+                &req(path),
+                "svc_a",
+                &ours,
+                &t,
+                &services,
+                &opts,
+                "127.0.0.1",
+            )
+        };
+        assert_eq!(
+            reach("/shop/admin/x").ok(),
+            Some(Some("b.example.com".to_string()))
         );
-        assert_eq!(got.ok(), Some(Some("b.example.com".to_string())));
-        let got = reaching(
-            &req("/shop/1"),
-            "svc_a",
-            &ours,
-            &t,
-            &services,
-            &opts,
-            "127.0.0.1",
-        );
+        let got = reach("/shop/1");
         assert_eq!(got.ok(), Some(Some("a.example.com".to_string())));
     }
 }
