@@ -333,6 +333,15 @@ fn the_operator_lists_its_sessions_and_ends_one() {
     assert_eq!(req(m.admin, "GET", "/api/v1/me", &phone, None).status, 200);
     let r = req(m.admin, "POST", &end, &format!("{phone}{csrf}"), Some("{}"));
     assert_eq!(r.status, 404, "ended already");
+    for (bad, field) in [
+        ("limit=0", "limit"),
+        ("tenant_id=x", "tenant_id"),
+        ("q=x", "q"),
+    ] {
+        let (st, v, _) = m.api("GET", &format!("/api/v1/sessions?{bad}"), None);
+        assert_eq!(st, 422, "{bad}: {v}");
+        assert!(v["error"]["fields"][field].is_string(), "{bad}: {v}");
+    }
     let (st, v, _) = m.api("GET", "/api/v1/sessions", None);
     assert_eq!((st, v["items"].as_array().unwrap().len()), (200, 1), "{v}");
     assert_eq!(
