@@ -1,6 +1,9 @@
 //! The cheapest TCP forwarder on io_uring without a runtime: one thread, one ring, multishot
 //! receives into a provided-buffer ring, sends straight from the received buffer, sockets in the
-//! ring's registered-file table (`FIXED=0` in the environment uses plain file descriptors). No HTTP.
+//! ring's registered-file table. No HTTP. Each feature can be turned off to measure it alone:
+//! `FIXED=0` in the environment uses plain file descriptors, `MULTI=0` one single-shot receive per
+//! completion (its buffer still picked from the ring), and `POLLFIRST=1` adds
+//! `IORING_RECVSEND_POLL_FIRST` to those receives.
 //!
 //! It answers "what would features monoio 0.2.4 does not expose buy?" for perf/RESULTS.md, and is
 //! no more than that: the upstream connect is a blocking `connect(2)` at accept time, and a
@@ -15,6 +18,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 const BUFFERS: u16 = 4096;
 const BUF_SIZE: usize = 16 * 1024;
 const GROUP: u16 = 0;
+/// `IORING_RECVSEND_POLL_FIRST`, which the io-uring crate does not export.
+const POLL_FIRST: u16 = 1;
 
 const ACCEPT: u64 = 1;
 const RECV: u64 = 2;
@@ -115,6 +120,10 @@ struct Fwd {
     free: Vec<usize>,
     closing: Vec<usize>,
     fixed: bool,
+    /// `MULTI=0`: one single-shot receive (buffer from the ring) per completion, as a runtime
+    /// without multishot support issues them; `POLLFIRST=1` adds `IORING_RECVSEND_POLL_FIRST`.
+    multishot: bool,
+    poll_first: bool,
     listener: RawFd,
     upstream: std::net::SocketAddr,
     pending: Vec<squeue::Entry>,
@@ -123,11 +132,23 @@ struct Fwd {
 impl Fwd {
     fn recv(&mut self, c: usize, side: usize) {
         let fd = self.conns[c].fds[side];
-        let op = if self.fixed {
-            opcode::RecvMulti::new(types::Fixed((2 * c + side) as u32), GROUP).build()
-        } else {
-            opcode::RecvMulti::new(types::Fd(fd), GROUP).build()
+        let len = BUF_SIZE as u32;
+        let null = std::ptr::null_mut();
+        let op = match (self.multishot, self.fixed) {
+            (true, true) => {
+                opcode::RecvMulti::new(types::Fixed((2 * c + side) as u32), GROUP).build()
+            }
+            (true, false) => opcode::RecvMulti::new(types::Fd(fd), GROUP).build(),
+            (false, true) => opcode::Recv::new(types::Fixed((2 * c + side) as u32), null, len)
+                .buf_group(GROUP)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT),
+            (false, false) => opcode::Recv::new(types::Fd(fd), null, len)
+                .buf_group(GROUP)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT),
         };
+        let op = if self.poll_first { poll_first(op) } else { op };
         let t = tag(RECV, side, self.conns[c].gen_, c, 0);
         self.pending.push(op.user_data(t));
     }
@@ -292,6 +313,18 @@ impl Fwd {
     }
 }
 
+/// Sets `IORING_RECVSEND_POLL_FIRST` in a receive's `ioprio` field, which io-uring 0.6 has no
+/// setter for (measurement only).
+fn poll_first(e: squeue::Entry) -> squeue::Entry {
+    // Safety: `squeue::Entry` is `repr(C)` over the 64-byte SQE, whose u16 `ioprio` is at offset 2.
+    unsafe {
+        let mut raw: [u8; 64] = std::mem::transmute(e);
+        let prio = u16::from_ne_bytes([raw[2], raw[3]]) | POLL_FIRST;
+        raw[2..4].copy_from_slice(&prio.to_ne_bytes());
+        std::mem::transmute(raw)
+    }
+}
+
 /// Raises the soft open-file limit to the hard one and returns it, capped at 65,536 (the size of
 /// the registered-file table: two slots per connection).
 fn raise_nofile() -> u32 {
@@ -333,6 +366,8 @@ fn main() -> Result<(), String> {
         free: Vec::new(),
         closing: Vec::new(),
         fixed,
+        multishot: std::env::var("MULTI").map_or(true, |v| v != "0"),
+        poll_first: std::env::var("POLLFIRST").is_ok_and(|v| v == "1"),
         listener: listener.as_raw_fd(),
         upstream,
         pending: Vec::new(),
