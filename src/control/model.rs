@@ -596,6 +596,9 @@ pub struct TokenInfo {
     pub client: Option<String>,
     /// The browser's `User-Agent` when it was made (at most 256 characters).
     pub user_agent: Option<String>,
+    /// Whether this is the session or token the call was made with (signing out when revoked).
+    #[sqlx(skip)]
+    pub current: bool,
 }
 
 /// An operator console session as listed (never its token).

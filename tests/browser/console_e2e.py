@@ -481,6 +481,7 @@ def main():
     assert r == 200, r
     visit(dev, "/sessions", "sessions-user", "Sessions & tokens")
     text_in(dev, "main table", "console session")
+    text_in(dev, "main table", "this session")
     type_into(dev, "#token-form input[name=name]", "ci-deploy")
     submit(dev, "#token-form")
     token = el(dev, "#shown-once input[data-secret]").get_attribute("value")

@@ -368,6 +368,17 @@ fn the_operator_lists_its_sessions_and_ends_one() {
     let mine = json_of(&req(m.admin, "GET", "/api/v1/tokens", &user, None));
     assert_eq!(mine["items"][0]["kind"], "session", "{mine}");
     assert_eq!(mine["items"][0]["client"], "127.0.0.1", "{mine}");
+    assert_eq!(
+        mine["items"][0]["current"], true,
+        "the call's own session: {mine}"
+    );
+    // Signed in a second time: each session's listing marks itself, and only itself.
+    let (other, _, _) = sign_in(m.admin, &json!({"email": email, "password": PASSWORD}));
+    let both = json_of(&req(m.admin, "GET", "/api/v1/tokens", &other, None));
+    let items = both["items"].as_array().unwrap();
+    let current: Vec<_> = items.iter().filter(|t| t["current"] == true).collect();
+    assert_eq!((items.len(), current.len()), (2, 1), "{both}");
+    assert_ne!(current[0]["id"], mine["items"][0]["id"], "{both}");
     let phone_id = s(
         &json_of(&req(m.admin, "GET", "/api/v1/sessions", &phone, None))["items"][0],
         "id",

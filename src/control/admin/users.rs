@@ -403,6 +403,7 @@ pub(super) async fn new_session(
         revoked_at: None,
         client: Some(peer.ip().to_string()),
         user_agent: auth::user_agent(headers),
+        current: false,
     };
     st.store.insert_token(&info, &hash, None).await?;
     Ok((token, info))
@@ -465,6 +466,14 @@ fn user_of(p: &Principal) -> Result<(&str, bool), ApiError> {
     }
 }
 
+/// The id of the session or token this call was made with.
+fn own_token(p: &Principal) -> Option<&str> {
+    match p {
+        Principal::User { token_id, .. } => Some(token_id),
+        Principal::Operator => None,
+    }
+}
+
 #[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken,
     responses((status = 201, body = NewTokenShown, description = "the token, shown this once"), (status = 403), (status = 422)))]
 pub async fn create_token(
@@ -520,6 +529,7 @@ pub async fn create_token(
         revoked_at: None,
         client: Some(peer.ip().to_string()),
         user_agent: auth::user_agent(&headers),
+        current: false,
     };
     let tenant = p.tenants().and_then(|t| t.into_iter().next());
     let change = Change {
@@ -552,7 +562,16 @@ pub async fn tokens(
     q.tenants = None;
     q.filters.push(("user_id", user_id.to_string()));
     let rows = st.store.tokens(&q).await?;
-    Ok(Json(page(rows, &q, |t: &TokenInfo| t.id.clone(), |t| t)))
+    let own = own_token(&p);
+    Ok(Json(page(
+        rows,
+        &q,
+        |t: &TokenInfo| t.id.clone(),
+        |mut t| {
+            t.current = own == Some(t.id.as_str());
+            t
+        },
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke",
@@ -582,6 +601,7 @@ pub async fn revoke_token(
         at: now,
     };
     if st.store.revoke_token(&id, now, Some(&change)).await? {
+        t.current = own_token(&p) == Some(t.id.as_str());
         Ok(Json(t))
     } else {
         Err(ApiError::conflict("the token is revoked already"))

@@ -33,19 +33,25 @@ function operator(box) {
 
 function user(box) {
   const tbl = pagedTable([
-    { title: 'Kind', render: t => t.kind === 'session' ? 'console session' : 'personal token' },
+    { title: 'Kind', render: t => [t.kind === 'session' ? 'console session' : 'personal token', t.current ? [' ', h('span', { class: 'badge active' }, t.kind === 'session' ? 'this session' : 'in use')] : null] },
     { title: 'Name', render: t => t.name || h('code', {}, t.prefix + '…') },
     { title: 'Scopes', render: t => (t.scopes || []).join(', ') },
     { title: 'Created', render: t => time(t.created_at) },
     { title: 'Ends', render: t => time(t.expires_at) },
     { title: 'From', render: t => t.client ? [h('code', {}, t.client), t.user_agent ? h('div', { class: 'muted' }, t.user_agent) : null] : '—' },
     { title: 'State', render: t => badge(t.revoked_at ? 'revoked' : new Date(t.expires_at) < new Date() ? 'expired' : 'active') },
-    { title: '', render: t => t.revoked_at || new Date(t.expires_at) < new Date() ? '' : h('button', { type: 'button', class: 'secondary', onclick: () => revoke(t) }, 'Revoke') },
+    { title: '', render: t => t.revoked_at || new Date(t.expires_at) < new Date() ? '' : h('button', { type: 'button', class: 'secondary', onclick: () => revoke(t) }, t.current && t.kind === 'session' ? 'Sign out' : 'Revoke') },
   ], cursor => get('/tokens' + qs({ cursor, limit: 50 })), 'No sessions or tokens.');
   async function revoke(t) {
-    const what = t.kind === 'session' ? 'this console session' : `token ${t.name || t.prefix}`;
-    if (!await confirm({ title: `Revoke ${what}?`, body: 'Calls with it are refused from the next one on. If it is the session you are using, you are signed out.', confirmLabel: 'Revoke', danger: true })) return;
-    try { await post(`/tokens/${encodeURIComponent(t.id)}/revoke`); toast('Revoked'); tbl.reload(); } catch (e) { toast(e.message, 'error'); }
+    const what = t.current ? (t.kind === 'session' ? 'the session you are using' : 'the token you are using')
+      : t.kind === 'session' ? `the console session signed in from ${t.client || 'an unknown address'}` : `token ${t.name || t.prefix}`;
+    const body = t.current ? 'You are signed out at once.' : 'Calls with it are refused from the next one on.';
+    if (!await confirm({ title: `Revoke ${what}?`, body, confirmLabel: 'Revoke', danger: true })) return;
+    try {
+      await post(`/tokens/${encodeURIComponent(t.id)}/revoke`, undefined, { quiet: t.current });
+      if (t.current) { location.reload(); return; }
+      toast('Revoked'); tbl.reload();
+    } catch (e) { toast(e.message, 'error'); }
   }
   // A personal token for scripts and CI (`Authorization: Bearer`), shown once.
   const shown = h('div', { id: 'shown-once' });
