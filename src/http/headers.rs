@@ -64,7 +64,6 @@ impl HeaderKind {
                 | HeaderKind::KeepAlive
                 | HeaderKind::ProxyConnection
                 | HeaderKind::Te
-                | HeaderKind::Trailer
                 | HeaderKind::Upgrade
         )
     }
@@ -271,12 +270,9 @@ pub fn drop_connection_named(buf: &[u8], headers: &mut [HeaderLine]) {
             let value = headers[i].value.of(buf);
             for token in list_items(value) {
                 for h in headers.iter_mut() {
-                    if matches!(
+                    if !matches!(
                         h.kind,
-                        HeaderKind::Other
-                            | HeaderKind::XForwardedFor
-                            | HeaderKind::XForwardedHost
-                            | HeaderKind::XForwardedProto
+                        HeaderKind::Host | HeaderKind::ContentLength | HeaderKind::TransferEncoding
                     ) && h.name.of(buf).eq_ignore_ascii_case(token)
                     {
                         h.drop = true;

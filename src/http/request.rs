@@ -338,6 +338,11 @@ fn parse_request_into<'d>(
             return Err(HeadError::BadHost("invalid Host header"));
         };
         if head.authority.is_none() {
+            // An http URI with an empty host is invalid (RFC 9110 §4.2.1); in absolute form the
+            // target's authority stands instead of the Host field.
+            if name.is_empty() {
+                return Err(HeadError::BadHost("empty Host header"));
+            }
             head.host_name = Some(Span::new(off(name), off(name) + name.len()));
         }
     } else if !head.http10 {

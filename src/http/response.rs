@@ -43,8 +43,9 @@ pub struct ResponseHead {
     pub framing: FramingOr,
     /// The upstream connection cannot be reused after this response.
     pub close: bool,
-    /// Transfer-Encoding is exactly `chunked` (so it can be decoded for HTTP/1.0 clients).
-    pub plain_chunked: bool,
+    /// Transfer-Encoding names a coding besides one final `chunked` (which alone can be decoded
+    /// for an HTTP/1.0 client).
+    pub coded: bool,
     pub bare_lf: bool,
 }
 
@@ -180,13 +181,23 @@ fn parse_response_into<'d>(
                 "both Content-Length and Transfer-Encoding",
             ));
         }
+        // A Transfer-Encoding in an HTTP/1.0 message means its framing cannot be trusted (RFC
+        // 9112 §6.1).
+        if resp.http10 {
+            return Err(ResponseError::BadFraming(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
+        }
         match te.result() {
-            TransferCoding::Chunked => {
-                resp.plain_chunked = true;
+            TransferCoding::Chunked => Framing::Chunked,
+            TransferCoding::EndsChunked => {
+                resp.coded = true;
                 Framing::Chunked
             }
-            TransferCoding::EndsChunked => Framing::Chunked,
-            TransferCoding::NotChunked => Framing::Close,
+            TransferCoding::NotChunked => {
+                resp.coded = true;
+                Framing::Close
+            }
             TransferCoding::Invalid => {
                 return Err(ResponseError::BadFraming("invalid Transfer-Encoding"));
             }

@@ -75,7 +75,8 @@ pub fn request_head(g: &mut Gather, head: &RequestHead, rw: &RequestRewrite<'_>)
                 }
             }
             None => {
-                if head.path_needs_slash {
+                // Forwarding the target as sent: an absolute-form target's empty path is `/`.
+                if head.path_needs_slash && path.first() != Some(&b'/') {
                     g.extra.push(b'/');
                 }
                 g.extra.extend_from_slice(path);
@@ -182,9 +183,14 @@ pub fn response_head(g: &mut Gather, resp: &ResponseHead, rw: &ResponseRewrite) 
     } else {
         g.push_main(0, status_line_end);
     }
-    let dechunk = rw.dechunk;
+    // No Transfer-Encoding to an HTTP/1.0 client (RFC 9112 §6.1: the body is dechunked, or there
+    // is none), and no Content-Length on a 204 (RFC 9110 §8.6).
+    let no_te = rw.dechunk || rw.client_http10;
+    let no_length = resp.status == 204;
     push_header_lines(g, &resp.headers, resp.bare_lf, |h| {
-        h.drop || (dechunk && h.kind == HeaderKind::TransferEncoding)
+        h.drop
+            || (no_te && h.kind == HeaderKind::TransferEncoding)
+            || (no_length && h.kind == HeaderKind::ContentLength)
     });
     let from = g.begin_extra();
     g.extra.extend_from_slice(rw.extra);
@@ -198,6 +204,31 @@ pub fn response_head(g: &mut Gather, resp: &ResponseHead, rw: &ResponseRewrite) 
     g.extra.extend_from_slice(b"\r\n");
     g.end_extra(from);
     g.push_main(resp.len, resp.len + rw.body_prefix);
+}
+
+/// Builds the client's copy of an interim (1xx) response head into `g` (whose `main` holds the
+/// upstream's bytes, head first): hop-by-hop fields and Content-Length removed (RFC 9110 §7.6.1,
+/// §8.6), lines ended with CRLF. Interim responses go to HTTP/1.1 clients only.
+pub fn interim_head(g: &mut Gather, resp: &ResponseHead) {
+    g.reset();
+    if resp.bare_lf {
+        let from = g.begin_extra();
+        let line = &g.main.data()[..resp.first_header];
+        let line = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(line)
+            .to_vec();
+        g.extra.extend_from_slice(&line);
+        g.extra.extend_from_slice(b"\r\n");
+        g.end_extra(from);
+    } else {
+        g.push_main(0, resp.first_header);
+    }
+    push_header_lines(g, &resp.headers, resp.bare_lf, |h| {
+        h.drop || h.kind == HeaderKind::ContentLength
+    });
+    g.push_extra(b"\r\n");
 }
 
 /// Pushes the kept header lines: in place, or rebuilt with CRLF when the head used bare LF.

@@ -369,6 +369,10 @@ async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
 /// afterwards (`ctx` says the client wants it closed, and nothing of the buffer is trusted).
 async fn refuse_head(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx, e: GatewayError) {
     ctx.bytes_in = kit.buf.len() as u64;
+    // The rest of a refused head (an oversized one, say) may still be arriving: closing with it
+    // unread would reset the connection, and the client could lose the answer. A client that
+    // stalled sends nothing more.
+    conn.linger |= !matches!(e.kind, ErrorKind::HeaderTimeout);
     let state = conn.shard.state();
     let mut cx = Cx::new(conn, kit, &state, ctx);
     let _ = answer::write(&mut cx, Answer::error(e)).await;

@@ -1,10 +1,12 @@
 //! Per-shard keep-alive pool of one target: idle connections (most recently used first), a count of
 //! every open connection for `max_connections`, and a queue of requests waiting for a free slot.
 //!
-//! A connection the upstream closed while it sat idle is found two ways: the shard tick peeks idle
-//! connections that have rested for a while (`MSG_PEEK | MSG_DONTWAIT`: EOF or stray bytes mean it
-//! is dead), and a request that fails on a reused connection before any response byte is retried
-//! once on a fresh connection (`proxy::forward`).
+//! A connection the upstream closed or sent stray bytes on while it sat idle is found by a peek
+//! (`MSG_PEEK | MSG_DONTWAIT`: EOF or data mean it is not reusable): when it is taken for a request,
+//! and on the shard tick for those that have rested for a while (so that the pool does not keep
+//! dead ones). A request that fails on a reused connection before any response byte (the upstream
+//! closed it between the peek and the request) is retried once on a fresh connection when that is
+//! safe (`proxy::forward`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -53,9 +55,19 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection, if any.
+    /// The most recently used idle connection that is still clean, if any. Each is checked as it
+    /// is taken: bytes the upstream sent after its response (a body on a 204 or a HEAD answer, a
+    /// second response) would otherwise be read as the answer to the next request, which may be
+    /// another client's. One that has data or was closed is dropped here.
     pub fn take_idle(&self) -> Option<UpstreamStream> {
-        self.idle.borrow_mut().pop_back().map(|i| i.stream)
+        loop {
+            let mut i = self.idle.borrow_mut().pop_back()?;
+            if still_open(&mut i.stream) {
+                return Some(i.stream);
+            }
+            drop(i);
+            self.release_slot();
+        }
     }
 
     /// Reserves a slot for a new connection, if `max_connections` allows.

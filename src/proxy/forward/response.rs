@@ -52,9 +52,7 @@ pub async fn read_head(
                     if cx.kit.resp.is_interim() && cx.kit.resp.status != 101 {
                         let len = cx.kit.resp.len;
                         if !cx.ctx.head.http10 {
-                            relay_interim(cx, ubuf, len)
-                                .await
-                                .map_err(|e| failed(e, true))?;
+                            relay_interim(cx, ubuf).await.map_err(|e| failed(e, true))?;
                         }
                         ubuf.consume(len);
                         continue;
@@ -101,18 +99,22 @@ pub async fn read_head(
     }
 }
 
-/// Passes a 1xx interim response head to the client unchanged.
-async fn relay_interim(cx: &mut Cx<'_>, ubuf: &mut Buf, len: usize) -> Result<(), GatewayError> {
-    cx.ctx.bytes_out += len as u64;
-    cx.conn
+/// Passes a 1xx interim response head to the client, without its hop-by-hop fields and with CRLF
+/// line ends, as a final head is.
+async fn relay_interim(cx: &mut Cx<'_>, ubuf: &mut Buf) -> Result<(), GatewayError> {
+    let resp = &cx.kit.resp;
+    let mut total = 0;
+    let sent = cx
+        .conn
         .send(&mut cx.kit.g, ubuf, |g| {
-            g.reset();
-            g.push_main(0, len);
+            rewrite::interim_head(g, resp);
+            total = g.total();
         })
-        .await
-        .map_err(|_| {
-            GatewayError::new(ErrorKind::ClientGone).context("sending an interim response")
-        })
+        .await;
+    cx.ctx.bytes_out += total as u64;
+    sent.map_err(|_| {
+        GatewayError::new(ErrorKind::ClientGone).context("sending an interim response")
+    })
 }
 
 /// Sends the response whose head is in `kit.resp` / `ubuf` and relays its body. `early`: the
@@ -134,6 +136,15 @@ pub async fn relay_response(
         return switch_protocols(cx, lease, ubuf, request_len).await;
     }
     let framing = cx.kit.resp.framing.0;
+    // An HTTP/1.0 client may not be sent Transfer-Encoding (RFC 9112 §6.1): a lone `chunked` is
+    // decoded for it; another coding (`gzip, chunked`, or `gzip` to the close) cannot be undone
+    // here, and removing the field would hand it coded bytes as if they were the content.
+    if cx.ctx.head.http10 && cx.kit.resp.coded && framing != Framing::None {
+        cx.conn.shard.pools.put_buf(ubuf);
+        return Answer::kind(ErrorKind::UpstreamBadResponse(ResponseError::BadFraming(
+            "a transfer coding other than chunked for an HTTP/1.0 client",
+        )));
+    }
     let dechunk = cx.ctx.head.http10 && framing == Framing::Chunked;
     let keep = client_keep_alive(cx) && framing != Framing::Close && !dechunk && !early;
     // The upload was cut short: what the client still sends is drained when it closes.

@@ -4,6 +4,8 @@
 //! that is already normal costs one scan; a rewritten one goes to `kit.path` and
 //! `ctx.path_rewritten` is set.
 //!
+//! An absolute-form target without a path becomes `/` here.
+//!
 //! Errors: 400 `bad_path` naming what was refused (dot segments, encoded separators, bad escapes,
 //! NUL, ...); the connection closes.
 
@@ -17,6 +19,15 @@ pub fn run(cx: &mut Cx<'_>) -> Result<(), Answer> {
     let opts = &cx.state.snap.config.http.normalize.options;
     let kit = &mut *cx.kit;
     let target = kit.req.path.of(kit.buf.data());
+    if kit.req.path_needs_slash {
+        // An absolute-form target with an empty path (`http://host` or `http://host?q`) asks
+        // for `/` (RFC 9112 §3.2.2): routed and forwarded as such.
+        kit.path.clear();
+        kit.path.push(b'/');
+        kit.path.extend_from_slice(target);
+        cx.ctx.path_rewritten = true;
+        return Ok(());
+    }
     match normalize(target, opts, &mut kit.path) {
         Ok(Normalized::Unchanged(_)) => Ok(()),
         Ok(Normalized::Rewritten) => {
