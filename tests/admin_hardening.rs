@@ -32,13 +32,29 @@ fn targets_and_jwks_urls_cannot_reach_the_gateway_host() {
         &m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"t"}"#),
         "id",
     );
-    for target in [
+    // This host's own interface address (the one a route out would use; no packet is sent).
+    let own = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|u| u.connect("10.255.255.1:9").and_then(|()| u.local_addr()))
+        .ok()
+        .map(|a| format!("{}:80", a.ip()))
+        .filter(|a| !a.starts_with("127."));
+    let mut refused: Vec<String> = [
         "127.0.0.1:6379",
         "169.254.169.254:80",
         "0.0.0.0:80",
         "[::1]:80",
         "[fe80::1]:80",
-    ] {
+        "[fd00:ec2::254]:80",
+        "[::ffff:127.0.0.1]:80",
+        "[::127.0.0.1]:80",
+        "[::169.254.169.254]:80",
+        "[64:ff9b::a9fe:a9fe]:80",
+    ]
+    .map(String::from)
+    .to_vec();
+    refused.extend(own);
+    for target in &refused {
+        let target = target.as_str();
         let (st, v, _) = m.api(
             "POST",
             "/api/v1/services",
@@ -473,6 +489,103 @@ fn passwords_change() {
         Some(r#"{"password":"taken over password"}"#),
     );
     assert_eq!(st, 403);
+    // Nor around that: demoting the peer first (then resetting and promoting back), or
+    // disabling it. Management goes downwards only.
+    let adm_token = s(&adm, "token");
+    for (method, path, body) in [
+        (
+            "PATCH",
+            format!("/api/v1/users/{adm2}"),
+            r#"{"role":"developer"}"#,
+        ),
+        ("POST", format!("/api/v1/users/{adm2}/disable"), "{}"),
+        (
+            "PATCH",
+            format!("/api/v1/users/{adm_id}"),
+            r#"{"role":"viewer"}"#,
+        ),
+    ] {
+        let (st, v, _) = api(m.admin, &adm_token, method, &path, Some(body));
+        assert_eq!(st, 403, "{method} {path}: {v}");
+    }
+    assert_eq!(login("adm2@example.com", PASSWORD_FOR_TESTS).0, 201);
+    // The admin still manages those below it, and may raise a developer to its own level.
+    let (st, v, _) = api(
+        m.admin,
+        &adm_token,
+        "PATCH",
+        &format!("/api/v1/users/{dev_id}"),
+        Some(r#"{"role":"admin"}"#),
+    );
+    assert_eq!((st, v["role"].as_str()), (200, Some("admin")), "{v}");
+    // A read-only personal token may revoke itself, nothing else.
+    let (st, ro, _) = api(
+        m.admin,
+        &adm_token,
+        "POST",
+        "/api/v1/tokens",
+        Some(r#"{"name":"ro","scopes":["read"]}"#),
+    );
+    assert_eq!(st, 201, "{ro}");
+    let (ro_token, ro_id) = (s(&ro, "token"), s(&ro, "id"));
+    let (_, list, _) = api(m.admin, &adm_token, "GET", "/api/v1/tokens", None);
+    let session_id = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["current"] == true)
+        .map(|t| s(t, "id"))
+        .unwrap();
+    let (st, v, _) = api(
+        m.admin,
+        &ro_token,
+        "POST",
+        &format!("/api/v1/tokens/{session_id}/revoke"),
+        Some("{}"),
+    );
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(api(m.admin, &adm_token, "GET", "/api/v1/me", None).0, 200);
+    let (st, v, _) = api(
+        m.admin,
+        &ro_token,
+        "POST",
+        &format!("/api/v1/tokens/{ro_id}/revoke"),
+        Some("{}"),
+    );
+    assert_eq!((st, v["current"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(api(m.admin, &ro_token, "GET", "/api/v1/me", None).0, 401);
+    m.shutdown();
+}
+
+/// Guesses at the bootstrap token as a Bearer token are throttled per client address like the
+/// console's token sign-in: past the limit even the right token waits, and `/metrics` counts too.
+#[test]
+fn bootstrap_token_guesses_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), "");
+    let (st, _, _) = m.api("GET", "/api/v1/tenants", None);
+    assert_eq!(st, 200);
+    for i in 0..20 {
+        let path = if i % 2 == 0 {
+            "/api/v1/tenants"
+        } else {
+            "/metrics"
+        };
+        let (st, _, _) = api(m.admin, &format!("guess-{i}"), "GET", path, None);
+        assert_eq!(st, 401, "guess {i} on {path}");
+    }
+    let (st, v, _) = m.api("GET", "/api/v1/tenants", None);
+    assert_eq!(st, 429, "{v}");
+    assert!(v["error"]["fields"]["retry_after"].is_string(), "{v}");
+    // User tokens are not guesses at it: they are checked as before.
+    let (st, _, _) = api(
+        m.admin,
+        "rwa_not-a-real-token",
+        "GET",
+        "/api/v1/tenants",
+        None,
+    );
+    assert_eq!(st, 401);
     m.shutdown();
 }
 

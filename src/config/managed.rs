@@ -54,38 +54,116 @@ pub struct ServiceRoutes {
 }
 
 /// Refuses a managed target (or JWKS host) address that reaches what an API owner must not: a
-/// link-local address (cloud metadata services live there), an unspecified, broadcast or
-/// multicast one, and this host itself unless `allow_loopback` (`[admin] allow_loopback`, for
-/// development).
+/// link-local address (cloud metadata services live there, and AWS's also at `fd00:ec2::254`), an
+/// unspecified, broadcast or multicast one, and this host itself (loopback, or any address of its
+/// own interfaces: a listener on `0.0.0.0` answers on all of them) unless `allow_loopback`
+/// (`[admin] allow_loopback`, for development). An IPv6 address that carries an IPv4 one
+/// (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) is judged by the
+/// IPv4 address inside.
 pub fn check_target_ip(ip: std::net::IpAddr, allow_loopback: bool) -> Result<(), String> {
-    use std::net::IpAddr;
+    use std::net::{IpAddr, Ipv4Addr};
     let v4 = match ip {
         IpAddr::V4(v) => Some(v),
-        IpAddr::V6(v) => v.to_ipv4_mapped(),
+        IpAddr::V6(v) => {
+            let s = v.segments();
+            let low = Ipv4Addr::from(((u32::from(s[6])) << 16) | u32::from(s[7]));
+            if let Some(m) = v.to_ipv4_mapped() {
+                Some(m)
+            } else if (s[..6] == [0; 6] && !v.is_loopback() && !v.is_unspecified())
+                || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            {
+                Some(low)
+            } else {
+                None
+            }
+        }
     };
+    let own = || local_addrs::is_own(ip) || v4.is_some_and(|v| local_addrs::is_own(IpAddr::V4(v)));
     let refused = match (v4, ip) {
         (Some(v), _) => {
-            if v.is_loopback() {
+            if v.is_loopback() || own() {
                 !allow_loopback
             } else {
                 v.is_link_local() || v.is_unspecified() || v.is_broadcast() || v.is_multicast()
             }
         }
         (None, IpAddr::V6(v)) => {
-            if v.is_loopback() {
+            if v.is_loopback() || own() {
                 !allow_loopback
             } else {
-                v.is_unspecified() || v.is_multicast() || (v.segments()[0] & 0xffc0) == 0xfe80
+                v.is_unspecified()
+                    || v.is_multicast()
+                    || (v.segments()[0] & 0xffc0) == 0xfe80
+                    || v.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]
             }
         }
         (None, IpAddr::V4(_)) => false,
     };
     if refused {
         return Err(format!(
-            "{ip} is not a permitted target (loopback, link-local, unspecified and multicast addresses are refused; [admin] allow_loopback permits loopback)"
+            "{ip} is not a permitted target (this host's own addresses, loopback, link-local, metadata, unspecified and multicast addresses are refused; [admin] allow_loopback permits this host)"
         ));
     }
     Ok(())
+}
+
+/// The addresses of this host's interfaces, read with `getifaddrs(3)` and kept for a few seconds
+/// (a catalog build checks every target of every service).
+mod local_addrs {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use arc_swap::ArcSwapOption;
+
+    const FRESH: Duration = Duration::from_secs(5);
+
+    static CACHE: ArcSwapOption<(Instant, Vec<IpAddr>)> = ArcSwapOption::const_empty();
+
+    pub fn is_own(ip: IpAddr) -> bool {
+        let cur = CACHE.load();
+        if let Some(c) = cur.as_ref().filter(|c| c.0.elapsed() < FRESH) {
+            return c.1.contains(&ip);
+        }
+        let addrs = read();
+        let own = addrs.contains(&ip);
+        CACHE.store(Some(Arc::new((Instant::now(), addrs))));
+        own
+    }
+
+    fn read() -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        // Safety: getifaddrs fills `head` with a list that freeifaddrs releases below; each
+        // entry's `ifa_addr` is null or points at a sockaddr of the family it names.
+        unsafe {
+            if libc::getifaddrs(&mut head) != 0 {
+                return out;
+            }
+            let mut p = head;
+            while !p.is_null() {
+                let a = (*p).ifa_addr;
+                if !a.is_null() {
+                    match i32::from((*a).sa_family) {
+                        libc::AF_INET => {
+                            let sin = &*(a as *const libc::sockaddr_in);
+                            out.push(IpAddr::from(
+                                u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                            ));
+                        }
+                        libc::AF_INET6 => {
+                            let sin6 = &*(a as *const libc::sockaddr_in6);
+                            out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                        }
+                        _ => {}
+                    }
+                }
+                p = (*p).ifa_next;
+            }
+            libc::freeifaddrs(head);
+        }
+        out
+    }
 }
 
 /// What a managed service is besides its routes.

@@ -273,8 +273,16 @@ impl FromRequestParts<AdminState> for Principal {
         }
         let hash = crate::catalog::hash_key(token.as_bytes());
         // The bootstrap token itself is never a cookie: the console trades it for a session.
-        if !from_cookie && bool::from(hash.ct_eq(&*state.token_hash)) {
-            return Ok(Principal::Operator);
+        // Anything presented that is not a user token is a try at it, and throttled as such.
+        if !from_cookie {
+            let operator = if token.starts_with(TOKEN_PREFIX) {
+                bool::from(hash.ct_eq(&*state.token_hash))
+            } else {
+                is_operator_token(state, peer_of(parts), &hash).await?
+            };
+            if operator {
+                return Ok(Principal::Operator);
+            }
         }
         if !token.starts_with(TOKEN_PREFIX) {
             return Err(ApiError::unauthorized("the token is not valid"));
@@ -406,6 +414,54 @@ pub async fn verify_password(password: String, phc: Option<String>) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// The throttle key of a client address: the address itself for IPv4, its /64 for IPv6 (one
+/// host holds a whole /64, and could otherwise rotate through it to escape the limit).
+pub fn client_key(kind: &str, ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("{kind}:{v4}"),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("{kind}:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("{kind}:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Whether `hash` is the bootstrap token's, with guesses throttled per client address
+/// ([`PER_CLIENT`] wrong ones per [`PERIOD`], shared by the console's token sign-in, Bearer calls
+/// and `/metrics`): once over, even the right token is refused with 429 until the period ends.
+/// Without an address (never the case behind the admin listener) nothing is counted.
+pub async fn is_operator_token(
+    state: &AdminState,
+    peer: Option<std::net::IpAddr>,
+    hash: &[u8; 32],
+) -> Result<bool, ApiError> {
+    let key = peer.map(|ip| client_key("op", ip));
+    if let Some(key) = &key {
+        if let Some(wait) = state.throttle.blocked(key, PER_CLIENT).await {
+            return Err(super::users::throttled(wait));
+        }
+        // Counted before the comparison, so that concurrent guesses cannot all pass; a match
+        // takes it back.
+        state.throttle.failed(key).await;
+    }
+    let ok = bool::from(hash.ct_eq(&*state.token_hash));
+    if let (true, Some(key)) = (ok, &key) {
+        state.throttle.forgive(key).await;
+    }
+    Ok(ok)
+}
+
+/// The client address of a request to the admin listener.
+pub fn peer_of(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<super::listener::Peer>>()
+        .map(|c| c.0.0.ip())
 }
 
 /// Failed logins per email and per client address, in a sliding period.

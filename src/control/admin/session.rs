@@ -10,11 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use super::auth::{self, Principal, SESSION_COOKIE, new_token, session_cookie};
 use super::listener::Peer;
-use super::users::{Me, authenticate, me_of, new_session, throttled};
+use super::users::{Me, authenticate, me_of, new_session};
 use super::{AdminState, ApiError, Body};
 use crate::control::model::{new_id, now_ms, rfc3339};
 use crate::control::store::NewOperatorSession;
@@ -97,19 +96,11 @@ pub async fn sign_in(
     let now = now_ms();
     let (token, expires_at, principal) = match (body.token, body.email, body.password) {
         (Some(t), None, None) => {
-            let by_client = format!("ip:{}", peer.ip());
-            if let Some(wait) = st.throttle.blocked(&by_client, auth::PER_CLIENT).await {
-                return Err(throttled(wait));
-            }
-            // Counted before the comparison, so that concurrent guesses cannot all pass the
-            // throttle; a success takes it back.
-            st.throttle.failed(&by_client).await;
             let hash = crate::catalog::hash_key(t.as_bytes());
-            if !bool::from(hash.ct_eq(&*st.token_hash)) {
+            if !auth::is_operator_token(&st, Some(peer.ip()), &hash).await? {
                 tracing::info!(client = %peer.ip(), "console operator sign-in failed");
                 return Err(ApiError::unauthorized("wrong admin token"));
             }
-            st.throttle.forgive(&by_client).await;
             let (token, hash) = new_token();
             let expires_at = now + st.session_ttl_ms;
             let client = peer.ip().to_string();

@@ -142,11 +142,12 @@ pub async fn update(
         return Err(ApiError::not_found(format!("no user {id:?}")));
     };
     p.require(Need::Users)?;
+    may_manage(&p, &before, "changes this user's role")?;
     if let Principal::User { role: mine, .. } = &p {
-        // Owners are made and unmade by owners.
-        if (role == Role::Owner || before.role == "owner") && *mine != Role::Owner {
+        // Owners are made by owners.
+        if role == Role::Owner && *mine != Role::Owner {
             return Err(auth::forbidden(
-                "only an owner (or the operator) grants or removes the owner role",
+                "only an owner (or the operator) grants the owner role",
             ));
         }
     }
@@ -185,6 +186,22 @@ pub async fn update(
     Ok(([("etag", etag(after.version))], Json(after)))
 }
 
+/// Changing another user's role, disabling them or resetting their password is power over their
+/// account, so it goes only downwards: owners (and the operator) manage anyone, an admin only
+/// developers and viewers. (Otherwise an admin could demote a fellow admin, reset the password
+/// and promote the account back: a takeover.)
+fn may_manage(p: &Principal, target: &User, what: &str) -> Result<(), ApiError> {
+    if let Principal::User { role, .. } = p {
+        let theirs = Role::parse(&target.role).unwrap_or(Role::Owner);
+        if *role != Role::Owner && theirs >= *role {
+            return Err(auth::forbidden(&format!(
+                "only a higher role (or the operator) {what}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable",
     responses((status = 200, body = User, description = "disabled; its sessions and tokens are revoked"), (status = 403), (status = 404), (status = 409)))]
 pub async fn disable(
@@ -197,15 +214,7 @@ pub async fn disable(
         return Err(ApiError::not_found(format!("no user {id:?}")));
     };
     p.require(Need::Users)?;
-    if before.role == "owner" {
-        if let Principal::User { role, .. } = &p {
-            if *role != Role::Owner {
-                return Err(auth::forbidden(
-                    "only an owner (or the operator) disables owners",
-                ));
-            }
-        }
-    }
+    may_manage(&p, &before, "disables this user")?;
     let _writer = st.managed.lock().await;
     if before.role == "owner"
         && before.disabled_at.is_none()
@@ -274,16 +283,7 @@ pub async fn password(
         st.throttle.clear(&throttle_key).await;
     } else {
         p.require(Need::Users)?;
-        // Resetting someone's password takes their account: only for roles below your own
-        // (owners reset anyone's, admins developers' and viewers').
-        if let Principal::User { role, .. } = &p {
-            let target = Role::parse(&user.role).unwrap_or(Role::Owner);
-            if *role != Role::Owner && target >= *role {
-                return Err(auth::forbidden(
-                    "only a higher role (or the operator) resets this user's password",
-                ));
-            }
-        }
+        may_manage(&p, &user, "resets this user's password")?;
     }
     let n = body.password.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
@@ -358,7 +358,7 @@ pub(super) async fn authenticate(
     password: String,
 ) -> Result<User, ApiError> {
     let email = email.trim().to_lowercase();
-    let (by_email, by_client) = (format!("email:{email}"), format!("ip:{}", peer.ip()));
+    let (by_email, by_client) = (format!("email:{email}"), auth::client_key("ip", peer.ip()));
     for (key, limit) in [(&by_email, auth::PER_EMAIL), (&by_client, auth::PER_CLIENT)] {
         if let Some(wait) = st.throttle.blocked(key, limit).await {
             return Err(throttled(wait));
@@ -582,7 +582,13 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     _body: Body<NoInput>,
 ) -> Result<Json<TokenInfo>, ApiError> {
-    let (user_id, _) = user_of(&p)?;
+    let (user_id, write) = user_of(&p)?;
+    // Revoking is a change: a read-only token may end itself, nothing else.
+    if !write && own_token(&p) != Some(id.as_str()) {
+        return Err(auth::forbidden(
+            "this token has the read scope only; it may revoke itself, not others",
+        ));
+    }
     let Some(mut t) = st.store.token(&id).await?.filter(|t| t.user_id == user_id) else {
         return Err(ApiError::not_found(format!("no token {id:?}")));
     };
