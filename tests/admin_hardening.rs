@@ -9,7 +9,7 @@
 mod common;
 
 use common::admin::{self, PASSWORD_FOR_TESTS, api, call, s};
-use common::{Driver, Mock, ok};
+use common::{Client, Driver, Mock, ok};
 use ringway::Config;
 use serde_json::json;
 
@@ -554,6 +554,57 @@ fn passwords_change() {
     );
     assert_eq!((st, v["current"].as_bool()), (200, Some(true)), "{v}");
     assert_eq!(api(m.admin, &ro_token, "GET", "/api/v1/me", None).0, 401);
+    m.shutdown();
+}
+
+/// A call with `If-Match: etag` and the bootstrap token; its status.
+fn if_match(m: &admin::Managed, method: &str, path: &str, body: &str, etag: &str) -> u16 {
+    let mut c = Client::connect(m.admin);
+    c.send(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\nIf-Match: {etag}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            admin::TOKEN,
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.response(false).unwrap().status
+}
+
+/// Tenants (route scope, delete) and user disabling honour If-Match like every other change.
+#[test]
+fn tenant_and_user_changes_honour_if_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = admin::start(Driver::Uring, 1, &dir.path().join("s.db"), "");
+    let t = m.ok(201, "POST", "/api/v1/tenants", r#"{"name":"im"}"#);
+    let (id, v) = (s(&t, "id"), t["version"].as_i64().unwrap());
+    let scope = r#"{"scopes":[{"path_prefix":"/im"}]}"#;
+    let path = format!("/api/v1/tenants/{id}/route-scope");
+    let stale = format!("\"{}\"", v + 7);
+    assert_eq!(if_match(&m, "PUT", &path, scope, &stale), 412);
+    assert_eq!(if_match(&m, "PUT", &path, scope, &format!("\"{v}\"")), 200);
+    // The change moved the version on: the old tag no longer matches for the delete.
+    let tenant = format!("/api/v1/tenants/{id}");
+    assert_eq!(
+        if_match(&m, "DELETE", &tenant, "", &format!("\"{v}\"")),
+        412
+    );
+    let u = m.ok(
+        201,
+        "POST",
+        "/api/v1/users",
+        &json!({"tenant_id": id, "email": "im@example.com", "password": PASSWORD_FOR_TESTS, "role": "viewer"}).to_string(),
+    );
+    let (uid, uv) = (s(&u, "id"), u["version"].as_i64().unwrap());
+    let disable = format!("/api/v1/users/{uid}/disable");
+    assert_eq!(
+        if_match(&m, "POST", &disable, "{}", &format!("\"{}\"", uv + 1)),
+        412
+    );
+    assert_eq!(
+        if_match(&m, "POST", &disable, "{}", &format!("\"{uv}\"")),
+        200
+    );
     m.shutdown();
 }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use common::admin::{self, Managed, api, s};
-use common::{Driver, Mock, ok};
+use common::{Driver, IO_TIMEOUT, Mock, ok, read_response};
 use serde_json::{Value, json};
 
 struct World {
@@ -769,6 +769,32 @@ fn logins_are_throttled_and_unauthenticated_calls_refused() {
         (429, Some("too_many_attempts")),
         "{v}"
     );
+    // The account itself is not locked for its owner signing in from elsewhere (127.0.0.2
+    // here: another loopback address, another client).
+    let elsewhere = {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(
+            &"127.0.0.2:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+        s.connect(&w.m.admin.into()).unwrap();
+        let mut s: std::net::TcpStream = s.into();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!(
+                "POST /api/v1/login HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{good}",
+                good.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        read_response(&mut std::io::BufReader::new(s), false).unwrap()
+    };
+    assert_eq!(elsewhere.status, 201, "{}", elsewhere.text());
     // Another account from the same client is not locked by it.
     let other = json!({"email": "b-owner@example.com", "password": PASSWORD}).to_string();
     assert_eq!(

@@ -22,13 +22,43 @@ pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
 pub const MIN_SECRET: usize = 32;
 
 /// The HTTP client JWKS documents are fetched with (system roots, 5 s timeout, no redirects: a
-/// redirect could lead anywhere the URL check did not look).
-pub fn client() -> reqwest::Client {
+/// redirect could lead anywhere the URL check did not look). Its resolver refuses a host name that
+/// resolves to an address a target may not have, at every connection: the URL check when the
+/// credential is made is not enough, since the name can resolve elsewhere at the next refresh
+/// (DNS rebinding).
+pub fn client(allow_loopback: bool) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(CheckedResolver { allow_loopback }))
         .build()
         .unwrap_or_default()
+}
+
+/// See [`client`]. (A URL with an IP address is not resolved; its address was checked when the
+/// credential was made and cannot change.)
+struct CheckedResolver {
+    allow_loopback: bool,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_loopback;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            for a in &addrs {
+                crate::config::managed::check_target_ip(a.ip(), allow).map_err(
+                    |e| -> Box<dyn std::error::Error + Send + Sync> {
+                        format!("{host} resolves to a refused address: {e}").into()
+                    },
+                )?;
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 /// A JWKS URL must be `https://` to a host that does not resolve to this machine, a link-local or
@@ -128,4 +158,29 @@ pub fn cred(row: &CredentialRow, app: Arc<AppEntry>, keys: Vec<JwtKey>) -> Arc<J
         audience: row.jwt().audience,
         keys,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::dns::Resolve;
+
+    fn resolve(allow_loopback: bool, host: &str) -> Result<Vec<std::net::SocketAddr>, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let name: reqwest::dns::Name = host.parse().map_err(|_| "bad name".to_string())?;
+        rt.block_on(CheckedResolver { allow_loopback }.resolve(name))
+            .map(Iterator::collect)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_resolver_refuses_names_of_this_host_at_every_lookup() {
+        let refused = resolve(false, "localhost").unwrap_err();
+        assert!(refused.contains("refused address"), "{refused}");
+        let allowed = resolve(true, "localhost").unwrap();
+        assert!(allowed.iter().all(|a| a.ip().is_loopback()), "{allowed:?}");
+    }
 }

@@ -469,9 +469,11 @@ pub struct Throttle {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
-/// Failed logins allowed per email in [`PERIOD`], and per client address.
+/// Failed logins allowed in [`PERIOD`] per email from one client address, per client address
+/// (IPv6: per /64), and per email from all addresses together.
 pub const PER_EMAIL: u32 = 5;
 pub const PER_CLIENT: u32 = 20;
+pub const PER_EMAIL_ALL: u32 = 100;
 pub const PERIOD: Duration = Duration::from_secs(15 * 60);
 /// Entries kept at most (oldest dropped first): the map cannot grow without bound.
 const MAX_ENTRIES: usize = 100_000;

@@ -127,16 +127,23 @@ pub fn check_scope(
 }
 
 #[utoipa::path(put, path = "/api/v1/tenants/{id}/route-scope", request_body = RouteScopes,
-    responses((status = 200, body = Tenant), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 200, body = Tenant), (status = 403), (status = 404), (status = 412), (status = 422)))]
 pub async fn route_scope(
     State(st): State<AdminState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Body(body): Body<RouteScopes>,
 ) -> Result<Json<Tenant>, ApiError> {
-    let Some(t) = st.store.tenant(&id).await?.filter(|t| p.sees(&t.id)) else {
+    if st
+        .store
+        .tenant(&id)
+        .await?
+        .filter(|t| p.sees(&t.id))
+        .is_none()
+    {
         return Err(ApiError::not_found(format!("no tenant {id:?}")));
-    };
+    }
     p.require_operator()?;
     if let Some(scopes) = &body.scopes {
         for (i, s) in scopes.iter().enumerate() {
@@ -162,6 +169,11 @@ pub async fn route_scope(
         .and_then(|s| serde_json::to_string(s).ok());
     let now = now_ms();
     let _writer = st.managed.lock().await;
+    // Read again under the writer lock, so that If-Match compares with what is changed.
+    let Some(t) = st.store.tenant(&id).await? else {
+        return Err(ApiError::not_found(format!("no tenant {id:?}")));
+    };
+    super::check_if_match(&headers, t.version)?;
     let mut after = t.clone();
     after.route_scope = text.clone();
     let change = Change {
@@ -184,17 +196,22 @@ pub async fn route_scope(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}",
-    responses((status = 204), (status = 403), (status = 404), (status = 409, description = "it still owns services, apps or users")))]
+    responses((status = 204), (status = 403), (status = 404), (status = 409, description = "it still owns services, apps or users"), (status = 412)))]
 pub async fn delete(
     State(st): State<AdminState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let Some(t) = st.store.tenant(&id).await?.filter(|t| p.sees(&t.id)) else {
         return Err(ApiError::not_found(format!("no tenant {id:?}")));
     };
     p.require_operator()?;
     let _writer = st.managed.lock().await;
+    let Some(t) = st.store.tenant(&t.id).await? else {
+        return Err(ApiError::not_found(format!("no tenant {id:?}")));
+    };
+    super::check_if_match(&headers, t.version)?;
     let change = Change {
         actor: &p.actor(),
         action: "tenant.delete",

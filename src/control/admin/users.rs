@@ -203,11 +203,12 @@ fn may_manage(p: &Principal, target: &User, what: &str) -> Result<(), ApiError> 
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable",
-    responses((status = 200, body = User, description = "disabled; its sessions and tokens are revoked"), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, body = User, description = "disabled; its sessions and tokens are revoked"), (status = 403), (status = 404), (status = 409), (status = 412)))]
 pub async fn disable(
     State(st): State<AdminState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     _body: Body<NoInput>,
 ) -> Result<Json<User>, ApiError> {
     let Some(before) = st.store.user(&id).await?.filter(|u| p.sees(&u.tenant_id)) else {
@@ -216,6 +217,10 @@ pub async fn disable(
     p.require(Need::Users)?;
     may_manage(&p, &before, "disables this user")?;
     let _writer = st.managed.lock().await;
+    let Some(before) = st.store.user(&id).await? else {
+        return Err(ApiError::not_found(format!("no user {id:?}")));
+    };
+    super::check_if_match(&headers, before.version)?;
     if before.role == "owner"
         && before.disabled_at.is_none()
         && st.store.owners(&before.tenant_id).await? <= 1
@@ -358,8 +363,17 @@ pub(super) async fn authenticate(
     password: String,
 ) -> Result<User, ApiError> {
     let email = email.trim().to_lowercase();
-    let (by_email, by_client) = (format!("email:{email}"), auth::client_key("ip", peer.ip()));
-    for (key, limit) in [(&by_email, auth::PER_EMAIL), (&by_client, auth::PER_CLIENT)] {
+    // Per account from this client, per client, and per account from everywhere: guessing one
+    // account from one address locks that address out of it, not its owner (who signs in from
+    // elsewhere) unless the guesses come from many addresses.
+    let by_client = auth::client_key("ip", peer.ip());
+    let by_email = format!("email:{email}:{by_client}");
+    let by_email_all = format!("email:{email}");
+    for (key, limit) in [
+        (&by_email, auth::PER_EMAIL),
+        (&by_client, auth::PER_CLIENT),
+        (&by_email_all, auth::PER_EMAIL_ALL),
+    ] {
         if let Some(wait) = st.throttle.blocked(key, limit).await {
             return Err(throttled(wait));
         }
@@ -368,6 +382,7 @@ pub(super) async fn authenticate(
     // the throttle; a success takes it back.
     st.throttle.failed(&by_email).await;
     st.throttle.failed(&by_client).await;
+    st.throttle.failed(&by_email_all).await;
     let user = st.store.user_by_email(&email).await?;
     let ok = auth::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let user = match user {
@@ -379,6 +394,7 @@ pub(super) async fn authenticate(
     };
     st.throttle.clear(&by_email).await;
     st.throttle.forgive(&by_client).await;
+    st.throttle.forgive(&by_email_all).await;
     Ok(user)
 }
 

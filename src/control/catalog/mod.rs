@@ -275,7 +275,7 @@ impl Managed {
             creds: HashMap::new(),
             jwks_docs: HashMap::new(),
             keyring,
-            http: super::jwt::client(),
+            http: super::jwt::client(base_allow),
             allow_loopback: base_allow,
             publisher,
             ai_keys: Vec::new(),
