@@ -37,8 +37,10 @@ enum State {
     SizeStart,
     /// Reading hex digits.
     Size,
-    /// In a chunk extension, until CR.
-    Ext,
+    /// Whitespace after the size: a `;` must follow (RFC 9112 §7.1.1 allows BWS only there).
+    SizeBws,
+    /// A chunk extension (`*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`).
+    Ext(Ext),
     /// Saw CR after the size line; LF must follow.
     SizeLf,
     /// Inside chunk data.
@@ -55,6 +57,24 @@ enum State {
     /// Saw CR in the trailer section; LF must follow. `true`: it ends the message.
     TrailerLf(bool),
     Done,
+}
+
+/// Where in a chunk extension the decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// After `;`: whitespace, then a name.
+    NameStart,
+    Name,
+    /// Whitespace after a name: `=`, `;` or the line end.
+    AfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ValueStart,
+    Token,
+    Quoted,
+    /// After a backslash in a quoted string.
+    QuotedPair,
+    /// After a value: whitespace, `;` or the line end.
+    AfterValue,
 }
 
 /// Progress of one [`ChunkedDecoder::decode`] call.
@@ -75,9 +95,15 @@ pub struct ChunkedDecoder {
     ext_len: usize,
     trailer_len: usize,
     max_trailer: usize,
+    /// The current trailer field's name, lower-cased (its first [`NAME_KEPT`] bytes), and length.
+    name: [u8; NAME_KEPT],
+    name_len: usize,
     /// Data bytes seen so far (for body size limits).
     pub data_len: u64,
 }
+
+/// Long enough for the longest trailer name refused: `transfer-encoding`.
+const NAME_KEPT: usize = 17;
 
 const MAX_EXT: usize = 4096;
 
@@ -92,6 +118,8 @@ impl ChunkedDecoder {
             ext_len: 0,
             trailer_len: 0,
             max_trailer,
+            name: [0; NAME_KEPT],
+            name_len: 0,
             data_len: 0,
         }
     }
@@ -123,7 +151,9 @@ impl ChunkedDecoder {
                         return Err(ChunkError::BadSize);
                     } else if b == b';' {
                         self.ext_len = 0;
-                        self.state = State::Ext;
+                        self.state = State::Ext(Ext::NameStart);
+                    } else if b == b' ' || b == b'\t' {
+                        self.state = State::SizeBws;
                     } else if b == b'\r' {
                         self.state = State::SizeLf;
                     } else {
@@ -131,17 +161,26 @@ impl ChunkedDecoder {
                     }
                     i += 1;
                 }
-                State::Ext => {
-                    if b == b'\r' {
-                        self.state = State::SizeLf;
-                    } else if b == b'\n' || (b < 0x20 && b != b'\t') || b == 0x7f {
-                        return Err(ChunkError::BadExtension);
-                    } else {
-                        self.ext_len += 1;
-                        if self.ext_len > MAX_EXT {
-                            return Err(ChunkError::BadExtension);
+                State::SizeBws => {
+                    match b {
+                        b' ' | b'\t' => {}
+                        b';' => {
+                            self.ext_len = 0;
+                            self.state = State::Ext(Ext::NameStart);
                         }
+                        _ => return Err(ChunkError::BadSize),
                     }
+                    i += 1;
+                }
+                State::Ext(at) => {
+                    self.ext_len += 1;
+                    if self.ext_len > MAX_EXT {
+                        return Err(ChunkError::BadExtension);
+                    }
+                    self.state = match ext_step(at, b).ok_or(ChunkError::BadExtension)? {
+                        Some(next) => State::Ext(next),
+                        None => State::SizeLf,
+                    };
                     i += 1;
                 }
                 State::SizeLf => {
@@ -188,6 +227,9 @@ impl ChunkedDecoder {
                         self.state = State::TrailerLf(true);
                     } else if super::headers::is_tchar(b) {
                         self.state = State::TrailerName;
+                        self.name = [0; NAME_KEPT];
+                        self.name[0] = b.to_ascii_lowercase();
+                        self.name_len = 1;
                     } else {
                         // SP/HTAB here would be obs-fold; anything else is not a field name.
                         return Err(ChunkError::BadTrailer);
@@ -197,9 +239,17 @@ impl ChunkedDecoder {
                 }
                 State::TrailerName => {
                     if b == b':' {
+                        if self.framing_trailer() {
+                            return Err(ChunkError::BadTrailer);
+                        }
                         self.state = State::TrailerValue;
                     } else if !super::headers::is_tchar(b) {
                         return Err(ChunkError::BadTrailer);
+                    } else {
+                        if let Some(slot) = self.name.get_mut(self.name_len) {
+                            *slot = b.to_ascii_lowercase();
+                        }
+                        self.name_len = self.name_len.saturating_add(1);
                     }
                     self.bump_trailer()?;
                     i += 1;
@@ -241,6 +291,15 @@ impl ChunkedDecoder {
         })
     }
 
+    /// The trailer field just named frames or routes the message (Content-Length,
+    /// Transfer-Encoding, Host): never allowed in a trailer section (RFC 9110 §6.5.1), and a
+    /// recipient that merged it into the header section would frame the message otherwise.
+    fn framing_trailer(&self) -> bool {
+        let name = &self.name[..self.name_len.min(NAME_KEPT)];
+        self.name_len <= NAME_KEPT
+            && matches!(name, b"content-length" | b"transfer-encoding" | b"host")
+    }
+
     fn bump_trailer(&mut self) -> Result<(), ChunkError> {
         self.trailer_len += 1;
         if self.trailer_len > self.max_trailer {
@@ -258,6 +317,34 @@ fn hex(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
+}
+
+/// One byte of a chunk extension: the next place in it, `Some(None)` at the CR that ends the size
+/// line, `None` for a byte the grammar does not allow there (RFC 9112 §7.1.1, RFC 9110 §5.6).
+fn ext_step(at: Ext, b: u8) -> Option<Option<Ext>> {
+    use super::headers::is_tchar;
+    let ws = b == b' ' || b == b'\t';
+    let next = match at {
+        Ext::NameStart if ws => Ext::NameStart,
+        Ext::NameStart | Ext::Name if is_tchar(b) => Ext::Name,
+        Ext::Name | Ext::AfterName if ws => Ext::AfterName,
+        Ext::Name | Ext::AfterName if b == b'=' => Ext::ValueStart,
+        Ext::ValueStart if ws => Ext::ValueStart,
+        Ext::ValueStart if b == b'"' => Ext::Quoted,
+        Ext::ValueStart | Ext::Token if is_tchar(b) => Ext::Token,
+        Ext::Token | Ext::AfterValue if ws => Ext::AfterValue,
+        Ext::Quoted if b == b'"' => Ext::AfterValue,
+        Ext::Quoted if b == b'\\' => Ext::QuotedPair,
+        // qdtext: HTAB, SP, and visible characters other than `"` and `\`, or obs-text.
+        Ext::Quoted if ws || b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80 => Ext::Quoted,
+        Ext::QuotedPair if ws || (0x21..=0x7e).contains(&b) || b >= 0x80 => Ext::Quoted,
+        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue if b == b';' => Ext::NameStart,
+        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue if b == b'\r' => {
+            return Some(None);
+        }
+        _ => return None,
+    };
+    Some(Some(next))
 }
 
 #[cfg(test)]
@@ -309,6 +396,9 @@ mod tests {
             b"0\r\n folded\r\n\r\n",
             b"0\r\nBad Name: x\r\n\r\n",
             b"0\r\nX: a\rb\r\n\r\n",
+            b"0\r\nContent-Length: 5\r\n\r\n",
+            b"0\r\ntransfer-Encoding: chunked\r\n\r\n",
+            b"0\r\nHOST: elsewhere\r\n\r\n",
         ] {
             assert!(
                 decode_all(bad, 1).is_err(),
@@ -317,6 +407,38 @@ mod tests {
             );
             assert!(
                 decode_all(bad, bad.len()).is_err(),
+                "accepted {:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_follow_the_grammar() {
+        for good in [
+            &b"2;a\r\nok\r\n0\r\n\r\n"[..],
+            b"2;a=1;b=two\r\nok\r\n0\r\n\r\n",
+            b"2 ;a = \"x;y\\\"z\" ; b\r\nok\r\n0\r\n\r\n",
+            b"2;a=\"\"\r\nok\r\n0;last\r\n\r\n",
+        ] {
+            let (data, _) = decode_all(good, 1)
+                .unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(good)));
+            assert_eq!(data, b"ok", "{:?}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b"2;a=\"unterminated\r\nok\r\n0\r\n\r\n"[..],
+            b"2;\r\nok\r\n0\r\n\r\n",
+            b"2;=1\r\nok\r\n0\r\n\r\n",
+            b"2;a=\r\nok\r\n0\r\n\r\n",
+            b"2;a b\r\nok\r\n0\r\n\r\n",
+            b"2;a=1 2\r\nok\r\n0\r\n\r\n",
+            b"2;a=\"x\"y\r\nok\r\n0\r\n\r\n",
+            b"2;a=(x)\r\nok\r\n0\r\n\r\n",
+            b"2;a=\"x\ry\"\r\nok\r\n0\r\n\r\n",
+            b"2 \r\nok\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                decode_all(bad, 1).is_err() && decode_all(bad, bad.len()).is_err(),
                 "accepted {:?}",
                 String::from_utf8_lossy(bad)
             );

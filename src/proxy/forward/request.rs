@@ -363,13 +363,20 @@ async fn stream_body(
     }
 }
 
-/// Whether `data` starts with a 1xx status line other than 101 (an interim response).
+/// Whether `data` starts with a 1xx status line other than 101 (an interim response), or is too
+/// short to tell and could still become one (a status line split across reads: the upload goes on
+/// and the head is read after it, as for an interim answer).
 fn is_interim(data: &[u8]) -> bool {
-    data.len() >= 12
-        && data.starts_with(b"HTTP/1.")
-        && data[8] == b' '
-        && data[9] == b'1'
-        && &data[9..12] != b"101"
+    // "HTTP/1.x 1yy": `d` is any digit.
+    const SHAPE: &[u8; 12] = b"HTTP/1.d 1dd";
+    let fits = data.iter().zip(SHAPE).all(|(&b, &want)| {
+        if want == b'd' {
+            b.is_ascii_digit()
+        } else {
+            b == want
+        }
+    });
+    fits && (data.len() < SHAPE.len() || &data[9..12] != b"101")
 }
 
 /// Maps a failed body relay to the request's answer, and whose fault it was.
@@ -404,4 +411,32 @@ pub fn consume_request(cx: &mut Cx<'_>, n: usize) {
     cx.kit.buf.consume(n);
     cx.kit.req.forget();
     cx.ctx.consumed = true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_interim;
+
+    #[test]
+    fn interim_status_lines_and_their_prefixes() {
+        for yes in [
+            &b"HTTP/1.1 100 Continue\r\n"[..],
+            b"HTTP/1.1 103 Early Hints\r\n",
+            b"HTTP/1.0 199",
+            b"H",
+            b"HTTP/1.1 1",
+            b"HTTP/1.1 10",
+        ] {
+            assert!(is_interim(yes), "{:?}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b"HTTP/1.1 101 Switching Protocols\r\n"[..],
+            b"HTTP/1.1 200 OK\r\n",
+            b"HTTP/1.1 4",
+            b"HTTP/2",
+            b"X",
+        ] {
+            assert!(!is_interim(no), "{:?}", String::from_utf8_lossy(no));
+        }
+    }
 }
