@@ -4,7 +4,8 @@
 //! interim heads lose their hop-by-hop fields; a refused head closes without a reset; an
 //! absolute-form target without a path is `/`; every field named by Connection is removed;
 //! `Trailer` is end-to-end; an empty Host is refused; a 204 carries no Content-Length; an HTTP/1.0
-//! response with Transfer-Encoding is refused.
+//! response with Transfer-Encoding is refused; chunk extensions follow their grammar and trailers
+//! that frame or route are refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -315,4 +316,32 @@ both_drivers!(a_204_is_sent_without_content_length, |d| {
     assert_eq!(r.header("x-kept"), Some("1"));
     // The connection goes on.
     assert_eq!(c.get("/").status, 204);
+});
+
+both_drivers!(framing_trailers_and_bad_chunk_extensions_are_refused, |d| {
+    let up = Mock::ok("ok");
+    let g = gateway(d, &proxy_config(up.addr));
+    for body in [
+        &b"1\r\na\r\n0\r\nContent-Length: 5\r\n\r\n"[..],
+        b"1\r\na\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"1;a=\"open\r\na\r\n0\r\n\r\n",
+    ] {
+        let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        let r = raw_request(addr(&g), &req).unwrap();
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(body));
+        assert!(r.closes(), "{:?}", String::from_utf8_lossy(body));
+    }
+    assert!(
+        up.requests().iter().all(|r| r.body.is_empty()),
+        "a refused body reached the upstream whole"
+    );
+    // Whitespace before a chunk extension is allowed, as is a quoted value with a ';' in it.
+    let r = raw_request(
+        addr(&g),
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1 ;a=\"x;y\"\r\na\r\n0\r\nX-Sum: 1\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().body, b"a");
 });
