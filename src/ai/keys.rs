@@ -1,6 +1,6 @@
 //! A provider's key pool: round robin over the keys that may be used, a key the provider answered
 //! 429 cools down for its `retry-after` (default [`DEFAULT_COOLDOWN_MS`], at most
-//! [`MAX_COOLDOWN_MS`]), a key it refused as invalid (401/403) is disabled until the pool is
+//! [`MAX_COOLDOWN_MS`]), a key it refused as invalid (401) is disabled until the pool is
 //! rebuilt (a key changed in the store) and reported once.
 //!
 //! The state is node-wide (a key cooling on one shard cools on all: relaxed atomics, one word per
@@ -29,7 +29,9 @@ pub enum KeyOutcome {
     RateLimited {
         retry_after_ms: Option<u64>,
     },
-    /// 401 / 403: the key is wrong or revoked.
+    /// 401: the key is wrong or revoked. (A 403 is about the request: a model or resource this
+    /// key may not use. It says nothing of the key's use for other requests, and a client could
+    /// otherwise disable every key with a few requests it knows are forbidden.)
     Invalid,
 }
 
@@ -40,7 +42,7 @@ impl KeyOutcome {
             429 => KeyOutcome::RateLimited {
                 retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now_unix_ms)),
             },
-            401 | 403 => KeyOutcome::Invalid,
+            401 => KeyOutcome::Invalid,
             _ => KeyOutcome::Ok,
         }
     }

@@ -131,6 +131,123 @@ both_drivers!(keys_rotate_cool_down_and_get_disabled, |d| {
     assert_eq!(up2.requests().len(), 1);
 });
 
+both_drivers!(a_forbidden_request_does_not_disable_keys, |d| {
+    // The provider forbids model "secret" to the account (403), answers "m" with every key, and
+    // refuses key "bad" (401) quoting part of it.
+    let up = Mock::start(|r| {
+        if String::from_utf8_lossy(&r.body).contains("\"secret\"") {
+            return json_reply(
+                403,
+                &json!({"error": {"message": "Project does not have access to model secret", "type": "invalid_request_error", "code": "model_not_found"}}),
+            );
+        }
+        match r.header("authorization") {
+            Some("Bearer bad") => json_reply(
+                401,
+                &json!({"error": {"message": "Incorrect API key provided: sk-ab***wxyz", "type": "invalid_request_error"}}),
+            ),
+            _ => providers::openai(r),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        &dir,
+        &[p("oa", "openai", up.addr, &["k1", "k2", "k3"])],
+        &[("fast", &[("oa", "m")]), ("locked", &[("oa", "secret")])],
+    );
+    let g = gateway(d, &text);
+    for _ in 0..5 {
+        let r = post(addr(&g), "/ai/v1/chat/completions", &chat("locked", false));
+        assert_eq!(r.status, 403, "{}", r.text());
+        assert!(r.text().contains("does not have access"), "{}", r.text());
+    }
+    // One request per forbidden call (no key rotation), and every key still works.
+    assert_eq!(up.requests().len(), 5);
+    for _ in 0..6 {
+        let r = post(addr(&g), "/ai/v1/chat/completions", &chat("fast", false));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let used: std::collections::HashSet<String> = up
+        .requests()
+        .iter()
+        .skip(5)
+        .map(|r| r.header("authorization").unwrap().to_string())
+        .collect();
+    assert_eq!(used.len(), 3, "{used:?}");
+    // A key the provider refuses: the client is told so in the gateway's words, not the
+    // provider's (which quote part of the key).
+    let up2 = Mock::start(|_| {
+        json_reply(
+            401,
+            &json!({"error": {"message": "Incorrect API key provided: sk-ab***wxyz", "type": "invalid_request_error"}}),
+        )
+    });
+    let dir2 = tempfile::tempdir().unwrap();
+    let g2 = gateway(
+        d,
+        &config(
+            &dir2,
+            &[p("oa", "openai", up2.addr, &["bad"])],
+            &[("fast", &[("oa", "m")])],
+        ),
+    );
+    let r = post(addr(&g2), "/ai/v1/chat/completions", &chat("fast", false));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (502, "provider_auth_failed")
+    );
+    assert!(!r.text().contains("sk-ab"), "{}", r.text());
+});
+
+both_drivers!(
+    a_native_stream_cut_short_is_not_passed_on_as_complete,
+    |d| {
+        // The provider starts a stream and is gone before `message_stop`.
+        let up = Mock::start(|_| {
+            let event = "event: message_start\ndata: {\"type\":\"message_start\"}\n\n";
+            Reply::RawThenClose(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{event}\r\n",
+                    event.len()
+                )
+                .into_bytes(),
+            )
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = config(
+            &dir,
+            &[p("an", "anthropic", up.addr, &["k"])],
+            &[("c", &[("an", "claude")])],
+        );
+        text.push_str(
+            "[[routes]]\nname = \"an\"\npath_prefix = \"/anthropic\"\nai = { provider = \"an\" }\n",
+        );
+        let g = gateway(d, &text);
+        let body = json!({"model": "claude", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+        let mut c = std::net::TcpStream::connect(addr(&g)).unwrap();
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        std::io::Write::write_all(
+        &mut c,
+        format!(
+            "POST /anthropic/v1/messages HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+        let mut all = Vec::new();
+        // The gateway closes: read to the end (a clean end would leave the connection open).
+        std::io::Read::read_to_end(&mut c, &mut all).unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+        assert!(text.contains("message_start"), "{text:?}");
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "a cut stream was ended cleanly: {text:?}"
+        );
+    }
+);
+
 both_drivers!(bodies_are_bounded_and_connections_kept, |d| {
     let up = providers::start(providers::openai);
     let dir = tempfile::tempdir().unwrap();

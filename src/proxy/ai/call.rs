@@ -181,7 +181,9 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
             .await
             .unwrap_or_default();
         key_tries += 1;
-        let key_problem = key.is_some() && matches!(status, 401 | 403 | 429);
+        // Another key may do where this one is wrong (401) or busy (429); a 403 forbids the
+        // request itself, and would be forbidden with any key of the account.
+        let key_problem = key.is_some() && matches!(status, 401 | 429);
         if key_problem
             && key_tries < MAX_KEY_TRIES.min(p.keys.len())
             && p.keys.pool.next_usable_in(unix_ms()) == Some(0)
@@ -191,7 +193,7 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
         let answer = match job {
             // The provider's own SDK gets the provider's own error (but never a 401 of the
             // gateway's key, which it would take for its own).
-            Job::Native(_) if !matches!(status, 401 | 403) => {
+            Job::Native(_) if status != 401 => {
                 let ct = content_type.as_deref().unwrap_or(b"application/json");
                 if let Some(v) = retry_after
                     .as_deref()
@@ -312,11 +314,21 @@ fn provider_answer(
     retry_after: Option<&[u8]>,
 ) -> Answer {
     let (status, code, message) = match status {
-        401 | 403 => (
+        // Not the provider's words: they may quote part of the key.
+        401 => (
             502,
             "provider_auth_failed".to_string(),
             format!(
-                "the provider {:?} refused the gateway's key: {}",
+                "the provider {:?} refused the gateway's key (401); the operator has to check it",
+                p.name
+            ),
+        ),
+        // The request itself is forbidden (a model or resource the account may not use).
+        403 => (
+            403,
+            d.code.unwrap_or_else(|| "permission_denied".into()),
+            format!(
+                "the provider {:?} refused this request: {}",
                 p.name, d.message
             ),
         ),

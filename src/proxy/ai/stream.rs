@@ -207,7 +207,13 @@ async fn pump(
                 a.first_token = clock::now();
             }
         }
-        if !s.write(cx, &out, done).await || done {
+        // A raw stream that failed gets no end of body: the client sees it cut short (it closes),
+        // not complete. (A translated one ended with an error event, which the client reads.)
+        let cut = failed.is_some() && matches!(mode, Mode::Raw);
+        if cut {
+            s.keep = false;
+        }
+        if !s.write(cx, &out, done && !cut).await || done {
             break;
         }
     }
