@@ -404,3 +404,36 @@ fn budgets_survive_a_restart() {
     assert_eq!(call(&m), 429, "the day's use came back from the store");
     m.shutdown();
 }
+
+/// `n` choices may each use the whole `max_tokens`: the reservation covers all of them, so a
+/// request for more than the budget is refused before it reaches the provider.
+#[test]
+fn a_reservation_counts_every_choice() {
+    let provider = providers::start(providers::openai);
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = ai_config(provider.addr, dir.path());
+    text.push_str(
+        "[[routes]]\nname = \"ai\"\npath_prefix = \"/ai\"\nai = { limits = { tokens_per_day = 200 } }\n",
+    );
+    let g = gateway(Driver::Uring, &text);
+    let ask = |n: u64| {
+        let b = json!({"model": "fast", "n": n, "max_tokens": 50,
+            "messages": [{"role": "user", "content": "Say hello."}]})
+        .to_string();
+        let req = format!(
+            "POST /ai/v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+        raw_request(addr(&g), req.as_bytes()).expect("a response")
+    };
+    let r = ask(20);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (429, "budget_exceeded"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(provider.requests().len(), 0);
+    let r = ask(1);
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -37,7 +37,16 @@ pub fn request(req: &ChatRequest, model: &str) -> Result<Value, TranslateError> 
             Message::System { content } | Message::Developer { content } => {
                 system.push(content.text())
             }
-            Message::User { content } => push("user", blocks(content, i)?),
+            Message::User { content } => {
+                let b = blocks(content, i)?;
+                if b.is_empty() {
+                    return Err(bad(
+                        format!("messages[{i}].content"),
+                        "a user message needs some content (Anthropic refuses an empty one)",
+                    ));
+                }
+                push("user", b);
+            }
             Message::Assistant {
                 content,
                 tool_calls,
@@ -162,8 +171,15 @@ fn json_instruction(f: &ResponseFormat) -> Option<String> {
     }
 }
 
-/// A message's content as Anthropic content blocks.
+/// A message's content as Anthropic content blocks. Empty text is left out: Anthropic refuses an
+/// empty text block, and clients send `"content": ""` beside tool calls.
 fn blocks(c: &Content, i: usize) -> Result<Vec<Value>, TranslateError> {
+    let mut out = raw_blocks(c, i)?;
+    out.retain(|b| b["type"] != "text" || b["text"].as_str().is_some_and(|t| !t.is_empty()));
+    Ok(out)
+}
+
+fn raw_blocks(c: &Content, i: usize) -> Result<Vec<Value>, TranslateError> {
     match c {
         Content::Text(s) => Ok(vec![json!({"type": "text", "text": s})]),
         Content::Parts(parts) => parts
@@ -171,6 +187,10 @@ fn blocks(c: &Content, i: usize) -> Result<Vec<Value>, TranslateError> {
             .enumerate()
             .map(|(j, p)| match p {
                 Part::Text { text } => Ok(json!({"type": "text", "text": text})),
+                Part::Other => Err(bad(
+                    format!("messages[{i}].content[{j}]"),
+                    "this content part kind cannot be sent to an Anthropic model",
+                )),
                 Part::ImageUrl { image_url } => Ok(match image_url.image(i, j)? {
                     Image::Url(url) => {
                         json!({"type": "image", "source": {"type": "url", "url": url}})
@@ -385,6 +405,41 @@ mod tests {
         assert_eq!(
             m[2]["content"][1],
             json!({"type": "text", "text": "Thanks"})
+        );
+    }
+
+    #[test]
+    fn empty_text_is_left_out_and_nulls_are_absent() {
+        let req: ChatRequest = serde_json::from_value(json!({
+            "model": "m", "stream": null, "tools": null,
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "t1", "content": "ok"},
+                {"role": "assistant", "content": "done", "tool_calls": null}
+            ]
+        }))
+        .unwrap();
+        let out = request(&req, "claude").unwrap();
+        let turn = &out["messages"][1];
+        assert_eq!(turn["role"], "assistant");
+        assert_eq!(turn["content"].as_array().unwrap().len(), 1, "{turn}");
+        assert_eq!(turn["content"][0]["type"], "tool_use");
+        let empty: ChatRequest = serde_json::from_value(
+            json!({"model": "m", "messages": [{"role": "user", "content": ""}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            request(&empty, "claude").unwrap_err().field,
+            "messages[0].content"
+        );
+        let audio: ChatRequest = serde_json::from_value(json!({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            request(&audio, "claude").unwrap_err().field,
+            "messages[0].content[0]"
         );
     }
 

@@ -169,6 +169,10 @@ fn parts(c: &Content, i: usize) -> Result<Vec<Value>, TranslateError> {
             .enumerate()
             .map(|(j, p)| match p {
                 Part::Text { text } => Ok(json!({"text": text})),
+                Part::Other => Err(bad(
+                    format!("messages[{i}].content[{j}]"),
+                    "this content part kind cannot be sent to a Gemini model",
+                )),
                 Part::ImageUrl { image_url } => Ok(match image_url.image(i, j)? {
                     Image::Url(url) => json!({"fileData": {"fileUri": url}}),
                     Image::Inline { media_type, data } => {

@@ -5,11 +5,21 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// `null` taken as the field's default, as OpenAI's server takes it (`"tools": null` is common
+/// from clients that build requests generically).
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Message>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub tools: Vec<Tool>,
     #[serde(default)]
     pub tool_choice: Option<ToolChoice>,
@@ -24,7 +34,7 @@ pub struct ChatRequest {
     pub max_completion_tokens: Option<u64>,
     #[serde(default)]
     pub stop: Option<Stop>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub stream: bool,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
@@ -35,12 +45,21 @@ pub struct ChatRequest {
     pub seed: Option<i64>,
     #[serde(default)]
     pub user: Option<String>,
+    /// How many choices to generate (OpenAI; other providers give one).
+    #[serde(default)]
+    pub n: Option<u64>,
 }
 
 impl ChatRequest {
     /// The output token bound the client asked for, if any.
     pub fn max_output(&self) -> Option<u64> {
         self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// The choices asked for (`n`, 1 to 128 as OpenAI accepts): each may use the whole output
+    /// bound, so budgets reserve for all of them.
+    pub fn choices(&self) -> u64 {
+        self.n.unwrap_or(1).clamp(1, 128)
     }
 
     /// The client asked for a usage chunk at the end of its stream.
@@ -106,7 +125,7 @@ pub enum Message {
     Assistant {
         #[serde(default)]
         content: Option<Content>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "null_default")]
         tool_calls: Vec<ToolCall>,
     },
     Tool {
@@ -143,8 +162,16 @@ impl Content {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Part {
-    Text { text: String },
-    ImageUrl { image_url: ImageUrl },
+    Text {
+        text: String,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    /// Another kind (`input_audio`, `file`, `refusal`, ...): passed on as sent to OpenAI-format
+    /// providers, refused when translating for another.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, Deserialize)]

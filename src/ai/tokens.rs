@@ -37,6 +37,7 @@ pub fn prompt(req: &ChatRequest) -> u64 {
                 .map(|p| match p {
                     Part::Text { text } => count(text),
                     Part::ImageUrl { .. } => PER_IMAGE,
+                    Part::Other => 0,
                 })
                 .sum(),
         }

@@ -234,7 +234,9 @@ async fn dispatch(
         let (prompt, output): (Box<dyn Fn() -> u64 + '_>, u64) = match job {
             Job::Chat(r, _, _) => (
                 Box::new(|| tokens::prompt(r)),
-                r.max_output().unwrap_or(ai.reserve_output_tokens),
+                r.max_output()
+                    .unwrap_or(ai.reserve_output_tokens)
+                    .saturating_mul(r.choices()),
             ),
             Job::Embed(r, _) => (Box::new(|| r.tokens()), 0),
             Job::Native(_) => (Box::new(|| 0), 0),
