@@ -299,10 +299,24 @@ impl Prompt {
                 .collect()
         };
         let mut messages = Vec::new();
-        if let Some(s) = &self.system {
-            messages.push(json!({"role": "system", "content": render(s)}));
+        let mut system = self.system.as_deref().map(render);
+        let user = render(&self.user);
+        // OpenAI refuses JSON mode unless the messages ask for JSON in words.
+        let says_json = |t: &Option<String>| {
+            t.as_deref()
+                .is_some_and(|t| t.to_ascii_lowercase().contains("json"))
+        };
+        if self.json && !says_json(&system) && !user.to_ascii_lowercase().contains("json") {
+            let ask = "Respond with a single JSON object.";
+            system = Some(match system {
+                Some(s) => format!("{s}\n\n{ask}"),
+                None => ask.into(),
+            });
         }
-        messages.push(json!({"role": "user", "content": render(&self.user)}));
+        if let Some(s) = system {
+            messages.push(json!({"role": "system", "content": s}));
+        }
+        messages.push(json!({"role": "user", "content": user}));
         let mut body = self.params.clone();
         body.insert("model".into(), json!(self.model));
         body.insert("messages".into(), Value::Array(messages));
@@ -466,6 +480,32 @@ mod tests {
             .unwrap();
         assert!(r.stream);
         assert_eq!(r.body["messages"][0]["content"], "Translate into German.");
+    }
+
+    #[test]
+    fn json_mode_asks_for_json_in_words() {
+        let p = prompt(
+            json!({"model": "fast", "user": "Describe {{thing}}.", "response": "json",
+            "variables": {"thing": {}}}),
+        )
+        .unwrap();
+        let r = p.render(&json!({"thing": "a cat"})).unwrap();
+        assert_eq!(r.body["response_format"]["type"], "json_object");
+        assert_eq!(r.body["messages"][0]["role"], "system");
+        assert!(
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("JSON")
+        );
+        // A template that says JSON already is left as written.
+        let p = prompt(
+            json!({"model": "fast", "system": "Answer in JSON.", "user": "{{thing}}",
+            "response": "json", "variables": {"thing": {}}}),
+        )
+        .unwrap();
+        let r = p.render(&json!({"thing": "x"})).unwrap();
+        assert_eq!(r.body["messages"][0]["content"], "Answer in JSON.");
     }
 
     #[test]

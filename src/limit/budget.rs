@@ -202,6 +202,17 @@ impl Budget {
         }
     }
 
+    /// A budget with new `limits` that keeps what this one used in its windows (a limit changed
+    /// by the admin API or a reload must not forget the day's spend). Calls in flight settle on
+    /// the old one, so their reservations stay counted here as reserved: an overcount, never an
+    /// undercount.
+    pub fn relimited(&self, limits: AiLimits) -> Budget {
+        Budget {
+            limits,
+            words: std::array::from_fn(|i| AtomicU64::new(self.words[i].load(Relaxed))),
+        }
+    }
+
     /// What limit `w` used in its current window.
     pub fn used(&self, w: What, win: &Windows) -> u64 {
         let (epoch, _) = win.of(w);
@@ -374,6 +385,23 @@ mod tests {
         // The next minute starts empty.
         let next = Windows::at(1_000_000_020);
         assert_eq!(b.used(What::TokensPerMinute, &next), 0);
+    }
+
+    #[test]
+    fn new_limits_keep_what_was_spent() {
+        let win = Windows::at(1_000_000_000);
+        let b = Budget::new(limits(&[(What::TokensPerDay, 100)]));
+        let call = Usage {
+            requests: 1,
+            tokens: 90,
+            cost_micros: 0,
+        };
+        assert!(b.reserve(call, &win).is_ok());
+        // Raised from 100 to 120: 30 left today, not 120.
+        let raised = b.relimited(limits(&[(What::TokensPerDay, 120)]));
+        assert_eq!(raised.used(What::TokensPerDay, &win), 90);
+        assert!(raised.reserve(Usage { tokens: 40, ..call }, &win).is_err());
+        assert!(raised.reserve(Usage { tokens: 30, ..call }, &win).is_ok());
     }
 
     #[test]

@@ -167,9 +167,14 @@ impl Snapshot {
                 let l = a.limits?;
                 let old = prev.and_then(|p| {
                     let i = *route_by_name.get(r.name.as_str())?;
-                    p.ai_budgets.get(i)?.clone().filter(|b| b.limits == l)
+                    p.ai_budgets.get(i)?.clone()
                 });
-                Some(old.unwrap_or_else(|| Arc::new(crate::limit::budget::Budget::new(l))))
+                Some(match old {
+                    Some(b) if b.limits == l => b,
+                    // New limits keep what the old ones counted.
+                    Some(b) => Arc::new(b.relimited(l)),
+                    None => Arc::new(crate::limit::budget::Budget::new(l)),
+                })
             })
             .collect();
         let routes = config.route_table().clone();

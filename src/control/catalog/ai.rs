@@ -37,7 +37,11 @@ impl Managed {
             }
             Some(l) if map.get(&seq).is_some_and(|b| b.limits == l) => {}
             Some(l) => {
-                map.insert(seq, Arc::new(crate::limit::budget::Budget::new(l)));
+                let b = match map.get(&seq) {
+                    Some(old) => old.relimited(l),
+                    None => crate::limit::budget::Budget::new(l),
+                };
+                map.insert(seq, Arc::new(b));
             }
         }
         self.catalog.ai = Arc::new(crate::catalog::AiBudgets { apps, tenants });
