@@ -405,8 +405,8 @@ fn budgets_survive_a_restart() {
     m.shutdown();
 }
 
-/// `n` choices may each use the whole `max_tokens`: the reservation covers all of them, so a
-/// request for more than the budget is refused before it reaches the provider.
+/// `n` choices may each use the whole `max_tokens`: the reservation covers all of them, and one
+/// bigger than a whole limit is a 400 naming the limit (a 429 would never clear).
 #[test]
 fn a_reservation_counts_every_choice() {
     let provider = providers::start(providers::openai);
@@ -426,14 +426,26 @@ fn a_reservation_counts_every_choice() {
         );
         raw_request(addr(&g), req.as_bytes()).expect("a response")
     };
+    // 20 × 50 is more than the whole day's 200: not a 429 to wait out (it never clears) but a
+    // 400 saying what to change.
     let r = ask(20);
     assert_eq!(
         (r.status, r.error_code().as_str()),
-        (429, "budget_exceeded"),
+        (400, "max_tokens_over_limit"),
         "{}",
         r.text()
     );
+    assert!(r.text().contains("tokens_per_day"), "{}", r.text());
     assert_eq!(provider.requests().len(), 0);
-    let r = ask(1);
+    let r = ask(3);
     assert_eq!(r.status, 200, "{}", r.text());
+    // Without max_tokens the default reserve (4096) is what is over.
+    let b = json!({"model": "fast", "messages": [{"role": "user", "content": "Hi."}]}).to_string();
+    let req = format!(
+        "POST /ai/v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    );
+    let r = raw_request(addr(&g), req.as_bytes()).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("reserve_output_tokens"), "{}", r.text());
 }

@@ -93,7 +93,7 @@ pub struct Usage {
 }
 
 impl Usage {
-    fn of(&self, w: What) -> u64 {
+    pub fn of(&self, w: What) -> u64 {
         match w {
             What::RequestsPerMinute => self.requests,
             What::TokensPerMinute | What::TokensPerDay | What::TokensPerMonth => self.tokens,
@@ -262,6 +262,13 @@ impl Budget {
                 Err(now) => cur = now,
             }
         }
+    }
+
+    /// A limit `u` alone is more than (it could never be admitted, however long it waits).
+    pub fn beyond(&self, u: Usage) -> Option<(What, u64)> {
+        What::ALL
+            .into_iter()
+            .find_map(|w| self.limits.get(w).filter(|&l| u.of(w) > l).map(|l| (w, l)))
     }
 
     /// Reserves `u` on every limit this budget sets, or none of them.

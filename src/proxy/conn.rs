@@ -235,7 +235,9 @@ async fn linger(conn: &mut Conn) {
         unsafe { libc::shutdown(conn.fd, libc::SHUT_WR) };
     }
     let deadline = now_ms() + LINGER_MS;
-    let mut buf = conn.shard.pools.buf();
+    // A small buffer of its own, not a pooled one: what is read is dropped, and many connections
+    // lingering at once (a flood of slow heads) must not hold a full buffer each.
+    let mut buf: Vec<u8> = Vec::with_capacity(LINGER_BUF);
     loop {
         buf.clear();
         let (res, b) = {
@@ -248,9 +250,10 @@ async fn linger(conn: &mut Conn) {
             _ => break,
         }
     }
-    buf.clear();
-    conn.shard.pools.put_buf(buf);
 }
+
+/// Bytes read at a time while lingering.
+const LINGER_BUF: usize = 2048;
 
 /// Runs the TLS handshake of a connection from a TLS listener, under the header timeout (a client
 /// that never completes it holds nothing for long). `None`: the connection ended (and is closed).
@@ -370,9 +373,9 @@ async fn serve_one(conn: &mut Conn, slot: &mut Option<Box<Kit>>) -> Step {
 async fn refuse_head(conn: &mut Conn, kit: &mut Kit, ctx: &mut RequestCtx, e: GatewayError) {
     ctx.bytes_in = kit.buf.len() as u64;
     // The rest of a refused head (an oversized one, say) may still be arriving: closing with it
-    // unread would reset the connection, and the client could lose the answer. A client that
-    // stalled sends nothing more.
-    conn.linger |= !matches!(e.kind, ErrorKind::HeaderTimeout);
+    // unread would reset the connection, and the client could lose the answer. So may more of a
+    // head that timed out while it trickled in; a client that sent nothing sends nothing more.
+    conn.linger |= !matches!(e.kind, ErrorKind::HeaderTimeout) || !kit.buf.is_empty();
     let state = conn.shard.state();
     let mut cx = Cx::new(conn, kit, &state, ctx);
     let _ = answer::write(&mut cx, Answer::error(e)).await;

@@ -84,6 +84,13 @@ pub fn admit(cx: &Cx<'_>, e: Estimate<'_>) -> Result<Option<Held>, Answer> {
             ..Usage::default()
         }
     };
+    // A call bigger than a whole limit would get a 429 that never clears (and SDKs retry 429s):
+    // tell the client what to change instead.
+    for (b, whose) in &budgets {
+        if let Some((w, limit)) = b.beyond(reserved) {
+            return Err(too_big(w, limit, reserved.of(w), whose));
+        }
+    }
     let at = Windows::now();
     for (i, (b, whose)) in budgets.iter().enumerate() {
         if let Err(r) = b.reserve(reserved, &at) {
@@ -122,6 +129,28 @@ pub fn settle(cx: &Cx<'_>, held: Option<Held>) {
 }
 
 /// The 429 for a limit that refused, in OpenAI's error shape with `retry-after`.
+fn too_big(w: What, limit: u64, wanted: u64, whose: &str) -> Answer {
+    let money = |v: u64| format!("${}.{:06}", v / 1_000_000, v % 1_000_000);
+    let (limit, wanted) = match w {
+        What::CostPerDay | What::CostPerMonth => (money(limit), money(wanted)),
+        _ => (limit.to_string(), wanted.to_string()),
+    };
+    let message = format!(
+        "this call reserves {wanted} against the {whose} {} limit of {limit}, more than the whole \
+         limit: set a smaller max_tokens (or n); without max_tokens the gateway reserves \
+         [ai] reserve_output_tokens",
+        w.name()
+    );
+    Answer::Detailed(
+        crate::error::GatewayError::new(ErrorKind::AiBadRequest),
+        Box::new(Detail {
+            code: "max_tokens_over_limit".to_string(),
+            message,
+            headers: Vec::new(),
+        }),
+    )
+}
+
 fn refused(r: Refused, whose: &str) -> Answer {
     let code = match r.what {
         What::RequestsPerMinute | What::TokensPerMinute => "rate_limit_exceeded",
