@@ -449,3 +449,36 @@ fn a_reservation_counts_every_choice() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("reserve_output_tokens"), "{}", r.text());
 }
+
+/// Under a cost limit a model without a price is refused (it would be charged nothing); with a
+/// price it goes through. A native route, where the client names any model, is the case.
+#[test]
+fn a_cost_limit_refuses_models_it_cannot_price() {
+    let provider = providers::start(providers::openai);
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = ai_config(provider.addr, dir.path());
+    text.push_str(
+        "[[routes]]\nname = \"native\"\npath_prefix = \"/oa\"\nai = { provider = \"oa\", limits = { cost_per_day_usd = 1 } }\n",
+    );
+    let g = gateway(Driver::Uring, &text);
+    let ask = |model: &str| {
+        let b = json!({"model": model, "max_tokens": 5,
+            "messages": [{"role": "user", "content": "Hi."}]})
+        .to_string();
+        let req = format!(
+            "POST /oa/v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+        raw_request(addr(&g), req.as_bytes()).expect("a response")
+    };
+    let r = ask("some-unpriced-model");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "model_unpriced"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(provider.requests().len(), 0);
+    let r = ask("gpt-4o-mini");
+    assert_eq!(r.status, 200, "{}", r.text());
+}

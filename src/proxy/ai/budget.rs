@@ -65,6 +65,24 @@ pub fn admit(cx: &Cx<'_>, e: Estimate<'_>) -> Result<Option<Held>, Answer> {
     if budgets.is_empty() {
         return Ok(None);
     }
+    // A cost limit cannot hold a call it cannot price (it would be charged nothing): on a native
+    // route the client names the model, and any name without a price would be free.
+    let cost_limited = budgets.iter().any(|(b, _)| {
+        b.limits.get(What::CostPerDay).is_some() || b.limits.get(What::CostPerMonth).is_some()
+    });
+    if cost_limited && e.prices.is_empty() {
+        return Err(Answer::Detailed(
+            crate::error::GatewayError::new(ErrorKind::AiBadRequest),
+            Box::new(Detail {
+                code: "model_unpriced".to_string(),
+                message:
+                    "this model has no price ([ai.prices] or PUT /api/v1/ai/prices/{model}), and a \
+                          cost limit applies to this call: it cannot be counted"
+                        .to_string(),
+                headers: Vec::new(),
+            }),
+        ));
+    }
     let reserved = if budgets.iter().any(|(b, _)| needs_tokens(b)) {
         let input = (e.prompt)();
         let t = Tokens {
