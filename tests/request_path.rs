@@ -32,23 +32,30 @@ fn raw_upstream(
                 s.set_read_timeout(Some(IO_TIMEOUT)).ok();
                 let w = s.try_clone().unwrap();
                 let mut r = BufReader::new(s);
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push_str(&line);
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
+                let Some(head) = head_text(&mut r) else {
+                    return;
+                };
                 let _ = tx.send(head);
                 then(w, r);
             });
         }
     });
     (addr, rx)
+}
+
+/// The next request head as text, up to its empty line; `None` at the end of the connection.
+fn head_text(r: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            return Some(head);
+        }
+    }
 }
 
 /// A port bound but never listening, held for the test's life: connects to it are refused, and no
@@ -235,17 +242,9 @@ fn stale_retry(driver: Driver) {
                 let mut w = s.try_clone().unwrap();
                 let mut r = BufReader::new(s);
                 for n in 0.. {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push_str(&line);
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
+                    let Some(head) = head_text(&mut r) else {
+                        return;
+                    };
                     if head.to_ascii_lowercase().contains("content-length: 1\r\n") {
                         let mut b = [0u8; 1];
                         let _ = r.read_exact(&mut b);
