@@ -1,4 +1,4 @@
-//! Fallback on 5xx, 429 and timeouts; keys that rotate, cool down and get disabled; bounded bodies; a provider's breaker.
+//! Fallback on 5xx, 429 and timeouts; keys that rotate, cool down and get disabled (401 only: a 403 forbids the request, not the key); native calls that keep their method and are not passed on as complete when cut; bounded bodies; a provider's breaker.
 
 use super::*;
 
@@ -247,6 +247,29 @@ both_drivers!(
         );
     }
 );
+
+both_drivers!(a_native_call_keeps_the_clients_method, |d| {
+    let up =
+        Mock::start(|_| json_reply(200, &json!({"data": [{"id": "claude", "type": "model"}]})));
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = config(
+        &dir,
+        &[p("an", "anthropic", up.addr, &["k"])],
+        &[("c", &[("an", "claude")])],
+    );
+    text.push_str(
+        "[[routes]]\nname = \"an\"\npath_prefix = \"/anthropic\"\nai = { provider = \"an\" }\n",
+    );
+    let g = gateway(d, &text);
+    let r = get(addr(&g), "/anthropic/v1/models");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str()),
+        ("GET", "/v1/models")
+    );
+    assert_eq!(seen.header("x-api-key"), Some("k"));
+});
 
 both_drivers!(bodies_are_bounded_and_connections_kept, |d| {
     let up = providers::start(providers::openai);

@@ -72,6 +72,13 @@ impl Job<'_> {
         }
     }
 
+    fn method(&self) -> &'static str {
+        match self {
+            Job::Native(n) => n.method,
+            Job::Chat(..) | Job::Embed(..) => "POST",
+        }
+    }
+
     fn stream(&self) -> bool {
         match self {
             Job::Chat(r, _, _) => r.stream,
@@ -117,7 +124,7 @@ pub async fn run(cx: &mut Cx<'_>, cand: &Candidate, job: Job<'_>) -> Served {
                 return Served::Done(Answer::detailed(ErrorKind::AiBadRequest, e.to_string()));
             }
         };
-        let bytes = request_bytes(p, &out, job.stream());
+        let bytes = request_bytes(p, &out, job.method(), job.stream());
         let started = permit.try_started();
         let mut lease = match up.checkout(&cx.conn.watch, None, None).await {
             Ok(l) => l,
@@ -227,9 +234,13 @@ pub fn unix_ms() -> u64 {
 }
 
 /// The request's bytes: head and body, in one write.
-fn request_bytes(p: &ProviderConfig, out: &Outgoing, stream: bool) -> Vec<u8> {
+fn request_bytes(p: &ProviderConfig, out: &Outgoing, method: &str, stream: bool) -> Vec<u8> {
     let mut v = Vec::with_capacity(out.body.len() + 384);
-    let _ = write!(v, "POST {} HTTP/1.1\r\nhost: {}\r\n", out.target, p.host);
+    let _ = write!(
+        v,
+        "{method} {} HTTP/1.1\r\nhost: {}\r\n",
+        out.target, p.host
+    );
     for (name, value) in &out.headers {
         let _ = write!(v, "{name}: {value}\r\n");
     }

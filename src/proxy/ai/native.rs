@@ -32,6 +32,8 @@ const PASSED: [&str; 4] = [
 
 /// A native call, ready to go out.
 pub struct NativeCall {
+    /// The client's method (`GET /v1/models` stays a GET).
+    pub method: &'static str,
     /// Path and query after the route's prefix.
     pub path: String,
     pub headers: Vec<(&'static str, String)>,
@@ -114,6 +116,7 @@ pub async fn serve(cx: &mut Cx<'_>, provider: usize, limit: u64) -> Answer {
         ..AiCall::default()
     }));
     let n = NativeCall {
+        method: cx.ctx.head.method.as_str(),
         path,
         headers,
         body: text,
