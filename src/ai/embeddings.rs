@@ -11,7 +11,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::provider::{AZURE_API_VERSION, Kind, Outgoing, path_segment};
+use super::provider::{AZURE_API_VERSION, Kind, Outgoing, key_header, path_segment};
 use super::{TranslateError, bad};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,7 +91,7 @@ pub fn outgoing(
     Ok(match kind {
         Kind::OpenAi | Kind::Compatible { .. } => Outgoing {
             target: format!("{base}/v1/embeddings"),
-            headers: vec![("authorization", format!("Bearer {key}"))],
+            headers: key_header(kind, key).into_iter().collect(),
             body: passed(),
         },
         Kind::Azure { api_version } => Outgoing {
@@ -104,7 +104,7 @@ pub fn outgoing(
                     api_version
                 })
             ),
-            headers: vec![("api-key", key.to_string())],
+            headers: key_header(kind, key).into_iter().collect(),
             body: passed(),
         },
         Kind::Gemini => {
@@ -125,7 +125,7 @@ pub fn outgoing(
                     "{base}/v1beta/models/{}:batchEmbedContents",
                     path_segment(model)
                 ),
-                headers: vec![("x-goog-api-key", key.to_string())],
+                headers: key_header(kind, key).into_iter().collect(),
                 body: serde_json::to_vec(&json!({"requests": requests})).unwrap_or_default(),
             }
         }
@@ -213,6 +213,10 @@ mod tests {
         let b: Value = serde_json::from_slice(&o.body).unwrap();
         assert_eq!(b["model"], "text-embedding-3-small");
         assert_eq!(b["dimensions"], 3);
+        assert_eq!(o.headers, [("authorization", "Bearer k".to_string())]);
+        // A provider without keys (a local server) gets no empty credential header.
+        let o = outgoing(&Kind::OpenAi, "", "m", "", &r, &raw).unwrap();
+        assert!(o.headers.is_empty(), "{:?}", o.headers);
         let o = outgoing(&Kind::Gemini, "", "text-embedding-004", "k", &r, &raw).unwrap();
         assert_eq!(
             o.target,
