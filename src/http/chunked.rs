@@ -227,7 +227,6 @@ impl ChunkedDecoder {
                         self.state = State::TrailerLf(true);
                     } else if super::headers::is_tchar(b) {
                         self.state = State::TrailerName;
-                        self.name = [0; NAME_KEPT];
                         self.name[0] = b.to_ascii_lowercase();
                         self.name_len = 1;
                     } else {

@@ -166,23 +166,7 @@ pub struct ResponseRewrite<'a> {
 /// Builds the client response head into `g` (whose `main` holds the upstream's bytes, head first).
 pub fn response_head(g: &mut Gather, resp: &ResponseHead, rw: &ResponseRewrite) {
     g.reset();
-    let status_line_end = resp.first_header;
-    if resp.http10 || resp.bare_lf {
-        let from = g.begin_extra();
-        let line = &g.main.data()[..status_line_end];
-        // "HTTP/1.0 200 OK\r\n" → "HTTP/1.1 200 OK\r\n": the gateway speaks HTTP/1.1 to its clients.
-        let rest = line.get(8..).unwrap_or(b"").to_vec();
-        g.extra.extend_from_slice(b"HTTP/1.1");
-        let trimmed = rest
-            .strip_suffix(b"\r\n")
-            .or_else(|| rest.strip_suffix(b"\n"))
-            .unwrap_or(&rest);
-        g.extra.extend_from_slice(trimmed);
-        g.extra.extend_from_slice(b"\r\n");
-        g.end_extra(from);
-    } else {
-        g.push_main(0, status_line_end);
-    }
+    push_status_line(g, resp);
     // No Transfer-Encoding to an HTTP/1.0 client (RFC 9112 §6.1: the body is dechunked, or there
     // is none), and no Content-Length on a 204 (RFC 9110 §8.6).
     let no_te = rw.dechunk || rw.client_http10;
@@ -211,24 +195,32 @@ pub fn response_head(g: &mut Gather, resp: &ResponseHead, rw: &ResponseRewrite) 
 /// §8.6), lines ended with CRLF. Interim responses go to HTTP/1.1 clients only.
 pub fn interim_head(g: &mut Gather, resp: &ResponseHead) {
     g.reset();
-    if resp.bare_lf {
-        let from = g.begin_extra();
-        let line = &g.main.data()[..resp.first_header];
-        let line = line
-            .strip_suffix(b"\r\n")
-            .or_else(|| line.strip_suffix(b"\n"))
-            .unwrap_or(line)
-            .to_vec();
-        g.extra.extend_from_slice(&line);
-        g.extra.extend_from_slice(b"\r\n");
-        g.end_extra(from);
-    } else {
-        g.push_main(0, resp.first_header);
-    }
+    push_status_line(g, resp);
     push_header_lines(g, &resp.headers, resp.bare_lf, |h| {
         h.drop || h.kind == HeaderKind::ContentLength
     });
     g.push_extra(b"\r\n");
+}
+
+/// Pushes the response's status line: in place, or rebuilt as HTTP/1.1 with CRLF when the
+/// upstream spoke HTTP/1.0 or ended it with a bare LF (the gateway speaks HTTP/1.1 to clients).
+fn push_status_line(g: &mut Gather, resp: &ResponseHead) {
+    if !(resp.http10 || resp.bare_lf) {
+        g.push_main(0, resp.first_header);
+        return;
+    }
+    let from = g.begin_extra();
+    let line = &g.main.data()[..resp.first_header];
+    // "HTTP/1.0 200 OK\r\n" → "HTTP/1.1 200 OK\r\n".
+    let rest = line.get(8..).unwrap_or(b"").to_vec();
+    g.extra.extend_from_slice(b"HTTP/1.1");
+    let trimmed = rest
+        .strip_suffix(b"\r\n")
+        .or_else(|| rest.strip_suffix(b"\n"))
+        .unwrap_or(&rest);
+    g.extra.extend_from_slice(trimmed);
+    g.extra.extend_from_slice(b"\r\n");
+    g.end_extra(from);
 }
 
 /// Pushes the kept header lines: in place, or rebuilt with CRLF when the head used bare LF.

@@ -247,16 +247,9 @@ impl FromRequestParts<AdminState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
         let (token, from_cookie) = match parts.headers.get(header::AUTHORIZATION) {
             Some(v) => {
-                let token = v
-                    .to_str()
-                    .ok()
-                    .and_then(|v| {
-                        let (scheme, rest) = v.split_once(' ')?;
-                        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-                    })
-                    .ok_or_else(|| {
-                        ApiError::unauthorized("expected Authorization: Bearer <token>")
-                    })?;
+                let token = bearer(v).ok_or_else(|| {
+                    ApiError::unauthorized("expected Authorization: Bearer <token>")
+                })?;
                 (token, false)
             }
             None => match session_cookie(&parts.headers) {
@@ -414,6 +407,12 @@ pub async fn verify_password(password: String, phc: Option<String>) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// The token of an `Authorization: Bearer <token>` value.
+pub fn bearer(v: &axum::http::HeaderValue) -> Option<&str> {
+    let (scheme, rest) = v.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// The throttle key of a client address: the address itself for IPv4, its /64 for IPv6 (one

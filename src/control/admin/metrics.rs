@@ -24,11 +24,7 @@ pub fn routes() -> Router<AdminState> {
 async fn allowed(s: &AdminState, peer: IpAddr, headers: &HeaderMap) -> Result<bool, ApiError> {
     let Some(token) = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
+        .and_then(super::auth::bearer)
     else {
         return Ok(false);
     };

@@ -71,16 +71,11 @@ pub fn admit(cx: &Cx<'_>, e: Estimate<'_>) -> Result<Option<Held>, Answer> {
         b.limits.get(What::CostPerDay).is_some() || b.limits.get(What::CostPerMonth).is_some()
     });
     if cost_limited && e.prices.is_empty() {
-        return Err(Answer::Detailed(
-            crate::error::GatewayError::new(ErrorKind::AiBadRequest),
-            Box::new(Detail {
-                code: "model_unpriced".to_string(),
-                message:
-                    "this model has no price ([ai.prices] or PUT /api/v1/ai/prices/{model}), and a \
-                          cost limit applies to this call: it cannot be counted"
-                        .to_string(),
-                headers: Vec::new(),
-            }),
+        return Err(bad_request(
+            "model_unpriced",
+            "this model has no price ([ai.prices] or PUT /api/v1/ai/prices/{model}), and a cost \
+             limit applies to this call: it cannot be counted"
+                .to_string(),
         ));
     }
     let reserved = if budgets.iter().any(|(b, _)| needs_tokens(b)) {
@@ -146,40 +141,45 @@ pub fn settle(cx: &Cx<'_>, held: Option<Held>) {
     }
 }
 
-/// The 429 for a limit that refused, in OpenAI's error shape with `retry-after`.
-fn too_big(w: What, limit: u64, wanted: u64, whose: &str) -> Answer {
-    let money = |v: u64| format!("${}.{:06}", v / 1_000_000, v % 1_000_000);
-    let (limit, wanted) = match w {
-        What::CostPerDay | What::CostPerMonth => (money(limit), money(wanted)),
-        _ => (limit.to_string(), wanted.to_string()),
-    };
-    let message = format!(
-        "this call reserves {wanted} against the {whose} {} limit of {limit}, more than the whole \
-         limit: set a smaller max_tokens (or n); without max_tokens the gateway reserves \
-         [ai] reserve_output_tokens",
-        w.name()
-    );
+/// A limit's value or use as the client reads it: dollars for cost limits, else the count.
+fn shown(w: What, v: u64) -> String {
+    match w {
+        What::CostPerDay | What::CostPerMonth => format!("${}.{:06}", v / 1_000_000, v % 1_000_000),
+        _ => v.to_string(),
+    }
+}
+
+/// A 400 in OpenAI's error shape: the call as asked can never be admitted.
+fn bad_request(code: &str, message: String) -> Answer {
     Answer::Detailed(
         crate::error::GatewayError::new(ErrorKind::AiBadRequest),
         Box::new(Detail {
-            code: "max_tokens_over_limit".to_string(),
+            code: code.to_string(),
             message,
             headers: Vec::new(),
         }),
     )
 }
 
+/// The 400 for a call whose reservation alone is more than limit `w`.
+fn too_big(w: What, limit: u64, wanted: u64, whose: &str) -> Answer {
+    let (limit, wanted) = (shown(w, limit), shown(w, wanted));
+    let message = format!(
+        "this call reserves {wanted} against the {whose} {} limit of {limit}, more than the whole \
+         limit: set a smaller max_tokens (or n); without max_tokens the gateway reserves \
+         [ai] reserve_output_tokens",
+        w.name()
+    );
+    bad_request("max_tokens_over_limit", message)
+}
+
+/// The 429 for a limit that refused, in OpenAI's error shape with `retry-after`.
 fn refused(r: Refused, whose: &str) -> Answer {
     let code = match r.what {
         What::RequestsPerMinute | What::TokensPerMinute => "rate_limit_exceeded",
         _ => "budget_exceeded",
     };
-    let limit = match r.what {
-        What::CostPerDay | What::CostPerMonth => {
-            format!("${}.{:06}", r.limit / 1_000_000, r.limit % 1_000_000)
-        }
-        _ => r.limit.to_string(),
-    };
+    let limit = shown(r.what, r.limit);
     let message = format!(
         "the {whose} {} limit ({limit}) is reached; it renews in {} s",
         r.what.name(),
