@@ -40,6 +40,16 @@ fn chat_request(path: &str, auth: &str, stream: bool, max_tokens: Option<u64>) -
     .into_bytes()
 }
 
+/// POSTs `body` as JSON to `path` on a new connection.
+fn post_json(at: SocketAddr, path: &str, body: &Value) -> Response {
+    let b = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    );
+    raw_request(at, req.as_bytes()).expect("a response")
+}
+
 /// A tenant with a published AI service at `path` (auto approval) and `apps` apps subscribed to
 /// it, each with a key. Returns (tenant id, service id, [(app id, key)]).
 fn ai_tenant(
@@ -418,13 +428,8 @@ fn a_reservation_counts_every_choice() {
     let g = gateway(Driver::Uring, &text);
     let ask = |n: u64| {
         let b = json!({"model": "fast", "n": n, "max_tokens": 50,
-            "messages": [{"role": "user", "content": "Say hello."}]})
-        .to_string();
-        let req = format!(
-            "POST /ai/v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        );
-        raw_request(addr(&g), req.as_bytes()).expect("a response")
+            "messages": [{"role": "user", "content": "Say hello."}]});
+        post_json(addr(&g), "/ai/v1/chat/completions", &b)
     };
     // 20 × 50 is more than the whole day's 200: not a 429 to wait out (it never clears) but a
     // 400 saying what to change.
@@ -440,12 +445,8 @@ fn a_reservation_counts_every_choice() {
     let r = ask(3);
     assert_eq!(r.status, 200, "{}", r.text());
     // Without max_tokens the default reserve (4096) is what is over.
-    let b = json!({"model": "fast", "messages": [{"role": "user", "content": "Hi."}]}).to_string();
-    let req = format!(
-        "POST /ai/v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
-        b.len()
-    );
-    let r = raw_request(addr(&g), req.as_bytes()).unwrap();
+    let b = json!({"model": "fast", "messages": [{"role": "user", "content": "Hi."}]});
+    let r = post_json(addr(&g), "/ai/v1/chat/completions", &b);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("reserve_output_tokens"), "{}", r.text());
 }
@@ -463,13 +464,8 @@ fn a_cost_limit_refuses_models_it_cannot_price() {
     let g = gateway(Driver::Uring, &text);
     let ask = |model: &str| {
         let b = json!({"model": model, "max_tokens": 5,
-            "messages": [{"role": "user", "content": "Hi."}]})
-        .to_string();
-        let req = format!(
-            "POST /oa/v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        );
-        raw_request(addr(&g), req.as_bytes()).expect("a response")
+            "messages": [{"role": "user", "content": "Hi."}]});
+        post_json(addr(&g), "/oa/v1/chat/completions", &b)
     };
     let r = ask("some-unpriced-model");
     assert_eq!(
